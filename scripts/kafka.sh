@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts or stops a single-node Apache Kafka broker (KRaft) on 127.0.0.1 for
 # custos's integration tests. The broker's jars come from Maven Central
-# (scripts/kafka/pom.xml) and are cached in $CUSTOS_KAFKA_DIR (default:
+# (scripts/kafka/pom.xml) and are cached in $CUSTOS_TEST_KAFKA_DIR (default:
 # .kafka in the repository, ignored by git).
 #
 #   scripts/kafka.sh start    fetch (first time), format, start, wait until it answers
@@ -10,9 +10,9 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-KAFKA_DIR="${CUSTOS_KAFKA_DIR:-$ROOT/.kafka}"
-PORT="${CUSTOS_KAFKA_PORT:-9092}"
-CONTROLLER_PORT="${CUSTOS_KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_DIR="${CUSTOS_TEST_KAFKA_DIR:-$ROOT/.kafka}"
+PORT="${CUSTOS_TEST_KAFKA_PORT:-9092}"
+CONTROLLER_PORT="${CUSTOS_TEST_KAFKA_CONTROLLER_PORT:-9093}"
 LIBS="$KAFKA_DIR/libs"
 DATA="$KAFKA_DIR/data"
 PIDFILE="$KAFKA_DIR/broker.pid"

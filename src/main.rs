@@ -1,1 +1,546 @@
-fn main() {}
+//! The `custos` command: wiring only. Each subcommand builds the stages from
+//! the validated configuration and runs them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use custos::alert::{Alerter, SinkConfig};
+use custos::config::Config;
+use custos::detect::{DetectorConfig, Detectors, RateConfig};
+use custos::event::{Decoder, Pseudonymizer};
+use custos::ledger::{Store, StoreOptions};
+use custos::metrics::metrics;
+use custos::pipeline::{FlushPolicy, Pipeline, Summary};
+use custos::source::demo::{DemoCluster, ProducerSettings, WorkloadProducer};
+use custos::source::kafka::{DeadLetters, KafkaSettings, KafkaSource};
+use custos::source::synth::{Workload, WorkloadConfig};
+use custos::source::{NoCommit, file};
+
+#[derive(Parser)]
+#[command(
+    name = "custos",
+    version,
+    about = "Live, tamper-evident audit of who touches patient data and clinical AI models"
+)]
+struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax).
+    #[arg(long, global = true, env = "CUSTOS_LOG", default_value = "info")]
+    log: String,
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        env = "CUSTOS_LOG_FORMAT",
+        default_value = "human"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct ConfigArgs {
+    /// The TOML configuration file.
+    #[arg(long, short, env = "CUSTOS_CONFIG")]
+    config: Option<PathBuf>,
+    /// Override one key, e.g. `--set kafka.group_id=audit` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole pipeline on an embedded Kafka (mock cluster) fed by a
+    /// synthetic hospital workload; no external services needed.
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Live events per second.
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        /// Seconds of past activity produced first.
+        #[arg(long, default_value_t = 120)]
+        history: u64,
+        /// Store folder (replaced if it holds an earlier demo).
+        #[arg(long, default_value = "custos-demo-store")]
+        store: PathBuf,
+        /// Metrics and health address.
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        http: String,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Consume from Kafka (the production job).
+    Run {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Ingest JSON lines from files (`-` for stdin) through the same pipeline.
+    Ingest {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Recompute every hash of a store; exit 1 naming the first bad record.
+    Verify {
+        /// The store folder.
+        #[arg(default_value = "custos-store")]
+        store: PathBuf,
+    },
+    /// Run one read-only SQL statement over a store.
+    Query {
+        sql: String,
+        #[arg(long, default_value = "custos-store")]
+        store: PathBuf,
+        #[arg(long, default_value = "table")]
+        format: OutputFormat,
+    },
+    /// Write a synthetic workload as JSON lines (for ingest benchmarks).
+    Synth {
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Simulated events per second of event time.
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Output file (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Validate the configuration and list every problem.
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Print a new random pseudonym key (64 hex digits).
+    Keygen,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli.log, cli.log_format)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let code = runtime.block_on(dispatch(cli.command))?;
+    std::process::exit(code)
+}
+
+fn init_logging(filter: &str, format: LogFormat) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).context("bad --log filter")?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+fn load(args: &ConfigArgs) -> Result<Config> {
+    Ok(Config::load(
+        args.config.as_deref(),
+        std::env::vars(),
+        &args.sets,
+    )?)
+}
+
+async fn dispatch(command: Command) -> Result<i32> {
+    match command {
+        Command::Demo {
+            duration,
+            rate,
+            history,
+            store,
+            http,
+            seed,
+        } => demo(duration, rate, history, store, http, seed).await,
+        Command::Run { config } => run_kafka(load(&config)?).await,
+        Command::Ingest { config, files } => ingest(load(&config)?, files).await,
+        Command::Verify { store } => verify(store).await,
+        Command::Query { sql, store, format } => query(store, sql, format).await,
+        Command::Synth {
+            events,
+            rate,
+            seed,
+            out,
+        } => synth(events, rate, seed, out),
+        Command::CheckConfig { config } => {
+            let c = load(&config)?;
+            println!(
+                "configuration ok: store {}, topics {:?}, {} detector(s), {} sink(s)",
+                c.store.path.display(),
+                c.kafka.topics,
+                c.detectors.len(),
+                c.sinks.len()
+            );
+            Ok(0)
+        }
+        Command::Keygen => {
+            use rand::{RngCore, SeedableRng};
+            let mut key = [0u8; 32];
+            rand::rngs::StdRng::from_os_rng().fill_bytes(&mut key);
+            println!("{}", hex::encode(key));
+            Ok(0)
+        }
+    }
+}
+
+/// The stages every pipeline shares, built from the configuration.
+struct Stages {
+    decoder: Decoder,
+    store: Store,
+    detectors: Detectors,
+    alerter: Alerter,
+    policy: FlushPolicy,
+}
+
+async fn stages(config: &Config) -> Result<Stages> {
+    let key = config.privacy.key().map_err(anyhow::Error::msg)?;
+    let store = Store::open(
+        &config.store.path,
+        StoreOptions {
+            zstd_level: config.store.zstd_level,
+            row_group_rows: config.store.row_group_rows,
+        },
+    )
+    .with_context(|| format!("cannot open the store {}", config.store.path.display()))?;
+    if config.http.enabled {
+        let addr = config.http.listen.parse()?;
+        let bound = custos::http::serve(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!(%bound, "metrics on http://{bound}/metrics");
+    }
+    Ok(Stages {
+        decoder: Decoder::new(Pseudonymizer::new(&key)),
+        store,
+        detectors: Detectors::new(&config.detectors),
+        alerter: Alerter::start(&config.sinks)?,
+        policy: FlushPolicy {
+            max_rows: config.store.flush_rows,
+            max_age: Duration::from_millis(config.store.flush_interval_ms),
+        },
+    })
+}
+
+async fn ctrl_c() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => tokio::select! { _ = ctrl_c() => {}, _ = term.recv() => {} },
+            Err(_) => ctrl_c().await,
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c().await;
+}
+
+async fn run_kafka(config: Config) -> Result<i32> {
+    let s = stages(&config).await?;
+    let k = &config.kafka;
+    let dead_letters = if k.dead_letter_topic.is_empty() {
+        None
+    } else {
+        Some(DeadLetters::new(
+            &k.brokers,
+            &k.dead_letter_topic,
+            &k.client,
+        )?)
+    };
+    let source = KafkaSource::start(&KafkaSettings {
+        brokers: k.brokers.clone(),
+        group_id: k.group_id.clone(),
+        topics: k.topics.clone(),
+        channel_capacity: k.channel_capacity,
+        client: k.client.clone(),
+    })?;
+    tracing::info!(brokers = %k.brokers, group = %k.group_id, topics = ?k.topics, "consuming");
+    let summary = consume(s, source, dead_letters, terminated()).await?;
+    tracing::info!(?summary, "stopped");
+    Ok(0)
+}
+
+/// Runs the pipeline over a Kafka source until `shutdown`, then drains.
+async fn consume(
+    s: Stages,
+    mut source: KafkaSource,
+    dead_letters: Option<DeadLetters>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<Summary> {
+    let stop = source.stop_handle();
+    let events = std::mem::replace(&mut source.events, tokio::sync::mpsc::channel(1).1);
+    let pipeline = Pipeline::new(
+        s.decoder,
+        s.store,
+        s.detectors,
+        s.alerter,
+        dead_letters,
+        Arc::new(source.committer.clone()),
+        s.policy,
+    );
+    let result = pipeline.run(events, shutdown, move || stop.stop()).await;
+    tokio::task::spawn_blocking(move || source.join()).await?;
+    Ok(result?)
+}
+
+async fn ingest(config: Config, files: Vec<PathBuf>) -> Result<i32> {
+    let s = stages(&config).await?;
+    let started = Instant::now();
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let reader = tokio::task::spawn_blocking(move || file::read_files(&files, &tx));
+    let pipeline = Pipeline::new(
+        s.decoder,
+        s.store,
+        s.detectors,
+        s.alerter,
+        None,
+        Arc::new(NoCommit),
+        s.policy,
+    );
+    let summary = pipeline.run(rx, terminated(), || {}).await?;
+    let lines = reader.await?.context("reading input")?;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "ingested {lines} lines in {secs:.2}s ({:.0}/s): {} accepted, {} rejected, {} alerts",
+        lines as f64 / secs,
+        summary.accepted,
+        summary.rejected,
+        summary.alerts
+    );
+    Ok(0)
+}
+
+async fn verify(store: PathBuf) -> Result<i32> {
+    let report = tokio::task::spawn_blocking(move || custos::ledger::verify(&store)).await??;
+    for p in &report.problems {
+        println!("BAD {p}");
+    }
+    println!(
+        "{}: {} chain(s), {} segment(s), {} event(s), {} reject(s)",
+        if report.ok() { "ok" } else { "FAILED" },
+        report.chains,
+        report.segments,
+        report.events,
+        report.rejects
+    );
+    Ok(if report.ok() { 0 } else { 1 })
+}
+
+async fn query(store: PathBuf, sql: String, format: OutputFormat) -> Result<i32> {
+    let batches = custos::query::run(&store, &sql).await?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        OutputFormat::Table => {
+            use std::io::Write;
+            writeln!(
+                out,
+                "{}",
+                arrow::util::pretty::pretty_format_batches(&batches)?
+            )?;
+        }
+        OutputFormat::Csv => {
+            let mut w = arrow::csv::Writer::new(out);
+            for b in &batches {
+                w.write(b)?;
+            }
+        }
+        OutputFormat::Json => {
+            let mut w = arrow::json::LineDelimitedWriter::new(out);
+            for b in &batches {
+                w.write(b)?;
+            }
+            w.finish()?;
+        }
+    }
+    Ok(0)
+}
+
+fn synth(events: u64, rate: u64, seed: u64, out: Option<PathBuf>) -> Result<i32> {
+    use std::io::Write;
+    if rate == 0 {
+        bail!("--rate must be at least 1");
+    }
+    let mut w: Box<dyn Write> = match &out {
+        Some(p) => Box::new(std::fs::File::create(p)?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut w);
+    let mut workload = Workload::new(WorkloadConfig {
+        seed,
+        ..WorkloadConfig::default()
+    });
+    let start = chrono::DateTime::parse_from_rfc3339("2026-03-02T06:00:00Z")?.to_utc();
+    for i in 0..events {
+        let t = start + chrono::Duration::microseconds((i * 1_000_000 / rate) as i64);
+        let m = workload.next_message(t);
+        w.write_all(&m.payload)?;
+        w.write_all(b"\n")?;
+    }
+    w.flush()?;
+    Ok(0)
+}
+
+/// The demo's configuration: the defaults with a demo key, short windows
+/// so baselines form within the demo's history, and alerts to a file.
+fn demo_config(store: &std::path::Path, http: &str) -> Result<Config> {
+    let mut config = Config::load(
+        None,
+        [("CUSTOS_PRIVACY_DEMO_KEY".into(), "true".into())],
+        &[],
+    )?;
+    config.store.path = store.to_owned();
+    config.http.listen = http.to_owned();
+    config.detectors = vec![DetectorConfig::AccessRate(RateConfig {
+        window_secs: 10,
+        min_count: 15,
+        warmup_windows: 6,
+        ..RateConfig::default()
+    })];
+    config.sinks = vec![SinkConfig::Jsonl {
+        path: store.join("alerts.jsonl").display().to_string(),
+    }];
+    Ok(config)
+}
+
+async fn demo(
+    duration: Option<u64>,
+    rate: u64,
+    history: u64,
+    store: PathBuf,
+    http: String,
+    seed: u64,
+) -> Result<i32> {
+    if store.join("custos-store.json").exists() {
+        std::fs::remove_dir_all(&store).with_context(|| {
+            format!("cannot replace the earlier demo store {}", store.display())
+        })?;
+    }
+    std::fs::create_dir_all(&store)?;
+    let config = demo_config(&store, &http)?;
+    let topic = "custos.events";
+    let cluster = DemoCluster::start(&[topic, "custos.dead-letter"], 3)?;
+    let bootstrap = cluster.bootstrap().to_owned();
+    eprintln!("custos demo: embedded Kafka (mock cluster) at {bootstrap}, topic {topic}");
+    eprintln!(
+        "  send your own events: kcat -P -b {bootstrap} -t {topic} -k emp-0001 <<< '{{\"id\":\"my-1\",...}}'"
+    );
+    eprintln!(
+        "  metrics: http://{http}/metrics   alerts: {}",
+        store.join("alerts.jsonl").display()
+    );
+    let s = stages(&config).await?;
+    let client: std::collections::BTreeMap<String, String> = [
+        ("fetch.wait.max.ms", "10"),
+        ("fetch.error.backoff.ms", "10"),
+        ("reconnect.backoff.ms", "10"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let dead_letters = Some(DeadLetters::new(
+        &bootstrap,
+        "custos.dead-letter",
+        &Default::default(),
+    )?);
+    let source = KafkaSource::start(&KafkaSettings {
+        brokers: bootstrap.clone(),
+        group_id: "custos-demo".into(),
+        topics: vec![topic.into()],
+        channel_capacity: config.kafka.channel_capacity,
+        client,
+    })?;
+    let producer = WorkloadProducer::start(ProducerSettings {
+        bootstrap: bootstrap.clone(),
+        topic: topic.into(),
+        rate,
+        history_secs: history,
+        workload: WorkloadConfig {
+            seed,
+            ..WorkloadConfig::default()
+        },
+    })?;
+    let status = tokio::spawn(status_line(producer.produced.clone()));
+    let shutdown = async move {
+        match duration {
+            Some(secs) => tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(secs)) => {},
+                _ = terminated() => {},
+            },
+            None => terminated().await,
+        }
+    };
+    let summary = consume(s, source, dead_letters, shutdown).await;
+    status.abort();
+    eprintln!();
+    tokio::task::spawn_blocking(move || producer.stop()).await?;
+    drop(cluster);
+    let summary = summary?;
+    eprintln!(
+        "demo stopped: {} accepted, {} rejected, {} alerts; verifying the store…",
+        summary.accepted, summary.rejected, summary.alerts
+    );
+    verify(store).await
+}
+
+/// Prints a one-line live status to stderr every second.
+async fn status_line(produced: Arc<std::sync::atomic::AtomicU64>) {
+    use std::io::Write;
+    let m = metrics();
+    let total = |v: &prometheus::IntCounterVec| -> u64 {
+        use prometheus::core::Collector;
+        v.collect()
+            .iter()
+            .flat_map(|f| f.get_metric())
+            .map(|x| x.get_counter().get_value() as u64)
+            .sum()
+    };
+    let started = Instant::now();
+    let mut last = (0u64, Instant::now());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let consumed = total(&m.messages_consumed);
+        let rate = (consumed - last.0) as f64 / last.1.elapsed().as_secs_f64();
+        last = (consumed, Instant::now());
+        eprint!(
+            "\r[{:>4}s] produced {} | consumed {} ({:.0}/s) | accepted {} | rejected {} | stored {} | findings {} | alerts {}   ",
+            started.elapsed().as_secs(),
+            produced.load(std::sync::atomic::Ordering::Relaxed),
+            consumed,
+            rate,
+            total(&m.events_accepted),
+            total(&m.events_rejected),
+            total(&m.ledger_records),
+            total(&m.findings),
+            total(&m.alerts),
+        );
+        let _ = std::io::stderr().flush();
+    }
+}

@@ -1,0 +1,306 @@
+//! Configuration: one TOML file, every key overridable by `CUSTOS_*`
+//! environment variables and by `--set key=value` flags.
+//!
+//! Precedence, lowest first: built-in defaults, the file, the environment,
+//! flags. Parsing refuses unknown keys; [`Config::load`] then validates
+//! everything and reports every problem at once (`custos check-config`).
+//! Secrets (the pseudonym key) are wrapped in [`Secret`], whose `Debug`
+//! never shows them.
+
+mod overrides;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::alert::SinkConfig;
+use crate::detect::DetectorConfig;
+
+pub use overrides::{apply_env, apply_set};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub store: StoreConfig,
+    pub kafka: KafkaConfig,
+    pub privacy: PrivacyConfig,
+    pub http: HttpConfig,
+    pub detectors: Vec<DetectorConfig>,
+    pub sinks: Vec<SinkConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The store folder (created if missing).
+    pub path: PathBuf,
+    /// A chain's buffer is made durable when it holds this many records…
+    pub flush_rows: usize,
+    /// …or when its oldest record has waited this long.
+    pub flush_interval_ms: u64,
+    pub zstd_level: i32,
+    pub row_group_rows: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub group_id: String,
+    pub topics: Vec<String>,
+    /// Rejected messages are copied here (with their reason in headers);
+    /// empty disables the copy (they are always kept in the store).
+    pub dead_letter_topic: String,
+    /// Messages buffered between the consumer thread and the pipeline.
+    pub channel_capacity: usize,
+    /// Extra librdkafka properties, passed through as they are.
+    pub client: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// 64 hex digits: the secret behind patient pseudonyms.
+    pub pseudonym_key: Option<Secret>,
+    /// Or a file holding them.
+    pub pseudonym_key_file: Option<PathBuf>,
+    /// Use the public demo key (for demos and tests only).
+    pub demo_key: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub enabled: bool,
+    /// `host:port`; port 0 picks a free one.
+    pub listen: String,
+}
+
+/// A string that never appears in `Debug` output, logs or errors.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Debug for PrivacyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrivacyConfig")
+            .field("pseudonym_key", &self.pseudonym_key)
+            .field("pseudonym_key_file", &self.pseudonym_key_file)
+            .field("demo_key", &self.demo_key)
+            .finish()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            store: StoreConfig::default(),
+            kafka: KafkaConfig::default(),
+            privacy: PrivacyConfig::default(),
+            http: HttpConfig::default(),
+            detectors: vec![DetectorConfig::default()],
+            sinks: vec![SinkConfig::default()],
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from("custos-store"),
+            flush_rows: 50_000,
+            flush_interval_ms: 1_000,
+            zstd_level: 3,
+            row_group_rows: 65_536,
+        }
+    }
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "custos".into(),
+            topics: vec!["custos.events".into()],
+            dead_letter_topic: "custos.dead-letter".into(),
+            channel_capacity: 20_000,
+            client: Default::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+/// Every problem found in a configuration, reported together.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration:\n{}", .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<String>),
+}
+
+impl Config {
+    /// Defaults, then the file (if any), then `CUSTOS_*` variables, then
+    /// `key=value` overrides; parsed strictly and validated.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        sets: &[String],
+    ) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut tree = toml::Value::try_from(Config::default()).expect("defaults serialize");
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            match text.parse::<toml::Table>() {
+                Ok(table) => merge(&mut tree, toml::Value::Table(table)),
+                Err(e) => problems.push(format!("{}: {}", path.display(), e.message())),
+            }
+        }
+        apply_env(&mut tree, env, &mut problems);
+        apply_set(&mut tree, sets, &mut problems);
+        let config = match Config::deserialize(tree) {
+            Ok(c) => c,
+            Err(e) => {
+                problems.push(e.message().to_owned());
+                return Err(ConfigError::Invalid(problems));
+            }
+        };
+        config.validate(&mut problems);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    fn validate(&self, problems: &mut Vec<String>) {
+        let s = &self.store;
+        if s.path.as_os_str().is_empty() {
+            problems.push("store.path must not be empty".into());
+        }
+        if s.flush_rows == 0 {
+            problems.push("store.flush_rows must be at least 1".into());
+        }
+        if s.flush_interval_ms == 0 {
+            problems.push("store.flush_interval_ms must be at least 1".into());
+        }
+        if !(1..=22).contains(&s.zstd_level) {
+            problems.push("store.zstd_level must be between 1 and 22".into());
+        }
+        if s.row_group_rows == 0 {
+            problems.push("store.row_group_rows must be at least 1".into());
+        }
+        let k = &self.kafka;
+        if k.brokers.trim().is_empty() {
+            problems.push("kafka.brokers must not be empty".into());
+        }
+        if k.group_id.trim().is_empty() {
+            problems.push("kafka.group_id must not be empty".into());
+        }
+        if k.topics.is_empty() {
+            problems.push("kafka.topics must name at least one topic".into());
+        }
+        for t in k.topics.iter().chain(Some(&k.dead_letter_topic)) {
+            if !t.is_empty() && !valid_topic(t) {
+                problems.push(format!(
+                    "kafka topic `{t}` is not a valid name (letters, digits, `.`, `_`, `-`; at most 249)"
+                ));
+            }
+        }
+        if k.channel_capacity == 0 {
+            problems.push("kafka.channel_capacity must be at least 1".into());
+        }
+        if let Err(e) = self.privacy.key() {
+            problems.push(e);
+        }
+        if self.http.enabled && self.http.listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(format!(
+                "http.listen `{}` is not an address like 127.0.0.1:9464",
+                self.http.listen
+            ));
+        }
+        for (i, d) in self.detectors.iter().enumerate() {
+            d.validate(&format!("detectors[{i}]"), problems);
+        }
+        for (i, s) in self.sinks.iter().enumerate() {
+            s.validate(&format!("sinks[{i}]"), problems);
+        }
+    }
+}
+
+impl PrivacyConfig {
+    /// The pseudonym key from whichever place configures it.
+    pub fn key(&self) -> Result<crate::event::PseudonymKey, String> {
+        use crate::event::PseudonymKey;
+        let from = |text: &str, place: &str| {
+            PseudonymKey::from_hex(text).map_err(|e| format!("{place}: {e}"))
+        };
+        match (&self.pseudonym_key, &self.pseudonym_key_file, self.demo_key) {
+            (Some(k), None, false) => from(&k.0, "privacy.pseudonym_key"),
+            (None, Some(path), false) => match std::fs::read_to_string(path) {
+                Ok(text) => from(&text, "privacy.pseudonym_key_file"),
+                Err(e) => Err(format!(
+                    "privacy.pseudonym_key_file {}: {e}",
+                    path.display()
+                )),
+            },
+            (None, None, true) => Ok(PseudonymKey::demo()),
+            (None, None, false) => Err("privacy.pseudonym_key is not set: set it, \
+                 CUSTOS_PRIVACY_PSEUDONYM_KEY, or privacy.pseudonym_key_file \
+                 (`custos keygen` makes one)"
+                .into()),
+            _ => Err(
+                "set only one of privacy.pseudonym_key, privacy.pseudonym_key_file and privacy.demo_key"
+                    .into(),
+            ),
+        }
+    }
+}
+
+fn valid_topic(t: &str) -> bool {
+    t.len() <= 249
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Recursively overlays `top` onto `base` (tables merge, anything else
+/// replaces).
+fn merge(base: &mut toml::Value, top: toml::Value) {
+    match (base, top) {
+        (toml::Value::Table(b), toml::Value::Table(t)) => {
+            for (k, v) in t {
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,98 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+const KEY: &str = "0101010101010101010101010101010101010101010101010101010101010101";
+
+#[test]
+fn defaults_need_only_a_key() {
+    let err = Config::load(None, env(&[]), &[]).unwrap_err().to_string();
+    assert!(err.contains("privacy.pseudonym_key is not set"), "{err}");
+    let c = Config::load(None, env(&[("CUSTOS_PRIVACY_PSEUDONYM_KEY", KEY)]), &[]).unwrap();
+    assert_eq!(c.kafka.group_id, "custos");
+    assert_eq!(c.detectors.len(), 1);
+}
+
+#[test]
+fn env_then_flags_override_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("custos.toml");
+    std::fs::write(
+        &file,
+        "[kafka]\ngroup_id = \"from-file\"\ntopics = [\"a\"]\n[store]\nflush_rows = 10\n",
+    )
+    .unwrap();
+    let c = Config::load(
+        Some(&file),
+        env(&[
+            ("CUSTOS_PRIVACY_PSEUDONYM_KEY", KEY),
+            ("CUSTOS_KAFKA_GROUP_ID", "from-env"),
+            ("CUSTOS_KAFKA_TOPICS", "x,y"),
+            ("CUSTOS_STORE_FLUSH_ROWS", "20"),
+            ("CUSTOS_TEST_KAFKA_DIR", "/ignored"),
+        ]),
+        &["store.flush_rows=30".into()],
+    )
+    .unwrap();
+    assert_eq!(c.kafka.group_id, "from-env");
+    assert_eq!(c.kafka.topics, vec!["x", "y"]);
+    assert_eq!(c.store.flush_rows, 30);
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let err = Config::load(
+        None,
+        env(&[
+            ("CUSTOS_PRIVACY_PSEUDONYM_KEY", "beef"),
+            ("CUSTOS_STORE_FLUSH_ROWS", "0"),
+            ("CUSTOS_HTTP_LISTEN", "nowhere"),
+            ("CUSTOS_KAFKA_TOPICS", "bad topic!"),
+        ]),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    for needle in [
+        "store.flush_rows",
+        "http.listen",
+        "bad topic!",
+        "privacy.pseudonym_key: the key must be 64 hex digits",
+    ] {
+        assert!(err.contains(needle), "missing {needle} in {err}");
+    }
+    assert!(
+        !err.contains("beef"),
+        "a secret leaked into the error: {err}"
+    );
+}
+
+#[test]
+fn unknown_keys_and_bad_types_are_refused() {
+    let err = Config::load(
+        None,
+        env(&[
+            ("CUSTOS_PRIVACY_DEMO_KEY", "true"),
+            ("CUSTOS_STORE_FLUSH_ROWS", "many"),
+        ]),
+        &["store.colour=blue".into()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("CUSTOS_STORE_FLUSH_ROWS: expected an integer"),
+        "{err}"
+    );
+    assert!(err.contains("colour"), "{err}");
+}
+
+#[test]
+fn secrets_never_show_in_debug() {
+    let c = Config::load(None, env(&[("CUSTOS_PRIVACY_PSEUDONYM_KEY", KEY)]), &[]).unwrap();
+    assert!(!format!("{c:?}").contains(KEY));
+}

@@ -1,0 +1,215 @@
+//! The canonical encoding: JSON with object keys sorted by their UTF-8
+//! bytes at every level, no whitespace, strings escaped minimally (`"`, `\`
+//! and control characters; everything else as raw UTF-8), integers in
+//! decimal and other numbers in shortest round-trip form. `docs/format.md`
+//! gives the full rules; the ledger hashes these bytes.
+//!
+//! The keys are sorted here explicitly rather than relying on the JSON
+//! library's map type, whose order can change with a feature flag set by
+//! any other crate in the build.
+
+use chrono::SecondsFormat;
+use serde_json::{Map, Value};
+
+use super::{Body, Event};
+
+/// Appends the canonical encoding of `value` to `out`.
+pub fn canonical_json(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Value::String(s) => write_str(s, out),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical_json(item, out);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+            out.push(b'{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(key, out);
+                out.push(b':');
+                canonical_json(&map[key], out);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: Option<&[u8]> = match b {
+            b'"' => Some(b"\\\""),
+            b'\\' => Some(b"\\\\"),
+            b'\n' => Some(b"\\n"),
+            b'\r' => Some(b"\\r"),
+            b'\t' => Some(b"\\t"),
+            0x08 => Some(b"\\b"),
+            0x0c => Some(b"\\f"),
+            0x00..=0x1f => None,
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        match escape {
+            Some(e) => out.extend_from_slice(e),
+            None => out.extend_from_slice(format!("\\u{b:04x}").as_bytes()),
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// The canonical encoding of an accepted event.
+pub(super) fn encode_event(event: &Event) -> Vec<u8> {
+    let mut out = Vec::with_capacity(384);
+    canonical_json(&event_tree(event), &mut out);
+    out
+}
+
+fn put(map: &mut Map<String, Value>, key: &str, value: Option<&String>) {
+    if let Some(v) = value {
+        map.insert(key.to_owned(), Value::String(v.clone()));
+    }
+}
+
+fn str_value(s: &str) -> Value {
+    Value::String(s.to_owned())
+}
+
+/// The normalized event as a JSON tree: only fields that are present, with
+/// defaults (`outcome`, `records`) made explicit.
+fn event_tree(event: &Event) -> Value {
+    let mut m = Map::new();
+    m.insert("id".into(), str_value(&event.id));
+    m.insert(
+        "time".into(),
+        Value::String(event.time.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+    );
+    m.insert("kind".into(), str_value(event.kind().as_str()));
+
+    let a = &event.actor;
+    let mut actor = Map::new();
+    actor.insert("id".into(), str_value(&a.id));
+    put(&mut actor, "role", a.role.as_ref());
+    put(&mut actor, "dept", a.dept.as_ref());
+    put(&mut actor, "ip", a.ip.as_ref());
+    put(&mut actor, "session", a.session.as_ref());
+    put(&mut actor, "org", a.org.as_ref());
+    m.insert("actor".into(), Value::Object(actor));
+
+    put(&mut m, "source", event.source.as_ref());
+    if !event.attrs.is_empty() {
+        let attrs = event
+            .attrs
+            .iter()
+            .map(|(k, v)| (k.clone(), str_value(v)))
+            .collect();
+        m.insert("attrs".into(), Value::Object(attrs));
+    }
+
+    match &event.body {
+        Body::Access(x) => {
+            m.insert("action".into(), str_value(&x.action));
+            m.insert("outcome".into(), str_value(&x.outcome));
+            put(&mut m, "patient", x.patient.as_ref());
+            if x.resource_type.is_some() || x.resource_id.is_some() {
+                let mut r = Map::new();
+                put(&mut r, "type", x.resource_type.as_ref());
+                put(&mut r, "id", x.resource_id.as_ref());
+                m.insert("resource".into(), Value::Object(r));
+            }
+            put(&mut m, "purpose", x.purpose.as_ref());
+            m.insert("records".into(), Value::from(x.records));
+            put(&mut m, "destination", x.destination.as_ref());
+        }
+        Body::Inference(x) => {
+            let mut model = Map::new();
+            model.insert("id".into(), str_value(&x.model_id));
+            model.insert("version".into(), str_value(&x.model_version));
+            m.insert("model".into(), Value::Object(model));
+            put(&mut m, "patient", x.patient.as_ref());
+            let mut input = Map::new();
+            put(&mut input, "fingerprint", x.fingerprint.as_ref());
+            if let Some(n) = x.feature_count {
+                input.insert("features_n".into(), Value::from(n));
+            }
+            if !input.is_empty() {
+                m.insert("input".into(), Value::Object(input));
+            }
+            let mut output = Map::new();
+            put(&mut output, "label", x.output_label.as_ref());
+            if let Some(score) = x.output_score.and_then(serde_json::Number::from_f64) {
+                output.insert("score".into(), Value::Number(score));
+            }
+            if let Some(b) = x.scores_returned {
+                output.insert("scores_returned".into(), Value::Bool(b));
+            }
+            if !output.is_empty() {
+                m.insert("output".into(), Value::Object(output));
+            }
+            put(&mut m, "purpose", x.purpose.as_ref());
+        }
+        Body::Lineage(x) => {
+            m.insert("op".into(), str_value(&x.op));
+            let refs = |v: &Vec<String>| Value::Array(v.iter().map(|s| str_value(s)).collect());
+            m.insert("inputs".into(), refs(&x.inputs));
+            m.insert("outputs".into(), refs(&x.outputs));
+            put(&mut m, "job", x.job.as_ref());
+            put(&mut m, "run", x.run.as_ref());
+            put(&mut m, "patient", x.patient.as_ref());
+        }
+    }
+    if !event.extra.is_empty() {
+        m.insert("extra".into(), Value::Object(event.extra.clone()));
+    }
+    Value::Object(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(v: &Value) -> String {
+        let mut out = Vec::new();
+        canonical_json(v, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn keys_are_sorted_by_bytes_at_every_level() {
+        let v: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"z":true,"Z":null},"é":2,"A":[3]}"#).unwrap();
+        assert_eq!(
+            encode(&v),
+            r#"{"A":[3],"a":{"Z":null,"z":true},"b":1,"é":2}"#
+        );
+    }
+
+    #[test]
+    fn strings_escape_only_what_json_requires() {
+        let v = Value::String("q\"b\\n\n\u{1}ü/".into());
+        assert_eq!(encode(&v), "\"q\\\"b\\\\n\\n\\u0001ü/\"");
+    }
+
+    #[test]
+    fn numbers_have_one_form() {
+        let v: Value = serde_json::from_str(r#"[1, -2, 0.5, 1.0, 1e-7, 12345678901234]"#).unwrap();
+        assert_eq!(encode(&v), "[1,-2,0.5,1.0,1e-7,12345678901234]");
+    }
+}

@@ -1,0 +1,448 @@
+//! Decoding and validation of native JSON events (contract v1).
+//!
+//! Every check names the field it concerns. Details never quote values that
+//! could be patient identifiers; they quote only field names, kinds and
+//! enumerations the contract defines.
+
+use std::collections::BTreeMap;
+
+use chrono::DateTime;
+use serde_json::{Map, Value};
+
+use super::strict_json::{DUPLICATE_KEY, StrictValue};
+use super::{
+    Access, Actor, Body, Event, Inference, Lineage, Pseudonymizer, Reject, RejectReason as R,
+};
+
+/// Messages larger than this are refused before parsing.
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+const MAX_ID_CHARS: usize = 128;
+const MAX_TEXT_BYTES: usize = 4096;
+const MAX_FEATURES: usize = 4096;
+const MAX_REFERENCES: usize = 10_000;
+
+const ACTIONS: &[&str] = &[
+    "read", "create", "update", "delete", "search", "export", "print", "login",
+];
+/// Actions on one patient's record, which must name the patient.
+const PATIENT_REQUIRED: &[&str] = &["read", "create", "update", "delete"];
+const OUTCOMES: &[&str] = &["success", "denied", "error"];
+const LINEAGE_OPS: &[&str] = &["derive", "train", "deploy", "delete", "erase"];
+
+/// Fields the contract defines at the top level, for every kind; anything
+/// else is kept under `extra`.
+const KNOWN_FIELDS: &[&str] = &[
+    "id",
+    "time",
+    "kind",
+    "actor",
+    "source",
+    "attrs",
+    "action",
+    "outcome",
+    "patient",
+    "resource",
+    "purpose",
+    "records",
+    "destination",
+    "model",
+    "input",
+    "output",
+    "op",
+    "inputs",
+    "outputs",
+    "job",
+    "run",
+];
+
+/// Turns message bytes into accepted events or precise rejections.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    pseudonymizer: Pseudonymizer,
+}
+
+impl Decoder {
+    pub fn new(pseudonymizer: Pseudonymizer) -> Self {
+        Decoder { pseudonymizer }
+    }
+
+    pub fn pseudonymizer(&self) -> &Pseudonymizer {
+        &self.pseudonymizer
+    }
+
+    /// Decodes one message value.
+    pub fn decode(&self, bytes: &[u8]) -> Result<Event, Reject> {
+        if bytes.len() > MAX_MESSAGE_BYTES {
+            return Err(Reject::new(
+                R::Oversize,
+                format!(
+                    "message is {} bytes; the limit is {MAX_MESSAGE_BYTES}",
+                    bytes.len()
+                ),
+            ));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            Reject::new(
+                R::InvalidUtf8,
+                format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+            )
+        })?;
+        if text.trim().is_empty() {
+            return Err(Reject::new(R::InvalidJson, "empty message"));
+        }
+        let StrictValue(value) = serde_json::from_str(text).map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains(DUPLICATE_KEY) {
+                let name = msg.split(" at line").next().unwrap_or(&msg);
+                Reject::new(R::DuplicateKey, name.to_owned())
+            } else {
+                Reject::new(
+                    R::InvalidJson,
+                    format!(
+                        "invalid JSON at line {} column {}: {}",
+                        e.line(),
+                        e.column(),
+                        json_error_class(&e)
+                    ),
+                )
+            }
+        })?;
+        let Value::Object(obj) = value else {
+            return Err(Reject::new(
+                R::NotObject,
+                format!("message is a JSON {}, not an object", type_name(&value)),
+            ));
+        };
+        self.event(obj)
+    }
+
+    fn event(&self, mut obj: Map<String, Value>) -> Result<Event, Reject> {
+        let id = required_str(&obj, "id", "id")?;
+        if id.chars().count() > MAX_ID_CHARS {
+            return Err(Reject::new(
+                R::InvalidValue,
+                format!("`id` is longer than {MAX_ID_CHARS} characters"),
+            ));
+        }
+        let time_text = required_str(&obj, "time", "time")?;
+        let time = DateTime::parse_from_rfc3339(&time_text).map_err(|_| {
+            Reject::new(
+                R::InvalidTime,
+                "`time` is not an RFC 3339 timestamp with a UTC offset",
+            )
+        })?;
+        let kind = required_str(&obj, "kind", "kind")?;
+        let actor = actor(obj.get("actor"))?;
+        let source = optional_str(&obj, "source", "source")?;
+        let attrs = attrs(obj.get("attrs"))?;
+
+        let body = match kind.as_str() {
+            "access" => Body::Access(self.access(&obj)?),
+            "inference" => Body::Inference(self.inference(&obj)?),
+            "lineage" => Body::Lineage(self.lineage(&obj)?),
+            _ => {
+                return Err(Reject::new(
+                    R::UnknownKind,
+                    "`kind` must be one of access, inference, lineage",
+                ));
+            }
+        };
+        obj.retain(|k, _| !KNOWN_FIELDS.contains(&k.as_str()));
+        Ok(Event {
+            id,
+            time,
+            actor,
+            source,
+            attrs,
+            body,
+            extra: obj,
+        })
+    }
+
+    fn patient(&self, obj: &Map<String, Value>) -> Result<Option<String>, Reject> {
+        Ok(optional_str(obj, "patient", "patient")?.map(|raw| self.pseudonymizer.patient(&raw)))
+    }
+
+    fn access(&self, obj: &Map<String, Value>) -> Result<Access, Reject> {
+        let action = required_str(obj, "action", "action")?;
+        one_of("action", &action, ACTIONS)?;
+        let outcome = optional_str(obj, "outcome", "outcome")?.unwrap_or_else(|| "success".into());
+        one_of("outcome", &outcome, OUTCOMES)?;
+        let patient = self.patient(obj)?;
+        // A bulk export or print covers many patients; search and login none.
+        if patient.is_none() && PATIENT_REQUIRED.contains(&action.as_str()) {
+            return Err(Reject::new(
+                R::MissingField,
+                format!("`patient` is required for action `{action}`"),
+            ));
+        }
+        let (resource_type, resource_id) = match obj.get("resource") {
+            None | Some(Value::Null) => (None, None),
+            Some(Value::Object(r)) => (
+                optional_str(r, "type", "resource.type")?,
+                optional_str(r, "id", "resource.id")?,
+            ),
+            Some(other) => return Err(wrong_type("resource", "an object", other)),
+        };
+        let records = match obj.get("records") {
+            None | Some(Value::Null) => 1,
+            Some(Value::Number(n)) => match n.as_u64() {
+                Some(r) if r >= 1 => r,
+                _ => {
+                    return Err(Reject::new(
+                        R::InvalidValue,
+                        "`records` must be an integer >= 1",
+                    ));
+                }
+            },
+            Some(other) => return Err(wrong_type("records", "an integer", other)),
+        };
+        Ok(Access {
+            action,
+            outcome,
+            patient,
+            resource_type,
+            resource_id,
+            purpose: optional_str(obj, "purpose", "purpose")?,
+            records,
+            destination: optional_str(obj, "destination", "destination")?,
+        })
+    }
+
+    fn inference(&self, obj: &Map<String, Value>) -> Result<Inference, Reject> {
+        let model = match obj.get("model") {
+            None | Some(Value::Null) => {
+                return Err(Reject::new(
+                    R::MissingField,
+                    "`model` is required for an inference",
+                ));
+            }
+            Some(Value::Object(m)) => m,
+            Some(other) => return Err(wrong_type("model", "an object", other)),
+        };
+        let model_id = required_str(model, "id", "model.id")?;
+        let model_version = required_str(model, "version", "model.version")?;
+
+        let (mut fingerprint, mut feature_count) = (None, None);
+        match obj.get("input") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(input)) => {
+                match input.get("features") {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Array(items)) => {
+                        let features = features(items)?;
+                        fingerprint = Some(self.pseudonymizer.features(&features));
+                        feature_count = Some(features.len() as u32);
+                    }
+                    Some(other) => {
+                        return Err(wrong_type("input.features", "an array of numbers", other));
+                    }
+                }
+                if let Some(fp) = optional_str(input, "fingerprint", "input.fingerprint")? {
+                    if fingerprint.is_none() {
+                        fingerprint = Some(fp);
+                    }
+                }
+            }
+            Some(other) => return Err(wrong_type("input", "an object", other)),
+        }
+
+        let (mut output_label, mut output_score, mut scores_returned) = (None, None, None);
+        match obj.get("output") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(out)) => {
+                output_label = optional_str(out, "label", "output.label")?;
+                output_score = match out.get("score") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Number(n)) => n.as_f64(),
+                    Some(other) => return Err(wrong_type("output.score", "a number", other)),
+                };
+                scores_returned = match out.get("scores_returned") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Bool(b)) => Some(*b),
+                    Some(other) => {
+                        return Err(wrong_type("output.scores_returned", "a boolean", other));
+                    }
+                };
+            }
+            Some(other) => return Err(wrong_type("output", "an object", other)),
+        }
+        Ok(Inference {
+            model_id,
+            model_version,
+            patient: self.patient(obj)?,
+            fingerprint,
+            feature_count,
+            output_label,
+            output_score,
+            scores_returned,
+            purpose: optional_str(obj, "purpose", "purpose")?,
+        })
+    }
+
+    fn lineage(&self, obj: &Map<String, Value>) -> Result<Lineage, Reject> {
+        let op = required_str(obj, "op", "op")?;
+        one_of("op", &op, LINEAGE_OPS)?;
+        Ok(Lineage {
+            op,
+            inputs: self.references(obj, "inputs")?,
+            outputs: self.references(obj, "outputs")?,
+            job: optional_str(obj, "job", "job")?,
+            run: optional_str(obj, "run", "run")?,
+            patient: self.patient(obj)?,
+        })
+    }
+
+    fn references(&self, obj: &Map<String, Value>, field: &str) -> Result<Vec<String>, Reject> {
+        let items = match obj.get(field) {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(items)) => items,
+            Some(other) => return Err(wrong_type(field, "an array of strings", other)),
+        };
+        if items.len() > MAX_REFERENCES {
+            return Err(Reject::new(
+                R::InvalidValue,
+                format!("`{field}` has more than {MAX_REFERENCES} references"),
+            ));
+        }
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(s) if !s.is_empty() && s.len() <= MAX_TEXT_BYTES => {
+                    Ok(self.pseudonymizer.reference(s))
+                }
+                Value::String(_) => Err(Reject::new(
+                    R::InvalidValue,
+                    format!("`{field}[{i}]` must be 1 to {MAX_TEXT_BYTES} bytes"),
+                )),
+                other => Err(wrong_type(&format!("{field}[{i}]"), "a string", other)),
+            })
+            .collect()
+    }
+}
+
+fn actor(value: Option<&Value>) -> Result<Actor, Reject> {
+    let obj = match value {
+        None | Some(Value::Null) => {
+            return Err(Reject::new(R::MissingField, "`actor` is missing"));
+        }
+        Some(Value::Object(obj)) => obj,
+        Some(other) => return Err(wrong_type("actor", "an object", other)),
+    };
+    Ok(Actor {
+        id: required_str(obj, "id", "actor.id")?,
+        role: optional_str(obj, "role", "actor.role")?,
+        dept: optional_str(obj, "dept", "actor.dept")?,
+        ip: optional_str(obj, "ip", "actor.ip")?,
+        session: optional_str(obj, "session", "actor.session")?,
+        org: optional_str(obj, "org", "actor.org")?,
+    })
+}
+
+fn attrs(value: Option<&Value>) -> Result<BTreeMap<String, String>, Reject> {
+    let obj = match value {
+        None | Some(Value::Null) => return Ok(BTreeMap::new()),
+        Some(Value::Object(obj)) => obj,
+        Some(other) => return Err(wrong_type("attrs", "an object of strings", other)),
+    };
+    obj.iter()
+        .map(|(k, v)| match v {
+            Value::String(s) if s.len() <= MAX_TEXT_BYTES => Ok((k.clone(), s.clone())),
+            Value::String(_) => Err(Reject::new(
+                R::InvalidValue,
+                format!("`attrs.{k}` is longer than {MAX_TEXT_BYTES} bytes"),
+            )),
+            other => Err(wrong_type(&format!("attrs.{k}"), "a string", other)),
+        })
+        .collect()
+}
+
+fn features(items: &[Value]) -> Result<Vec<f64>, Reject> {
+    if items.len() > MAX_FEATURES {
+        return Err(Reject::new(
+            R::InvalidValue,
+            format!("`input.features` has more than {MAX_FEATURES} numbers"),
+        ));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item.as_f64() {
+            Some(x) if x.is_finite() => Ok(x),
+            _ => Err(wrong_type(
+                &format!("input.features[{i}]"),
+                "a finite number",
+                item,
+            )),
+        })
+        .collect()
+}
+
+/// A required, non-empty string of bounded length.
+fn required_str(obj: &Map<String, Value>, key: &str, path: &str) -> Result<String, Reject> {
+    match optional_str(obj, key, path)? {
+        Some(s) => Ok(s),
+        None => Err(Reject::new(R::MissingField, format!("`{path}` is missing"))),
+    }
+}
+
+/// An optional string: absent or null is `None`; present must be a
+/// non-empty string of at most `MAX_TEXT_BYTES`.
+fn optional_str(obj: &Map<String, Value>, key: &str, path: &str) -> Result<Option<String>, Reject> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Err(Reject::new(
+            R::InvalidValue,
+            format!("`{path}` must not be empty"),
+        )),
+        Some(Value::String(s)) if s.len() > MAX_TEXT_BYTES => Err(Reject::new(
+            R::InvalidValue,
+            format!("`{path}` is longer than {MAX_TEXT_BYTES} bytes"),
+        )),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(wrong_type(path, "a string", other)),
+    }
+}
+
+fn one_of(path: &str, value: &str, allowed: &[&str]) -> Result<(), Reject> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(Reject::new(
+            R::InvalidValue,
+            format!("`{path}` must be one of {}", allowed.join(", ")),
+        ))
+    }
+}
+
+fn wrong_type(path: &str, expected: &str, got: &Value) -> Reject {
+    Reject::new(
+        R::WrongType,
+        format!("`{path}` must be {expected}, not {}", type_name(got)),
+    )
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn json_error_class(e: &serde_json::Error) -> &'static str {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Eof => "unexpected end of input",
+        Category::Syntax => "syntax error",
+        Category::Data => "unsupported value",
+        Category::Io => "read error",
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,148 @@
+//! Keyed pseudonyms for patient identifiers and keyed fingerprints for
+//! model inputs.
+//!
+//! A pseudonym is `pt_` followed by 32 hex digits: the first 128 bits of
+//! BLAKE3 in keyed mode, under a key derived from the deployment's secret
+//! with the context `custos 2026-11 patient pseudonym v1`. Without the
+//! secret a pseudonym cannot be recomputed from a guessed identifier (MRNs
+//! are short and guessable, so an unkeyed hash would not protect them).
+//! The same identifier always maps to the same pseudonym under one secret,
+//! so joins and detectors work on pseudonyms alone.
+
+use std::fmt;
+
+const PATIENT_CONTEXT: &str = "custos 2026-11 patient pseudonym v1";
+const FINGERPRINT_CONTEXT: &str = "custos 2026-11 input fingerprint v1";
+
+/// The deployment secret (32 bytes). Its `Debug` never shows the bytes.
+#[derive(Clone)]
+pub struct PseudonymKey([u8; 32]);
+
+impl PseudonymKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        PseudonymKey(bytes)
+    }
+
+    /// Parses 64 hex digits. The error never contains the input.
+    pub fn from_hex(text: &str) -> Result<Self, &'static str> {
+        let bytes = hex::decode(text.trim()).map_err(|_| "the key must be 64 hex digits")?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| "the key must be 64 hex digits (32 bytes)")?;
+        Ok(PseudonymKey(bytes))
+    }
+
+    /// A fixed, publicly known key for demos and tests only.
+    pub fn demo() -> Self {
+        PseudonymKey(*blake3::hash(b"custos demo key - not for production").as_bytes())
+    }
+}
+
+impl fmt::Debug for PseudonymKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PseudonymKey(<redacted>)")
+    }
+}
+
+/// Derives pseudonyms and fingerprints; cheap to clone.
+#[derive(Clone)]
+pub struct Pseudonymizer {
+    patient_key: [u8; 32],
+    fingerprint_key: [u8; 32],
+}
+
+impl fmt::Debug for Pseudonymizer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pseudonymizer(<redacted>)")
+    }
+}
+
+impl Pseudonymizer {
+    pub fn new(key: &PseudonymKey) -> Self {
+        Pseudonymizer {
+            patient_key: blake3::derive_key(PATIENT_CONTEXT, &key.0),
+            fingerprint_key: blake3::derive_key(FINGERPRINT_CONTEXT, &key.0),
+        }
+    }
+
+    /// The stored pseudonym of a raw patient identifier.
+    pub fn patient(&self, raw: &str) -> String {
+        let hash = blake3::keyed_hash(&self.patient_key, raw.as_bytes());
+        let mut out = String::with_capacity(35);
+        out.push_str("pt_");
+        out.push_str(&hex::encode(&hash.as_bytes()[..16]));
+        out
+    }
+
+    /// A lineage reference with any `patient:` identifier pseudonymized.
+    pub fn reference(&self, raw: &str) -> String {
+        match raw.strip_prefix("patient:") {
+            Some(id) => format!("patient:{}", self.patient(id)),
+            None => raw.to_owned(),
+        }
+    }
+
+    /// A keyed fingerprint of a feature vector: each feature is quantized to
+    /// 3 significant digits so float noise does not change it, then the
+    /// sequence is hashed. Exact repeats of a query share a fingerprint; the
+    /// vector cannot be recovered from it.
+    pub fn features(&self, features: &[f64]) -> String {
+        let mut hasher = blake3::Hasher::new_keyed(&self.fingerprint_key);
+        for &x in features {
+            hasher.update(&quantize(x).to_le_bytes());
+        }
+        let hash = hasher.finalize();
+        format!("fk1:{}", hex::encode(&hash.as_bytes()[..12]))
+    }
+}
+
+/// Rounds to 3 significant decimal digits and returns the bit pattern.
+fn quantize(x: f64) -> u64 {
+    if x == 0.0 || !x.is_finite() {
+        return 0.0f64.to_bits();
+    }
+    let magnitude = x.abs().log10().floor() as i32;
+    let scale = 10f64.powi(2 - magnitude);
+    ((x * scale).round() / scale).to_bits()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pseudonyms_are_stable_keyed_and_opaque() {
+        let a = Pseudonymizer::new(&PseudonymKey::demo());
+        let b = Pseudonymizer::new(&PseudonymKey::from_bytes([7; 32]));
+        let p = a.patient("MRN-200117");
+        assert_eq!(p, a.patient("MRN-200117"));
+        assert_ne!(p, a.patient("MRN-200118"));
+        assert_ne!(p, b.patient("MRN-200117"), "another key, another pseudonym");
+        assert!(p.starts_with("pt_") && p.len() == 35);
+        assert!(!p.contains("200117"));
+    }
+
+    #[test]
+    fn only_patient_references_are_rewritten() {
+        let a = Pseudonymizer::new(&PseudonymKey::demo());
+        assert_eq!(a.reference("dataset:cohort-42"), "dataset:cohort-42");
+        let r = a.reference("patient:MRN-1");
+        assert_eq!(r, format!("patient:{}", a.patient("MRN-1")));
+    }
+
+    #[test]
+    fn fingerprints_ignore_float_noise_but_not_real_changes() {
+        let a = Pseudonymizer::new(&PseudonymKey::demo());
+        let f = a.features(&[38.9, 112.0, 0.8]);
+        assert_eq!(f, a.features(&[38.900001, 112.0000003, 0.8]));
+        assert_ne!(f, a.features(&[39.9, 112.0, 0.8]));
+    }
+
+    #[test]
+    fn keys_parse_from_hex_and_never_print() {
+        let key = PseudonymKey::from_hex(&"ab".repeat(32)).unwrap();
+        assert_eq!(format!("{key:?}"), "PseudonymKey(<redacted>)");
+        assert!(PseudonymKey::from_hex("abc").is_err());
+        assert!(PseudonymKey::from_hex(&"zz".repeat(32)).is_err());
+    }
+}

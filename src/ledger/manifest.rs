@@ -1,0 +1,214 @@
+//! Chain manifests: `manifests/<stream>/<partition>.jsonl`, one JSON line per
+//! durable segment, appended and fsynced after the segment file itself.
+//!
+//! The lines of one flush form a group (same `flush` number, `flush_segments`
+//! lines). A flush is committed when the last line of its group is complete
+//! (newline-terminated) on disk. Parsing here is shared by the writer, which
+//! repairs a crashed tail, and by `verify`, which reports it.
+
+use serde::{Deserialize, Serialize};
+
+/// The two tables of a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Table {
+    Events,
+    Rejects,
+}
+
+impl Table {
+    pub const ALL: [Table; 2] = [Table::Events, Table::Rejects];
+
+    /// The table name, also its top-level folder in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Table::Events => "events",
+            Table::Rejects => "rejects",
+        }
+    }
+}
+
+/// One manifest line: a durable segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestLine {
+    pub table: Table,
+    /// Path of the segment relative to the store root, `/`-separated.
+    pub file: String,
+    pub first_seq: u64,
+    pub rows: u64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    /// Chain hash before the segment's first row (hex).
+    pub prev_head: String,
+    /// Chain hash of the segment's last row (hex).
+    pub head: String,
+    /// BLAKE3 of the whole segment file (hex).
+    pub file_blake3: String,
+    pub bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_time_us: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_time_us: Option<i64>,
+    /// Number of the flush that wrote this segment (0, 1, 2, … per chain).
+    pub flush: u64,
+    /// How many segments (lines) that flush wrote.
+    pub flush_segments: u32,
+}
+
+impl ManifestLine {
+    /// The seq after this segment's last row.
+    pub fn end_seq(&self) -> u64 {
+        self.first_seq + self.rows
+    }
+}
+
+/// A manifest as found on disk.
+#[derive(Debug, Default)]
+pub(crate) struct ParsedManifest {
+    /// Complete (newline-terminated) lines: 1-based line number, byte
+    /// offset just past the line's newline, and the parse result.
+    pub lines: Vec<(usize, u64, Result<ManifestLine, String>)>,
+    /// Bytes after the last newline (a torn append), if any.
+    pub torn_tail: bool,
+}
+
+pub(crate) fn parse(bytes: &[u8]) -> ParsedManifest {
+    let mut out = ParsedManifest::default();
+    let mut start = 0usize;
+    for (no, chunk) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+        let end = start + chunk.len();
+        match chunk.strip_suffix(b"\n") {
+            Some(line) => {
+                let parsed = serde_json::from_slice::<ManifestLine>(line)
+                    .map_err(|e| format!("manifest line {} does not parse: {e}", no + 1));
+                out.lines.push((no + 1, end as u64, parsed));
+            }
+            None => out.torn_tail = true,
+        }
+        start = end;
+    }
+    out
+}
+
+/// How the flush groups of a list of good lines end.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Groups {
+    /// Every group is complete; the next flush number.
+    Complete { next_flush: u64 },
+    /// The last `lines` lines are an incomplete group (crash mid-append).
+    IncompleteTail { lines: usize, next_flush: u64 },
+}
+
+/// Checks that lines form groups `flush` = 0, 1, 2, … of `flush_segments`
+/// lines each, every table at most once per group. Errors name the 0-based
+/// index of the first line that breaks the rule.
+pub(crate) fn check_groups(lines: &[&ManifestLine]) -> Result<Groups, (usize, String)> {
+    let mut next_flush = 0u64;
+    let mut i = 0;
+    while i < lines.len() {
+        let head = lines[i];
+        if head.flush != next_flush {
+            return Err((
+                i,
+                format!("flush {} where flush {next_flush} was expected", head.flush),
+            ));
+        }
+        let want = head.flush_segments as usize;
+        if want == 0 || want > Table::ALL.len() {
+            return Err((i, format!("flush_segments is {want}")));
+        }
+        let mut tables = Vec::with_capacity(want);
+        let mut n = 0;
+        while n < want && i + n < lines.len() {
+            let line = lines[i + n];
+            if line.flush != head.flush {
+                return Err((
+                    i + n,
+                    format!("flush {} has {n} of {want} lines", head.flush),
+                ));
+            }
+            if line.flush_segments != head.flush_segments {
+                return Err((i + n, "flush_segments differs within one flush".into()));
+            }
+            if tables.contains(&line.table) {
+                return Err((i + n, "table appears twice in one flush".into()));
+            }
+            tables.push(line.table);
+            n += 1;
+        }
+        next_flush += 1;
+        if n < want {
+            return Ok(Groups::IncompleteTail {
+                lines: n,
+                next_flush: head.flush,
+            });
+        }
+        i += n;
+    }
+    Ok(Groups::Complete { next_flush })
+}
+
+/// The manifest path of a chain, relative to the store root.
+pub(crate) fn manifest_rel_path(chain: &super::ChainId) -> String {
+    format!("manifests/{}/{}.jsonl", chain.stream, chain.partition)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(table: Table, flush: u64, of: u32) -> ManifestLine {
+        ManifestLine {
+            table,
+            file: "events/t/0/00000000000000000000.parquet".into(),
+            first_seq: 0,
+            rows: 1,
+            first_offset: 0,
+            last_offset: 0,
+            prev_head: "00".repeat(32),
+            head: "11".repeat(32),
+            file_blake3: "22".repeat(32),
+            bytes: 10,
+            min_time_us: None,
+            max_time_us: None,
+            flush,
+            flush_segments: of,
+        }
+    }
+
+    #[test]
+    fn parse_separates_lines_and_torn_tail() {
+        let good = serde_json::to_string(&line(Table::Events, 0, 1)).unwrap();
+        let text = format!("{good}\nnot json\n{{\"table\":\"ev");
+        let parsed = parse(text.as_bytes());
+        assert!(parsed.torn_tail);
+        assert_eq!(parsed.lines.len(), 2);
+        assert_eq!(parsed.lines[0].1, good.len() as u64 + 1);
+        assert!(parsed.lines[0].2.is_ok());
+        assert!(parsed.lines[1].2.as_ref().unwrap_err().contains("line 2"));
+        assert!(!parse(b"").torn_tail);
+    }
+
+    #[test]
+    fn groups_are_checked() {
+        let (e, r) = (Table::Events, Table::Rejects);
+        let check = |ls: &[ManifestLine]| check_groups(&ls.iter().collect::<Vec<_>>());
+        assert_eq!(check(&[]), Ok(Groups::Complete { next_flush: 0 }));
+        assert_eq!(
+            check(&[line(e, 0, 2), line(r, 0, 2), line(r, 1, 1)]),
+            Ok(Groups::Complete { next_flush: 2 })
+        );
+        assert_eq!(
+            check(&[line(e, 0, 1), line(e, 1, 2)]),
+            Ok(Groups::IncompleteTail {
+                lines: 1,
+                next_flush: 1
+            })
+        );
+        assert_eq!(check(&[line(e, 1, 1)]).unwrap_err().0, 0);
+        assert_eq!(check(&[line(e, 0, 2), line(e, 0, 2)]).unwrap_err().0, 1);
+        assert_eq!(check(&[line(e, 0, 2), line(r, 1, 1)]).unwrap_err().0, 1);
+        assert_eq!(check(&[line(e, 0, 1), line(e, 2, 1)]).unwrap_err().0, 1);
+    }
+}

@@ -1,0 +1,332 @@
+//! Parquet segments: the Arrow schemas of the two tables, the rows a writer
+//! buffers, and writing/reading one segment file.
+//!
+//! A segment holds consecutive rows of one table of one chain. It is zstd
+//! compressed with statistics on, split into row groups of at most
+//! `row_group_rows` rows, and carries the table and chain in its key-value
+//! metadata (`custos.*` keys, see `docs/format.md`).
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryArray, FixedSizeBinaryArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray, UInt64Array,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use super::error::{IoContext, LedgerError};
+use super::hash::Hash;
+use super::manifest::Table;
+use super::record::EventColumns;
+use super::{ChainId, StoreOptions};
+
+/// Rows per Arrow batch when reading segments back.
+const READ_BATCH_ROWS: usize = 8192;
+
+/// The Arrow schema of the `events` table.
+pub fn events_schema() -> SchemaRef {
+    let utf8 = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    Arc::new(Schema::new(vec![
+        Field::new("seq", DataType::UInt64, false),
+        utf8("stream", false),
+        Field::new("partition", DataType::Int32, false),
+        Field::new("offset", DataType::Int64, false),
+        utf8("id", false),
+        Field::new(
+            "time",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        utf8("kind", false),
+        utf8("actor_id", false),
+        utf8("actor_role", true),
+        utf8("actor_dept", true),
+        utf8("patient", true),
+        utf8("action", true),
+        utf8("purpose", true),
+        utf8("outcome", true),
+        Field::new("records", DataType::Int64, true),
+        utf8("model", true),
+        utf8("record", false),
+        Field::new("hash", DataType::FixedSizeBinary(32), false),
+    ]))
+}
+
+/// The Arrow schema of the `rejects` table.
+pub fn rejects_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("seq", DataType::UInt64, false),
+        Field::new("stream", DataType::Utf8, false),
+        Field::new("partition", DataType::Int32, false),
+        Field::new("offset", DataType::Int64, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("detail", DataType::Utf8, false),
+        Field::new("key", DataType::Binary, true),
+        Field::new("payload", DataType::Binary, false),
+        Field::new("record", DataType::Utf8, false),
+        Field::new("hash", DataType::FixedSizeBinary(32), false),
+    ]))
+}
+
+pub(crate) fn schema_of(table: Table) -> SchemaRef {
+    match table {
+        Table::Events => events_schema(),
+        Table::Rejects => rejects_schema(),
+    }
+}
+
+/// A buffered `events` row.
+#[derive(Debug, Clone)]
+pub(crate) struct EventRow {
+    pub seq: u64,
+    pub offset: i64,
+    pub cols: EventColumns,
+    pub record: String,
+    pub hash: Hash,
+}
+
+/// A buffered `rejects` row.
+#[derive(Debug, Clone)]
+pub(crate) struct RejectRow {
+    pub seq: u64,
+    pub offset: i64,
+    pub reason: &'static str,
+    pub detail: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub record: String,
+    pub hash: Hash,
+}
+
+fn hashes<'a>(it: impl Iterator<Item = &'a Hash>) -> ArrayRef {
+    // Every item is 32 bytes, so this cannot fail.
+    Arc::new(FixedSizeBinaryArray::try_from_iter(it).expect("32-byte hashes"))
+}
+
+pub(crate) fn event_batch(chain: &ChainId, rows: &[EventRow]) -> Result<RecordBatch, LedgerError> {
+    let s = |f: fn(&EventRow) -> Option<&str>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<StringArray>())
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(rows.iter().map(|r| r.seq).collect::<UInt64Array>()),
+        Arc::new(StringArray::from(vec![chain.stream.as_str(); rows.len()])),
+        Arc::new(Int32Array::from(vec![chain.partition; rows.len()])),
+        Arc::new(rows.iter().map(|r| r.offset).collect::<Int64Array>()),
+        s(|r| Some(&r.cols.id)),
+        Arc::new(
+            TimestampMicrosecondArray::from(
+                rows.iter().map(|r| r.cols.time_us).collect::<Vec<_>>(),
+            )
+            .with_timezone("UTC"),
+        ),
+        s(|r| Some(&r.cols.kind)),
+        s(|r| Some(&r.cols.actor_id)),
+        s(|r| r.cols.actor_role.as_deref()),
+        s(|r| r.cols.actor_dept.as_deref()),
+        s(|r| r.cols.patient.as_deref()),
+        s(|r| r.cols.action.as_deref()),
+        s(|r| r.cols.purpose.as_deref()),
+        s(|r| r.cols.outcome.as_deref()),
+        Arc::new(rows.iter().map(|r| r.cols.records).collect::<Int64Array>()),
+        s(|r| r.cols.model.as_deref()),
+        s(|r| Some(&r.record)),
+        hashes(rows.iter().map(|r| &r.hash)),
+    ];
+    RecordBatch::try_new(events_schema(), columns)
+        .map_err(|e| LedgerError::Internal(format!("events batch: {e}")))
+}
+
+pub(crate) fn reject_batch(
+    chain: &ChainId,
+    rows: &[RejectRow],
+) -> Result<RecordBatch, LedgerError> {
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(rows.iter().map(|r| r.seq).collect::<UInt64Array>()),
+        Arc::new(StringArray::from(vec![chain.stream.as_str(); rows.len()])),
+        Arc::new(Int32Array::from(vec![chain.partition; rows.len()])),
+        Arc::new(rows.iter().map(|r| r.offset).collect::<Int64Array>()),
+        Arc::new(rows.iter().map(|r| Some(r.reason)).collect::<StringArray>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| Some(&r.detail))
+                .collect::<StringArray>(),
+        ),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.key.as_deref())
+                .collect::<BinaryArray>(),
+        ),
+        Arc::new(
+            rows.iter()
+                .map(|r| Some(&r.payload[..]))
+                .collect::<BinaryArray>(),
+        ),
+        Arc::new(
+            rows.iter()
+                .map(|r| Some(&r.record))
+                .collect::<StringArray>(),
+        ),
+        hashes(rows.iter().map(|r| &r.hash)),
+    ];
+    RecordBatch::try_new(rejects_schema(), columns)
+        .map_err(|e| LedgerError::Internal(format!("rejects batch: {e}")))
+}
+
+/// The key-value metadata of a segment.
+pub(crate) fn segment_metadata(table: Table, chain: &ChainId, first_seq: u64) -> Vec<KeyValue> {
+    vec![
+        KeyValue::new("custos.format_version".into(), "1".to_owned()),
+        KeyValue::new("custos.table".into(), table.as_str().to_owned()),
+        KeyValue::new("custos.stream".into(), chain.stream.clone()),
+        KeyValue::new("custos.partition".into(), chain.partition.to_string()),
+        KeyValue::new("custos.first_seq".into(), first_seq.to_string()),
+    ]
+}
+
+/// A `Write` that hashes and counts what goes through it.
+struct HashingFile {
+    file: File,
+    hasher: blake3::Hasher,
+    bytes: u64,
+}
+
+impl Write for HashingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Writes `batches` to `path` (created or truncated) and fsyncs it.
+/// Returns the file's BLAKE3 and length.
+pub(crate) fn write_segment(
+    path: &Path,
+    schema: SchemaRef,
+    batches: impl IntoIterator<Item = Result<RecordBatch, LedgerError>>,
+    metadata: Vec<KeyValue>,
+    opts: &StoreOptions,
+) -> Result<(Hash, u64), LedgerError> {
+    let level = ZstdLevel::try_new(opts.zstd_level).map_err(|e| LedgerError::parquet(path, e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(opts.row_group_rows.max(1)))
+        .set_key_value_metadata(Some(metadata))
+        .build();
+    let file = File::create(path).at(path)?;
+    let sink = HashingFile {
+        file,
+        hasher: blake3::Hasher::new(),
+        bytes: 0,
+    };
+    let mut writer = ArrowWriter::try_new(sink, schema, Some(props))
+        .map_err(|e| LedgerError::parquet(path, e))?;
+    for batch in batches {
+        writer
+            .write(&batch?)
+            .map_err(|e| LedgerError::parquet(path, e))?;
+    }
+    let sink = writer
+        .into_inner()
+        .map_err(|e| LedgerError::parquet(path, e))?;
+    sink.file.sync_all().at(path)?;
+    Ok((*sink.hasher.finalize().as_bytes(), sink.bytes))
+}
+
+/// An open segment: its key-value metadata and a reader of its batches.
+pub(crate) struct SegmentReader {
+    pub metadata: Vec<(String, Option<String>)>,
+    pub schema: SchemaRef,
+    pub reader: ParquetRecordBatchReader,
+}
+
+impl SegmentReader {
+    pub fn open(path: &Path) -> Result<SegmentReader, LedgerError> {
+        let file = File::open(path).at(path)?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| LedgerError::parquet(path, e))?
+            .with_batch_size(READ_BATCH_ROWS);
+        let metadata = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .map(|kv| {
+                kv.iter()
+                    .map(|k| (k.key.clone(), k.value.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let schema = builder.schema().clone();
+        let reader = builder.build().map_err(|e| LedgerError::parquet(path, e))?;
+        Ok(SegmentReader {
+            metadata,
+            schema,
+            reader,
+        })
+    }
+
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.as_deref())
+    }
+}
+
+/// The file name of the segment whose first row has `first_seq`.
+pub(crate) fn segment_file_name(first_seq: u64) -> String {
+    format!("{first_seq:020}.parquet")
+}
+
+/// `<table>/<stream>/<partition>/<first_seq:020>.parquet`.
+pub(crate) fn segment_rel_path(table: Table, chain: &ChainId, first_seq: u64) -> String {
+    format!(
+        "{}/{}/{}/{}",
+        table.as_str(),
+        chain.stream,
+        chain.partition,
+        segment_file_name(first_seq)
+    )
+}
+
+/// The first seq a segment file name encodes, if the name is one.
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".parquet")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_round_trip() {
+        assert_eq!(segment_file_name(17), "00000000000000000017.parquet");
+        assert_eq!(
+            parse_segment_file_name("00000000000000000017.parquet"),
+            Some(17)
+        );
+        assert_eq!(parse_segment_file_name("17.parquet"), None);
+        assert_eq!(
+            parse_segment_file_name("00000000000000000017.parquet.tmp"),
+            None
+        );
+    }
+}

@@ -1,0 +1,386 @@
+//! Checks of one segment file: its digest, metadata and schema, then every
+//! row's seq, hash chain link, and typed columns against its record.
+
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Component, Path};
+
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType, UInt64Type};
+
+use super::{MAX_ROW_PROBLEMS_PER_FILE, Problem, TableWalk, VerifyReport, file_digest};
+use crate::ledger::hash::{Hash, chain_hash, leaf_hash};
+use crate::ledger::manifest::{ManifestLine, Table};
+use crate::ledger::record::{EventColumns, blake3_hex, parse_record, reject_fields};
+use crate::ledger::segment::{SegmentReader, schema_of};
+use crate::ledger::{ChainId, LedgerError};
+
+/// Collects the problems of one file, capping row problems.
+struct FileReport<'a> {
+    file: &'a str,
+    report: &'a mut VerifyReport,
+    row_problems: usize,
+}
+
+impl FileReport<'_> {
+    fn file(&mut self, what: impl Into<String>) {
+        self.report.problems.push(Problem::file(self.file, what));
+    }
+
+    fn row(&mut self, row: u64, seq: u64, what: impl Into<String>) {
+        self.row_problems += 1;
+        if self.row_problems <= MAX_ROW_PROBLEMS_PER_FILE {
+            self.report.problems.push(Problem {
+                file: self.file.to_owned(),
+                row: Some(row),
+                seq: Some(seq),
+                what: what.into(),
+            });
+        }
+    }
+}
+
+/// The state carried from row to row.
+struct RowWalk {
+    running: Hash,
+    expected_seq: u64,
+    row: u64,
+    last_offset: Option<i64>,
+    offsets: Vec<i64>,
+    times: Vec<i64>,
+    last_hash: Option<Hash>,
+}
+
+/// Verifies one segment; returns the offsets of the rows it could read.
+pub(super) fn verify_segment(
+    root: &Path,
+    chain: &ChainId,
+    line: &ManifestLine,
+    walk: &mut TableWalk,
+    report: &mut VerifyReport,
+) -> Vec<i64> {
+    let mut out = FileReport {
+        file: &line.file,
+        report,
+        row_problems: 0,
+    };
+    let rel = Path::new(&line.file);
+    if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+        out.file("the manifest names a path outside the store");
+        return Vec::new();
+    }
+    let path = root.join(rel);
+    match file_digest(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            out.file("file is missing");
+            return Vec::new();
+        }
+        Err(e) => {
+            out.file(format!("cannot read: {e}"));
+            return Vec::new();
+        }
+        Ok((digest, bytes)) => {
+            if bytes != line.bytes {
+                out.file(format!(
+                    "file is {bytes} bytes; the manifest says {}",
+                    line.bytes
+                ));
+            }
+            if hex::encode(digest) != line.file_blake3 {
+                out.file("file BLAKE3 does not match the manifest");
+            }
+        }
+    }
+    let mut rw = RowWalk {
+        running: walk.chain.head,
+        expected_seq: line.first_seq,
+        row: 0,
+        last_offset: walk.last_offset,
+        offsets: Vec::with_capacity(line.rows.min(1 << 20) as usize),
+        times: Vec::new(),
+        last_hash: None,
+    };
+    // The Parquet and Arrow readers can panic on malformed input (a
+    // tampered file is exactly that), so a panic is a finding, not a crash.
+    let read = panic::catch_unwind(AssertUnwindSafe(|| {
+        read_rows(&path, chain, line, &mut rw, &mut out)
+    }));
+    match read {
+        Ok(true) => {}
+        Ok(false) => return Vec::new(),
+        Err(panic) => {
+            let why = panic_text(panic.as_ref());
+            if rw.row == 0 {
+                out.file(format!("cannot read as Parquet: the reader failed ({why})"));
+                return Vec::new();
+            }
+            out.file(format!(
+                "cannot read rows after row {}: the reader failed ({why})",
+                rw.row
+            ));
+        }
+    }
+
+    if out.row_problems > MAX_ROW_PROBLEMS_PER_FILE {
+        let more = out.row_problems - MAX_ROW_PROBLEMS_PER_FILE;
+        out.file(format!("{more} more row problems not listed"));
+    }
+    if rw.row != line.rows {
+        out.file(format!(
+            "file has {} rows; the manifest says {}",
+            rw.row, line.rows
+        ));
+    }
+    if rw.offsets.first().is_some_and(|&o| o != line.first_offset)
+        || rw.offsets.last().is_some_and(|&o| o != line.last_offset)
+    {
+        out.file("first/last row offsets do not match the manifest");
+    }
+    if line.table == Table::Events {
+        let span = (
+            rw.times.iter().min().copied(),
+            rw.times.iter().max().copied(),
+        );
+        if span != (line.min_time_us, line.max_time_us) {
+            out.file("min/max time does not match the manifest");
+        }
+    }
+    if let Some(last) = rw.last_hash
+        && hex::encode(last) != line.head
+    {
+        out.file("the last row's hash is not the manifest head");
+    }
+    walk.last_offset = rw.last_offset;
+    rw.offsets
+}
+
+/// Opens the segment, checks its metadata and schema, then checks every
+/// row. False when the rows could not be read at all.
+fn read_rows(
+    path: &Path,
+    chain: &ChainId,
+    line: &ManifestLine,
+    rw: &mut RowWalk,
+    out: &mut FileReport<'_>,
+) -> bool {
+    let segment = match SegmentReader::open(path) {
+        Ok(segment) => segment,
+        Err(e) => {
+            let cause = match e {
+                LedgerError::Parquet { source, .. } => source.to_string(),
+                LedgerError::Io { source, .. } => source.to_string(),
+                other => other.to_string(),
+            };
+            out.file(format!("cannot read as Parquet: {cause}"));
+            return false;
+        }
+    };
+    let partition = chain.partition.to_string();
+    let first_seq = line.first_seq.to_string();
+    for (key, want) in [
+        ("custos.table", line.table.as_str()),
+        ("custos.stream", chain.stream.as_str()),
+        ("custos.partition", partition.as_str()),
+        ("custos.first_seq", first_seq.as_str()),
+    ] {
+        if segment.meta(key) != Some(want) {
+            out.file(format!(
+                "metadata {key} is {:?}, expected {want:?}",
+                segment.meta(key)
+            ));
+        }
+    }
+    let expected = schema_of(line.table);
+    if segment.schema.fields() != expected.fields() {
+        out.file(format!(
+            "columns do not match the {} schema",
+            line.table.as_str()
+        ));
+        return false;
+    }
+
+    for batch in segment.reader {
+        match batch {
+            Ok(batch) => check_batch(&batch, chain, line, rw, out),
+            Err(e) => {
+                out.file(format!("cannot read rows after row {}: {e}", rw.row));
+                break;
+            }
+        }
+    }
+    true
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("panic")
+}
+
+fn opt_str(a: &StringArray, i: usize) -> Option<String> {
+    a.is_valid(i).then(|| a.value(i).to_owned())
+}
+
+fn check_batch(
+    batch: &RecordBatch,
+    chain: &ChainId,
+    line: &ManifestLine,
+    rw: &mut RowWalk,
+    out: &mut FileReport<'_>,
+) {
+    // The schema was checked to be exactly the table's, so the column
+    // types below are known.
+    let col = |name: &str| batch.column_by_name(name).expect("schema checked");
+    let seqs = col("seq").as_primitive::<UInt64Type>();
+    let streams = col("stream").as_string::<i32>();
+    let partitions = col("partition").as_primitive::<Int32Type>();
+    let offsets = col("offset").as_primitive::<Int64Type>();
+    let records = col("record").as_string::<i32>();
+    let hashes = col("hash").as_fixed_size_binary();
+
+    for i in 0..batch.num_rows() {
+        let (row, seq, offset) = (rw.row, seqs.value(i), offsets.value(i));
+        let mut bad = |what: String| out.row(row, seq, what);
+        if seq != rw.expected_seq {
+            bad(format!("seq is {seq}, expected {}", rw.expected_seq));
+        }
+        let record = records.value(i);
+        let mut stored = [0u8; 32];
+        stored.copy_from_slice(hashes.value(i));
+        let computed = chain_hash(&rw.running, &leaf_hash(record.as_bytes()));
+        if computed != stored {
+            bad("chain hash mismatch".into());
+        }
+        if streams.value(i) != chain.stream || partitions.value(i) != chain.partition {
+            bad("stream/partition columns are not the chain's".into());
+        }
+        if rw.last_offset.is_some_and(|last| offset <= last) {
+            bad(format!("offset {offset} is not above the previous offset"));
+        }
+        if offset < line.first_offset || offset > line.last_offset {
+            bad(format!("offset {offset} is outside the manifest's range"));
+        }
+        match parse_record(record.as_bytes()) {
+            Err(what) => bad(what),
+            Ok((value, src)) => {
+                if src.stream != chain.stream || src.partition != i64::from(chain.partition) {
+                    bad("the record's src is another chain".into());
+                }
+                if src.offset != offset {
+                    bad("column offset disagrees with the record".into());
+                }
+                match line.table {
+                    Table::Events => check_event_columns(batch, i, &value, &mut bad, &mut rw.times),
+                    Table::Rejects => check_reject_columns(batch, i, &value, &mut bad),
+                }
+            }
+        }
+        rw.running = stored;
+        rw.last_hash = Some(stored);
+        rw.expected_seq = seq.saturating_add(1);
+        rw.last_offset = rw.last_offset.max(Some(offset));
+        rw.offsets.push(offset);
+        rw.row += 1;
+    }
+}
+
+fn check_event_columns(
+    batch: &RecordBatch,
+    i: usize,
+    record: &serde_json::Value,
+    bad: &mut impl FnMut(String),
+    times: &mut Vec<i64>,
+) {
+    let s = |name: &str| {
+        opt_str(
+            batch
+                .column_by_name(name)
+                .expect("schema checked")
+                .as_string(),
+            i,
+        )
+    };
+    let records = batch.column_by_name("records").expect("schema checked");
+    let records = records.as_primitive::<Int64Type>();
+    let time = batch.column_by_name("time").expect("schema checked");
+    let time_us = time.as_primitive::<TimestampMicrosecondType>().value(i);
+    times.push(time_us);
+    let stored = EventColumns {
+        id: s("id").unwrap_or_default(),
+        time_us,
+        kind: s("kind").unwrap_or_default(),
+        actor_id: s("actor_id").unwrap_or_default(),
+        actor_role: s("actor_role"),
+        actor_dept: s("actor_dept"),
+        patient: s("patient"),
+        action: s("action"),
+        purpose: s("purpose"),
+        outcome: s("outcome"),
+        records: records.is_valid(i).then(|| records.value(i)),
+        model: s("model"),
+    };
+    let Some(event) = record.get("event") else {
+        bad("record lacks `event`".into());
+        return;
+    };
+    let derived = match EventColumns::from_record(event) {
+        Ok(derived) => derived,
+        Err(what) => return bad(what),
+    };
+    let differing: Vec<&str> = [
+        ("id", stored.id != derived.id),
+        ("time", stored.time_us != derived.time_us),
+        ("kind", stored.kind != derived.kind),
+        ("actor_id", stored.actor_id != derived.actor_id),
+        ("actor_role", stored.actor_role != derived.actor_role),
+        ("actor_dept", stored.actor_dept != derived.actor_dept),
+        ("patient", stored.patient != derived.patient),
+        ("action", stored.action != derived.action),
+        ("purpose", stored.purpose != derived.purpose),
+        ("outcome", stored.outcome != derived.outcome),
+        ("records", stored.records != derived.records),
+        ("model", stored.model != derived.model),
+    ]
+    .into_iter()
+    .filter_map(|(name, differs)| differs.then_some(name))
+    .collect();
+    for name in differing {
+        bad(format!("column {name} disagrees with the record"));
+    }
+}
+
+fn check_reject_columns(
+    batch: &RecordBatch,
+    i: usize,
+    record: &serde_json::Value,
+    bad: &mut impl FnMut(String),
+) {
+    let col = |name: &str| batch.column_by_name(name).expect("schema checked");
+    let fields = match reject_fields(record) {
+        Ok(fields) => fields,
+        Err(what) => return bad(what),
+    };
+    if col("reason").as_string::<i32>().value(i) != fields.reason {
+        bad("column reason disagrees with the record".into());
+    }
+    if col("detail").as_string::<i32>().value(i) != fields.detail {
+        bad("column detail disagrees with the record".into());
+    }
+    let payload = col("payload").as_binary::<i32>().value(i);
+    if payload.len() as u64 != fields.payload_len || blake3_hex(payload) != fields.payload_blake3 {
+        bad("column payload disagrees with the record's payload_blake3/payload_len".into());
+    }
+    let keys = col("key");
+    let keys = keys.as_binary::<i32>();
+    let key = keys.is_valid(i).then(|| keys.value(i));
+    let key_facts = key.map(|k| (blake3_hex(k), k.len() as u64));
+    let record_facts = match (fields.key_blake3, fields.key_len) {
+        (Some(h), Some(n)) => Some((h, n)),
+        (None, None) => None,
+        _ => return bad("record has only one of key_blake3/key_len".into()),
+    };
+    if key_facts != record_facts {
+        bad("column key disagrees with the record's key_blake3/key_len".into());
+    }
+}

@@ -1,0 +1,415 @@
+//! Appending to one chain: buffering rows, the crash-safe flush, and the
+//! recovery that reopening a chain performs.
+//!
+//! Flush protocol (also in `docs/format.md`): for each table with buffered
+//! rows, write `<first_seq>.parquet.tmp`, fsync it, rename it to
+//! `<first_seq>.parquet`, fsync the folder; then append one manifest line
+//! per segment (one write) and fsync the manifest. The flush is committed
+//! once its last line is complete on disk.
+//!
+//! Recovery on open: a torn last line is truncated away; an incomplete last
+//! flush group is truncated too (so a flush is all or nothing, and
+//! `last_offset` never covers a message whose row was lost); leftover
+//! `*.parquet.tmp` files and segment files at exactly the next seq of their
+//! table (written by the crashed flush) are deleted. Anything else that does
+//! not add up is refused as corrupt: the writer never deletes data that a
+//! completed flush could have written.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Write};
+
+use super::error::{IoContext, LedgerError};
+use super::fsutil::{ensure_dir, list_dir, sync_dir};
+use super::hash::{ChainState, parse_hash};
+use super::manifest::{ManifestLine, Table};
+use super::record::{EventColumns, event_record, reject_record};
+use super::segment::{
+    EventRow, RejectRow, event_batch, parse_segment_file_name, reject_batch, schema_of,
+    segment_file_name, segment_metadata, segment_rel_path, write_segment,
+};
+use super::store::{durable_lines, is_tmp, remove};
+use super::{ChainId, Origin, Store};
+use crate::event::{Event, Reject};
+
+/// What one flush made durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlushStats {
+    pub events: usize,
+    pub rejects: usize,
+    /// Bytes of segment files written.
+    pub bytes: u64,
+    pub segments: usize,
+    /// Highest source offset now durable in the chain.
+    pub last_offset: i64,
+}
+
+/// The appender of one chain. Holds the chain's lock until dropped.
+/// Rows pushed but not flushed are lost when it is dropped (their offsets
+/// were not committed, so the source delivers them again).
+pub struct ChainWriter {
+    store: Store,
+    chain: ChainId,
+    manifest: File,
+    events: Vec<EventRow>,
+    rejects: Vec<RejectRow>,
+    /// Per table (index = `Table as usize`): durable and buffered heads.
+    durable: [ChainState; 2],
+    pending: [ChainState; 2],
+    last_offset: Option<i64>,
+    last_pushed: Option<i64>,
+    next_flush: u64,
+    poisoned: bool,
+}
+
+impl ChainWriter {
+    pub(crate) fn open(store: Store, chain: ChainId) -> Result<ChainWriter, LedgerError> {
+        chain.validate()?;
+        let path = store.manifest_path(&chain);
+        let dir = path
+            .parent()
+            .ok_or_else(|| LedgerError::Internal("manifest path".into()))?;
+        ensure_dir(dir)?;
+        let is_new = !path.exists();
+        if is_new {
+            for table in Table::ALL {
+                let seg_dir = store.segment_dir(table, &chain);
+                if list_dir(&seg_dir)?
+                    .iter()
+                    .any(|n| parse_segment_file_name(n).is_some())
+                {
+                    return Err(LedgerError::corrupt(
+                        &path,
+                        format!(
+                            "the manifest is missing but {} holds segments",
+                            seg_dir.display()
+                        ),
+                    ));
+                }
+            }
+        }
+        let mut manifest = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .at(&path)?;
+        if is_new {
+            sync_dir(dir)?;
+        }
+        match manifest.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(LedgerError::Locked {
+                    chain: chain.to_string(),
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(LedgerError::io(&path, e)),
+        }
+
+        let mut bytes = Vec::new();
+        manifest.read_to_end(&mut bytes).at(&path)?;
+        let (lines, len, repaired) = durable_lines(&path, &bytes)?;
+        if repaired {
+            tracing::warn!(
+                chain = %chain,
+                dropped_bytes = bytes.len() as u64 - len,
+                "manifest ends in an unfinished flush (crash during append); truncating it"
+            );
+            manifest.set_len(len).at(&path)?;
+            manifest.sync_all().at(&path)?;
+        }
+
+        let mut durable = [ChainState::default(); 2];
+        let mut last_offset = None;
+        for (i, line) in lines.iter().enumerate() {
+            let state = &mut durable[line.table as usize];
+            let expected_file = segment_rel_path(line.table, &chain, state.next_seq);
+            let bad = |what: &str| {
+                LedgerError::corrupt(&path, format!("manifest line {}: {what}", i + 1))
+            };
+            if line.first_seq != state.next_seq || line.file != expected_file {
+                return Err(bad("segment does not continue its table's seq"));
+            }
+            if parse_hash(&line.prev_head) != Some(state.head) {
+                return Err(bad("prev_head is not the previous head"));
+            }
+            state.head = parse_hash(&line.head).ok_or_else(|| bad("head is not a hash"))?;
+            state.next_seq = line.end_seq();
+            last_offset = last_offset.max(Some(line.last_offset));
+        }
+        let next_flush = lines.last().map_or(0, |l| l.flush + 1);
+
+        for table in Table::ALL {
+            sweep_segment_dir(
+                &store,
+                &chain,
+                table,
+                &lines,
+                durable[table as usize].next_seq,
+            )?;
+        }
+
+        Ok(ChainWriter {
+            store,
+            chain,
+            manifest,
+            events: Vec::new(),
+            rejects: Vec::new(),
+            durable,
+            pending: durable,
+            last_offset,
+            last_pushed: last_offset,
+            next_flush,
+            poisoned: false,
+        })
+    }
+
+    pub fn chain(&self) -> &ChainId {
+        &self.chain
+    }
+
+    /// Highest source offset durably stored in this chain (events or
+    /// rejects), `None` if the chain is empty.
+    pub fn last_offset(&self) -> Option<i64> {
+        self.last_offset
+    }
+
+    /// The durable chain head and next seq of a table.
+    pub fn head(&self, table: Table) -> (super::Hash, u64) {
+        let s = self.durable[table as usize];
+        (s.head, s.next_seq)
+    }
+
+    fn note_offset(&mut self, offset: i64) {
+        debug_assert!(
+            self.last_pushed.is_none_or(|last| offset > last),
+            "offset {offset} pushed after {:?} in chain {}",
+            self.last_pushed,
+            self.chain
+        );
+        self.last_pushed = Some(offset);
+    }
+
+    /// Buffers an accepted event. Offsets must be strictly increasing
+    /// across `push_event`/`push_reject` and above [`Self::last_offset`].
+    pub fn push_event(&mut self, origin: Origin, event: &Event) {
+        self.note_offset(origin.offset);
+        let record = event_record(&self.chain, &origin, event);
+        let (seq, hash) = self.pending[Table::Events as usize].append(&record);
+        self.events.push(EventRow {
+            seq,
+            offset: origin.offset,
+            cols: EventColumns::from_event(event),
+            record: String::from_utf8(record).expect("canonical JSON is UTF-8"),
+            hash,
+        });
+    }
+
+    /// Buffers a rejected message: its original bytes, its Kafka key if
+    /// any, and why it was refused.
+    pub fn push_reject(
+        &mut self,
+        origin: Origin,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        reject: &Reject,
+    ) {
+        self.note_offset(origin.offset);
+        let record = reject_record(&self.chain, &origin, key, payload, reject);
+        let (seq, hash) = self.pending[Table::Rejects as usize].append(&record);
+        self.rejects.push(RejectRow {
+            seq,
+            offset: origin.offset,
+            reason: reject.reason.as_str(),
+            detail: reject.detail.clone(),
+            key: key.map(<[u8]>::to_vec),
+            payload: payload.to_vec(),
+            record: String::from_utf8(record).expect("canonical JSON is UTF-8"),
+            hash,
+        });
+    }
+
+    /// Rows buffered, both tables.
+    pub fn buffered(&self) -> usize {
+        self.events.len() + self.rejects.len()
+    }
+
+    /// Makes everything buffered durable (see the module doc for the
+    /// protocol). `Ok(None)` if nothing was buffered. After an error the
+    /// writer refuses further flushes: drop it and open the chain again.
+    pub fn flush(&mut self) -> Result<Option<FlushStats>, LedgerError> {
+        if self.poisoned {
+            return Err(LedgerError::Poisoned {
+                chain: self.chain.to_string(),
+            });
+        }
+        if self.buffered() == 0 {
+            return Ok(None);
+        }
+        self.poisoned = true;
+        let stats = self.flush_buffered()?;
+        self.poisoned = false;
+        Ok(Some(stats))
+    }
+
+    fn flush_buffered(&mut self) -> Result<FlushStats, LedgerError> {
+        let tables: Vec<Table> = Table::ALL
+            .into_iter()
+            .filter(|&t| match t {
+                Table::Events => !self.events.is_empty(),
+                Table::Rejects => !self.rejects.is_empty(),
+            })
+            .collect();
+        let mut lines = Vec::with_capacity(tables.len());
+        for &table in &tables {
+            lines.push(self.write_segment(table, tables.len() as u32)?);
+        }
+
+        let mut text = String::new();
+        for line in &lines {
+            let json = serde_json::to_string(line)
+                .map_err(|e| LedgerError::Internal(format!("manifest line: {e}")))?;
+            text.push_str(&json);
+            text.push('\n');
+        }
+        let path = self.store.manifest_path(&self.chain);
+        self.manifest.write_all(text.as_bytes()).at(&path)?;
+        self.manifest.sync_data().at(&path)?;
+
+        let last_offset = lines.iter().map(|l| l.last_offset).max();
+        self.last_offset = self.last_offset.max(last_offset);
+        self.durable = self.pending;
+        self.next_flush += 1;
+        let stats = FlushStats {
+            events: self.events.len(),
+            rejects: self.rejects.len(),
+            bytes: lines.iter().map(|l| l.bytes).sum(),
+            segments: lines.len(),
+            last_offset: self.last_offset.unwrap_or_default(),
+        };
+        self.events.clear();
+        self.rejects.clear();
+        Ok(stats)
+    }
+
+    /// Writes the buffered rows of one table as a durable segment file and
+    /// returns its manifest line (not yet appended).
+    fn write_segment(
+        &self,
+        table: Table,
+        flush_segments: u32,
+    ) -> Result<ManifestLine, LedgerError> {
+        let state = self.durable[table as usize];
+        let dir = self.store.segment_dir(table, &self.chain);
+        let name = segment_file_name(state.next_seq);
+        let path = dir.join(&name);
+        let tmp = dir.join(format!("{name}.tmp"));
+        let opts = self.store.options();
+        let chunk = opts.row_group_rows.max(1);
+        let metadata = segment_metadata(table, &self.chain, state.next_seq);
+        let (rows, first_offset, last_offset, times, (file_hash, bytes)) = match table {
+            Table::Events => {
+                let rows = &self.events;
+                let batches = rows.chunks(chunk).map(|c| event_batch(&self.chain, c));
+                let written = write_segment(&tmp, schema_of(table), batches, metadata, opts)?;
+                let times = rows.iter().map(|r| r.cols.time_us);
+                let span = (times.clone().min(), times.max());
+                let ends = (
+                    rows.first().map(|r| r.offset),
+                    rows.last().map(|r| r.offset),
+                );
+                (rows.len(), ends.0, ends.1, span, written)
+            }
+            Table::Rejects => {
+                let rows = &self.rejects;
+                let batches = rows.chunks(chunk).map(|c| reject_batch(&self.chain, c));
+                let written = write_segment(&tmp, schema_of(table), batches, metadata, opts)?;
+                let ends = (
+                    rows.first().map(|r| r.offset),
+                    rows.last().map(|r| r.offset),
+                );
+                (rows.len(), ends.0, ends.1, (None, None), written)
+            }
+        };
+        std::fs::rename(&tmp, &path).at(&path)?;
+        sync_dir(&dir)?;
+
+        let pending = self.pending[table as usize];
+        debug_assert_eq!(pending.next_seq, state.next_seq + rows as u64);
+        let missing = || LedgerError::Internal("segment without rows".into());
+        Ok(ManifestLine {
+            table,
+            file: segment_rel_path(table, &self.chain, state.next_seq),
+            first_seq: state.next_seq,
+            rows: rows as u64,
+            first_offset: first_offset.ok_or_else(missing)?,
+            last_offset: last_offset.ok_or_else(missing)?,
+            prev_head: hex::encode(state.head),
+            head: hex::encode(pending.head),
+            file_blake3: hex::encode(file_hash),
+            bytes,
+            min_time_us: times.0,
+            max_time_us: times.1,
+            flush: self.next_flush,
+            flush_segments,
+        })
+    }
+}
+
+// The pipeline moves writers to blocking threads.
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<ChainWriter>();
+    assert_send::<Store>();
+};
+
+/// Deletes what a crashed flush left in a segment folder; refuses files
+/// that no crash can explain.
+fn sweep_segment_dir(
+    store: &Store,
+    chain: &ChainId,
+    table: Table,
+    lines: &[ManifestLine],
+    next_seq: u64,
+) -> Result<(), LedgerError> {
+    let dir = store.segment_dir(table, chain);
+    ensure_dir(&dir)?;
+    let named: std::collections::HashSet<u64> = lines
+        .iter()
+        .filter(|l| l.table == table)
+        .map(|l| l.first_seq)
+        .collect();
+    let mut removed = false;
+    for name in list_dir(&dir)? {
+        let path = dir.join(&name);
+        if is_tmp(&name) {
+            tracing::warn!(file = %path.display(), "deleting a temporary segment left by a crash");
+            remove(&path)?;
+            removed = true;
+            continue;
+        }
+        let Some(first_seq) = parse_segment_file_name(&name) else {
+            continue;
+        };
+        if named.contains(&first_seq) {
+            continue;
+        }
+        if first_seq == next_seq {
+            tracing::warn!(
+                file = %path.display(),
+                "deleting a segment that no manifest line names (crash before the manifest append)"
+            );
+            remove(&path)?;
+            removed = true;
+        } else {
+            return Err(LedgerError::corrupt(
+                &path,
+                "segment file is not in the manifest and no crash explains it",
+            ));
+        }
+    }
+    if removed {
+        sync_dir(&dir)?;
+    }
+    Ok(())
+}

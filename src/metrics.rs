@@ -1,0 +1,201 @@
+//! Every metric custos exports, defined in one place.
+//!
+//! Names carry the `custos_` prefix; label values come from closed sets
+//! (event kinds, reject reasons, detector and sink names, table names,
+//! assigned partitions), so the series count stays bounded. No label or
+//! value ever carries an identifier of a person or a secret.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub messages_consumed: IntCounterVec,
+    pub events_accepted: IntCounterVec,
+    pub events_rejected: IntCounterVec,
+    pub ledger_records: IntCounterVec,
+    pub ledger_segments: IntCounterVec,
+    pub ledger_bytes: IntCounterVec,
+    pub ledger_flush_seconds: Histogram,
+    pub offsets_committed: IntCounter,
+    pub consumer_lag: IntGaugeVec,
+    pub findings: IntCounterVec,
+    pub alerts: IntCounterVec,
+    pub alert_deliveries: IntCounterVec,
+    pub detector_keys: IntGaugeVec,
+    pub detector_evictions: IntCounterVec,
+    pub dead_letters_produced: IntCounter,
+    pub pipeline_ready: Gauge,
+    pub event_time_lag_seconds: GaugeVec,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let r = Registry::new();
+        let messages_consumed = counter_vec(
+            &r,
+            "custos_messages_consumed_total",
+            "Messages read from a source, before decoding.",
+            &["source"],
+        );
+        let events_accepted = counter_vec(
+            &r,
+            "custos_events_accepted_total",
+            "Events that passed validation, by kind.",
+            &["kind"],
+        );
+        let events_rejected = counter_vec(
+            &r,
+            "custos_events_rejected_total",
+            "Messages refused and dead-lettered, by reason.",
+            &["reason"],
+        );
+        let ledger_records = counter_vec(
+            &r,
+            "custos_ledger_records_total",
+            "Records made durable in the ledger, by table.",
+            &["table"],
+        );
+        let ledger_segments = counter_vec(
+            &r,
+            "custos_ledger_segments_total",
+            "Parquet segments written, by table.",
+            &["table"],
+        );
+        let ledger_bytes = counter_vec(
+            &r,
+            "custos_ledger_bytes_total",
+            "Bytes of Parquet segments written, by table.",
+            &["table"],
+        );
+        let ledger_flush_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "custos_ledger_flush_seconds",
+                "Time to make one chain's buffered records durable.",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+            ]),
+        )
+        .expect("valid metric");
+        r.register(Box::new(ledger_flush_seconds.clone()))
+            .expect("unique metric");
+        let offsets_committed = IntCounter::new(
+            "custos_offsets_committed_total",
+            "Kafka offset commits made after a durable flush.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(offsets_committed.clone()))
+            .expect("unique metric");
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "custos_consumer_lag",
+                "Messages between the committed offset and the partition end.",
+            ),
+            &["topic", "partition"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(consumer_lag.clone()))
+            .expect("unique metric");
+        let findings = counter_vec(
+            &r,
+            "custos_findings_total",
+            "Findings raised by detectors.",
+            &["detector"],
+        );
+        let alerts = counter_vec(
+            &r,
+            "custos_alerts_total",
+            "Alerts emitted to the sinks.",
+            &["detector"],
+        );
+        let alert_deliveries = counter_vec(
+            &r,
+            "custos_alert_deliveries_total",
+            "Alert delivery attempts by sink and outcome (ok, retry, failed).",
+            &["sink", "outcome"],
+        );
+        let detector_keys = IntGaugeVec::new(
+            Opts::new("custos_detector_keys", "Keys held in a detector's state."),
+            &["detector"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(detector_keys.clone()))
+            .expect("unique metric");
+        let detector_evictions = counter_vec(
+            &r,
+            "custos_detector_evictions_total",
+            "Keys evicted from a detector's state to keep it within its cap.",
+            &["detector"],
+        );
+        let dead_letters_produced = IntCounter::new(
+            "custos_dead_letters_produced_total",
+            "Rejected messages copied to the dead-letter topic.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(dead_letters_produced.clone()))
+            .expect("unique metric");
+        let pipeline_ready = Gauge::new(
+            "custos_pipeline_ready",
+            "1 while the pipeline consumes and its stages are healthy.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(pipeline_ready.clone()))
+            .expect("unique metric");
+        let event_time_lag_seconds = GaugeVec::new(
+            Opts::new(
+                "custos_event_time_lag_seconds",
+                "Wall clock minus the newest event time seen, by source.",
+            ),
+            &["source"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(event_time_lag_seconds.clone()))
+            .expect("unique metric");
+        Metrics {
+            registry: r,
+            messages_consumed,
+            events_accepted,
+            events_rejected,
+            ledger_records,
+            ledger_segments,
+            ledger_bytes,
+            ledger_flush_seconds,
+            offsets_committed,
+            consumer_lag,
+            findings,
+            alerts,
+            alert_deliveries,
+            detector_keys,
+            detector_evictions,
+            dead_letters_produced,
+            pipeline_ready,
+            event_time_lag_seconds,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("text encoding is UTF-8")
+    }
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}

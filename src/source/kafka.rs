@@ -1,0 +1,375 @@
+//! The Kafka source: one consumer-group member.
+//!
+//! A dedicated thread polls an rdkafka `BaseConsumer`. Messages, and the
+//! rebalance callbacks librdkafka runs inside `poll`, become
+//! [`SourceEvent`]s on one bounded channel, so the pipeline sees them in
+//! the order they happened. On a revoke the callback blocks until the
+//! pipeline has flushed and committed the revoked partitions, so the next
+//! owner starts exactly where this one stopped. Offsets are committed only
+//! through [`KafkaCommitter`], which the pipeline calls after a durable
+//! flush; auto-commit and auto offset store are off.
+//!
+//! Rejected messages can also be copied to a dead-letter topic
+//! ([`DeadLetters`]), with the reason and the original coordinates in
+//! headers.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Committer, SourceEvent, SourceMessage};
+use crate::event::Reject;
+use crate::ledger::ChainId;
+use crate::metrics::metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaSourceError {
+    #[error("kafka client: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    #[error("cannot start the consumer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// What the consumer needs to know.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub brokers: String,
+    pub group_id: String,
+    pub topics: Vec<String>,
+    pub channel_capacity: usize,
+    /// Extra librdkafka properties (override the defaults below).
+    pub client: BTreeMap<String, String>,
+}
+
+struct Context {
+    tx: mpsc::Sender<SourceEvent>,
+    /// Messages polled but not yet sent. Kept here, not in the poll loop,
+    /// so a revoke callback (which runs inside `poll`) can send them ahead
+    /// of the `Revoked` event and the pipeline sees everything in order.
+    pending: Mutex<Vec<SourceMessage>>,
+}
+
+impl Context {
+    /// Sends the pending batch; false when the pipeline has gone.
+    fn send_pending(&self) -> bool {
+        let batch = std::mem::take(&mut *self.pending.lock().expect("not poisoned"));
+        if batch.is_empty() {
+            return true;
+        }
+        metrics()
+            .messages_consumed
+            .with_label_values(&["kafka"])
+            .inc_by(batch.len() as u64);
+        self.tx.blocking_send(SourceEvent::Messages(batch)).is_ok()
+    }
+}
+
+impl ClientContext for Context {
+    fn stats(&self, stats: Statistics) {
+        let lag = &metrics().consumer_lag;
+        for (topic, t) in &stats.topics {
+            for (p, part) in &t.partitions {
+                if *p >= 0 && part.consumer_lag >= 0 {
+                    lag.with_label_values(&[topic.as_str(), &p.to_string()])
+                        .set(part.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+fn chains(tpl: &TopicPartitionList) -> Vec<ChainId> {
+    tpl.elements()
+        .iter()
+        .map(|e| ChainId {
+            stream: e.topic().to_owned(),
+            partition: e.partition(),
+        })
+        .collect()
+}
+
+impl ConsumerContext for Context {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let (done, wait) = oneshot::channel();
+            let revoked = chains(tpl);
+            tracing::info!(partitions = revoked.len(), "partitions revoked");
+            if self.send_pending()
+                && self
+                    .tx
+                    .blocking_send(SourceEvent::Revoked(revoked, done))
+                    .is_ok()
+            {
+                // Returns when the pipeline has committed, or has gone.
+                let _ = wait.blocking_recv();
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                let assigned = chains(tpl);
+                tracing::info!(partitions = assigned.len(), "partitions assigned");
+                let _ = self.tx.blocking_send(SourceEvent::Assigned(assigned));
+            }
+            Rebalance::Error(e) => tracing::error!(error = %e, "rebalance failed"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _: &TopicPartitionList) {
+        match result {
+            Ok(()) => metrics().offsets_committed.inc(),
+            Err(e) => tracing::warn!(error = %e, "offset commit failed; a later commit covers it"),
+        }
+    }
+}
+
+/// A running consumer: its event stream, its committer and its stop switch.
+pub struct KafkaSource {
+    pub events: mpsc::Receiver<SourceEvent>,
+    pub committer: KafkaCommitter,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KafkaSource {
+    pub fn start(settings: &KafkaSettings) -> Result<KafkaSource, KafkaSourceError> {
+        let (tx, events) = mpsc::channel(settings.channel_capacity.div_ceil(256).max(4));
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &settings.brokers)
+            .set("group.id", &settings.group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("statistics.interval.ms", "5000")
+            .set("fetch.wait.max.ms", "50")
+            .set("queued.min.messages", "20000")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000");
+        for (k, v) in &settings.client {
+            config.set(k, v);
+        }
+        let consumer: BaseConsumer<Context> = config.create_with_context(Context {
+            tx: tx.clone(),
+            pending: Mutex::new(Vec::with_capacity(BATCH)),
+        })?;
+        let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        let consumer = Arc::new(consumer);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (consumer, stop) = (consumer.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("custos-kafka-poll".into())
+                .spawn(move || poll_loop(consumer, tx, stop))
+                .map_err(KafkaSourceError::Thread)?
+        };
+        Ok(KafkaSource {
+            events,
+            committer: KafkaCommitter { consumer },
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks the poll thread to leave the group. The pipeline must keep
+    /// reading `events` until `End`: leaving revokes the partitions, which
+    /// waits for the pipeline's commit.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.stop.clone())
+    }
+
+    /// Waits for the poll thread after `End` was received.
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct StopHandle(Arc<AtomicBool>);
+
+impl StopHandle {
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+const BATCH: usize = 2048;
+
+fn poll_loop(
+    consumer: Arc<BaseConsumer<Context>>,
+    tx: mpsc::Sender<SourceEvent>,
+    stop: Arc<AtomicBool>,
+) {
+    let ctx = consumer.context().clone();
+    let mut idle = true;
+    while !stop.load(Ordering::SeqCst) {
+        // Block briefly only when nothing waits to be sent.
+        let timeout = if idle {
+            Duration::from_millis(100)
+        } else {
+            Duration::ZERO
+        };
+        let full = match consumer.poll(timeout) {
+            Some(Ok(m)) => {
+                let mut pending = ctx.pending.lock().expect("not poisoned");
+                pending.push(SourceMessage {
+                    chain: ChainId {
+                        stream: m.topic().to_owned(),
+                        partition: m.partition(),
+                    },
+                    offset: Some(m.offset()),
+                    file: None,
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().unwrap_or_default().to_vec(),
+                });
+                idle = false;
+                pending.len() >= BATCH
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "kafka consumer error");
+                true
+            }
+            None => true,
+        };
+        if full {
+            if !ctx.send_pending() {
+                return;
+            }
+            idle = true;
+        }
+    }
+    // Messages polled but not yet handed over are dropped here: they are not
+    // committed, so the next owner of their partitions reads them again.
+    ctx.pending.lock().expect("not poisoned").clear();
+    // Leave the group explicitly: this runs the revoke callback, which waits
+    // for the pipeline's final commit.
+    if let Err(e) = consumer.close_queue() {
+        tracing::warn!(error = %e, "cannot close the consumer queue");
+    } else {
+        while !consumer.closed() {
+            consumer.poll(Duration::from_millis(100));
+        }
+    }
+    let _ = tx.blocking_send(SourceEvent::End);
+}
+
+/// Commits offsets of a [`KafkaSource`]'s consumer.
+#[derive(Clone)]
+pub struct KafkaCommitter {
+    consumer: Arc<BaseConsumer<Context>>,
+}
+
+impl Committer for KafkaCommitter {
+    fn commit(&self, chain: &ChainId, next_offset: i64, sync: bool) {
+        let mut tpl = TopicPartitionList::new();
+        if let Err(e) =
+            tpl.add_partition_offset(&chain.stream, chain.partition, Offset::Offset(next_offset))
+        {
+            tracing::error!(error = %e, "cannot build the commit list");
+            return;
+        }
+        let mode = if sync {
+            CommitMode::Sync
+        } else {
+            CommitMode::Async
+        };
+        match self.consumer.commit(&tpl, mode) {
+            Ok(()) if sync => metrics().offsets_committed.inc(),
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, topic = %chain.stream, partition = chain.partition,
+                "offset commit failed; the ledger skips what it already holds on redelivery")
+            }
+        }
+    }
+}
+
+/// Copies rejected messages to a dead-letter topic.
+pub struct DeadLetters {
+    producer: FutureProducer,
+    topic: String,
+    pending: Vec<DeliveryFuture>,
+}
+
+impl DeadLetters {
+    pub fn new(brokers: &str, topic: &str, client: &BTreeMap<String, String>) -> KafkaResult<Self> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", brokers)
+            .set("linger.ms", "5")
+            .set("enable.idempotence", "true");
+        for (k, v) in client.iter().filter(|(k, _)| !k.starts_with("group.")) {
+            config.set(k, v);
+        }
+        Ok(DeadLetters {
+            producer: config.create()?,
+            topic: topic.to_owned(),
+            pending: Vec::new(),
+        })
+    }
+
+    /// Queues a copy of `msg` with the reason in headers.
+    pub fn send(&mut self, msg: &SourceMessage, reject: &Reject) {
+        let offset = msg.offset.unwrap_or(-1).to_string();
+        let partition = msg.chain.partition.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "custos.reason",
+                value: Some(reject.reason.as_str()),
+            })
+            .insert(Header {
+                key: "custos.detail",
+                value: Some(reject.detail.as_str()),
+            })
+            .insert(Header {
+                key: "custos.topic",
+                value: Some(msg.chain.stream.as_str()),
+            })
+            .insert(Header {
+                key: "custos.partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "custos.offset",
+                value: Some(offset.as_str()),
+            });
+        let mut record = FutureRecord::to(&self.topic)
+            .payload(&msg.payload)
+            .headers(headers);
+        if let Some(key) = &msg.key {
+            record = record.key(key);
+        }
+        match self.producer.send_result(record) {
+            Ok(delivery) => self.pending.push(delivery),
+            Err((e, _)) => tracing::error!(error = %e, "cannot queue a dead letter"),
+        }
+    }
+
+    /// Waits until every queued copy is acknowledged (or failed, logged).
+    pub async fn settle(&mut self) {
+        for delivery in self.pending.drain(..) {
+            match delivery.await {
+                Ok(Ok(_)) => metrics().dead_letters_produced.inc(),
+                Ok(Err((e, _))) => tracing::error!(error = %e, "dead letter not delivered"),
+                Err(_) => tracing::error!("dead letter delivery dropped"),
+            }
+        }
+    }
+}

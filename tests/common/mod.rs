@@ -1,0 +1,160 @@
+//! Shared fixtures for the integration tests: the real Kafka broker, the
+//! custos binary, a webhook receiver.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const KEY: &str = "7f3c1d2e4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_custos")
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The broker's address. `scripts/test` starts a broker and sets
+/// `CUSTOS_TEST_KAFKA_BROKERS`; under a bare `cargo test` the broker is
+/// started here (and left running) when none answers.
+pub fn kafka() -> &'static str {
+    static BROKERS: OnceLock<String> = OnceLock::new();
+    BROKERS.get_or_init(|| {
+        let brokers =
+            std::env::var("CUSTOS_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+        let addr: SocketAddr = brokers
+            .parse()
+            .expect("CUSTOS_TEST_KAFKA_BROKERS is host:port");
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
+            let status = Command::new(repo().join("scripts/kafka.sh"))
+                .arg("start")
+                .status()
+                .expect("run scripts/kafka.sh");
+            assert!(status.success(), "scripts/kafka.sh start failed");
+        }
+        brokers
+    })
+}
+
+/// A name no other test run uses.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// A custos child process, killed when dropped.
+pub struct Custos {
+    pub child: Child,
+}
+
+impl Custos {
+    pub fn start(args: &[&str], config: &Path) -> Custos {
+        let child = Command::new(bin())
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .env("CUSTOS_PRIVACY_PSEUDONYM_KEY", KEY)
+            .env("CUSTOS_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start custos");
+        Custos { child }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "custos did not stop within 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Custos {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 200 ms until it returns true or `limit` passes.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    check()
+}
+
+/// An HTTP receiver that records every JSON body POSTed to it.
+pub struct Webhook {
+    pub url: String,
+    pub bodies: Arc<Mutex<Vec<serde_json::Value>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl Webhook {
+    pub fn start() -> Webhook {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let store = bodies.clone();
+        let app = axum::Router::new().route(
+            "/alerts",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let store = store.clone();
+                async move {
+                    let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    store.lock().unwrap().push(value);
+                    "ok"
+                }
+            }),
+        );
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Webhook {
+            url: format!("http://{addr}/alerts"),
+            bodies,
+            _runtime: runtime,
+        }
+    }
+}
+
+/// Runs the custos binary to completion and returns (exit code, stdout).
+pub fn custos(args: &[&str]) -> (i32, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .env("CUSTOS_PRIVACY_PSEUDONYM_KEY", KEY)
+        .env("CUSTOS_LOG", "warn")
+        .output()
+        .expect("run custos");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
