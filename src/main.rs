@@ -118,6 +118,10 @@ enum Command {
         /// Output file (default: stdout).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also write the ground truth, one `id<TAB>truth<TAB>actor` line per
+        /// event (for evaluating detectors).
+        #[arg(long)]
+        labels: Option<PathBuf>,
     },
     /// Validate the configuration and list every problem.
     CheckConfig {
@@ -135,17 +139,31 @@ enum OutputFormat {
     Json,
 }
 
-fn main() -> Result<()> {
+fn main() {
     let cli = Cli::parse();
-    init_logging(&cli.log, cli.log_format)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    if let Err(e) = init_logging(&cli.log, cli.log_format) {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+    let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    let code = runtime.block_on(dispatch(cli.command))?;
-    std::process::exit(code)
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(dispatch(cli.command)));
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            // `{:#}` prints the cause chain on one line, without a backtrace.
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
 }
 
 fn init_logging(filter: &str, format: LogFormat) -> Result<()> {
+    // rdkafka's consumer logs an error when dropped after an explicit,
+    // successful close (it closes again); nothing is wrong then.
+    let filter = format!("{filter},rdkafka::consumer::base_consumer=off");
     let filter = tracing_subscriber::EnvFilter::try_new(filter).context("bad --log filter")?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -184,7 +202,8 @@ async fn dispatch(command: Command) -> Result<i32> {
             rate,
             seed,
             out,
-        } => synth(events, rate, seed, out),
+            labels,
+        } => synth(events, rate, seed, out, labels),
         Command::CheckConfig { config } => {
             let c = load(&config)?;
             println!(
@@ -382,7 +401,13 @@ async fn query(store: PathBuf, sql: String, format: OutputFormat) -> Result<i32>
     Ok(0)
 }
 
-fn synth(events: u64, rate: u64, seed: u64, out: Option<PathBuf>) -> Result<i32> {
+fn synth(
+    events: u64,
+    rate: u64,
+    seed: u64,
+    out: Option<PathBuf>,
+    labels: Option<PathBuf>,
+) -> Result<i32> {
     use std::io::Write;
     if rate == 0 {
         bail!("--rate must be at least 1");
@@ -392,6 +417,10 @@ fn synth(events: u64, rate: u64, seed: u64, out: Option<PathBuf>) -> Result<i32>
         None => Box::new(std::io::stdout().lock()),
     };
     let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut w);
+    let mut labels = match &labels {
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p)?)),
+        None => None,
+    };
     let mut workload = Workload::new(WorkloadConfig {
         seed,
         ..WorkloadConfig::default()
@@ -402,8 +431,14 @@ fn synth(events: u64, rate: u64, seed: u64, out: Option<PathBuf>) -> Result<i32>
         let m = workload.next_message(t);
         w.write_all(&m.payload)?;
         w.write_all(b"\n")?;
+        if let (Some(l), Some(id)) = (&mut labels, &m.id) {
+            writeln!(l, "{id}\t{}\t{}", m.truth.as_str(), m.key)?;
+        }
     }
     w.flush()?;
+    if let Some(l) = &mut labels {
+        l.flush()?;
+    }
     Ok(0)
 }
 

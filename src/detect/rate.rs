@@ -17,11 +17,12 @@
 //! `min_count` (so a quiet actor does not alert on one extra event), and
 //! only after `warmup_windows` windows of history for that actor.
 //!
-//! Robustness: after warm-up a window's count enters the baseline clipped
-//! at `mean + threshold * spread`, so a burst cannot inflate the baseline
-//! enough to hide the next one. During warm-up the newest window weighs
-//! `max(alpha, 1/n)` (a plain mean of the first windows), so the baseline
-//! starts at the actor's real level rather than creeping up from zero.
+//! Robustness: the baseline starts from the median and median absolute
+//! deviation of the actor's first `warmup_windows` windows (so it starts at
+//! their real level, and a burst inside the warm-up does not become the
+//! norm); after that a window's count enters the baseline clipped at
+//! `mean + threshold * spread`, so a burst cannot inflate the baseline
+//! enough to hide the next one.
 //!
 //! State: one small record per actor; at `max_actors` the least recently
 //! active tenth is evicted (counted in `custos_detector_evictions_total`).
@@ -89,13 +90,14 @@ impl RateConfig {
 
 #[derive(Debug, Clone)]
 struct ActorState {
-    first_window: i64,
     window: i64,
     count: u64,
     fired: bool,
     evidence: Vec<String>,
     /// Windows folded into the baseline so far.
     learned: u64,
+    /// Counts of the warm-up windows; emptied once the baseline is set.
+    warmup: Vec<u32>,
     mean: f64,
     var: f64,
 }
@@ -135,6 +137,26 @@ impl AccessRate {
     }
 }
 
+/// Median and median absolute deviation of `xs` (reordered in place).
+fn median_and_mad(xs: &mut [u32]) -> (f64, f64) {
+    fn median(v: &mut [f64]) -> f64 {
+        if v.is_empty() {
+            return 0.0;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    }
+    let mut v: Vec<f64> = xs.iter().map(|&x| x as f64).collect();
+    let m = median(&mut v);
+    let mut dev: Vec<f64> = v.iter().map(|x| (x - m).abs()).collect();
+    (m, median(&mut dev))
+}
+
 fn spread(mean: f64, var: f64) -> f64 {
     var.max(mean).max(1.0).sqrt()
 }
@@ -142,34 +164,41 @@ fn spread(mean: f64, var: f64) -> f64 {
 impl ActorState {
     fn new(window: i64) -> Self {
         ActorState {
-            first_window: window,
             window,
             count: 0,
             fired: false,
             evidence: Vec::new(),
             learned: 0,
+            warmup: Vec::new(),
             mean: 0.0,
             var: 0.0,
         }
     }
 
-    /// Folds one finished window's count into the baseline. The weight of
-    /// the newest window is `max(alpha, 1/n)`: a plain average of the first
-    /// `1/alpha` windows, so a new actor's baseline starts at their real
-    /// level instead of creeping up from zero. Counts are clipped only once
-    /// the baseline is established (after warm-up).
+    /// Folds one finished window's count into the baseline.
+    ///
+    /// The first `warmup_windows` counts are kept and the baseline is set
+    /// from their median and median absolute deviation, so a burst inside
+    /// the warm-up (a few windows out of many) does not become the norm.
+    /// After that: EWMA with the count clipped at `mean + threshold *
+    /// spread`.
     fn learn(&mut self, count: f64, cfg: &RateConfig) {
         self.learned += 1;
-        let alpha = cfg.alpha.max(1.0 / self.learned as f64);
-        let x = if self.learned > cfg.warmup_windows {
-            count.min(self.mean + cfg.threshold * spread(self.mean, self.var))
-        } else {
-            count
-        };
+        if self.learned <= cfg.warmup_windows {
+            self.warmup.push(count.min(u32::MAX as f64) as u32);
+            if self.learned == cfg.warmup_windows {
+                let (median, mad) = median_and_mad(&mut self.warmup);
+                self.mean = median;
+                self.var = (1.4826 * mad).powi(2);
+                self.warmup = Vec::new();
+            }
+            return;
+        }
+        let x = count.min(self.mean + cfg.threshold * spread(self.mean, self.var));
         let diff = x - self.mean;
-        let incr = alpha * diff;
+        let incr = cfg.alpha * diff;
         self.mean += incr;
-        self.var = (1.0 - alpha) * (self.var + diff * incr);
+        self.var = (1.0 - cfg.alpha) * (self.var + diff * incr);
     }
 
     /// Moves to window `w`, closing the current one and the empty ones in
@@ -216,10 +245,7 @@ impl Detector for AccessRate {
         if state.evidence.len() < cfg.max_evidence {
             state.evidence.push(event.id.clone());
         }
-        if state.fired
-            || state.count < cfg.min_count
-            || ((state.window - state.first_window) as u64) < cfg.warmup_windows
-        {
+        if state.fired || state.count < cfg.min_count || state.learned < cfg.warmup_windows {
             return;
         }
         let sd = spread(state.mean, state.var);

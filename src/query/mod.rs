@@ -1,53 +1,80 @@
 //! Read-only SQL over the ledger with DataFusion.
 //!
-//! Registers the store's Parquet segments as tables (`events`, `rejects`)
-//! and runs one statement. Only queries are allowed: DDL, DML and
-//! statements such as `SET` are refused by DataFusion's SQL options before
-//! planning. Queries run on their own runtime so they never hold up the
-//! pipeline's threads.
+//! Tables: `events` and `rejects`, over exactly the segments the chains'
+//! manifests name as durable (a segment being written, or left by a crash,
+//! is never read). Only queries are allowed: DDL, DML and statements such as
+//! `SET` are refused by DataFusion's SQL options before planning.
 
 use std::path::Path;
-
-use arrow::record_batch::RecordBatch;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::ListingOptions;
-use datafusion::execution::context::{SQLOptions, SessionContext};
 use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::context::{SQLOptions, SessionContext};
+
+use crate::ledger::{LedgerError, Store, StoreOptions, Table, events_schema, rejects_schema};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("{0}")]
     DataFusion(#[from] datafusion::error::DataFusionError),
-    #[error("the store {0} has no such folder; has anything been ingested?")]
+    #[error("{0}")]
+    Ledger(#[from] LedgerError),
+    #[error("{0} is not a custos store (no custos-store.json)")]
     NoStore(String),
 }
 
-/// The tables a store exposes, by folder.
-pub const TABLES: &[&str] = &["events", "rejects"];
-
 /// A session with the store's tables registered.
-pub async fn session(store: &Path) -> Result<SessionContext, QueryError> {
-    if !store.is_dir() {
-        return Err(QueryError::NoStore(store.display().to_string()));
+pub async fn session(root: &Path) -> Result<SessionContext, QueryError> {
+    if !root.join("custos-store.json").is_file() {
+        return Err(QueryError::NoStore(root.display().to_string()));
+    }
+    let store = Store::open(root, StoreOptions::default())?;
+    let root = root.canonicalize().map_err(|e| LedgerError::io(root, e))?;
+    let mut events = Vec::new();
+    let mut rejects = Vec::new();
+    for chain in store.chains()? {
+        for line in store.manifest(&chain)? {
+            let path = root.join(&line.file).display().to_string();
+            match line.table {
+                Table::Events => events.push(path),
+                Table::Rejects => rejects.push(path),
+            }
+        }
     }
     let ctx = SessionContext::new();
-    for table in TABLES {
-        let dir = store.join(table);
-        if !dir.is_dir() {
-            continue;
-        }
-        let options =
-            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let url = format!(
-            "{}/",
-            dir.canonicalize()
-                .map_err(datafusion::error::DataFusionError::IoError)?
-                .display()
-        );
-        ctx.register_listing_table(*table, &url, options, None, None)
-            .await?;
-    }
+    register(&ctx, "events", events_schema(), events)?;
+    register(&ctx, "rejects", rejects_schema(), rejects)?;
     Ok(ctx)
+}
+
+fn register(
+    ctx: &SessionContext,
+    name: &str,
+    schema: SchemaRef,
+    files: Vec<String>,
+) -> Result<(), QueryError> {
+    if files.is_empty() {
+        let empty = MemTable::try_new(schema, vec![vec![]])?;
+        ctx.register_table(name, Arc::new(empty))?;
+        return Ok(());
+    }
+    let urls = files
+        .iter()
+        .map(|f| ListingTableUrl::parse(f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(schema);
+    ctx.register_table(name, Arc::new(ListingTable::try_new(config)?))?;
+    Ok(())
 }
 
 /// Runs one read-only statement.

@@ -132,3 +132,15 @@ fn a_busy_new_actor_is_learned_not_flagged() {
     let pattern: Vec<u64> = (0..60).map(|i| 95 + (i % 11)).collect();
     assert!(feed(&mut d, "svc-new", 0, &pattern).is_empty());
 }
+
+#[test]
+fn a_burst_inside_the_warmup_does_not_become_the_norm() {
+    let mut d = detector();
+    // Bursts in windows 6-8 of the warm-up, then another right after it.
+    let mut pattern = vec![20u64; 6];
+    pattern.extend([900, 900, 900, 20]);
+    pattern.push(900);
+    let found = feed(&mut d, "emp-4", 0, &pattern);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].window_start.timestamp(), 10 * 60);
+}
