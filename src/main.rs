@@ -68,8 +68,9 @@ enum Command {
         /// Live events per second.
         #[arg(long, default_value_t = 2000)]
         rate: u64,
-        /// Seconds of past activity produced first.
-        #[arg(long, default_value_t = 120)]
+        /// Seconds of past activity produced first (the mock cluster serves
+        /// a backlog slowly, so the live part then runs behind).
+        #[arg(long, default_value_t = 0)]
         history: u64,
         /// Store folder (replaced if it holds an earlier demo).
         #[arg(long, default_value = "custos-demo-store")]

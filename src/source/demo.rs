@@ -69,7 +69,12 @@ impl WorkloadProducer {
     pub fn start(settings: ProducerSettings) -> rdkafka::error::KafkaResult<WorkloadProducer> {
         let producer: BaseProducer = ClientConfig::new()
             .set("bootstrap.servers", &settings.bootstrap)
-            .set("linger.ms", "5")
+            // Large batches: the mock broker serves about one produced batch
+            // per partition per fetch and scans its log linearly, so many
+            // small batches starve the consumer and slow the broker down.
+            .set("linger.ms", "100")
+            .set("batch.num.messages", "10000")
+            .set("batch.size", "8000000")
             .set("queue.buffering.max.messages", "1000000")
             .create()?;
         let stop = Arc::new(AtomicBool::new(false));

@@ -211,6 +211,8 @@ impl StopHandle {
 }
 
 const BATCH: usize = 2048;
+/// How long leaving the group may take at shutdown.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn poll_loop(
     consumer: Arc<BaseConsumer<Context>>,
@@ -263,8 +265,17 @@ fn poll_loop(
     if let Err(e) = consumer.close_queue() {
         tracing::warn!(error = %e, "cannot close the consumer queue");
     } else {
-        while !consumer.closed() {
+        let deadline = std::time::Instant::now() + CLOSE_TIMEOUT;
+        while !consumer.closed() && std::time::Instant::now() < deadline {
             consumer.poll(Duration::from_millis(100));
+        }
+        if !consumer.closed() {
+            // The broker does not answer. rdkafka's `Drop` would poll until
+            // the close completes, possibly forever; leak the handle instead
+            // (the process is stopping). Nothing uncommitted is lost: the
+            // next owner re-reads it.
+            tracing::warn!("the consumer did not leave the group within {CLOSE_TIMEOUT:?}");
+            std::mem::forget(consumer.clone());
         }
     }
     let _ = tx.blocking_send(SourceEvent::End);
