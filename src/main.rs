@@ -166,8 +166,10 @@ fn init_logging(filter: &str, format: LogFormat) -> Result<()> {
     // successful close (it closes again); nothing is wrong then.
     let filter = format!("{filter},rdkafka::consumer::base_consumer=off");
     let filter = tracing_subscriber::EnvFilter::try_new(filter).context("bad --log filter")?;
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
@@ -252,8 +254,14 @@ async fn stages(config: &Config) -> Result<Stages> {
             .with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(%bound, "metrics on http://{bound}/metrics");
     }
+    let mut decoder = Decoder::new(Pseudonymizer::new(&key));
+    if config.events.max_future_secs > 0 {
+        decoder = decoder.with_max_future(chrono::Duration::seconds(
+            config.events.max_future_secs.min(i64::MAX as u64 / 1000) as i64,
+        ));
+    }
     Ok(Stages {
-        decoder: Decoder::new(Pseudonymizer::new(&key)),
+        decoder,
         store,
         detectors: Detectors::new(&config.detectors),
         alerter: Alerter::start(&config.sinks)?,
@@ -331,10 +339,18 @@ async fn consume(
 }
 
 async fn ingest(config: Config, files: Vec<PathBuf>) -> Result<i32> {
+    // Every input must open before anything is stored.
+    for f in files.iter().filter(|f| f.as_os_str() != "-") {
+        std::fs::File::open(f).with_context(|| format!("cannot read {}", f.display()))?;
+    }
     let s = stages(&config).await?;
     let started = Instant::now();
     let (tx, rx) = tokio::sync::mpsc::channel(64);
-    let reader = tokio::task::spawn_blocking(move || file::read_files(&files, &tx));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        tokio::task::spawn_blocking(move || file::read_files(&files, &tx, &stop))
+    };
     let pipeline = Pipeline::new(
         s.decoder,
         s.store,
@@ -344,7 +360,8 @@ async fn ingest(config: Config, files: Vec<PathBuf>) -> Result<i32> {
         Arc::new(NoCommit),
         s.policy,
     );
-    let summary = pipeline.run(rx, terminated(), || {}).await?;
+    let on_stop = move || stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let summary = pipeline.run(rx, terminated(), on_stop).await?;
     let lines = reader.await?.context("reading input")?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(

@@ -8,8 +8,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -18,10 +18,13 @@ pub struct Metrics {
     pub events_accepted: IntCounterVec,
     pub events_rejected: IntCounterVec,
     pub ledger_records: IntCounterVec,
-    pub ledger_segments: IntCounterVec,
-    pub ledger_bytes: IntCounterVec,
+    pub ledger_segments: IntCounter,
+    pub ledger_bytes: IntCounter,
     pub ledger_flush_seconds: Histogram,
     pub offsets_committed: IntCounter,
+    pub messages_skipped: IntCounter,
+    pub alerts_dropped: IntCounterVec,
+    pub dead_letter_failures: IntCounter,
     pub consumer_lag: IntGaugeVec,
     pub findings: IntCounterVec,
     pub alerts: IntCounterVec,
@@ -30,7 +33,13 @@ pub struct Metrics {
     pub detector_evictions: IntCounterVec,
     pub dead_letters_produced: IntCounter,
     pub pipeline_ready: Gauge,
-    pub event_time_lag_seconds: GaugeVec,
+    pub event_time_lag_seconds: Gauge,
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -66,17 +75,15 @@ impl Metrics {
             "Records made durable in the ledger, by table.",
             &["table"],
         );
-        let ledger_segments = counter_vec(
+        let ledger_segments = counter(
             &r,
             "custos_ledger_segments_total",
-            "Parquet segments written, by table.",
-            &["table"],
+            "Parquet segments written (both tables).",
         );
-        let ledger_bytes = counter_vec(
+        let ledger_bytes = counter(
             &r,
             "custos_ledger_bytes_total",
-            "Bytes of Parquet segments written, by table.",
-            &["table"],
+            "Bytes of Parquet segments written (both tables).",
         );
         let ledger_flush_seconds = Histogram::with_opts(
             HistogramOpts::new(
@@ -96,6 +103,26 @@ impl Metrics {
         )
         .expect("valid metric");
         r.register(Box::new(offsets_committed.clone()))
+            .expect("unique metric");
+        let messages_skipped = IntCounter::new(
+            "custos_messages_skipped_total",
+            "Redelivered messages skipped because the ledger already holds their offset.",
+        )
+        .expect("valid metric");
+        r.register(Box::new(messages_skipped.clone()))
+            .expect("unique metric");
+        let alerts_dropped = counter_vec(
+            &r,
+            "custos_alerts_dropped_total",
+            "Alerts a sink could not take within its deadline (its queue stayed full).",
+            &["sink"],
+        );
+        let dead_letter_failures = IntCounter::new(
+            "custos_dead_letter_failures_total",
+            "Rejected messages whose copy to the dead-letter topic failed (they are in the rejects table).",
+        )
+        .expect("valid metric");
+        r.register(Box::new(dead_letter_failures.clone()))
             .expect("unique metric");
         let consumer_lag = IntGaugeVec::new(
             Opts::new(
@@ -152,12 +179,9 @@ impl Metrics {
         .expect("valid metric");
         r.register(Box::new(pipeline_ready.clone()))
             .expect("unique metric");
-        let event_time_lag_seconds = GaugeVec::new(
-            Opts::new(
-                "custos_event_time_lag_seconds",
-                "Wall clock minus the newest event time seen, by source.",
-            ),
-            &["source"],
+        let event_time_lag_seconds = Gauge::new(
+            "custos_event_time_lag_seconds",
+            "Wall clock minus the newest event time in the last batch.",
         )
         .expect("valid metric");
         r.register(Box::new(event_time_lag_seconds.clone()))
@@ -172,6 +196,9 @@ impl Metrics {
             ledger_bytes,
             ledger_flush_seconds,
             offsets_committed,
+            messages_skipped,
+            alerts_dropped,
+            dead_letter_failures,
             consumer_lag,
             findings,
             alerts,

@@ -31,7 +31,7 @@ use crate::source::{Committer, SourceEvent, SourceMessage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("ledger: {0}")]
+    #[error("ledger")]
     Ledger(#[from] LedgerError),
     #[error("internal: a blocking ledger task failed: {0}")]
     Internal(String),
@@ -58,6 +58,7 @@ struct ChainState {
     writer: Option<ChainWriter>,
     next_offset: i64,
     oldest: Option<Instant>,
+    warned_skip: bool,
 }
 
 pub struct Pipeline {
@@ -129,6 +130,9 @@ impl Pipeline {
                     }
                     Some(SourceEvent::Messages(batch)) => {
                         if let Err(e) = self.handle_batch(batch).await { break Err(e); }
+                        // The tick branch may starve while messages keep
+                        // coming; age-based flushes must not wait for a lull.
+                        if let Err(e) = self.flush_due().await { break Err(e); }
                     }
                     Some(SourceEvent::Revoked(chains, done)) => {
                         let r = self.revoke(chains).await;
@@ -142,6 +146,15 @@ impl Pipeline {
             }
         };
         metrics().pipeline_ready.set(0.0);
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "pipeline stopped on an error; nothing after the last commit is acknowledged");
+        }
+        // Stop the source in every case, errors included, so it does not
+        // keep a consumer-group membership nobody serves.
+        if let Some(f) = on_shutdown.take() {
+            f();
+        }
+        drop(events);
         let flushed = self.flush_all().await;
         self.detectors.report();
         self.alerter.close().await;
@@ -166,6 +179,7 @@ impl Pipeline {
                     writer: Some(writer),
                     next_offset,
                     oldest: None,
+                    warned_skip: false,
                 },
             );
         }
@@ -191,7 +205,17 @@ impl Pipeline {
             };
             let offset = match msg.offset {
                 Some(o) if o < state.next_offset => {
+                    // Already held (a redelivery after a restart or a
+                    // rebalance). Counted: an operator must see it if a
+                    // recreated topic reuses offsets.
                     self.summary.redelivered += 1;
+                    metrics().messages_skipped.inc();
+                    if !state.warned_skip {
+                        state.warned_skip = true;
+                        tracing::warn!(stream = %msg.chain.stream, partition = msg.chain.partition,
+                            offset = o, next_offset = state.next_offset,
+                            "skipping messages the ledger already holds");
+                    }
                     continue;
                 }
                 Some(o) => o,
@@ -241,10 +265,7 @@ impl Pipeline {
         }
         if let Some(t) = newest {
             let lag = (Utc::now().timestamp_micros() - t) as f64 / 1e6;
-            metrics()
-                .event_time_lag_seconds
-                .with_label_values(&["all"])
-                .set(lag);
+            metrics().event_time_lag_seconds.set(lag);
         }
         for alert in alerts {
             self.summary.alerts += 1;
@@ -283,8 +304,17 @@ impl Pipeline {
             return Ok(());
         };
         state.oldest = None;
-        let mut writer = state.writer.take().expect("writer present outside flush");
+        let Some(mut writer) = state.writer.take() else {
+            return Err(PipelineError::Internal(
+                "a chain lost its writer in an earlier failed flush".into(),
+            ));
+        };
         if writer.buffered() == 0 {
+            // Nothing new; still re-commit on a revoke or at shutdown, in
+            // case an earlier asynchronous commit failed.
+            if let (true, Some(last)) = (sync, writer.last_offset()) {
+                self.committer.commit(chain, last + 1, true);
+            }
             state.writer = Some(writer);
             return Ok(());
         }
@@ -312,12 +342,8 @@ impl Pipeline {
         m.ledger_records
             .with_label_values(&["rejects"])
             .inc_by(stats.rejects as u64);
-        m.ledger_segments
-            .with_label_values(&["all"])
-            .inc_by(stats.segments as u64);
-        m.ledger_bytes
-            .with_label_values(&["all"])
-            .inc_by(stats.bytes);
+        m.ledger_segments.inc_by(stats.segments as u64);
+        m.ledger_bytes.inc_by(stats.bytes);
         self.committer.commit(chain, stats.last_offset + 1, sync);
         Ok(())
     }

@@ -2,13 +2,15 @@
 //! deliver them.
 //!
 //! Every configured sink gets every alert, through its own bounded queue
-//! and task, so a slow sink delays only itself until its queue is full;
-//! then [`Alerter::send`] waits (back-pressure, visible as
-//! `custos_alert_deliveries_total{outcome="retry"}` and a stalled pipeline
-//! in the metrics) rather than dropping an alert. The webhook sink retries
-//! with exponential backoff. A durable outbox is not part of this stage yet:
-//! alerts pending in memory at a crash are lost (the events are not; they
-//! are in the ledger and detection can be replayed with `custos ingest`).
+//! (1024 alerts) and task, so a slow sink delays only itself. When a sink's
+//! queue is full, [`Alerter::send`] waits at most [`SEND_DEADLINE`] for room
+//! (back-pressure on the pipeline), then drops the alert *for that sink*,
+//! counts it in `custos_alerts_dropped_total{sink}` and logs an error, so
+//! a dead sink can neither stall ingestion for long nor lose alerts
+//! silently. The webhook sink retries with exponential backoff. A durable
+//! outbox is not part of this stage yet: alerts pending in memory at a crash
+//! are lost (the events are not; they are in the ledger and detection can be
+//! replayed with `custos ingest`).
 
 mod sink;
 
@@ -75,9 +77,14 @@ impl Alert {
     }
 }
 
+/// How long `send` waits for room in a full sink queue.
+pub const SEND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long `close` waits for the sinks to deliver what is queued.
+pub const CLOSE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Fans alerts out to the sinks.
 pub struct Alerter {
-    queues: Vec<mpsc::Sender<Alert>>,
+    queues: Vec<(&'static str, mpsc::Sender<Alert>)>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -89,25 +96,39 @@ impl Alerter {
         for config in configs {
             let (tx, rx) = mpsc::channel(1024);
             tasks.push(tokio::spawn(sink::run(config.build()?, rx)));
-            queues.push(tx);
+            queues.push((config.kind(), tx));
         }
         Ok(Alerter { queues, tasks })
     }
 
-    /// Hands `alert` to every sink; waits while a sink's queue is full.
+    /// Hands `alert` to every sink (see the module doc for a full queue).
     pub async fn send(&self, alert: Alert) {
         metrics().alerts.with_label_values(&[&alert.detector]).inc();
-        for q in &self.queues {
-            // A closed queue means its task ended; that was logged there.
-            let _ = q.send(alert.clone()).await;
+        for (kind, q) in &self.queues {
+            let sent = match q.try_send(alert.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(a)) => {
+                    q.send_timeout(a, SEND_DEADLINE).await.is_ok()
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            };
+            if !sent {
+                metrics().alerts_dropped.with_label_values(&[kind]).inc();
+                tracing::error!(sink = kind, alert = %alert.id, "alert dropped: the sink's queue stayed full");
+            }
         }
     }
 
-    /// Delivers what is queued (retries included) and stops the sinks.
+    /// Delivers what is queued (retries included), waiting at most
+    /// [`CLOSE_DEADLINE`], and stops the sinks.
     pub async fn close(self) {
         drop(self.queues);
-        for t in self.tasks {
-            let _ = t.await;
+        let deadline = tokio::time::Instant::now() + CLOSE_DEADLINE;
+        for mut t in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut t).await.is_err() {
+                tracing::error!("an alert sink did not finish in time; its queued alerts are lost");
+                t.abort();
+            }
         }
     }
 }

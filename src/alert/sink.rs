@@ -94,6 +94,14 @@ impl SinkConfig {
         }
     }
 
+    /// The sink's type, as a metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::Jsonl { .. } => "jsonl",
+            SinkConfig::Webhook(_) => "webhook",
+        }
+    }
+
     pub(super) fn build(&self) -> Result<Sink, SinkError> {
         Ok(match self {
             SinkConfig::Jsonl { path } if path == "-" => Sink::Jsonl {
@@ -186,7 +194,17 @@ async fn deliver(client: &reqwest::Client, config: &WebhookConfig, alert: &Alert
             }
             Ok(resp) => format!("status {}", resp.status().as_u16()),
             // Without the URL: it may carry a token.
-            Err(e) => e.without_url().to_string(),
+            Err(e) => {
+                let e = e.without_url();
+                let mut text = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    text.push_str(": ");
+                    text.push_str(&s.to_string());
+                    source = s.source();
+                }
+                text
+            }
         };
         if attempt == config.max_attempts {
             count("webhook", "failed");

@@ -23,6 +23,7 @@ pub use overrides::{apply_env, apply_set};
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub store: StoreConfig,
+    pub events: EventsConfig,
     pub kafka: KafkaConfig,
     pub privacy: PrivacyConfig,
     pub http: HttpConfig,
@@ -41,6 +42,22 @@ pub struct StoreConfig {
     pub flush_interval_ms: u64,
     pub zstd_level: i32,
     pub row_group_rows: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Events timed further than this after the wall clock are refused
+    /// (`invalid_time`); 0 accepts any time.
+    pub max_future_secs: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            max_future_secs: 86_400,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,6 +119,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             store: StoreConfig::default(),
+            events: EventsConfig::default(),
             kafka: KafkaConfig::default(),
             privacy: PrivacyConfig::default(),
             http: HttpConfig::default(),
@@ -225,6 +243,13 @@ impl Config {
             if !t.is_empty() && !valid_topic(t) {
                 problems.push(format!(
                     "kafka topic `{t}` is not a valid name (letters, digits, `.`, `_`, `-`; at most 249)"
+                ));
+            }
+        }
+        for key in k.client.keys() {
+            if crate::source::kafka::RESERVED_PROPERTIES.contains(&key.as_str()) {
+                problems.push(format!(
+                    "kafka.client.`{key}` is set by custos itself (the commit protocol depends on it)"
                 ));
             }
         }

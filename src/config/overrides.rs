@@ -6,6 +6,11 @@
 //! longest table name first, so keys that contain `_` work. A value takes
 //! the type of the key it replaces (a string stays a string; a list may be
 //! given as a TOML array or as comma-separated words).
+//!
+//! Under `kafka.client` (librdkafka properties, whose names are dotted) the
+//! rest of the name is the property with `.` for `_`:
+//! `CUSTOS_KAFKA_CLIENT_SASL_PASSWORD` and `--set
+//! kafka.client.sasl.password=…` both set `sasl.password`.
 
 use toml::Value;
 
@@ -31,7 +36,7 @@ pub fn apply_env(
             .split('_')
             .map(str::to_owned)
             .collect();
-        match env_path(tree, &tokens) {
+        match env_path(tree, &tokens).map(dotted_client_keys) {
             Some(path) => set(tree, &path, &value, &name, problems),
             None => problems.push(format!("{name}: names no configuration key")),
         }
@@ -45,12 +50,27 @@ pub fn apply_set(tree: &mut Value, sets: &[String], problems: &mut Vec<String>) 
             continue;
         };
         let path: Vec<String> = key.trim().split('.').map(str::to_owned).collect();
+        let path = match path.as_slice() {
+            [k, c, rest @ ..] if k == "kafka" && c == "client" && !rest.is_empty() => {
+                vec![k.clone(), c.clone(), rest.join(".")]
+            }
+            _ => path,
+        };
         if path.iter().any(String::is_empty) {
             problems.push(format!("--set `{item}`: bad key"));
             continue;
         }
         set(tree, &path, value, &format!("--set {key}"), problems);
     }
+}
+
+/// librdkafka property names are dotted: `kafka.client.sasl_password`
+/// means `sasl.password`.
+fn dotted_client_keys(mut path: Vec<String>) -> Vec<String> {
+    if path.len() == 3 && path[0] == "kafka" && path[1] == "client" {
+        path[2] = path[2].replace('_', ".");
+    }
+    path
 }
 
 /// Resolves `["kafka","group","id"]` to `["kafka","group_id"]` by walking
@@ -99,7 +119,14 @@ fn set(tree: &mut Value, path: &[String], raw: &str, origin: &str, problems: &mu
         return;
     };
     let leaf = &path[path.len() - 1];
-    match typed(table.get(leaf), raw) {
+    // librdkafka properties are strings, whatever they look like.
+    let is_client_property = path.len() == 3 && path[0] == "kafka" && path[1] == "client";
+    let value = if is_client_property {
+        Ok(Value::String(raw.to_owned()))
+    } else {
+        typed(table.get(leaf), raw)
+    };
+    match value {
         Ok(v) => {
             table.insert(leaf.clone(), v);
         }

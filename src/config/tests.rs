@@ -96,3 +96,32 @@ fn secrets_never_show_in_debug() {
     let c = Config::load(None, env(&[("CUSTOS_PRIVACY_PSEUDONYM_KEY", KEY)]), &[]).unwrap();
     assert!(!format!("{c:?}").contains(KEY));
 }
+
+#[test]
+fn librdkafka_properties_take_dotted_names_and_reserved_ones_are_refused() {
+    let c = Config::load(
+        None,
+        env(&[
+            ("CUSTOS_PRIVACY_PSEUDONYM_KEY", KEY),
+            ("CUSTOS_KAFKA_CLIENT_SASL_PASSWORD", "pw"),
+        ]),
+        &["kafka.client.fetch.wait.max.ms=10".into()],
+    )
+    .unwrap();
+    assert_eq!(
+        c.kafka.client.get("sasl.password").map(String::as_str),
+        Some("pw")
+    );
+    assert_eq!(
+        c.kafka.client.get("fetch.wait.max.ms").map(String::as_str),
+        Some("10")
+    );
+    let err = Config::load(
+        None,
+        env(&[("CUSTOS_PRIVACY_PSEUDONYM_KEY", KEY)]),
+        &["kafka.client.enable.auto.commit=true".into()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("enable.auto.commit"), "{err}");
+}

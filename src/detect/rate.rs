@@ -125,15 +125,19 @@ impl AccessRate {
         DateTime::from_timestamp(w * self.cfg.window_secs as i64, 0).unwrap_or_default()
     }
 
-    /// Drops the least recently active tenth of the actors.
+    /// Drops exactly the least recently active tenth of the actors (ties
+    /// broken by id, so actors active in the same window are not all
+    /// dropped at once).
     fn evict(&mut self) {
-        let mut windows: Vec<i64> = self.actors.values().map(|s| s.window).collect();
-        let k = (windows.len() / 10).max(1);
-        let (_, cut, _) = windows.select_nth_unstable(k - 1);
-        let cut = *cut;
-        let before = self.actors.len();
-        self.actors.retain(|_, s| s.window > cut);
-        self.evictions += (before - self.actors.len()) as u64;
+        let mut order: Vec<(i64, &String)> =
+            self.actors.iter().map(|(k, s)| (s.window, k)).collect();
+        let k = (order.len() / 10).max(1);
+        order.select_nth_unstable(k - 1);
+        let victims: Vec<String> = order[..k].iter().map(|(_, id)| (*id).clone()).collect();
+        for id in &victims {
+            self.actors.remove(id);
+        }
+        self.evictions += victims.len() as u64;
     }
 }
 

@@ -55,15 +55,43 @@ const KNOWN_FIELDS: &[&str] = &[
     "run",
 ];
 
+/// Field names inside `actor`, `model`, `input`, `output`, `resource`.
+const ACTOR_FIELDS: &[&str] = &[
+    "role",
+    "dept",
+    "ip",
+    "session",
+    "org",
+    "version",
+    "features",
+    "fingerprint",
+    "label",
+    "score",
+    "scores_returned",
+    "type",
+];
+
 /// Turns message bytes into accepted events or precise rejections.
 #[derive(Debug, Clone)]
 pub struct Decoder {
     pseudonymizer: Pseudonymizer,
+    max_future: Option<chrono::Duration>,
 }
 
 impl Decoder {
     pub fn new(pseudonymizer: Pseudonymizer) -> Self {
-        Decoder { pseudonymizer }
+        Decoder {
+            pseudonymizer,
+            max_future: None,
+        }
+    }
+
+    /// Refuses events timed more than `limit` after the wall clock at
+    /// decoding: a producer's clock may drift, but an event from 2099 is an
+    /// error, and left in it would move every event-time window it touches.
+    pub fn with_max_future(mut self, limit: chrono::Duration) -> Self {
+        self.max_future = Some(limit);
+        self
     }
 
     pub fn pseudonymizer(&self) -> &Pseudonymizer {
@@ -93,8 +121,15 @@ impl Decoder {
         let StrictValue(value) = serde_json::from_str(text).map_err(|e| {
             let msg = e.to_string();
             if msg.contains(DUPLICATE_KEY) {
-                let name = msg.split(" at line").next().unwrap_or(&msg);
-                Reject::new(R::DuplicateKey, name.to_owned())
+                // Name the key only when the contract defines it: free-form
+                // keys (attrs, unknown fields) could be identifiers.
+                let name = msg.split('`').nth(1).unwrap_or("");
+                let detail = if KNOWN_FIELDS.contains(&name) || ACTOR_FIELDS.contains(&name) {
+                    format!("duplicate key `{name}`")
+                } else {
+                    "duplicate key (a free-form key; name withheld)".to_owned()
+                };
+                Reject::new(R::DuplicateKey, detail)
             } else {
                 Reject::new(
                     R::InvalidJson,
@@ -131,6 +166,14 @@ impl Decoder {
                 "`time` is not an RFC 3339 timestamp with a UTC offset",
             )
         })?;
+        if let Some(limit) = self.max_future {
+            if time.to_utc() > chrono::Utc::now() + limit {
+                return Err(Reject::new(
+                    R::InvalidTime,
+                    format!("`time` is more than {}s in the future", limit.num_seconds()),
+                ));
+            }
+        }
         let kind = required_str(&obj, "kind", "kind")?;
         let actor = actor(obj.get("actor"))?;
         let source = optional_str(&obj, "source", "source")?;
@@ -178,10 +221,15 @@ impl Decoder {
         }
         let (resource_type, resource_id) = match obj.get("resource") {
             None | Some(Value::Null) => (None, None),
-            Some(Value::Object(r)) => (
-                optional_str(r, "type", "resource.type")?,
-                optional_str(r, "id", "resource.id")?,
-            ),
+            Some(Value::Object(r)) => {
+                let rtype = optional_str(r, "type", "resource.type")?;
+                let mut rid = optional_str(r, "id", "resource.id")?;
+                // A Patient resource's id is the patient's identifier.
+                if rtype.as_deref() == Some("Patient") {
+                    rid = rid.map(|id| self.pseudonymizer.patient(&id));
+                }
+                (rtype, rid)
+            }
             Some(other) => return Err(wrong_type("resource", "an object", other)),
         };
         let records = match obj.get("records") {
@@ -348,12 +396,17 @@ fn attrs(value: Option<&Value>) -> Result<BTreeMap<String, String>, Reject> {
     };
     obj.iter()
         .map(|(k, v)| match v {
+            _ if k.len() > MAX_TEXT_BYTES => Err(Reject::new(
+                R::InvalidValue,
+                format!("an `attrs` key is longer than {MAX_TEXT_BYTES} bytes"),
+            )),
             Value::String(s) if s.len() <= MAX_TEXT_BYTES => Ok((k.clone(), s.clone())),
+            // Free-form keys are not named: they could be identifiers.
             Value::String(_) => Err(Reject::new(
                 R::InvalidValue,
-                format!("`attrs.{k}` is longer than {MAX_TEXT_BYTES} bytes"),
+                format!("an `attrs` value is longer than {MAX_TEXT_BYTES} bytes"),
             )),
-            other => Err(wrong_type(&format!("attrs.{k}"), "a string", other)),
+            other => Err(wrong_type("attrs.<key>", "a string", other)),
         })
         .collect()
 }

@@ -74,9 +74,14 @@ impl Pseudonymizer {
         out
     }
 
-    /// A lineage reference with any `patient:` identifier pseudonymized.
+    /// A lineage reference with any patient identifier pseudonymized:
+    /// `patient:<id>` and FHIR-style `Patient/<id>` both become
+    /// `patient:<pseudonym>`.
     pub fn reference(&self, raw: &str) -> String {
-        match raw.strip_prefix("patient:") {
+        match raw
+            .strip_prefix("patient:")
+            .or_else(|| raw.strip_prefix("Patient/"))
+        {
             Some(id) => format!("patient:{}", self.patient(id)),
             None => raw.to_owned(),
         }
@@ -128,6 +133,7 @@ mod tests {
         assert_eq!(a.reference("dataset:cohort-42"), "dataset:cohort-42");
         let r = a.reference("patient:MRN-1");
         assert_eq!(r, format!("patient:{}", a.patient("MRN-1")));
+        assert_eq!(a.reference("Patient/MRN-1"), r);
     }
 
     #[test]

@@ -5,27 +5,28 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::mpsc;
 
 use super::{SourceEvent, SourceMessage};
+use crate::event::MAX_MESSAGE_BYTES;
 use crate::ledger::ChainId;
 use crate::metrics::metrics;
 
-/// The chain file input is stored in.
-pub fn file_chain() -> ChainId {
-    ChainId {
-        stream: "+file".into(),
-        partition: 0,
-    }
-}
-
 const BATCH: usize = 2048;
 
-/// Reads `paths` line by line into `tx`; returns the number of lines.
-/// Runs on a blocking thread (call from `spawn_blocking`).
-pub fn read_files(paths: &[PathBuf], tx: &mpsc::Sender<SourceEvent>) -> std::io::Result<u64> {
-    let chain = file_chain();
+/// Reads `paths` line by line into `tx` until done or `stop` is set;
+/// returns the number of lines. Runs on a blocking thread (call from
+/// `spawn_blocking`). A line longer than the message limit is passed on cut
+/// just past the limit (so the decoder refuses it as oversize, and nothing
+/// more than the limit is held in memory) and the rest of it is skipped.
+pub fn read_files(
+    paths: &[PathBuf],
+    tx: &mpsc::Sender<SourceEvent>,
+    stop: &AtomicBool,
+) -> std::io::Result<u64> {
+    let chain = ChainId::file();
     if tx
         .blocking_send(SourceEvent::Assigned(vec![chain.clone()]))
         .is_err()
@@ -34,6 +35,9 @@ pub fn read_files(paths: &[PathBuf], tx: &mpsc::Sender<SourceEvent>) -> std::io:
     }
     let mut total = 0;
     for path in paths {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         let (name, reader): (String, Box<dyn Read>) = if path.as_os_str() == "-" {
             ("-".into(), Box::new(std::io::stdin()))
         } else {
@@ -46,9 +50,16 @@ pub fn read_files(paths: &[PathBuf], tx: &mpsc::Sender<SourceEvent>) -> std::io:
         let mut line = Vec::new();
         let mut number = 0u64;
         loop {
-            line.clear();
-            if reader.read_until(b'\n', &mut line)? == 0 {
+            if stop.load(Ordering::Relaxed) {
                 break;
+            }
+            line.clear();
+            let limit = MAX_MESSAGE_BYTES as u64 + 2;
+            if (&mut reader).take(limit).read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            if line.len() as u64 == limit && line.last() != Some(&b'\n') {
+                skip_line(&mut reader)?;
             }
             number += 1;
             let end = line
@@ -90,4 +101,24 @@ pub fn read_files(paths: &[PathBuf], tx: &mpsc::Sender<SourceEvent>) -> std::io:
     }
     let _ = tx.blocking_send(SourceEvent::End);
     Ok(total)
+}
+
+/// Discards input up to and including the next newline.
+fn skip_line(reader: &mut impl BufRead) -> std::io::Result<()> {
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
+    }
 }

@@ -35,11 +35,37 @@ use crate::metrics::metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KafkaSourceError {
+    /// Never carries a property's value: it may be a password.
+    #[error("librdkafka refused property `{key}`: {reason}")]
+    Property { key: String, reason: String },
     #[error("kafka client: {0}")]
-    Client(#[from] rdkafka::error::KafkaError),
+    Client(rdkafka::error::KafkaError),
     #[error("cannot start the consumer thread: {0}")]
     Thread(std::io::Error),
 }
+
+impl From<rdkafka::error::KafkaError> for KafkaSourceError {
+    fn from(e: rdkafka::error::KafkaError) -> Self {
+        use rdkafka::error::KafkaError;
+        match e {
+            // Its Display repeats the value, which may be a secret.
+            KafkaError::ClientConfig(code, _, key, _) => KafkaSourceError::Property {
+                key,
+                reason: format!("{code:?}"),
+            },
+            other => KafkaSourceError::Client(other),
+        }
+    }
+}
+
+/// librdkafka properties custos sets itself: the commit protocol depends on
+/// them, so configuration may not override them.
+pub const RESERVED_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+];
 
 /// What the consumer needs to know.
 #[derive(Debug, Clone)]
@@ -147,7 +173,8 @@ pub struct KafkaSource {
 
 impl KafkaSource {
     pub fn start(settings: &KafkaSettings) -> Result<KafkaSource, KafkaSourceError> {
-        let (tx, events) = mpsc::channel(settings.channel_capacity.div_ceil(256).max(4));
+        // The channel carries batches of up to BATCH messages.
+        let (tx, events) = mpsc::channel(settings.channel_capacity.div_ceil(BATCH).max(2));
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &settings.brokers)
@@ -221,7 +248,8 @@ fn poll_loop(
 ) {
     let ctx = consumer.context().clone();
     let mut idle = true;
-    while !stop.load(Ordering::SeqCst) {
+    // Stop when asked, or when the pipeline has gone (it failed).
+    while !stop.load(Ordering::SeqCst) && !tx.is_closed() {
         // Block briefly only when nothing waits to be sent.
         let timeout = if idle {
             Duration::from_millis(100)
@@ -245,6 +273,10 @@ fn poll_loop(
                 pending.len() >= BATCH
             }
             Some(Err(e)) => {
+                if matches!(e, rdkafka::error::KafkaError::MessageConsumptionFatal(_)) {
+                    tracing::error!(error = %e, "fatal kafka consumer error; stopping");
+                    break;
+                }
                 tracing::warn!(error = %e, "kafka consumer error");
                 true
             }
@@ -312,6 +344,9 @@ impl Committer for KafkaCommitter {
     }
 }
 
+/// How long a flush waits for dead-letter acknowledgements.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Copies rejected messages to a dead-letter topic.
 pub struct DeadLetters {
     producer: FutureProducer,
@@ -320,7 +355,11 @@ pub struct DeadLetters {
 }
 
 impl DeadLetters {
-    pub fn new(brokers: &str, topic: &str, client: &BTreeMap<String, String>) -> KafkaResult<Self> {
+    pub fn new(
+        brokers: &str,
+        topic: &str,
+        client: &BTreeMap<String, String>,
+    ) -> Result<Self, KafkaSourceError> {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", brokers)
@@ -369,17 +408,31 @@ impl DeadLetters {
         }
         match self.producer.send_result(record) {
             Ok(delivery) => self.pending.push(delivery),
-            Err((e, _)) => tracing::error!(error = %e, "cannot queue a dead letter"),
+            Err((e, _)) => {
+                metrics().dead_letter_failures.inc();
+                tracing::error!(error = %e, "cannot queue a dead letter");
+            }
         }
     }
 
-    /// Waits until every queued copy is acknowledged (or failed, logged).
+    /// Waits, at most [`SETTLE_TIMEOUT`] in all, until every queued copy is
+    /// acknowledged. A copy that fails or is still pending is counted in
+    /// `custos_dead_letter_failures_total` and logged; the original stays in
+    /// the ledger's rejects table either way, so a broken dead-letter topic
+    /// never holds up the ledger or the commits.
     pub async fn settle(&mut self) {
+        let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
         for delivery in self.pending.drain(..) {
-            match delivery.await {
-                Ok(Ok(_)) => metrics().dead_letters_produced.inc(),
-                Ok(Err((e, _))) => tracing::error!(error = %e, "dead letter not delivered"),
-                Err(_) => tracing::error!("dead letter delivery dropped"),
+            match tokio::time::timeout_at(deadline, delivery).await {
+                Ok(Ok(Ok(_))) => metrics().dead_letters_produced.inc(),
+                Ok(Ok(Err((e, _)))) => {
+                    metrics().dead_letter_failures.inc();
+                    tracing::error!(error = %e, "dead letter not delivered");
+                }
+                Ok(Err(_)) | Err(_) => {
+                    metrics().dead_letter_failures.inc();
+                    tracing::error!("dead letter not acknowledged in time");
+                }
             }
         }
     }

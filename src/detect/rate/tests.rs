@@ -144,3 +144,18 @@ fn a_burst_inside_the_warmup_does_not_become_the_norm() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].window_start.timestamp(), 10 * 60);
 }
+
+#[test]
+fn eviction_keeps_most_actors_active_in_the_same_window() {
+    let mut d = AccessRate::new(RateConfig {
+        max_actors: 10,
+        ..RateConfig::default()
+    });
+    let mut out = Vec::new();
+    for i in 0..10 {
+        d.observe(&access(&format!("a{i}"), 0, 0), &mut out);
+    }
+    d.observe(&access("newcomer", 0, 0), &mut out);
+    assert_eq!(d.keys(), 10, "one actor evicted, not all of them");
+    assert_eq!(d.evictions(), 1);
+}

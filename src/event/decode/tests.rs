@@ -134,3 +134,26 @@ fn canonical_bytes_do_not_depend_on_key_order_or_whitespace() {
         .unwrap();
     assert_eq!(a.canonical(), b.canonical());
 }
+
+#[test]
+fn details_never_name_free_form_keys_and_patient_resources_are_pseudonymized() {
+    let d = decoder();
+    let dup = br#"{"id":"1","time":"2026-03-02T09:14:03Z","kind":"access","actor":{"id":"a"},"action":"login","attrs":{"MRN-777":"x","MRN-777":"y"}}"#;
+    let r = d.decode(dup).unwrap_err();
+    assert_eq!(r.reason, RejectReason::DuplicateKey);
+    assert!(!r.detail.contains("MRN"), "{r}");
+    let e = d
+        .decode(br#"{"id":"2","time":"2026-03-02T09:14:03Z","kind":"access","actor":{"id":"a"},"action":"read","patient":"MRN-9","resource":{"type":"Patient","id":"MRN-9"}}"#)
+        .unwrap();
+    assert!(!String::from_utf8(e.canonical()).unwrap().contains("MRN-9"));
+}
+
+#[test]
+fn far_future_times_are_refused_when_a_limit_is_set() {
+    let d = decoder().with_max_future(chrono::Duration::hours(24));
+    let future = br#"{"id":"f","time":"2099-01-01T00:00:00Z","kind":"access","actor":{"id":"a"},"action":"login"}"#;
+    let r = d.decode(future).unwrap_err();
+    assert_eq!(r.reason, RejectReason::InvalidTime);
+    assert!(r.detail.contains("future"), "{r}");
+    assert!(decoder().decode(future).is_ok(), "no limit, no refusal");
+}

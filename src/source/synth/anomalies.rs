@@ -64,16 +64,31 @@ enum Anomaly {
     ModelProbe,
 }
 
+/// A range of whole minutes, `lo..=hi`.
+type Minutes = (u64, u64);
+
 /// Each anomaly with the minutes to its first start, and between two
 /// starts. The first burst comes soon, so that a demo shows one. An anomaly
 /// that cannot start when due (a burst already running, too many episodes,
 /// off-hours in the daytime) is skipped until its next turn.
-const SCHEDULE: [(Anomaly, (u64, u64), (u64, u64)); 4] = [
+const SCHEDULE: [(Anomaly, Minutes, Minutes); 4] = [
     (Anomaly::RateBurst, (3, 10), (8, 30)),
     (Anomaly::BulkExport, (10, 90), (30, 120)),
     (Anomaly::OffHours, (5, 60), (20, 80)),
     (Anomaly::ModelProbe, (20, 150), (60, 180)),
 ];
+
+impl Episode {
+    /// `messages` messages, the first at `ms`.
+    fn new(kind: EpisodeKind, ms: i64, messages: u32, mean_gap_ms: f64) -> Self {
+        Self {
+            kind,
+            next_at: ms,
+            remaining: messages,
+            mean_gap_ms,
+        }
+    }
+}
 
 /// At most this many scheduled episodes at once (bounded memory even when
 /// the caller's clock races ahead of its message rate).
@@ -165,16 +180,13 @@ impl Workload {
         let clinician = self.rng.index(self.clinicians.len());
         let destination = *self.rng.pick(EXTERNAL_DESTINATIONS);
         let exports = self.rng.between(1, 3) as u32;
-        self.episodes.push(Episode {
-            kind: EpisodeKind::BulkExport {
-                clinician,
-                destination,
-                searched: false,
-            },
-            next_at: ms,
-            remaining: 1 + exports,
-            mean_gap_ms: 60_000.0,
-        });
+        let kind = EpisodeKind::BulkExport {
+            clinician,
+            destination,
+            searched: false,
+        };
+        self.episodes
+            .push(Episode::new(kind, ms, 1 + exports, 60_000.0));
     }
 
     fn start_off_hours(&mut self, ms: i64, hour: usize) {
@@ -200,17 +212,14 @@ impl Workload {
         let session = session_id(&mut self.rng);
         let reads = self.rng.between(5, 30) as u32;
         let duration = self.minutes(5, 20) as f64;
-        self.episodes.push(Episode {
-            kind: EpisodeKind::OffHours {
-                clinician,
-                ip,
-                session,
-                logged_in: false,
-            },
-            next_at: ms,
-            remaining: 1 + reads,
-            mean_gap_ms: duration / f64::from(1 + reads),
-        });
+        let kind = EpisodeKind::OffHours {
+            clinician,
+            ip,
+            session,
+            logged_in: false,
+        };
+        let gap = duration / f64::from(1 + reads);
+        self.episodes.push(Episode::new(kind, ms, 1 + reads, gap));
     }
 
     fn start_probe(&mut self, ms: i64) {
@@ -231,19 +240,16 @@ impl Workload {
         let sweep = self.rng.index(30);
         let steps = self.rng.between(200, 800) as u32;
         let duration = self.minutes(3, 10) as f64;
-        self.episodes.push(Episode {
-            kind: EpisodeKind::ModelProbe {
-                who,
-                model,
-                base,
-                sweep,
-                step: 0,
-                steps,
-            },
-            next_at: ms,
-            remaining: steps,
-            mean_gap_ms: duration / f64::from(steps),
-        });
+        let kind = EpisodeKind::ModelProbe {
+            who,
+            model,
+            base,
+            sweep,
+            step: 0,
+            steps,
+        };
+        let gap = duration / f64::from(steps);
+        self.episodes.push(Episode::new(kind, ms, steps, gap));
     }
 
     /// The next message of a due episode or of the running burst, if any.

@@ -31,6 +31,7 @@ impl Action {
     }
 }
 
+// The access actions of each role, weighted (see `Role::actions`).
 pub(super) const PHYSICIAN_ACTIONS: &[(Action, u32)] = &[
     (Action::Read, 700),
     (Action::Update, 100),
@@ -204,6 +205,7 @@ pub(super) const FEATURES: [(Dist, f64, f64, u32); 30] = [
     (Dist::LogNormal(1.0, 0.8), 0.0, 20.0, 0),  // admissions in the past year
 ];
 
+/// Feature `i` drawn from its distribution, clamped to its range.
 pub(super) fn draw_feature(rng: &mut Rng, i: usize) -> f64 {
     let (dist, lo, hi, _) = FEATURES[i];
     let v = match dist {
