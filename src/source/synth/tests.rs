@@ -408,35 +408,3 @@ fn tiny_and_empty_populations_work() {
         }
     }
 }
-
-#[cfg(test)]
-mod dump_reference {
-    use super::super::*;
-    use chrono::{Duration, TimeZone};
-    use std::io::Write;
-
-    #[test]
-    #[ignore]
-    fn dump_reference() {
-        let path = std::env::var("SYNTH_DUMP").unwrap();
-        let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-        let t0 = Utc.with_ymd_and_hms(2026, 3, 2, 20, 0, 0).unwrap();
-        let cfgs = [
-            WorkloadConfig { seed: 9, malformed_per_million: 100_000, ..WorkloadConfig::default() },
-            WorkloadConfig { seed: 2, clinicians: 0, patients: 0, services: 0, ..WorkloadConfig::default() },
-            WorkloadConfig { seed: 2, clinicians: 3, patients: 5, services: 2, malformed_per_million: 50_000, ..WorkloadConfig::default() },
-            WorkloadConfig { seed: 5, anomalies: false, ..WorkloadConfig::default() },
-            WorkloadConfig { seed: 13, clinicians: 2000, patients: 100_000, services: 17, ..WorkloadConfig::default() },
-        ];
-        for cfg in cfgs {
-            let mut w = Workload::new(cfg);
-            for i in 0..300_000i64 {
-                let now = t0 + Duration::milliseconds(i * 173);
-                writeln!(f, "{}", w.intensity(now)).unwrap();
-                let m = w.next_message(now);
-                f.write_all(&m.payload).unwrap();
-                writeln!(f, "\t{}\t{:?}\t{:?}\t{:?}", m.key, m.truth, m.id, m.defect).unwrap();
-            }
-        }
-    }
-}
