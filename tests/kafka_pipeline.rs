@@ -143,7 +143,9 @@ fn kafka_to_ledger_to_webhook_exactly_once() {
     let good = messages.len() - bad;
     produce(brokers, &topic, &messages);
 
-    let webhook = Webhook::start();
+    // The webhook refuses the first two deliveries: custos must retry.
+    let webhook = Webhook::failing_first(2);
+    let http = free_addr();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let config = dir.path().join("custos.toml");
@@ -160,7 +162,7 @@ group_id = "{group}"
 topics = ["{topic}"]
 dead_letter_topic = "{dlq}"
 [http]
-listen = "127.0.0.1:0"
+listen = "{http}"
 [[detectors]]
 type = "access_rate"
 [[sinks]]
@@ -168,7 +170,7 @@ type = "webhook"
 url = "{url}"
 "#,
             store = store.display(),
-            url = webhook.url
+            url = webhook.url,
         ),
     )
     .unwrap();
@@ -186,6 +188,44 @@ url = "{url}"
         stored(),
         messages.len()
     );
+    // The metrics a SOC dashboard reads agree with what was produced.
+    let metrics = http_get(&http, "/metrics").expect("/metrics answers");
+    let value = |line_start: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no `{line_start}` in /metrics"))
+    };
+    assert_eq!(
+        value(r#"custos_events_accepted_total{kind="access"}"#) as usize,
+        good
+    );
+    assert_eq!(
+        value(r#"custos_events_rejected_total{reason="invalid_utf8"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"custos_events_rejected_total{reason="invalid_time"}"#),
+        1.0
+    );
+    assert_eq!(
+        value(r#"custos_messages_consumed_total{source="kafka"}"#) as usize,
+        messages.len()
+    );
+    assert!(wait_until(Duration::from_secs(30), || !webhook
+        .bodies
+        .lock()
+        .unwrap()
+        .is_empty()));
+    let metrics = http_get(&http, "/metrics").unwrap();
+    assert!(
+        metrics.contains(r#"custos_alert_deliveries_total{outcome="retry",sink="webhook"} 2"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"custos_alert_deliveries_total{outcome="ok",sink="webhook"} 1"#));
+    assert_eq!(http_get(&http, "/healthz").as_deref(), Some("ok\n"));
     let status = custos_run.terminate();
     assert!(status.success(), "custos exited with {status}");
 

@@ -109,26 +109,38 @@ pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 pub struct Webhook {
     pub url: String,
     pub bodies: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// Requests answered, failures included.
+    pub attempts: Arc<std::sync::atomic::AtomicUsize>,
     _runtime: tokio::runtime::Runtime,
 }
 
 impl Webhook {
     pub fn start() -> Webhook {
+        Webhook::failing_first(0)
+    }
+
+    /// A receiver that answers 503 to its first `failures` requests.
+    pub fn failing_first(failures: usize) -> Webhook {
+        use std::sync::atomic::{AtomicUsize, Ordering};
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
         let bodies = Arc::new(Mutex::new(Vec::new()));
-        let store = bodies.clone();
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let (store, count) = (bodies.clone(), attempts.clone());
         let app = axum::Router::new().route(
             "/alerts",
             axum::routing::post(move |body: axum::body::Bytes| {
-                let store = store.clone();
+                let (store, count) = (store.clone(), count.clone());
                 async move {
+                    if count.fetch_add(1, Ordering::SeqCst) < failures {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
                     let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
                     store.lock().unwrap().push(value);
-                    "ok"
+                    axum::http::StatusCode::OK
                 }
             }),
         );
@@ -140,6 +152,7 @@ impl Webhook {
         Webhook {
             url: format!("http://{addr}/alerts"),
             bodies,
+            attempts,
             _runtime: runtime,
         }
     }
@@ -182,4 +195,21 @@ pub fn ready(addr: &str) -> bool {
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     text.starts_with("HTTP/1.1 200")
+}
+
+/// The body of `GET path` on `addr`, if it answered 200.
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    if !text.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
 }
