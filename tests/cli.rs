@@ -21,21 +21,22 @@ fn invalid_examples() -> String {
         .to_string()
 }
 
-#[test]
-fn ingest_stores_everything_and_verify_names_a_changed_byte() {
+/// Ingests `files` into a new store; returns its folder (and the tempdir
+/// that owns it).
+fn ingest(files: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let set = format!("store.path={}", store.display());
-    let (code, _) = custos(&[
-        "ingest",
-        "--set",
-        &set,
-        "--set",
-        "http.enabled=false",
-        &examples(),
-        &invalid_examples(),
-    ]);
+    let mut args = vec!["ingest", "--set", &set, "--set", "http.enabled=false"];
+    args.extend(files);
+    let (code, _) = custos(&args);
     assert_eq!(code, 0);
+    (dir, store)
+}
+
+#[test]
+fn ingest_stores_everything_and_verify_names_a_changed_byte() {
+    let (_dir, store) = ingest(&[&examples(), &invalid_examples()]);
     let report = custos::ledger::verify(&store).unwrap();
     assert!(report.ok());
     assert_eq!((report.events, report.rejects), (12, 16));
@@ -61,18 +62,7 @@ fn ingest_stores_everything_and_verify_names_a_changed_byte() {
 
 #[test]
 fn sql_is_read_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("store");
-    let set = format!("store.path={}", store.display());
-    let (code, _) = custos(&[
-        "ingest",
-        "--set",
-        &set,
-        "--set",
-        "http.enabled=false",
-        &examples(),
-    ]);
-    assert_eq!(code, 0);
+    let (_dir, store) = ingest(&[&examples()]);
     let (code, out) = custos(&[
         "query",
         "--store",

@@ -116,6 +116,14 @@ fn produce(brokers: &str, topic: &str, messages: &[(String, Vec<u8>, Option<&'st
     });
 }
 
+/// The store's verification report, asserting it found no problem.
+fn verified(store: &std::path::Path) -> custos::ledger::VerifyReport {
+    let report = custos::ledger::verify(store).unwrap();
+    let problems: Vec<String> = report.problems.iter().map(ToString::to_string).collect();
+    assert!(report.ok(), "verify: {problems:?}");
+    report
+}
+
 fn query(store: &std::path::Path, sql: &str) -> Vec<serde_json::Value> {
     let (code, out) = custos(&[
         "query",
@@ -230,16 +238,7 @@ url = "{url}"
     assert!(status.success(), "custos exited with {status}");
 
     // Exactly once, and the chain verifies.
-    let report = custos::ledger::verify(&store).unwrap();
-    assert!(
-        report.ok(),
-        "verify: {:?}",
-        report
-            .problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-    );
+    let report = verified(&store);
     assert_eq!(report.events as usize, good);
     assert_eq!(report.rejects as usize, bad);
     assert_eq!(report.chains, 3, "one chain per partition");
@@ -425,16 +424,7 @@ path = "{alerts}"
     );
     assert!(run.terminate().success());
 
-    let report = custos::ledger::verify(&store).unwrap();
-    assert!(
-        report.ok(),
-        "{:?}",
-        report
-            .problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-    );
+    let report = verified(&store);
     assert_eq!((report.events + report.rejects) as usize, messages.len());
     let dupes = query(
         &store,

@@ -21,57 +21,37 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::detect::{Finding, Severity};
+use crate::detect::Finding;
 use crate::metrics::metrics;
 
-/// One alert, as the sinks send it (JSON).
+/// One alert, as the sinks send it: the finding's fields, flattened, plus
+/// an id and the time custos raised it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     /// Stable id: the same detector, actor and window give the same id, so
     /// receivers can deduplicate replays.
     pub id: String,
-    pub detector: String,
-    pub severity: Severity,
-    pub actor: String,
-    #[serde(with = "crate::event::rfc3339")]
-    pub window_start: DateTime<Utc>,
-    #[serde(with = "crate::event::rfc3339")]
-    pub window_end: DateTime<Utc>,
-    pub score: f64,
-    pub observed: f64,
-    pub expected: f64,
-    pub summary: String,
-    pub evidence: Vec<String>,
-    pub evidence_total: u64,
+    #[serde(flatten)]
+    pub finding: Finding,
     /// Wall-clock time custos raised it.
     #[serde(with = "crate::event::rfc3339")]
     pub raised_at: DateTime<Utc>,
 }
 
 impl Alert {
-    pub fn from_finding(f: Finding, raised_at: DateTime<Utc>) -> Alert {
+    pub fn from_finding(finding: Finding, raised_at: DateTime<Utc>) -> Alert {
         let mut h = blake3::Hasher::new();
         for part in [
-            f.detector.as_bytes(),
-            f.actor.as_bytes(),
-            &f.window_start.timestamp().to_be_bytes(),
+            finding.detector.as_bytes(),
+            finding.actor.as_bytes(),
+            &finding.window_start.timestamp().to_be_bytes(),
         ] {
             h.update(&(part.len() as u64).to_be_bytes());
             h.update(part);
         }
         Alert {
             id: hex::encode(&h.finalize().as_bytes()[..16]),
-            detector: f.detector,
-            severity: f.severity,
-            actor: f.actor,
-            window_start: f.window_start,
-            window_end: f.window_end,
-            score: f.score,
-            observed: f.observed,
-            expected: f.expected,
-            summary: f.summary,
-            evidence: f.evidence,
-            evidence_total: f.evidence_total,
+            finding,
             raised_at,
         }
     }
@@ -103,7 +83,10 @@ impl Alerter {
 
     /// Hands `alert` to every sink (see the module doc for a full queue).
     pub async fn send(&self, alert: Alert) {
-        metrics().alerts.with_label_values(&[&alert.detector]).inc();
+        metrics()
+            .alerts
+            .with_label_values(&[&alert.finding.detector])
+            .inc();
         for (kind, q) in &self.queues {
             let sent = match q.try_send(alert.clone()) {
                 Ok(()) => true,

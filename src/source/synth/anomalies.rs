@@ -72,7 +72,7 @@ type Minutes = (u64, u64);
 /// that cannot start when due (a burst already running, too many episodes,
 /// off-hours in the daytime) is skipped until its next turn.
 const SCHEDULE: [(Anomaly, Minutes, Minutes); 4] = [
-    (Anomaly::RateBurst, (3, 10), (8, 30)),
+    (Anomaly::RateBurst, (2, 4), (8, 30)),
     (Anomaly::BulkExport, (10, 90), (30, 120)),
     (Anomaly::OffHours, (5, 60), (20, 80)),
     (Anomaly::ModelProbe, (20, 150), (60, 180)),
