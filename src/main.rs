@@ -490,10 +490,17 @@ async fn demo(
     http: String,
     seed: u64,
 ) -> Result<i32> {
-    if store.join("custos-store.json").exists() {
+    // Replace only a folder an earlier demo made: never someone's ledger.
+    const DEMO_MARKER: &str = "custos-demo";
+    if store.join(DEMO_MARKER).exists() {
         std::fs::remove_dir_all(&store).with_context(|| {
             format!("cannot replace the earlier demo store {}", store.display())
         })?;
+    } else if store.exists() && std::fs::read_dir(&store)?.next().is_some() {
+        bail!(
+            "{} exists and was not made by `custos demo`; choose another --store",
+            store.display()
+        );
     }
     std::fs::create_dir_all(&store)?;
     let config = demo_config(&store, &http)?;
@@ -509,6 +516,10 @@ async fn demo(
         store.join("alerts.jsonl").display()
     );
     let s = stages(&config).await?;
+    std::fs::write(
+        store.join(DEMO_MARKER),
+        "made by `custos demo`; the next demo replaces this folder\n",
+    )?;
     let client: std::collections::BTreeMap<String, String> = [
         ("fetch.wait.max.ms", "10"),
         ("fetch.error.backoff.ms", "10"),

@@ -159,3 +159,19 @@ fn ingest_detects_a_burst_in_a_synthetic_workload_and_alerts_to_a_file() {
         assert!(!a["evidence"].as_array().unwrap().is_empty());
     }
 }
+
+#[test]
+fn the_demo_never_replaces_a_store_it_did_not_make() {
+    let (_dir, store) = ingest(&[&examples()]);
+    let (code, _) = custos(&[
+        "demo",
+        "--duration",
+        "1",
+        "--store",
+        store.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0, "the demo took over a real store");
+    let report = custos::ledger::verify(&store).unwrap();
+    assert!(report.ok());
+    assert_eq!(report.events, 12, "the real store lost events");
+}
