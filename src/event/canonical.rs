@@ -21,16 +21,7 @@ pub fn canonical_json(value: &Value, out: &mut Vec<u8>) {
         Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
         Value::String(s) => write_str(s, out),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                canonical_json(item, out);
-            }
-            out.push(b']');
-        }
+        Value::Array(items) => delimited(out, b'[', b']', items, canonical_json),
         Value::Object(map) => canonical_map(map, out),
     }
 }
@@ -38,16 +29,29 @@ pub fn canonical_json(value: &Value, out: &mut Vec<u8>) {
 fn canonical_map(map: &Map<String, Value>, out: &mut Vec<u8>) {
     let mut keys: Vec<&String> = map.keys().collect();
     keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    out.push(b'{');
-    for (i, key) in keys.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
+    delimited(out, b'{', b'}', keys, |key, out| {
         write_str(key, out);
         out.push(b':');
         canonical_json(&map[key], out);
+    });
+}
+
+/// Writes `open`, each item separated by `,`, then `close`.
+fn delimited<I: IntoIterator>(
+    out: &mut Vec<u8>,
+    open: u8,
+    close: u8,
+    items: I,
+    mut each: impl FnMut(I::Item, &mut Vec<u8>),
+) {
+    out.push(open);
+    for (i, item) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        each(item, out);
     }
-    out.push(b'}');
+    out.push(close);
 }
 
 fn write_str(s: &str, out: &mut Vec<u8>) {
@@ -121,16 +125,11 @@ impl<'a> Obj<'a> {
     fn write(mut self, out: &mut Vec<u8>) {
         self.0
             .sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        out.push(b'{');
-        for (i, (key, value)) in self.0.into_iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
+        delimited(out, b'{', b'}', self.0, |(key, value), out| {
             write_str(key, out);
             out.push(b':');
             value.write(out);
-        }
-        out.push(b'}');
+        });
     }
 }
 
@@ -143,29 +142,13 @@ impl Member<'_> {
             Member::F64(n) => out.extend_from_slice(n.to_string().as_bytes()),
             Member::Bool(b) => out.extend_from_slice(if b { b"true" } else { b"false" }),
             Member::Obj(o) => o.write(out),
-            Member::Strs(items) => {
-                out.push(b'[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write_str(item, out);
-                }
-                out.push(b']');
-            }
+            Member::Strs(items) => delimited(out, b'[', b']', items, |s, out| write_str(s, out)),
             // A BTreeMap of Strings iterates in byte order already.
-            Member::Attrs(map) => {
-                out.push(b'{');
-                for (i, (k, v)) in map.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write_str(k, out);
-                    out.push(b':');
-                    write_str(v, out);
-                }
-                out.push(b'}');
-            }
+            Member::Attrs(map) => delimited(out, b'{', b'}', map, |(k, v), out| {
+                write_str(k, out);
+                out.push(b':');
+                write_str(v, out);
+            }),
             Member::Map(map) => canonical_map(map, out),
         }
     }
