@@ -33,6 +33,7 @@ mod error;
 mod fsutil;
 mod hash;
 mod manifest;
+pub mod merkle;
 mod record;
 mod segment;
 mod store;
