@@ -29,6 +29,7 @@
 //! This module is synchronous and does blocking I/O and CPU-heavy work
 //! (hashing, Parquet encoding): async callers run it on a blocking thread.
 
+pub mod checkpoint;
 mod error;
 mod fsutil;
 mod hash;
