@@ -7,6 +7,7 @@
 
 use std::sync::OnceLock;
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -36,16 +37,32 @@ pub struct Metrics {
     pub event_time_lag_seconds: Gauge,
 }
 
+/// Registers `metric` (names are fixed here, so a clash is a bug).
+fn register<M: Collector + Clone + 'static>(r: &Registry, metric: M) -> M {
+    r.register(Box::new(metric.clone())).expect("unique metric");
+    metric
+}
+
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).expect("valid metric");
-    r.register(Box::new(c.clone())).expect("unique metric");
-    c
+    register(r, IntCounter::new(name, help).expect("valid metric"))
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    r.register(Box::new(c.clone())).expect("unique metric");
-    c
+    register(
+        r,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> Gauge {
+    register(r, Gauge::new(name, help).expect("valid metric"))
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(
+        r,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
 }
 
 impl Metrics {
@@ -85,55 +102,46 @@ impl Metrics {
             "custos_ledger_bytes_total",
             "Bytes of Parquet segments written (both tables).",
         );
-        let ledger_flush_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "custos_ledger_flush_seconds",
-                "Time to make one chain's buffered records durable.",
+        let ledger_flush_seconds = register(
+            &r,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "custos_ledger_flush_seconds",
+                    "Time to make one chain's buffered records durable.",
+                )
+                .buckets(vec![
+                    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                ]),
             )
-            .buckets(vec![
-                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-            ]),
-        )
-        .expect("valid metric");
-        r.register(Box::new(ledger_flush_seconds.clone()))
-            .expect("unique metric");
-        let offsets_committed = IntCounter::new(
+            .expect("valid metric"),
+        );
+        let offsets_committed = counter(
+            &r,
             "custos_offsets_committed_total",
             "Kafka offset commits made after a durable flush.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(offsets_committed.clone()))
-            .expect("unique metric");
-        let messages_skipped = IntCounter::new(
+        );
+        let messages_skipped = counter(
+            &r,
             "custos_messages_skipped_total",
             "Redelivered messages skipped because the ledger already holds their offset.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(messages_skipped.clone()))
-            .expect("unique metric");
+        );
         let alerts_dropped = counter_vec(
             &r,
             "custos_alerts_dropped_total",
             "Alerts a sink could not take within its deadline (its queue stayed full).",
             &["sink"],
         );
-        let dead_letter_failures = IntCounter::new(
+        let dead_letter_failures = counter(
+            &r,
             "custos_dead_letter_failures_total",
             "Rejected messages whose copy to the dead-letter topic failed (they are in the rejects table).",
-        )
-        .expect("valid metric");
-        r.register(Box::new(dead_letter_failures.clone()))
-            .expect("unique metric");
-        let consumer_lag = IntGaugeVec::new(
-            Opts::new(
-                "custos_consumer_lag",
-                "Messages between the committed offset and the partition end.",
-            ),
+        );
+        let consumer_lag = gauge_vec(
+            &r,
+            "custos_consumer_lag",
+            "Messages between the committed offset and the partition end.",
             &["topic", "partition"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(consumer_lag.clone()))
-            .expect("unique metric");
+        );
         let findings = counter_vec(
             &r,
             "custos_findings_total",
@@ -152,40 +160,33 @@ impl Metrics {
             "Alert delivery attempts by sink and outcome (ok, retry, failed).",
             &["sink", "outcome"],
         );
-        let detector_keys = IntGaugeVec::new(
-            Opts::new("custos_detector_keys", "Keys held in a detector's state."),
+        let detector_keys = gauge_vec(
+            &r,
+            "custos_detector_keys",
+            "Keys held in a detector's state.",
             &["detector"],
-        )
-        .expect("valid metric");
-        r.register(Box::new(detector_keys.clone()))
-            .expect("unique metric");
+        );
         let detector_evictions = counter_vec(
             &r,
             "custos_detector_evictions_total",
             "Keys evicted from a detector's state to keep it within its cap.",
             &["detector"],
         );
-        let dead_letters_produced = IntCounter::new(
+        let dead_letters_produced = counter(
+            &r,
             "custos_dead_letters_produced_total",
             "Rejected messages copied to the dead-letter topic.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(dead_letters_produced.clone()))
-            .expect("unique metric");
-        let pipeline_ready = Gauge::new(
+        );
+        let pipeline_ready = gauge(
+            &r,
             "custos_pipeline_ready",
             "1 while the pipeline consumes and its stages are healthy.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(pipeline_ready.clone()))
-            .expect("unique metric");
-        let event_time_lag_seconds = Gauge::new(
+        );
+        let event_time_lag_seconds = gauge(
+            &r,
             "custos_event_time_lag_seconds",
             "Wall clock minus the newest event time in the last batch.",
-        )
-        .expect("valid metric");
-        r.register(Box::new(event_time_lag_seconds.clone()))
-            .expect("unique metric");
+        );
         Metrics {
             registry: r,
             messages_consumed,

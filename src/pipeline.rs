@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::alert::{Alert, Alerter};
 use crate::detect::Detectors;
-use crate::event::{Decoder, RejectReason};
+use crate::event::{Decoder, Kind, RejectReason};
 use crate::ledger::{ChainId, ChainWriter, LedgerError, Origin, Store};
 use crate::metrics::metrics;
 use crate::source::kafka::DeadLetters;
@@ -71,6 +71,8 @@ pub struct Pipeline {
     committer: Arc<dyn Committer>,
     policy: FlushPolicy,
     summary: Summary,
+    /// `custos_events_accepted_total` by kind, looked up once.
+    accepted: [prometheus::IntCounter; 3],
 }
 
 impl Pipeline {
@@ -97,6 +99,7 @@ impl Pipeline {
             committer,
             policy,
             summary: Summary::default(),
+            accepted: Kind::ALL.map(|k| m.events_accepted.with_label_values(&[k.as_str()])),
         }
     }
 
@@ -196,6 +199,8 @@ impl Pipeline {
 
     async fn handle_batch(&mut self, batch: Vec<SourceMessage>) -> Result<(), PipelineError> {
         let mut alerts = Vec::new();
+        // One wall-clock read per batch: alerts of one batch share it.
+        let raised_at = Utc::now();
         let mut full = Vec::new();
         let mut newest = None;
         for msg in batch {
@@ -223,7 +228,11 @@ impl Pipeline {
             };
             state.next_offset = offset + 1;
             state.oldest.get_or_insert_with(Instant::now);
-            let writer = state.writer.as_mut().expect("writer present outside flush");
+            let Some(writer) = state.writer.as_mut() else {
+                return Err(PipelineError::Internal(
+                    "a chain lost its writer in an earlier failed flush".into(),
+                ));
+            };
             let (file, line) = match &msg.file {
                 Some((f, l)) => (Some(f.clone()), Some(*l)),
                 None => (None, None),
@@ -232,17 +241,13 @@ impl Pipeline {
             match self.decoder.decode(&msg.payload) {
                 Ok(event) => {
                     self.summary.accepted += 1;
-                    metrics()
-                        .events_accepted
-                        .with_label_values(&[event.kind().as_str()])
-                        .inc();
+                    self.accepted[event.kind() as usize].inc();
                     writer.push_event(origin, &event);
                     newest = newest.max(Some(event.time_micros()));
-                    let now = Utc::now();
                     alerts.extend(
                         self.detectors
                             .observe(&event)
-                            .map(|f| Alert::from_finding(f, now)),
+                            .map(|f| Alert::from_finding(f, raised_at)),
                     );
                 }
                 Err(reject) => {
@@ -328,8 +333,9 @@ impl Pipeline {
         })
         .await
         .map_err(|e| PipelineError::Internal(e.to_string()))?;
-        let state = self.chains.get_mut(chain).expect("chain still held");
-        state.writer = Some(writer);
+        if let Some(state) = self.chains.get_mut(chain) {
+            state.writer = Some(writer);
+        }
         let Some(stats) = result? else {
             return Ok(());
         };

@@ -116,6 +116,20 @@ fn produce(brokers: &str, topic: &str, messages: &[(String, Vec<u8>, Option<&'st
     });
 }
 
+/// Writes `custos.toml` in `dir` from `body`, with `store.path` set to
+/// `store` (the body's `[store]` table, if any, must come first).
+fn write_config(dir: &std::path::Path, store: &std::path::Path, body: &str) -> std::path::PathBuf {
+    let body = body.replacen("[store]\n", "", 1);
+    let text = format!(
+        "[store]\npath = \"{}\"\n{}",
+        store.display(),
+        body.trim_start()
+    );
+    let path = dir.join("custos.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 /// The store's verification report, asserting it found no problem.
 fn verified(store: &std::path::Path) -> custos::ledger::VerifyReport {
     let report = custos::ledger::verify(store).unwrap();
@@ -156,13 +170,12 @@ fn kafka_to_ledger_to_webhook_exactly_once() {
     let http = free_addr();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let config = dir.path().join("custos.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        dir.path(),
+        &store,
+        &format!(
             r#"
 [store]
-path = "{store}"
 flush_interval_ms = 200
 [kafka]
 brokers = "{brokers}"
@@ -177,11 +190,9 @@ type = "access_rate"
 type = "webhook"
 url = "{url}"
 "#,
-            store = store.display(),
             url = webhook.url,
         ),
-    )
-    .unwrap();
+    );
 
     let custos_run = Custos::start(&["run"], &config);
     let stored = || {
@@ -366,14 +377,13 @@ fn restarts_and_kills_store_each_message_once() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
-    let config = dir.path().join("custos.toml");
     let http = free_addr();
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        dir.path(),
+        &store,
+        &format!(
             r#"
 [store]
-path = "{store}"
 flush_rows = 300
 flush_interval_ms = 100
 [kafka]
@@ -387,12 +397,9 @@ listen = "{http}"
 type = "jsonl"
 path = "{alerts}"
 "#,
-            store = store.display(),
             alerts = dir.path().join("alerts.jsonl").display(),
-            http = http,
         ),
-    )
-    .unwrap();
+    );
     let stored = || {
         custos::ledger::verify(&store)
             .map(|r| r.events + r.rejects)

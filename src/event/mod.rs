@@ -36,6 +36,9 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in declaration order (so `kind as usize` indexes it).
+    pub const ALL: [Kind; 3] = [Kind::Access, Kind::Inference, Kind::Lineage];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Access => "access",
