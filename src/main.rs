@@ -11,13 +11,15 @@ use custos::alert::{Alerter, SinkConfig};
 use custos::config::Config;
 use custos::detect::{DetectorConfig, Detectors, RateConfig};
 use custos::event::{Decoder, Pseudonymizer};
-use custos::ledger::{Store, StoreOptions};
+use custos::ledger::Store;
 use custos::metrics::metrics;
-use custos::pipeline::{FlushPolicy, Pipeline, Summary};
+use custos::pipeline::{CheckpointPolicy, FlushPolicy, Pipeline, Summary};
 use custos::source::demo::{DemoCluster, ProducerSettings, WorkloadProducer};
 use custos::source::kafka::{DeadLetters, KafkaSettings, KafkaSource};
 use custos::source::synth::{Workload, WorkloadConfig};
 use custos::source::{NoCommit, file};
+
+mod cli_ledger;
 
 #[derive(Parser)]
 #[command(
@@ -98,6 +100,44 @@ enum Command {
         /// The store folder.
         #[arg(default_value = "custos-store")]
         store: PathBuf,
+        /// Verifier key file for checkpoint signatures (else the key text
+        /// in `CUSTOS_VERIFIER_KEY`; with neither, signatures are not
+        /// checked and a warning says so).
+        #[arg(long, value_name = "VERIFIER_KEY_FILE")]
+        key: Option<PathBuf>,
+        /// A signed checkpoint kept outside the store; the store must still
+        /// hold the tree it commits to (repeatable).
+        #[arg(long = "checkpoint", value_name = "NOTE_FILE")]
+        checkpoints: Vec<PathBuf>,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a JSON inclusion proof of an event (by id) or of any row (by
+    /// `--stream`, `--partition`, `--table`, `--seq`).
+    Prove {
+        /// The event id.
+        event_id: Option<String>,
+        #[arg(long, default_value = "custos-store")]
+        store: PathBuf,
+        #[command(flatten)]
+        log: cli_ledger::LogArgs,
+        /// The row's seq (instead of an event id).
+        #[arg(long, conflicts_with = "event_id")]
+        seq: Option<u64>,
+        /// Prove against the stored checkpoint of this size, not the latest.
+        #[arg(long)]
+        at: Option<u64>,
+    },
+    /// Print a JSON consistency proof between two tree sizes of a log. Each
+    /// of OLD and NEW is a size or a file holding a signed checkpoint.
+    Consistency {
+        old: String,
+        new: String,
+        #[arg(long, default_value = "custos-store")]
+        store: PathBuf,
+        #[command(flatten)]
+        log: cli_ledger::LogArgs,
     },
     /// Run one read-only SQL statement over a store.
     Query {
@@ -129,8 +169,27 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Print a new random pseudonym key (64 hex digits).
-    Keygen,
+    /// Print a new random pseudonym key (64 hex digits), or with
+    /// `--checkpoint` a new checkpoint signing key and its verifier key.
+    Keygen {
+        /// Make an Ed25519 checkpoint signer with this key name instead.
+        #[arg(long, value_name = "NAME")]
+        checkpoint: Option<String>,
+        /// Write the signer key to this new file (mode 0600) instead of
+        /// stdout; the verifier key then goes to stdout.
+        #[arg(long, requires = "checkpoint")]
+        out: Option<PathBuf>,
+    },
+    /// Check an inclusion or consistency proof document offline; exit 1
+    /// with the reason if it does not hold.
+    VerifyProof {
+        /// The proof document (`-` for stdin).
+        file: PathBuf,
+        /// The log's verifier key file (else the key text in
+        /// `CUSTOS_VERIFIER_KEY`; with neither, signatures are not checked).
+        #[arg(long, value_name = "VERIFIER_KEY_FILE")]
+        key: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -198,7 +257,25 @@ async fn dispatch(command: Command) -> Result<i32> {
         } => demo(duration, rate, history, store, http, seed).await,
         Command::Run { config } => run_kafka(load(&config)?).await,
         Command::Ingest { config, files } => ingest(load(&config)?, files).await,
-        Command::Verify { store } => verify(store).await,
+        Command::Verify {
+            store,
+            key,
+            checkpoints,
+            json,
+        } => cli_ledger::verify(store, key, checkpoints, json).await,
+        Command::Prove {
+            event_id,
+            store,
+            log,
+            seq,
+            at,
+        } => cli_ledger::prove(&store, event_id.as_deref(), &log, seq, at),
+        Command::Consistency {
+            old,
+            new,
+            store,
+            log,
+        } => cli_ledger::consistency(&store, &old, &new, &log),
         Command::Query { sql, store, format } => query(store, sql, format).await,
         Command::Synth {
             events,
@@ -218,7 +295,14 @@ async fn dispatch(command: Command) -> Result<i32> {
             );
             Ok(0)
         }
-        Command::Keygen => {
+        Command::Keygen {
+            checkpoint: Some(name),
+            out,
+        } => cli_ledger::keygen_checkpoint(&name, out.as_deref()),
+        Command::VerifyProof { file, key } => cli_ledger::verify_proof(&file, key.as_deref()),
+        Command::Keygen {
+            checkpoint: None, ..
+        } => {
             use rand::{RngCore, SeedableRng};
             let mut key = [0u8; 32];
             rand::rngs::StdRng::from_os_rng().fill_bytes(&mut key);
@@ -235,21 +319,16 @@ struct Stages {
     detectors: Detectors,
     alerter: Alerter,
     policy: FlushPolicy,
+    checkpoints: Option<CheckpointPolicy>,
 }
 
 async fn stages(config: &Config) -> Result<Stages> {
     let key = config.privacy.key().map_err(anyhow::Error::msg)?;
-    let store = Store::open(
-        &config.store.path,
-        StoreOptions {
-            zstd_level: config.store.zstd_level,
-            row_group_rows: config.store.row_group_rows,
-        },
-    )
-    .with_context(|| format!("cannot open the store {}", config.store.path.display()))?;
+    let store = Store::open(&config.store.path, config.store.options())
+        .with_context(|| format!("cannot open the store {}", config.store.path.display()))?;
     if config.http.enabled {
         let addr = config.http.listen.parse()?;
-        let bound = custos::http::serve(addr)
+        let bound = custos::http::serve(addr, Some(store.clone()))
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(%bound, "metrics on http://{bound}/metrics");
@@ -260,7 +339,29 @@ async fn stages(config: &Config) -> Result<Stages> {
             config.events.max_future_secs.min(i64::MAX as u64 / 1000) as i64,
         ));
     }
+    let checkpoints = match config.checkpoints.signer().map_err(anyhow::Error::msg)? {
+        Some(signer) => {
+            tracing::info!(
+                verifier = %signer.verifier().to_text(),
+                every_secs = config.checkpoints.interval_secs,
+                origin = store.origin(),
+                "signing checkpoints"
+            );
+            Some(CheckpointPolicy {
+                signer: Arc::new(signer),
+                interval: Duration::from_secs(config.checkpoints.interval_secs),
+            })
+        }
+        None => {
+            tracing::warn!(
+                "no checkpoint key (checkpoints.key or checkpoints.key_file): no signed checkpoints \
+                 are written, so a consistent rewrite of the store could not be detected"
+            );
+            None
+        }
+    };
     Ok(Stages {
+        checkpoints,
         decoder,
         store,
         detectors: Detectors::new(&config.detectors),
@@ -332,7 +433,8 @@ async fn consume(
         dead_letters,
         Arc::new(source.committer.clone()),
         s.policy,
-    );
+    )
+    .with_checkpoints(s.checkpoints);
     let result = pipeline.run(events, shutdown, move || stop.stop()).await;
     tokio::task::spawn_blocking(move || source.join()).await?;
     Ok(result?)
@@ -359,7 +461,8 @@ async fn ingest(config: Config, files: Vec<PathBuf>) -> Result<i32> {
         None,
         Arc::new(NoCommit),
         s.policy,
-    );
+    )
+    .with_checkpoints(s.checkpoints);
     let on_stop = move || stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let summary = pipeline.run(rx, terminated(), on_stop).await?;
     let lines = reader.await?.context("reading input")?;
@@ -372,22 +475,6 @@ async fn ingest(config: Config, files: Vec<PathBuf>) -> Result<i32> {
         summary.alerts
     );
     Ok(0)
-}
-
-async fn verify(store: PathBuf) -> Result<i32> {
-    let report = tokio::task::spawn_blocking(move || custos::ledger::verify(&store)).await??;
-    for p in &report.problems {
-        println!("BAD {p}");
-    }
-    println!(
-        "{}: {} chain(s), {} segment(s), {} event(s), {} reject(s)",
-        if report.ok() { "ok" } else { "FAILED" },
-        report.chains,
-        report.segments,
-        report.events,
-        report.rejects
-    );
-    Ok(if report.ok() { 0 } else { 1 })
 }
 
 async fn query(store: PathBuf, sql: String, format: OutputFormat) -> Result<i32> {
@@ -479,6 +566,15 @@ fn demo_config(store: &std::path::Path, http: &str) -> Result<Config> {
     config.sinks = vec![SinkConfig::Jsonl {
         path: store.join("alerts.jsonl").display().to_string(),
     }];
+    // A fresh signer per demo; its verifier key is written beside the store.
+    let mut seed = [0u8; 32];
+    {
+        use rand::{RngCore, SeedableRng};
+        rand::rngs::StdRng::from_os_rng().fill_bytes(&mut seed);
+    }
+    let signer = custos::ledger::checkpoint::NoteSigner::from_seed("custos-demo", seed)?;
+    config.checkpoints.key = Some(custos::config::Secret(signer.to_text()));
+    config.checkpoints.interval_secs = 10;
     Ok(config)
 }
 
@@ -520,6 +616,11 @@ async fn demo(
         store.join(DEMO_MARKER),
         "made by `custos demo`; the next demo replaces this folder\n",
     )?;
+    // The demo's checkpoint verifier key, for `custos verify --key`.
+    let verifier = store.join("checkpoint-verifier.key");
+    if let Some(signer) = config.checkpoints.signer().map_err(anyhow::Error::msg)? {
+        std::fs::write(&verifier, signer.verifier().to_text() + "\n")?;
+    }
     let client: std::collections::BTreeMap<String, String> = [
         ("fetch.wait.max.ms", "10"),
         ("fetch.error.backoff.ms", "10"),
@@ -570,7 +671,7 @@ async fn demo(
         "demo stopped: {} accepted, {} rejected, {} alerts; verifying the store…",
         summary.accepted, summary.rejected, summary.alerts
     );
-    verify(store).await
+    cli_ledger::verify(store, Some(verifier), Vec::new(), false).await
 }
 
 /// Prints a one-line live status to stderr every second.

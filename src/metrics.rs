@@ -21,6 +21,8 @@ pub struct Metrics {
     pub ledger_records: IntCounterVec,
     pub ledger_segments: IntCounter,
     pub ledger_bytes: IntCounter,
+    pub checkpoints_written: IntCounter,
+    pub checkpoint_last_seconds: Gauge,
     pub ledger_flush_seconds: Histogram,
     pub offsets_committed: IntCounter,
     pub messages_skipped: IntCounter,
@@ -101,6 +103,16 @@ impl Metrics {
             &r,
             "custos_ledger_bytes_total",
             "Bytes of Parquet segments written (both tables).",
+        );
+        let checkpoints_written = counter(
+            &r,
+            "custos_checkpoints_written_total",
+            "Signed checkpoints written (one per log that grew).",
+        );
+        let checkpoint_last_seconds = gauge(
+            &r,
+            "custos_checkpoint_last_timestamp_seconds",
+            "Unix time of the last signed checkpoint written by this process.",
         );
         let ledger_flush_seconds = register(
             &r,
@@ -195,6 +207,8 @@ impl Metrics {
             ledger_records,
             ledger_segments,
             ledger_bytes,
+            checkpoints_written,
+            checkpoint_last_seconds,
             ledger_flush_seconds,
             offsets_committed,
             messages_skipped,

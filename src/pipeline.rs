@@ -11,7 +11,10 @@
 //! - on a revoke, the revoked chains are flushed and committed
 //!   synchronously before the source is told to go on;
 //! - a ledger error stops the pipeline (returned to the caller): nothing
-//!   after it is committed, so a restart re-reads it.
+//!   after it is committed, so a restart re-reads it;
+//! - with a checkpoint signer, a chain whose trees grew gets a signed
+//!   checkpoint at most every interval, and always when it is revoked or
+//!   the pipeline stops.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,6 +27,7 @@ use tokio::sync::mpsc;
 use crate::alert::{Alert, Alerter};
 use crate::detect::Detectors;
 use crate::event::{Decoder, Kind, RejectReason};
+use crate::ledger::checkpoint::NoteSigner;
 use crate::ledger::{ChainId, ChainWriter, LedgerError, Origin, Store};
 use crate::metrics::metrics;
 use crate::source::kafka::DeadLetters;
@@ -53,9 +57,20 @@ pub struct Summary {
     pub alerts: u64,
 }
 
+/// Signed checkpoints: who signs, how often.
+#[derive(Clone)]
+pub struct CheckpointPolicy {
+    pub signer: Arc<NoteSigner>,
+    pub interval: Duration,
+}
+
 struct ChainState {
     /// `None` only while a flush runs on a blocking thread.
     writer: Option<ChainWriter>,
+    /// When the chain was last checkpointed (or opened), and whether its
+    /// trees may have grown since.
+    checkpointed: Instant,
+    unsigned: bool,
     next_offset: i64,
     oldest: Option<Instant>,
     warned_skip: bool,
@@ -70,6 +85,7 @@ pub struct Pipeline {
     dead_letters: Option<DeadLetters>,
     committer: Arc<dyn Committer>,
     policy: FlushPolicy,
+    checkpoints: Option<CheckpointPolicy>,
     summary: Summary,
     /// `custos_events_accepted_total` by kind, looked up once.
     accepted: [prometheus::IntCounter; 3],
@@ -98,9 +114,16 @@ impl Pipeline {
             dead_letters,
             committer,
             policy,
+            checkpoints: None,
             summary: Summary::default(),
             accepted: Kind::ALL.map(|k| m.events_accepted.with_label_values(&[k.as_str()])),
         }
+    }
+
+    /// Signs checkpoints with this policy.
+    pub fn with_checkpoints(mut self, policy: Option<CheckpointPolicy>) -> Self {
+        self.checkpoints = policy;
+        self
     }
 
     /// Runs until the source sends `End` (or closes). When `shutdown`
@@ -136,6 +159,7 @@ impl Pipeline {
                         // The tick branch may starve while messages keep
                         // coming; age-based flushes must not wait for a lull.
                         if let Err(e) = self.flush_due().await { break Err(e); }
+                        if let Err(e) = self.checkpoint_due().await { break Err(e); }
                     }
                     Some(SourceEvent::Revoked(chains, done)) => {
                         let r = self.revoke(chains).await;
@@ -145,6 +169,7 @@ impl Pipeline {
                 },
                 _ = tick.tick() => {
                     if let Err(e) = self.flush_due().await { break Err(e); }
+                    if let Err(e) = self.checkpoint_due().await { break Err(e); }
                 }
             }
         };
@@ -180,6 +205,9 @@ impl Pipeline {
                 chain,
                 ChainState {
                     writer: Some(writer),
+                    checkpointed: Instant::now(),
+                    // It may hold rows no checkpoint covers yet.
+                    unsigned: true,
                     next_offset,
                     oldest: None,
                     warned_skip: false,
@@ -314,7 +342,12 @@ impl Pipeline {
                 "a chain lost its writer in an earlier failed flush".into(),
             ));
         };
-        if writer.buffered() == 0 {
+        // On a revoke or at shutdown, checkpoint what is durable.
+        let signer = match (&self.checkpoints, sync && state.unsigned) {
+            (Some(policy), true) => Some(policy.signer.clone()),
+            _ => None,
+        };
+        if writer.buffered() == 0 && signer.is_none() {
             // Nothing new; still re-commit on a revoke or at shutdown, in
             // case an earlier asynchronous commit failed.
             if let (true, Some(last)) = (sync, writer.last_offset()) {
@@ -323,12 +356,20 @@ impl Pipeline {
             state.writer = Some(writer);
             return Ok(());
         }
-        if let Some(dl) = &mut self.dead_letters {
+        if writer.buffered() > 0
+            && let Some(dl) = &mut self.dead_letters
+        {
             dl.settle().await;
         }
         let started = Instant::now();
         let (writer, result) = tokio::task::spawn_blocking(move || {
-            let r = writer.flush();
+            let flushed = writer.flush();
+            let r = match (flushed, signer) {
+                (Ok(stats), Some(signer)) => writer
+                    .checkpoint(&signer, Utc::now())
+                    .map(|written| (stats, written.len())),
+                (flushed, _) => flushed.map(|stats| (stats, 0)),
+            };
             (writer, r)
         })
         .await
@@ -336,7 +377,21 @@ impl Pipeline {
         if let Some(state) = self.chains.get_mut(chain) {
             state.writer = Some(writer);
         }
-        let Some(stats) = result? else {
+        let (stats, signed) = result?;
+        if let Some(state) = self.chains.get_mut(chain) {
+            if stats.is_some() {
+                state.unsigned = true;
+            }
+            if sync && self.checkpoints.is_some() {
+                state.unsigned = false;
+                state.checkpointed = Instant::now();
+            }
+        }
+        note_checkpoints(signed);
+        let Some(stats) = stats else {
+            if let (true, Some(last)) = (sync, self.last_offset(chain)) {
+                self.committer.commit(chain, last + 1, true);
+            }
             return Ok(());
         };
         let m = metrics();
@@ -352,5 +407,58 @@ impl Pipeline {
         m.ledger_bytes.inc_by(stats.bytes);
         self.committer.commit(chain, stats.last_offset + 1, sync);
         Ok(())
+    }
+
+    fn last_offset(&self, chain: &ChainId) -> Option<i64> {
+        self.chains
+            .get(chain)
+            .and_then(|s| s.writer.as_ref())
+            .and_then(ChainWriter::last_offset)
+    }
+
+    /// Checkpoints every chain whose trees grew and whose last checkpoint
+    /// is older than the interval.
+    async fn checkpoint_due(&mut self) -> Result<(), PipelineError> {
+        let Some(policy) = &self.checkpoints else {
+            return Ok(());
+        };
+        let due: Vec<ChainId> = self
+            .chains
+            .iter()
+            .filter(|(_, s)| s.unsigned && s.checkpointed.elapsed() >= policy.interval)
+            .map(|(c, _)| c.clone())
+            .collect();
+        for chain in due {
+            let signer = policy.signer.clone();
+            let Some(state) = self.chains.get_mut(&chain) else {
+                continue;
+            };
+            let Some(mut writer) = state.writer.take() else {
+                return Err(PipelineError::Internal(
+                    "a chain lost its writer in an earlier failed flush".into(),
+                ));
+            };
+            let (writer, result) = tokio::task::spawn_blocking(move || {
+                let r = writer.checkpoint(&signer, Utc::now());
+                (writer, r)
+            })
+            .await
+            .map_err(|e| PipelineError::Internal(e.to_string()))?;
+            state.writer = Some(writer);
+            let written = result?;
+            state.unsigned = false;
+            state.checkpointed = Instant::now();
+            note_checkpoints(written.len());
+        }
+        Ok(())
+    }
+}
+
+fn note_checkpoints(written: usize) {
+    if written > 0 {
+        let m = metrics();
+        m.checkpoints_written.inc_by(written as u64);
+        m.checkpoint_last_seconds
+            .set(Utc::now().timestamp_millis() as f64 / 1000.0);
     }
 }

@@ -1,5 +1,6 @@
 //! The command line without Kafka: `ingest` through the whole pipeline,
-//! `verify` catching a changed byte, read-only `query`, `check-config`.
+//! `verify` catching a changed byte, read-only `query`, `check-config`,
+//! `keygen --checkpoint` and `verify-proof`.
 
 mod common;
 
@@ -174,4 +175,156 @@ fn the_demo_never_replaces_a_store_it_did_not_make() {
     let report = custos::ledger::verify(&store).unwrap();
     assert!(report.ok());
     assert_eq!(report.events, 12, "the real store lost events");
+}
+
+/// Runs the binary with `stdin` and extra environment; returns (exit code,
+/// stdout, stderr).
+fn run(args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(bin())
+        .args(args)
+        .env_remove("CUSTOS_VERIFIER_KEY")
+        .envs(env.iter().copied())
+        .env("CUSTOS_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn verify_proof_checks_a_proof_under_a_keygen_checkpoint_key() {
+    use custos::ledger::checkpoint::{Checkpoint, NoteSigner, NoteVerifier};
+    use custos::ledger::merkle::{HashAlg, inclusion_proof, root};
+    use custos::ledger::proof::{InclusionProof, LogId};
+    use custos::ledger::{ChainId, Table};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let signer_file = path("signer.key");
+    let keygen = [
+        "keygen",
+        "--checkpoint",
+        "custos.test",
+        "--out",
+        &signer_file,
+    ];
+    let (code, verifier_text, _) = run(&keygen, "", &[]);
+    assert_eq!(code, 0);
+    let (code, _, err) = run(&keygen, "", &[]);
+    assert_eq!(code, 2, "overwrote a signer key");
+    assert!(err.contains("never overwritten"), "{err}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&signer_file)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let signer = NoteSigner::parse(&std::fs::read_to_string(&signer_file).unwrap()).unwrap();
+    let verifier = NoteVerifier::parse(&verifier_text).unwrap();
+    assert_eq!(verifier.to_text(), signer.verifier().to_text());
+    std::fs::write(path("verifier.key"), &verifier_text).unwrap();
+
+    // A proof of record 5 of 12 under a checkpoint signed with the new key.
+    let alg = HashAlg::Blake3;
+    let records: Vec<String> = (0..12)
+        .map(|i| {
+            format!(
+                r#"{{"event":{{"id":"e-{i}"}},"src":{{"offset":{i},"partition":3,"stream":"audit"}},"v":1}}"#
+            )
+        })
+        .collect();
+    let leaves: Vec<_> = records.iter().map(|r| alg.leaf(r.as_bytes())).collect();
+    let log = LogId::new("custos.test", ChainId::new("audit", 3), Table::Events);
+    let mut proof =
+        InclusionProof::new(alg, log, 5, 12, leaves[5], inclusion_proof(alg, &leaves, 5));
+    proof.event_id = Some("e-5".into());
+    proof.record = Some(records[5].clone());
+    let body = Checkpoint {
+        origin: proof.log.origin.clone(),
+        size: 12,
+        root: root(alg, &leaves),
+    }
+    .body();
+    proof.checkpoint = Some(signer.sign(&body).unwrap());
+    let text = proof.to_json_pretty();
+    std::fs::write(path("proof.json"), &text).unwrap();
+
+    let key = path("verifier.key");
+    let (code, out, err) = run(
+        &["verify-proof", &path("proof.json"), "--key", &key],
+        "",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("inclusion proof OK"), "{out}");
+    assert!(
+        out.contains("leaf 5 of 12") && out.contains("signed by key custos.test"),
+        "{out}"
+    );
+    // From stdin, with the key in the environment.
+    let env = [("CUSTOS_VERIFIER_KEY", verifier_text.as_str())];
+    let (code, out, _) = run(&["verify-proof", "-"], &text, &env);
+    assert_eq!(code, 0);
+    assert!(out.contains("signed by key"), "{out}");
+
+    // A changed path hash.
+    let mut tampered = proof.clone();
+    tampered.path[1][0] ^= 0x40;
+    std::fs::write(path("tampered.json"), tampered.to_json_pretty()).unwrap();
+    let (code, out, err) = run(
+        &["verify-proof", &path("tampered.json"), "--key", &key],
+        "",
+        &[],
+    );
+    assert_eq!(code, 1, "accepted a tampered proof: {out}");
+    assert!(
+        err.starts_with("proof INVALID: ") && err.contains("root"),
+        "{err}"
+    );
+
+    // Another key with the same name.
+    let (code, _, err) = run(&["keygen", "--checkpoint", "custos.test"], "", &[]);
+    assert_eq!(code, 0);
+    let other = err.rsplit(' ').next().unwrap().trim();
+    std::fs::write(path("other.key"), other).unwrap();
+    let (code, _, err) = run(
+        &[
+            "verify-proof",
+            &path("proof.json"),
+            "--key",
+            &path("other.key"),
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("proof INVALID: signature invalid"), "{err}");
+
+    // A signer key or garbage where the verifier key belongs: exit 2.
+    for bad in [&signer_file, &path("proof.json")] {
+        let (code, _, err) = run(
+            &["verify-proof", &path("proof.json"), "--key", bad],
+            "",
+            &[],
+        );
+        assert_eq!(code, 2, "{err}");
+        assert!(err.starts_with("error: "), "{err}");
+    }
 }

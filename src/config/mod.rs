@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::SinkConfig;
 use crate::detect::DetectorConfig;
+use crate::ledger::HashAlg;
+use crate::ledger::checkpoint::NoteSigner;
 
 pub use overrides::{apply_env, apply_set};
 
@@ -26,6 +28,7 @@ pub struct Config {
     pub events: EventsConfig,
     pub kafka: KafkaConfig,
     pub privacy: PrivacyConfig,
+    pub checkpoints: CheckpointsConfig,
     pub http: HttpConfig,
     pub detectors: Vec<DetectorConfig>,
     pub sinks: Vec<SinkConfig>,
@@ -42,6 +45,63 @@ pub struct StoreConfig {
     pub flush_interval_ms: u64,
     pub zstd_level: i32,
     pub row_group_rows: usize,
+    /// Hash function of a new store's Merkle trees: `blake3` or `sha256`
+    /// (RFC 6962 tooling). An existing store keeps its own.
+    pub hash: String,
+    /// Origin (log name prefix in checkpoints) of a new store; empty makes
+    /// `custos/<random id>`. An existing store keeps its own.
+    pub origin: String,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckpointsConfig {
+    /// Seconds between signed checkpoints of a log that grew (one is also
+    /// written when a partition is revoked and at shutdown).
+    pub interval_secs: u64,
+    /// The signer key text (`PRIVATE+KEY+…`, from `custos keygen
+    /// --checkpoint NAME`); or:
+    pub key: Option<Secret>,
+    /// a file holding it. Neither: no checkpoints are written.
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for CheckpointsConfig {
+    fn default() -> Self {
+        CheckpointsConfig {
+            interval_secs: 60,
+            key: None,
+            key_file: None,
+        }
+    }
+}
+
+impl fmt::Debug for CheckpointsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CheckpointsConfig")
+            .field("interval_secs", &self.interval_secs)
+            .field("key", &self.key)
+            .field("key_file", &self.key_file)
+            .finish()
+    }
+}
+
+impl CheckpointsConfig {
+    /// The signer, if one is configured.
+    pub fn signer(&self) -> Result<Option<NoteSigner>, String> {
+        let text = match (&self.key, &self.key_file) {
+            (None, None) => return Ok(None),
+            (Some(k), None) => k.0.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| format!("checkpoints.key_file {}: {e}", path.display()))?,
+            (Some(_), Some(_)) => {
+                return Err("set only one of checkpoints.key and checkpoints.key_file".into());
+            }
+        };
+        NoteSigner::parse(&text)
+            .map(Some)
+            .map_err(|e| format!("checkpoints key: {e}"))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,6 +182,7 @@ impl Default for Config {
             events: EventsConfig::default(),
             kafka: KafkaConfig::default(),
             privacy: PrivacyConfig::default(),
+            checkpoints: CheckpointsConfig::default(),
             http: HttpConfig::default(),
             detectors: vec![DetectorConfig::default()],
             sinks: vec![SinkConfig::default()],
@@ -137,6 +198,8 @@ impl Default for StoreConfig {
             flush_interval_ms: 1_000,
             zstd_level: 3,
             row_group_rows: 65_536,
+            hash: "blake3".into(),
+            origin: String::new(),
         }
     }
 }
@@ -228,6 +291,24 @@ impl Config {
         }
         if s.row_group_rows == 0 {
             problems.push("store.row_group_rows must be at least 1".into());
+        }
+        if HashAlg::from_name(&s.hash).is_none() {
+            problems.push(format!(
+                "store.hash `{}` must be `blake3` or `sha256`",
+                s.hash
+            ));
+        }
+        if !s.origin.is_empty() && !crate::ledger::valid_origin(&s.origin) {
+            problems.push(format!(
+                "store.origin `{}` must be at most 200 characters without spaces or `+`",
+                s.origin
+            ));
+        }
+        if self.checkpoints.interval_secs == 0 {
+            problems.push("checkpoints.interval_secs must be at least 1".into());
+        }
+        if let Err(e) = self.checkpoints.signer() {
+            problems.push(e);
         }
         let k = &self.kafka;
         if k.brokers.trim().is_empty() {
@@ -329,3 +410,15 @@ fn merge(base: &mut toml::Value, top: toml::Value) {
 
 #[cfg(test)]
 mod tests;
+
+impl StoreConfig {
+    /// The store options this section asks for (call after validation).
+    pub fn options(&self) -> crate::ledger::StoreOptions {
+        crate::ledger::StoreOptions {
+            zstd_level: self.zstd_level,
+            row_group_rows: self.row_group_rows,
+            hash: HashAlg::from_name(&self.hash).unwrap_or(HashAlg::Blake3),
+            origin: (!self.origin.is_empty()).then(|| self.origin.clone()),
+        }
+    }
+}

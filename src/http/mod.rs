@@ -1,7 +1,10 @@
 //! The HTTP surface: `/metrics` (Prometheus text format), `/healthz`
-//! (the process is alive) and `/readyz` (the pipeline is consuming).
+//! (the process is alive), `/readyz` (the pipeline is consuming) and, with
+//! a store, the ledger's checkpoints and proofs under `/v1` ([`ledger`]).
 //!
 //! Read-only: no route changes any state.
+
+mod ledger;
 
 use std::net::SocketAddr;
 
@@ -11,13 +14,18 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use crate::ledger::Store;
 use crate::metrics::metrics;
 
-pub fn router() -> Router {
-    Router::new()
+pub fn router(store: Option<Store>) -> Router {
+    let base = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
+        .route("/readyz", get(ready));
+    match store {
+        Some(store) => base.merge(ledger::router(store)),
+        None => base,
+    }
 }
 
 async fn metrics_text() -> impl IntoResponse {
@@ -40,11 +48,11 @@ async fn ready() -> impl IntoResponse {
 
 /// Binds `addr` and serves in a background task; returns the bound address
 /// (useful with port 0).
-pub async fn serve(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+pub async fn serve(addr: SocketAddr, store: Option<Store>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router()).await {
+        if let Err(e) = axum::serve(listener, router(store)).await {
             tracing::error!(error = %e, "http server stopped");
         }
     });

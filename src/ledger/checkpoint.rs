@@ -109,8 +109,8 @@ fn key_id(name: &str, public: &[u8; 32]) -> [u8; 4] {
 
 /// Splits `<name>+<hex id>+<base64(0x01 ‖ 32 bytes)>` (after any prefix).
 fn parse_key_text(text: &str) -> Result<(String, [u8; 4], [u8; 32]), CheckpointError> {
-    let mut parts = text.trim().rsplitn(3, '+');
-    let (Some(material), Some(id), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+    let mut parts = text.trim().splitn(3, '+');
+    let (Some(name), Some(id), Some(material)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(CheckpointError::Key("expected name+id+key"));
     };
     if !valid_name(name) {
@@ -217,6 +217,17 @@ impl NoteSigner {
             B64.encode(blob)
         ))
     }
+}
+
+/// The signed text of a note, without checking any signature (to read a
+/// checkpoint when no verifier key is at hand).
+pub fn unverified_text(note: &str) -> Result<&str, CheckpointError> {
+    if note.len() > MAX_NOTE_BYTES {
+        return Err(CheckpointError::Note("larger than 1 MiB"));
+    }
+    note.rfind("\n\n")
+        .map(|split| &note[..split + 1])
+        .ok_or(CheckpointError::Note("no blank line before the signatures"))
 }
 
 /// A verifier: name, key id and Ed25519 public key.

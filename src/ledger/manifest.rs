@@ -39,10 +39,9 @@ pub struct ManifestLine {
     pub rows: u64,
     pub first_offset: i64,
     pub last_offset: i64,
-    /// Chain hash before the segment's first row (hex).
-    pub prev_head: String,
-    /// Chain hash of the segment's last row (hex).
-    pub head: String,
+    /// Merkle root (hex) of the table's tree of `first_seq + rows` leaves:
+    /// every row of the table up to and including this segment.
+    pub root: String,
     /// BLAKE3 of the whole segment file (hex).
     pub file_blake3: String,
     pub bytes: u64,
@@ -166,8 +165,7 @@ mod tests {
             rows: 1,
             first_offset: 0,
             last_offset: 0,
-            prev_head: "00".repeat(32),
-            head: "11".repeat(32),
+            root: "11".repeat(32),
             file_blake3: "22".repeat(32),
             bytes: 10,
             min_time_us: None,

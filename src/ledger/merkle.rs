@@ -26,6 +26,23 @@ pub enum HashAlg {
 }
 
 impl HashAlg {
+    /// The name used in the store marker and in proofs: `blake3`, `sha256`.
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlg::Blake3 => "blake3",
+            HashAlg::Sha256 => "sha256",
+        }
+    }
+
+    /// Parses [`Self::name`].
+    pub fn from_name(name: &str) -> Option<HashAlg> {
+        match name {
+            "blake3" => Some(HashAlg::Blake3),
+            "sha256" => Some(HashAlg::Sha256),
+            _ => None,
+        }
+    }
+
     fn digest(self, parts: &[&[u8]]) -> Hash {
         match self {
             HashAlg::Blake3 => {

@@ -30,26 +30,33 @@
 //! (hashing, Parquet encoding): async callers run it on a blocking thread.
 
 pub mod checkpoint;
+mod checkpoints;
+pub use checkpoints::CheckpointLine;
 mod error;
 mod fsutil;
 mod hash;
 mod manifest;
 pub mod merkle;
+pub mod proof;
+mod prove;
+pub use prove::{Located, ProveError, StoredCheckpoint};
 mod record;
 mod segment;
 mod store;
+pub mod tree;
 mod verify;
 mod writer;
 
 use std::fmt;
 
 pub use error::LedgerError;
-pub use hash::{GENESIS, Hash, chain_hash, leaf_hash};
+pub use hash::{Hash, parse_hash};
 pub use manifest::{ManifestLine, Table};
+pub use merkle::HashAlg;
 pub use record::{event_record, reject_record};
 pub use segment::{events_schema, rejects_schema};
-pub use store::{Store, StoreOptions};
-pub use verify::{Problem, VerifyReport, verify};
+pub use store::{Store, StoreOptions, valid_origin};
+pub use verify::{LogHead, Problem, VerifyOptions, VerifyReport, verify, verify_with};
 pub use writer::{ChainWriter, FlushStats};
 
 /// The stream name used for file ingest (always partition 0).
@@ -112,6 +119,19 @@ impl fmt::Display for ChainId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.stream, self.partition)
     }
+}
+
+/// The name of one log (one table of one chain) in checkpoints:
+/// `<store origin>/<table>/<stream>/<partition>`, where a `+` in the stream
+/// (only `+file` has one) is written `%2B`, as C2SP recommends origins
+/// without `+`.
+pub fn log_origin(store_origin: &str, chain: &ChainId, table: Table) -> String {
+    format!(
+        "{store_origin}/{}/{}/{}",
+        table.as_str(),
+        chain.stream.replace('+', "%2B"),
+        chain.partition
+    )
 }
 
 /// Where a message came from. `file`/`line` only for file ingest.

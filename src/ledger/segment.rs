@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryArray, FixedSizeBinaryArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray,
     TimestampMicrosecondArray, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -56,7 +56,6 @@ pub fn events_schema() -> SchemaRef {
         Field::new("records", DataType::Int64, true),
         utf8("model", true),
         utf8("record", false),
-        Field::new("hash", DataType::FixedSizeBinary(32), false),
     ]))
 }
 
@@ -72,7 +71,6 @@ pub fn rejects_schema() -> SchemaRef {
         Field::new("key", DataType::Binary, true),
         Field::new("payload", DataType::Binary, false),
         Field::new("record", DataType::Utf8, false),
-        Field::new("hash", DataType::FixedSizeBinary(32), false),
     ]))
 }
 
@@ -90,7 +88,6 @@ pub(crate) struct EventRow {
     pub offset: i64,
     pub cols: EventColumns,
     pub record: String,
-    pub hash: Hash,
 }
 
 /// A buffered `rejects` row.
@@ -103,12 +100,6 @@ pub(crate) struct RejectRow {
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub record: String,
-    pub hash: Hash,
-}
-
-fn hashes<'a>(it: impl Iterator<Item = &'a Hash>) -> ArrayRef {
-    // Every item is 32 bytes, so this cannot fail.
-    Arc::new(FixedSizeBinaryArray::try_from_iter(it).expect("32-byte hashes"))
 }
 
 pub(crate) fn event_batch(chain: &ChainId, rows: &[EventRow]) -> Result<RecordBatch, LedgerError> {
@@ -138,7 +129,6 @@ pub(crate) fn event_batch(chain: &ChainId, rows: &[EventRow]) -> Result<RecordBa
         Arc::new(rows.iter().map(|r| r.cols.records).collect::<Int64Array>()),
         s(|r| r.cols.model.as_deref()),
         s(|r| Some(&r.record)),
-        hashes(rows.iter().map(|r| &r.hash)),
     ];
     RecordBatch::try_new(events_schema(), columns)
         .map_err(|e| LedgerError::Internal(format!("events batch: {e}")))
@@ -174,7 +164,6 @@ pub(crate) fn reject_batch(
                 .map(|r| Some(&r.record))
                 .collect::<StringArray>(),
         ),
-        hashes(rows.iter().map(|r| &r.hash)),
     ];
     RecordBatch::try_new(rejects_schema(), columns)
         .map_err(|e| LedgerError::Internal(format!("rejects batch: {e}")))

@@ -5,18 +5,18 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::error::{IoContext, LedgerError};
 use super::fsutil::{ensure_dir, list_dir, sync_dir, write_atomic};
 use super::manifest::{self, Groups, ManifestLine, Table};
+use super::merkle::HashAlg;
 use super::{ChainId, ChainWriter};
 
 /// The marker file at the root of every store.
 pub const MARKER_FILE: &str = "custos-store.json";
 pub const STORE_FORMAT: &str = "custos-store";
-pub const STORE_VERSION: u64 = 1;
-const MARKER_TEXT: &str = "{\"format\":\"custos-store\",\"version\":1,\"hash\":\"blake3\"}\n";
+pub const STORE_VERSION: u64 = 2;
 
 /// How segments are written.
 #[derive(Clone, Debug)]
@@ -25,6 +25,13 @@ pub struct StoreOptions {
     pub zstd_level: i32,
     /// Maximum rows per Parquet row group.
     pub row_group_rows: usize,
+    /// Hash function of a new store's trees. An existing store keeps its
+    /// own; opening it with another one is refused.
+    pub hash: HashAlg,
+    /// Origin of a new store (the prefix of its logs' checkpoint origins);
+    /// `None` makes `custos/<16 random hex digits>`. An existing store keeps
+    /// its own; opening it with another one is refused.
+    pub origin: Option<String>,
 }
 
 impl Default for StoreOptions {
@@ -32,6 +39,8 @@ impl Default for StoreOptions {
         StoreOptions {
             zstd_level: 3,
             row_group_rows: 65_536,
+            hash: HashAlg::Blake3,
+            origin: None,
         }
     }
 }
@@ -46,13 +55,17 @@ pub struct Store {
 struct Inner {
     root: PathBuf,
     opts: StoreOptions,
+    marker: Marker,
 }
 
-#[derive(Deserialize)]
-struct Marker {
-    format: String,
-    version: u64,
-    hash: String,
+/// The content of `custos-store.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Marker {
+    pub format: String,
+    pub version: u64,
+    pub hash: String,
+    pub origin: String,
 }
 
 impl Store {
@@ -66,10 +79,39 @@ impl Store {
                 opts.zstd_level, opts.row_group_rows
             )));
         }
+        if let Some(origin) = &opts.origin
+            && !valid_origin(origin)
+        {
+            return Err(LedgerError::InvalidOptions(format!(
+                "origin {origin:?} must be 1 to 200 characters, without spaces, `+` or control characters"
+            )));
+        }
         ensure_dir(root)?;
         let marker_path = root.join(MARKER_FILE);
-        match fs::read(&marker_path) {
-            Ok(bytes) => check_marker(&marker_path, &bytes)?,
+        let marker = match fs::read(&marker_path) {
+            Ok(bytes) => {
+                let (marker, alg) = parse_marker(&marker_path, &bytes)?;
+                let refuse = |what: String| LedgerError::NotAStore {
+                    path: marker_path.clone(),
+                    what,
+                };
+                if alg != opts.hash {
+                    return Err(refuse(format!(
+                        "the store hashes with {}, the configuration asks for {}",
+                        marker.hash,
+                        opts.hash.name()
+                    )));
+                }
+                if let Some(origin) = &opts.origin
+                    && *origin != marker.origin
+                {
+                    return Err(refuse(format!(
+                        "the store's origin is {:?}, the configuration asks for {origin:?}",
+                        marker.origin
+                    )));
+                }
+                marker
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if !list_dir(root)?.is_empty() {
                     return Err(LedgerError::NotAStore {
@@ -77,21 +119,55 @@ impl Store {
                         what: format!("the folder is not empty and has no {MARKER_FILE}"),
                     });
                 }
-                for dir in ["manifests", "events", "rejects"] {
+                for dir in LAYOUT_DIRS {
                     ensure_dir(&root.join(dir))?;
                 }
+                let marker = Marker {
+                    format: STORE_FORMAT.into(),
+                    version: STORE_VERSION,
+                    hash: opts.hash.name().into(),
+                    origin: opts.origin.clone().unwrap_or_else(random_origin),
+                };
+                let mut text = serde_json::to_string(&marker)
+                    .map_err(|e| LedgerError::Internal(format!("marker: {e}")))?;
+                text.push('\n');
                 // The marker goes last: a folder with a marker has a layout.
-                write_atomic(&marker_path, MARKER_TEXT.as_bytes())?;
+                write_atomic(&marker_path, text.as_bytes())?;
                 sync_dir(root)?;
+                marker
             }
             Err(e) => return Err(LedgerError::io(&marker_path, e)),
-        }
+        };
         Ok(Store {
             inner: Arc::new(Inner {
                 root: root.to_path_buf(),
                 opts,
+                marker,
             }),
         })
+    }
+
+    /// Opens an existing store with whatever hash and origin it has.
+    pub fn open_existing(root: &Path) -> Result<Store, LedgerError> {
+        let marker_path = root.join(MARKER_FILE);
+        let bytes = fs::read(&marker_path).at(&marker_path)?;
+        let (marker, hash) = parse_marker(&marker_path, &bytes)?;
+        let opts = StoreOptions {
+            hash,
+            origin: Some(marker.origin.clone()),
+            ..StoreOptions::default()
+        };
+        Store::open(root, opts)
+    }
+
+    /// The hash function of the store's trees.
+    pub fn alg(&self) -> HashAlg {
+        self.inner.opts.hash
+    }
+
+    /// The store's origin: the prefix of its logs' checkpoint origins.
+    pub fn origin(&self) -> &str {
+        &self.inner.marker.origin
     }
 
     pub fn root(&self) -> &Path {
@@ -130,6 +206,16 @@ impl Store {
         self.root().join(manifest::manifest_rel_path(chain))
     }
 
+    /// The folder of a log's Merkle tree strata.
+    pub(crate) fn tree_dir(&self, table: Table, chain: &ChainId) -> PathBuf {
+        self.root().join(tree_rel_dir(table, chain))
+    }
+
+    /// The checkpoint file of a chain.
+    pub(crate) fn checkpoint_path(&self, chain: &ChainId) -> PathBuf {
+        self.root().join(checkpoint_rel_path(chain))
+    }
+
     /// The folder of a table's segments of a chain.
     pub(crate) fn segment_dir(&self, table: Table, chain: &ChainId) -> PathBuf {
         self.root()
@@ -139,7 +225,28 @@ impl Store {
     }
 }
 
-fn check_marker(path: &Path, bytes: &[u8]) -> Result<(), LedgerError> {
+/// Folders every store has.
+pub(crate) const LAYOUT_DIRS: [&str; 5] = ["manifests", "events", "rejects", "tree", "checkpoints"];
+
+fn random_origin() -> String {
+    use rand::{RngCore, SeedableRng};
+    let mut id = [0u8; 8];
+    rand::rngs::StdRng::from_os_rng().fill_bytes(&mut id);
+    format!("custos/{}", hex::encode(id))
+}
+
+/// Whether a text can be a store origin: a schema-less URL-like name, as
+/// C2SP recommends for checkpoint origins.
+pub fn valid_origin(origin: &str) -> bool {
+    !origin.is_empty()
+        && origin.len() <= 200
+        && !origin
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+}
+
+/// Parses and checks a marker; returns it and its hash function.
+pub(crate) fn parse_marker(path: &Path, bytes: &[u8]) -> Result<(Marker, HashAlg), LedgerError> {
     let not = |what: String| LedgerError::NotAStore {
         path: path.to_path_buf(),
         what,
@@ -158,10 +265,16 @@ fn check_marker(path: &Path, bytes: &[u8]) -> Result<(), LedgerError> {
             marker.version
         )));
     }
-    if marker.hash != "blake3" {
-        return Err(not(format!("hash is {:?}, not \"blake3\"", marker.hash)));
+    let Some(alg) = HashAlg::from_name(&marker.hash) else {
+        return Err(not(format!(
+            "hash is {:?}, not \"blake3\" or \"sha256\"",
+            marker.hash
+        )));
+    };
+    if !valid_origin(&marker.origin) {
+        return Err(not(format!("origin {:?} is not valid", marker.origin)));
     }
-    Ok(())
+    Ok((marker, alg))
 }
 
 /// Chains found under `root/manifests`, sorted.
@@ -225,4 +338,19 @@ pub(crate) fn is_tmp(name: &str) -> bool {
 
 pub(crate) fn remove(path: &Path) -> Result<(), LedgerError> {
     fs::remove_file(path).at(path)
+}
+
+/// The tree folder of a log, relative to the store root.
+pub(crate) fn tree_rel_dir(table: Table, chain: &ChainId) -> String {
+    format!(
+        "tree/{}/{}/{}",
+        table.as_str(),
+        chain.stream,
+        chain.partition
+    )
+}
+
+/// The checkpoint file of a chain, relative to the store root.
+pub(crate) fn checkpoint_rel_path(chain: &ChainId) -> String {
+    format!("checkpoints/{}/{}.jsonl", chain.stream, chain.partition)
 }

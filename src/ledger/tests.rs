@@ -82,11 +82,11 @@ fn store_refuses_foreign_folders_and_formats() {
     open(&root); // reopening is fine
     fs::write(
         root.join("custos-store.json"),
-        r#"{"format":"custos-store","version":2,"hash":"blake3"}"#,
+        r#"{"format":"custos-store","version":1,"hash":"blake3","origin":"x"}"#,
     )
     .unwrap();
     let err = Store::open(&root, StoreOptions::default()).unwrap_err();
-    assert!(err.to_string().contains("version is 2"), "{err}");
+    assert!(err.to_string().contains("version is 1"), "{err}");
 }
 
 #[test]
@@ -111,9 +111,9 @@ fn flush_writes_segments_and_reopen_continues_the_chain() {
     );
     assert!(stats.bytes > 0);
     assert_eq!(w.buffered(), 0);
-    let heads = (w.head(Table::Events), w.head(Table::Rejects));
-    assert_eq!(heads.0.1, 5);
-    assert_eq!(heads.1.1, 1);
+    let heads = (w.tree_head(Table::Events), w.tree_head(Table::Rejects));
+    assert_eq!(heads.0.0, 5);
+    assert_eq!(heads.1.0, 1);
 
     // A second writer on the same chain is refused while the first lives.
     assert!(matches!(
@@ -124,7 +124,10 @@ fn flush_writes_segments_and_reopen_continues_the_chain() {
 
     let mut w = store.chain_writer(&chain).unwrap();
     assert_eq!(w.last_offset(), Some(105));
-    assert_eq!((w.head(Table::Events), w.head(Table::Rejects)), heads);
+    assert_eq!(
+        (w.tree_head(Table::Events), w.tree_head(Table::Rejects)),
+        heads
+    );
     push_some(&mut w, next, 3);
     w.flush().unwrap();
     drop(w);
@@ -132,7 +135,7 @@ fn flush_writes_segments_and_reopen_continues_the_chain() {
     let lines = store.manifest(&chain).unwrap();
     assert_eq!(lines.len(), 4);
     assert_eq!(lines[2].first_seq, 5);
-    assert_eq!(lines[2].prev_head, lines[0].head);
+    assert_eq!(lines[0].root, hex::encode(heads.0.1));
     assert_eq!(lines[2].flush, 1);
     assert_eq!(store.chains().unwrap(), vec![chain]);
     let report = verify(store.root()).unwrap();
@@ -180,7 +183,7 @@ fn torn_manifest_tail_is_truncated_with_its_segments() {
 
     let w = store.chain_writer(&chain).unwrap();
     assert_eq!(w.last_offset(), Some(next - 1));
-    assert_eq!(w.head(Table::Events).1, 2);
+    assert_eq!(w.tree_head(Table::Events).0, 2);
     drop(w);
     assert_eq!(manifest_text(&store, &chain), good);
     assert!(
@@ -226,7 +229,7 @@ fn orphans_of_a_crash_are_deleted_and_other_strays_refused() {
     let w = store.chain_writer(&chain).unwrap();
     assert!(!orphan.exists() && !tmp.exists());
     assert!(first.exists());
-    assert_eq!(w.head(Table::Events).1, 3);
+    assert_eq!(w.tree_head(Table::Events).0, 3);
     drop(w);
 
     // A segment further ahead cannot come from a crash: refuse, keep it.
@@ -237,39 +240,94 @@ fn orphans_of_a_crash_are_deleted_and_other_strays_refused() {
     assert!(stray.exists());
 }
 
-/// The worked example of `docs/format.md`: if this test changes, the
-/// document must change with it.
+/// The worked example of `docs/ledger-format.md`: a store of three events,
+/// one flush, one checkpoint. If this test changes, the document must
+/// change with it (run it with `--nocapture` to print the values).
 #[test]
 fn worked_example() {
     let d = Decoder::new(Pseudonymizer::new(&PseudonymKey::from_bytes([0; 32])));
-    let e = d
-        .decode(
-            br#"{"id":"a-0001","time":"2026-03-02T10:14:03.120+01:00","kind":"access","actor":{"id":"emp-0042","role":"nurse"},"action":"read","patient":"MRN-200117","purpose":"TREAT"}"#,
-        )
-        .unwrap();
-    let record = event_record(&ChainId::new("audit", 0), &Origin::kafka(0), &e);
-    let leaf = leaf_hash(&record);
-    let chain0 = chain_hash(&GENESIS, &leaf);
-    let text = String::from_utf8(record).unwrap();
-    println!(
-        "record: {text}\nleaf: {}\nchain: {}",
-        hex::encode(leaf),
-        hex::encode(chain0)
-    );
-    assert_eq!(text, WORKED_RECORD);
-    assert_eq!(hex::encode(leaf), WORKED_LEAF);
-    assert_eq!(hex::encode(chain0), WORKED_CHAIN);
+    let inputs = [
+        r#"{"id":"a-0001","time":"2026-03-02T10:14:03.120+01:00","kind":"access","actor":{"id":"emp-0042","role":"nurse"},"action":"read","patient":"MRN-200117","purpose":"TREAT"}"#,
+        r#"{"id":"a-0002","time":"2026-03-02T10:15:00Z","kind":"access","actor":{"id":"emp-0042"},"action":"update","patient":"MRN-200117"}"#,
+        r#"{"id":"a-0003","time":"2026-03-02T10:16:00Z","kind":"access","actor":{"id":"emp-0007"},"action":"read","patient":"MRN-300001","outcome":"denied"}"#,
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        StoreOptions {
+            origin: Some("example.org/custos".into()),
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let chain = ChainId::new("audit", 0);
+    let mut w = store.chain_writer(&chain).unwrap();
+    for (offset, text) in inputs.iter().enumerate() {
+        w.push_event(
+            Origin::kafka(offset as i64),
+            &d.decode(text.as_bytes()).unwrap(),
+        );
+    }
+    w.flush().unwrap();
+    let signer = checkpoint::NoteSigner::from_seed("example.org/custos", [1; 32]).unwrap();
+    let time = chrono::DateTime::parse_from_rfc3339("2026-03-02T10:20:00Z")
+        .unwrap()
+        .to_utc();
+    let written = w.checkpoint(&signer, time).unwrap();
+    drop(w);
 
-    let cols = record::EventColumns::from_event(&e);
-    assert_eq!(cols.time_us, 1_772_442_843_120_000);
-    assert_eq!(cols.action.as_deref(), Some("read"));
-    assert_eq!(
-        (cols.outcome.as_deref(), cols.records),
-        (Some("success"), Some(1))
+    let read = |rel: &str| fs::read(store.root().join(rel)).unwrap();
+    let records: Vec<Vec<u8>> = (0..3)
+        .map(|seq| {
+            let proof = store
+                .prove_inclusion(&chain, Table::Events, seq, None)
+                .unwrap();
+            proof.record.unwrap().into_bytes()
+        })
+        .collect();
+    let leaves: Vec<Hash> = records.iter().map(|r| HashAlg::Blake3.leaf(r)).collect();
+    let strata = read("tree/events/audit/0/0.hashes");
+    assert_eq!(strata, leaves.concat());
+    let root = merkle::root(HashAlg::Blake3, &leaves);
+    let proof = store
+        .prove_inclusion(&chain, Table::Events, 1, None)
+        .unwrap();
+    let manifest = String::from_utf8(read("manifests/audit/0.jsonl")).unwrap();
+    let checkpoints = String::from_utf8(read("checkpoints/audit/0.jsonl")).unwrap();
+    println!(
+        "marker: {}",
+        String::from_utf8(read("custos-store.json")).unwrap()
     );
-    assert_eq!((cols.actor_dept, cols.model), (None, None));
+    for (r, l) in records.iter().zip(&leaves) {
+        println!(
+            "record: {}\nleaf:   {}",
+            String::from_utf8_lossy(r),
+            hex::encode(l)
+        );
+    }
+    println!(
+        "node01: {}",
+        hex::encode(HashAlg::Blake3.node(&leaves[0], &leaves[1]))
+    );
+    println!("root:   {}", hex::encode(root));
+    println!("manifest: {manifest}checkpoints: {checkpoints}");
+    println!("verifier: {}", signer.verifier().to_text());
+    println!("proof: {}", proof.to_json_pretty());
+
+    assert_eq!(written.len(), 1);
+    assert_eq!(
+        String::from_utf8(records[0].clone()).unwrap(),
+        WORKED_RECORD
+    );
+    assert_eq!(hex::encode(leaves[0]), WORKED_LEAF);
+    assert_eq!(hex::encode(root), WORKED_ROOT);
+    assert_eq!(written[0].note, WORKED_NOTE);
+    assert_eq!(proof.path, vec![leaves[0], leaves[2]]);
+    assert!(proof.check(Some(&signer.verifier())).is_ok());
+    assert!(manifest.contains(&format!("\"root\":\"{WORKED_ROOT}\"")));
 }
 
 const WORKED_RECORD: &str = r#"{"event":{"action":"read","actor":{"id":"emp-0042","role":"nurse"},"id":"a-0001","kind":"access","outcome":"success","patient":"pt_0d3e0c9465ad05eb08a00a3a41eb267a","purpose":"TREAT","records":1,"time":"2026-03-02T10:14:03.120+01:00"},"src":{"offset":0,"partition":0,"stream":"audit"},"v":1}"#;
 const WORKED_LEAF: &str = "8cbe987aad003d89b89bd7cf838656e1431871e901b4007072cde689e2645600";
-const WORKED_CHAIN: &str = "9e89aa59982c6aef3cfedd71bdad6b427052159cb8358399d58619da4048a6f8";
+const WORKED_ROOT: &str = "ce363b581d21539885a5797910f2e294a067999f756fe7139c53644da7392e0d";
+const WORKED_NOTE: &str = "example.org/custos/events/audit/0\n3\nzjY7WB0hU5iFpXl5EPLilKBnmZ91b+cTnFNkTac5Lg0=\n\n— example.org/custos izpInHarlIbJgNe4o6305IEf+36es9vIZQduum4s/1vTiZdHWJllie20vP5A+x8Ola98YmhziLXb1zoJTf8xP2eI7w0=\n";

@@ -2,28 +2,59 @@
 //! against it, reporting problems instead of stopping at the first one.
 //!
 //! Order of the report: chains in order; within a chain, manifest problems
-//! and segments in manifest order; within a segment, file-level problems,
-//! then rows in order. So the first problem of each chain/table names its
-//! first bad record. After a bad row the check continues from the row's
-//! stored hash, so one edited row yields one problem, not one per later row.
+//! and segments in manifest order (each segment's file problems, then its
+//! rows in order, then what its rows mean for the tree), then checkpoint
+//! problems. So the first problem of each chain names its first bad record.
+//!
+//! Segments are read and their rows checked in parallel; the trees are then
+//! fed in order. Each table keeps two trees: one over the leaves recomputed
+//! from the rows (the truth), one over the leaves as stored in the tree
+//! strata (what proofs are made from). Where they differ, the manifest's
+//! root at the end of the segment tells which side was changed.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::path::Path;
 
 use super::ChainId;
+use super::checkpoint::{Checkpoint, NoteVerifier, unverified_text};
+use super::checkpoints::{self, CheckpointLine};
 use super::error::{IoContext, LedgerError};
 use super::fsutil::list_dir;
-use super::hash::{ChainState, Hash, parse_hash};
+use super::hash::{Hash, parse_hash};
 use super::manifest::{self, Groups, ManifestLine, Table};
+use super::merkle::HashAlg;
 use super::segment::{parse_segment_file_name, segment_rel_path};
-use super::store::{MARKER_FILE, STORE_FORMAT, STORE_VERSION, is_tmp, list_chains};
+use super::store::{
+    MARKER_FILE, checkpoint_rel_path, is_tmp, list_chains, parse_marker, tree_rel_dir,
+};
+use super::tree::{Frontier, STRIDE};
 
-mod rows;
+mod scan;
+mod strata;
+
+use scan::{SegmentScan, scan_segment};
+use strata::Strata;
 
 /// At most this many row problems are listed per segment file.
 const MAX_ROW_PROBLEMS_PER_FILE: usize = 100;
+
+/// What to verify beyond the store's own content.
+#[derive(Default)]
+pub struct VerifyOptions<'a> {
+    /// The key checkpoints must be signed with. Without it, checkpoint
+    /// signatures are not checked (and the report says so).
+    pub verifier: Option<NoteVerifier>,
+    /// Signed checkpoints kept outside the store (an auditor's copies): the
+    /// store must contain the trees they commit to. A store rolled back or
+    /// rewritten behind them fails.
+    pub external: Vec<String>,
+    /// Called now and then with (rows checked, rows in the store).
+    pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
+    /// Segments read at once; 0 = one per core.
+    pub threads: usize,
+}
 
 /// What `verify` found.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,7 +65,22 @@ pub struct VerifyReport {
     pub events: u64,
     /// Rows read from `rejects` segments.
     pub rejects: u64,
+    /// Checkpoints checked (stored and external).
+    pub checkpoints: usize,
+    /// Whether checkpoint signatures were checked (a verifier key was given).
+    pub signatures_checked: bool,
+    /// The tree head of every log, as recomputed from its rows.
+    pub heads: Vec<LogHead>,
     pub problems: Vec<Problem>,
+}
+
+/// The recomputed tree of one log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogHead {
+    pub chain: ChainId,
+    pub table: Table,
+    pub size: u64,
+    pub root: Hash,
 }
 
 impl VerifyReport {
@@ -80,12 +126,21 @@ impl fmt::Display for Problem {
     }
 }
 
+/// Verifies the store at `root` with default options: no verifier key, no
+/// external checkpoints.
+pub fn verify(root: &Path) -> Result<VerifyReport, LedgerError> {
+    verify_with(root, &VerifyOptions::default())
+}
+
 /// Verifies the store at `root`. `Err` only when the root itself cannot be
 /// read; every problem with its content is in the report.
-pub fn verify(root: &Path) -> Result<VerifyReport, LedgerError> {
+pub fn verify_with(root: &Path, opts: &VerifyOptions<'_>) -> Result<VerifyReport, LedgerError> {
     fs::read_dir(root).at(root)?;
-    let mut report = VerifyReport::default();
-    check_marker(root, &mut report);
+    let mut report = VerifyReport {
+        signatures_checked: opts.verifier.is_some(),
+        ..VerifyReport::default()
+    };
+    let (alg, origin) = check_marker(root, &mut report);
 
     let chains = match list_chains(root) {
         Ok(chains) => chains,
@@ -96,10 +151,61 @@ pub fn verify(root: &Path) -> Result<VerifyReport, LedgerError> {
             Vec::new()
         }
     };
+    let manifests: Vec<(ChainId, Option<Manifest>)> = chains
+        .into_iter()
+        .map(|chain| {
+            let manifest = read_manifest(root, &chain, &mut report);
+            (chain, manifest)
+        })
+        .collect();
+    let external = parse_external(&opts.external, opts.verifier.as_ref(), &mut report);
+    let mut progress = Progress {
+        done: 0,
+        total: manifests
+            .iter()
+            .flat_map(|(_, m)| m.iter().flat_map(|m| &m.lines))
+            .map(|(_, l)| l.rows)
+            .sum(),
+        report: opts.progress,
+    };
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let ctx = ChainCtx {
+        root,
+        alg,
+        origin: origin.as_deref(),
+        verifier: opts.verifier.as_ref(),
+        threads,
+    };
     let mut referenced = HashSet::new();
-    for chain in &chains {
+    let mut matched_external = HashSet::new();
+    for (chain, manifest) in &manifests {
         report.chains += 1;
-        verify_chain(root, chain, &mut report, &mut referenced);
+        let Some(manifest) = manifest else { continue };
+        verify_chain(
+            &ctx,
+            chain,
+            manifest,
+            &external,
+            &mut matched_external,
+            &mut report,
+            &mut referenced,
+            &mut progress,
+        );
+    }
+    for (i, cp) in external.iter().enumerate() {
+        if !matched_external.contains(&i) {
+            report.problems.push(Problem::file(
+                "checkpoints",
+                format!(
+                    "external checkpoint {} is for log {:?}, which this store does not hold",
+                    i + 1,
+                    cp.origin
+                ),
+            ));
+        }
     }
     for table in Table::ALL {
         find_strays(root, table, &referenced, &mut report);
@@ -107,40 +213,44 @@ pub fn verify(root: &Path) -> Result<VerifyReport, LedgerError> {
     Ok(report)
 }
 
-fn check_marker(root: &Path, report: &mut VerifyReport) {
-    let problem = match fs::read(root.join(MARKER_FILE)) {
+struct Progress<'a> {
+    done: u64,
+    total: u64,
+    report: Option<&'a (dyn Fn(u64, u64) + Sync)>,
+}
+
+impl Progress<'_> {
+    fn add(&mut self, rows: u64) {
+        self.done += rows;
+        if let Some(report) = self.report {
+            report(self.done, self.total);
+        }
+    }
+}
+
+/// Checks the marker; returns the store's hash function (BLAKE3 if the
+/// marker is unreadable, so the rest can still be checked) and origin.
+fn check_marker(root: &Path, report: &mut VerifyReport) -> (HashAlg, Option<String>) {
+    let path = root.join(MARKER_FILE);
+    let problem = match fs::read(&path) {
         Err(e) => format!("cannot read: {e}"),
-        Ok(bytes) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
-            Err(_) => "does not parse".to_owned(),
-            Ok(v)
-                if v["format"] == STORE_FORMAT
-                    && v["version"] == STORE_VERSION
-                    && v["hash"] == "blake3" =>
-            {
-                return;
-            }
-            Ok(_) => format!(
-                "is not {{\"format\":\"{STORE_FORMAT}\",\"version\":{STORE_VERSION},\"hash\":\"blake3\"}}"
-            ),
+        Ok(bytes) => match parse_marker(&path, &bytes) {
+            Ok((marker, alg)) => return (alg, Some(marker.origin)),
+            Err(LedgerError::NotAStore { what, .. }) => what,
+            Err(e) => e.to_string(),
         },
     };
     report.problems.push(Problem::file(MARKER_FILE, problem));
+    (HashAlg::Blake3, None)
 }
 
-/// Per-table running state while walking a chain's manifest.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct TableWalk {
-    pub chain: ChainState,
-    /// Highest offset seen in this table so far.
-    pub last_offset: Option<i64>,
+/// A chain's manifest lines that parsed, with their line numbers.
+struct Manifest {
+    rel: String,
+    lines: Vec<(usize, ManifestLine)>,
 }
 
-fn verify_chain(
-    root: &Path,
-    chain: &ChainId,
-    report: &mut VerifyReport,
-    referenced: &mut HashSet<String>,
-) {
+fn read_manifest(root: &Path, chain: &ChainId, report: &mut VerifyReport) -> Option<Manifest> {
     let rel = manifest::manifest_rel_path(chain);
     let bytes = match fs::read(root.join(&rel)) {
         Ok(bytes) => bytes,
@@ -148,7 +258,7 @@ fn verify_chain(
             report
                 .problems
                 .push(Problem::file(&rel, format!("cannot read: {e}")));
-            return;
+            return None;
         }
     };
     let parsed = manifest::parse(&bytes);
@@ -176,39 +286,299 @@ fn verify_chain(
             .problems
             .push(Problem::file(&rel, format!("manifest line {}: {what}", lines[i].0))),
     }
+    Some(Manifest { rel, lines })
+}
 
-    let mut walks = [TableWalk::default(); 2];
+/// An external checkpoint, parsed (and opened, if a key was given).
+struct External {
+    origin: String,
+    checkpoint: Checkpoint,
+}
+
+fn parse_external(
+    notes: &[String],
+    verifier: Option<&NoteVerifier>,
+    report: &mut VerifyReport,
+) -> Vec<External> {
+    let mut out = Vec::new();
+    for (i, note) in notes.iter().enumerate() {
+        let opened = match verifier {
+            Some(v) => v.open(note),
+            None => unverified_text(note),
+        };
+        match opened.and_then(Checkpoint::parse) {
+            Ok(checkpoint) => out.push(External {
+                origin: checkpoint.origin.clone(),
+                checkpoint,
+            }),
+            Err(e) => report.problems.push(Problem::file(
+                "checkpoints",
+                format!("external checkpoint {}: {e}", i + 1),
+            )),
+        }
+    }
+    out
+}
+
+/// What every chain's check needs.
+struct ChainCtx<'a> {
+    root: &'a Path,
+    alg: HashAlg,
+    origin: Option<&'a str>,
+    verifier: Option<&'a NoteVerifier>,
+    threads: usize,
+}
+
+/// Per-table state while walking a chain's manifest.
+struct TableWalk {
+    next_seq: u64,
+    /// Highest offset seen in this table so far.
+    last_offset: Option<i64>,
+    /// The tree of the leaves recomputed from the rows.
+    rows: Frontier,
+    /// The tree of the leaves as the strata hold them.
+    stored: Frontier,
+    strata: Strata,
+    /// Whether the previous segment's manifest root was already wrong (so
+    /// later ones, which cover it, are not reported again).
+    root_diverged: bool,
+    /// Sizes at which checkpoints need the rows' root, and those roots.
+    wanted: BTreeSet<u64>,
+    roots: HashMap<u64, Hash>,
+}
+
+impl TableWalk {
+    fn new(root: &Path, alg: HashAlg, chain: &ChainId, table: Table) -> Self {
+        TableWalk {
+            next_seq: 0,
+            last_offset: None,
+            rows: Frontier::new(alg),
+            stored: Frontier::new(alg),
+            strata: Strata::new(root, tree_rel_dir(table, chain)),
+            root_diverged: false,
+            wanted: BTreeSet::new(),
+            roots: HashMap::new(),
+        }
+    }
+}
+
+/// A checkpoint to check against a log, and where it came from.
+struct Claim {
+    table: Table,
+    checkpoint: Checkpoint,
+    /// `file` and what to call it in problems.
+    file: String,
+    label: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn verify_chain(
+    ctx: &ChainCtx<'_>,
+    chain: &ChainId,
+    manifest: &Manifest,
+    external: &[External],
+    matched_external: &mut HashSet<usize>,
+    report: &mut VerifyReport,
+    referenced: &mut HashSet<String>,
+    progress: &mut Progress<'_>,
+) {
+    let rel = manifest.rel.as_str();
+    let mut walks = Table::ALL.map(|t| TableWalk::new(ctx.root, ctx.alg, chain, t));
+
+    let mut claims = read_checkpoints(ctx, chain, report);
+    if let Some(origin) = ctx.origin {
+        for table in Table::ALL {
+            let log = super::log_origin(origin, chain, table);
+            for (i, ext) in external.iter().enumerate() {
+                if ext.origin == log {
+                    matched_external.insert(i);
+                    claims.push(Claim {
+                        table,
+                        checkpoint: ext.checkpoint.clone(),
+                        file: "checkpoints".into(),
+                        label: format!("external checkpoint {}", i + 1),
+                    });
+                }
+            }
+        }
+    }
+    for claim in &claims {
+        walks[claim.table as usize]
+            .wanted
+            .insert(claim.checkpoint.size);
+    }
+
     // Offsets of the current flush group, and the highest offset of all
     // earlier groups: a message is stored once, in one table.
     let mut group: Option<u64> = None;
     let mut group_offsets: Vec<(Table, Vec<i64>)> = Vec::new();
     let mut before_group: Option<i64> = None;
-    for (no, line) in &lines {
-        if group != Some(line.flush) {
-            close_group(&group_offsets, &rel, &mut before_group, report);
-            group_offsets.clear();
-            group = Some(line.flush);
+    let batch = ctx.threads.max(1) * 2;
+    for chunk in manifest.lines.chunks(batch) {
+        let scans = scan_parallel(ctx, chain, chunk);
+        for ((no, line), scan) in chunk.iter().zip(scans) {
+            if group != Some(line.flush) {
+                close_group(&group_offsets, rel, &mut before_group, report);
+                group_offsets.clear();
+                group = Some(line.flush);
+            }
+            let walk = &mut walks[line.table as usize];
+            check_line(rel, *no, chain, line, walk, report);
+            referenced.insert(line.file.clone());
+            report.segments += 1;
+            let read = scan.leaves.len() as u64;
+            match line.table {
+                Table::Events => report.events += read,
+                Table::Rejects => report.rejects += read,
+            }
+            progress.add(line.rows);
+            let SegmentScan {
+                leaves,
+                offsets,
+                problems,
+                ..
+            } = scan;
+            report.problems.extend(problems);
+            feed_tree(rel, *no, line, &leaves, walk, report);
+            group_offsets.push((line.table, offsets));
+            walk.next_seq = line.end_seq();
+            walk.last_offset = walk.last_offset.max(Some(line.last_offset));
         }
-        let walk = &mut walks[line.table as usize];
-        check_line(&rel, *no, chain, line, walk, report);
-        referenced.insert(line.file.clone());
-        report.segments += 1;
-        let offsets = rows::verify_segment(root, chain, line, walk, report);
-        match line.table {
-            Table::Events => report.events += offsets.len() as u64,
-            Table::Rejects => report.rejects += offsets.len() as u64,
-        }
-        group_offsets.push((line.table, offsets));
-        // Continue from what the manifest claims, so one bad segment does
-        // not make every later one look bad too.
-        if let Some(head) = parse_hash(&line.head) {
-            walk.chain.head = head;
-        }
-        walk.chain.next_seq = line.end_seq();
     }
-    close_group(&group_offsets, &rel, &mut before_group, report);
+    close_group(&group_offsets, rel, &mut before_group, report);
+
+    for (table, walk) in Table::ALL.into_iter().zip(&mut walks) {
+        walk.strata.finish(walk.stored.size(), report);
+        report.heads.push(LogHead {
+            chain: chain.clone(),
+            table,
+            size: walk.rows.size(),
+            root: walk.rows.root(),
+        });
+    }
+    for claim in claims {
+        report.checkpoints += 1;
+        check_claim(&claim, &walks[claim.table as usize], report);
+    }
 }
 
+/// Scans a few segments at once, one thread each.
+fn scan_parallel(
+    ctx: &ChainCtx<'_>,
+    chain: &ChainId,
+    lines: &[(usize, ManifestLine)],
+) -> Vec<SegmentScan> {
+    if lines.len() == 1 || ctx.threads <= 1 {
+        return lines
+            .iter()
+            .map(|(_, line)| scan_segment(ctx.root, chain, line, ctx.alg))
+            .collect();
+    }
+    std::thread::scope(|s| {
+        let handles: Vec<_> = lines
+            .iter()
+            .map(|(_, line)| s.spawn(|| scan_segment(ctx.root, chain, line, ctx.alg)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(scan) => scan,
+                // scan_segment catches the readers' panics; anything else
+                // is a bug, and the store must not pass because of it.
+                Err(_) => {
+                    let mut scan = SegmentScan::default();
+                    scan.problems.push(Problem::file(
+                        "(verify)",
+                        "a segment check failed internally",
+                    ));
+                    scan
+                }
+            })
+            .collect()
+    })
+}
+
+/// Feeds a segment's leaves to both trees of its table and checks the
+/// manifest's root at the segment's end.
+fn feed_tree(
+    rel: &str,
+    no: usize,
+    line: &ManifestLine,
+    leaves: &[Hash],
+    walk: &mut TableWalk,
+    report: &mut VerifyReport,
+) {
+    // Rows that differ from the stored leaf: (row in file, leaf index).
+    let mut differing: Vec<(u64, u64)> = Vec::new();
+    for row in 0..line.rows {
+        let index = walk.stored.size();
+        let stored = walk.strata.leaf(index, report);
+        // A row the file could not give (reported already) counts as the
+        // stored leaf, so one unreadable file does not spoil the rest.
+        let leaf = match leaves.get(row as usize).copied().or(stored) {
+            Some(leaf) => leaf,
+            None => continue,
+        };
+        if stored.is_some_and(|s| s != leaf) {
+            differing.push((row, index));
+        }
+        walk.rows.push(leaf, |_, _, _| {});
+        if walk.wanted.contains(&walk.rows.size()) {
+            walk.roots.insert(walk.rows.size(), walk.rows.root());
+        }
+        let strata = &mut walk.strata;
+        walk.stored
+            .push(stored.unwrap_or(leaf), |height, index, hash| {
+                if height >= STRIDE {
+                    strata.check(height, index, hash, report);
+                }
+            });
+    }
+
+    let claimed = parse_hash(&line.root);
+    let rows_root = walk.rows.root();
+    if claimed == Some(rows_root) {
+        // The rows are what the manifest says: differing leaves are damage
+        // to the tree file.
+        for &(_, index) in differing.iter().take(MAX_ROW_PROBLEMS_PER_FILE) {
+            report.problems.push(Problem::file(
+                walk.strata.file(0),
+                format!(
+                    "leaf {index} is not the hash of the stored row (the tree file was changed)"
+                ),
+            ));
+        }
+        walk.root_diverged = false;
+        return;
+    }
+    let stored_ok = claimed == Some(walk.stored.root());
+    for &(row, index) in differing.iter().take(MAX_ROW_PROBLEMS_PER_FILE) {
+        report.problems.push(Problem {
+            file: line.file.clone(),
+            row: Some(row),
+            seq: Some(index),
+            what: "the record does not hash to the leaf the log holds for its seq (the row was changed, added, removed or moved)".into(),
+        });
+    }
+    if stored_ok {
+        // The tree and the manifest agree: carry on from them, so later
+        // segments are judged on their own.
+        walk.rows = walk.stored.clone();
+        walk.root_diverged = false;
+        return;
+    }
+    if !walk.root_diverged {
+        report.problems.push(Problem::file(
+            rel,
+            format!(
+                "manifest line {no}: root is not the Merkle root of the {} rows up to {} (rows, tree and manifest disagree)",
+                line.table.as_str(),
+                line.file
+            ),
+        ));
+    }
+    walk.root_diverged = true;
+}
 /// Manifest-level checks of one line against the walk so far.
 fn check_line(
     rel: &str,
@@ -230,21 +600,16 @@ fn check_line(
             line.file
         ));
     }
-    if line.first_seq != walk.chain.next_seq {
+    if line.first_seq != walk.next_seq {
         bad(format!(
             "{} segment starts at seq {}, expected seq {}",
             line.table.as_str(),
             line.first_seq,
-            walk.chain.next_seq
+            walk.next_seq
         ));
     }
-    match parse_hash(&line.prev_head) {
-        Some(prev) if prev == walk.chain.head => {}
-        Some(_) => bad("prev_head is not the head of the previous segment".into()),
-        None => bad("prev_head is not a 64-digit hex hash".into()),
-    }
-    if parse_hash(&line.head).is_none() {
-        bad("head is not a 64-digit hex hash".into());
+    if parse_hash(&line.root).is_none() {
+        bad("root is not a 64-digit hex hash".into());
     }
     if line.rows == 0 {
         bad("segment has 0 rows".into());
@@ -286,6 +651,110 @@ fn close_group(
         ));
     }
     *before = (*before).max(all.last().copied());
+}
+
+/// The checkpoints stored for a chain, parsed (and opened with the
+/// verifier key if there is one); problems for lines that do not parse.
+fn read_checkpoints(ctx: &ChainCtx<'_>, chain: &ChainId, report: &mut VerifyReport) -> Vec<Claim> {
+    let rel = checkpoint_rel_path(chain);
+    let bytes = match fs::read(ctx.root.join(&rel)) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => {
+            report
+                .problems
+                .push(Problem::file(&rel, format!("cannot read: {e}")));
+            return Vec::new();
+        }
+    };
+    let parsed = checkpoints::parse(&bytes);
+    if parsed.torn_tail {
+        report.problems.push(Problem::file(
+            &rel,
+            "last line is incomplete (a crash during append; opening the chain for writing repairs it)",
+        ));
+    }
+    let mut claims = Vec::new();
+    let mut last_size: HashMap<Table, u64> = HashMap::new();
+    for (no, _, line) in parsed.lines {
+        let label = format!("checkpoint line {no}");
+        let mut bad = |what: String| {
+            report
+                .problems
+                .push(Problem::file(&rel, format!("{label}: {what}")));
+        };
+        let line: CheckpointLine = match line {
+            Ok(line) => line,
+            Err(what) => {
+                report.problems.push(Problem::file(&rel, what));
+                continue;
+            }
+        };
+        let opened = match ctx.verifier {
+            Some(v) => v.open(&line.note),
+            None => unverified_text(&line.note),
+        };
+        let checkpoint = match opened.and_then(Checkpoint::parse) {
+            Ok(checkpoint) => checkpoint,
+            Err(e) => {
+                bad(format!("{e} (a forged or damaged checkpoint)"));
+                continue;
+            }
+        };
+        if let Some(origin) = ctx.origin {
+            let log = super::log_origin(origin, chain, line.table);
+            if checkpoint.origin != log {
+                bad(format!("is for log {:?}, not {log:?}", checkpoint.origin));
+                continue;
+            }
+        }
+        let last = last_size.entry(line.table).or_default();
+        if checkpoint.size < *last {
+            bad(format!(
+                "size {} is below the earlier checkpoint's {} (the log was rolled back)",
+                checkpoint.size, *last
+            ));
+        }
+        *last = (*last).max(checkpoint.size);
+        claims.push(Claim {
+            table: line.table,
+            checkpoint,
+            file: rel.clone(),
+            label,
+        });
+    }
+    claims
+}
+
+/// Checks one checkpoint against the recomputed tree of its log.
+fn check_claim(claim: &Claim, walk: &TableWalk, report: &mut VerifyReport) {
+    let cp = &claim.checkpoint;
+    let mut bad = |what: String| {
+        report.problems.push(Problem::file(
+            &claim.file,
+            format!("{}: {what}", claim.label),
+        ));
+    };
+    let size = walk.rows.size();
+    if cp.size > size {
+        bad(format!(
+            "covers {} {} rows but the log holds {size} (rows were removed: the log was truncated or rolled back)",
+            cp.size,
+            claim.table.as_str()
+        ));
+        return;
+    }
+    let root = if cp.size == 0 {
+        Some(walk.rows.alg().empty_root())
+    } else {
+        walk.roots.get(&cp.size).copied()
+    };
+    if root != Some(cp.root) {
+        bad(format!(
+            "its root for size {} is not the root of the stored rows (history before it was changed, or the checkpoint is forged)",
+            cp.size
+        ));
+    }
 }
 
 /// Files under `<table>/` that no manifest line names.

@@ -3,7 +3,8 @@
 //!
 //! Flush protocol (also in `docs/format.md`): for each table with buffered
 //! rows, write `<first_seq>.parquet.tmp`, fsync it, rename it to
-//! `<first_seq>.parquet`, fsync the folder; then append one manifest line
+//! `<first_seq>.parquet`, fsync the folder; append the new hashes of each
+//! table's Merkle tree strata and fsync them; then append one manifest line
 //! per segment (one write) and fsync the manifest. The flush is committed
 //! once its last line is complete on disk.
 //!
@@ -11,16 +12,20 @@
 //! flush group is truncated too (so a flush is all or nothing, and
 //! `last_offset` never covers a message whose row was lost); leftover
 //! `*.parquet.tmp` files and segment files at exactly the next seq of their
-//! table (written by the crashed flush) are deleted. Anything else that does
+//! table (written by the crashed flush) are deleted; tree strata are cut
+//! back to the size the manifest gives, and their root must then be the
+//! manifest's. Anything else that does
 //! not add up is refused as corrupt: the writer never deletes data that a
 //! completed flush could have written.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
 
+use super::checkpoint::{Checkpoint, NoteSigner};
+use super::checkpoints::{CheckpointLine, CheckpointLog};
 use super::error::{IoContext, LedgerError};
 use super::fsutil::{ensure_dir, list_dir, sync_dir};
-use super::hash::{ChainState, parse_hash};
+use super::hash::{Hash, parse_hash};
 use super::manifest::{ManifestLine, Table};
 use super::record::{EventColumns, event_record, reject_record};
 use super::segment::{
@@ -28,7 +33,8 @@ use super::segment::{
     segment_file_name, segment_metadata, segment_rel_path, write_segment,
 };
 use super::store::{durable_lines, is_tmp, remove};
-use super::{ChainId, Origin, Store};
+use super::tree::TreeAppender;
+use super::{ChainId, Origin, Store, log_origin};
 use crate::event::{Event, Reject};
 
 /// What one flush made durable.
@@ -52,9 +58,11 @@ pub struct ChainWriter {
     manifest: File,
     events: Vec<EventRow>,
     rejects: Vec<RejectRow>,
-    /// Per table (index = `Table as usize`): durable and buffered heads.
-    durable: [ChainState; 2],
-    pending: [ChainState; 2],
+    /// Per table (index = `Table as usize`): the Merkle tree (buffered
+    /// leaves included) and the durable tree size and root.
+    trees: [TreeAppender; 2],
+    durable: [(u64, Hash); 2],
+    checkpoints: CheckpointLog,
     last_offset: Option<i64>,
     last_pushed: Option<i64>,
     next_flush: u64,
@@ -119,34 +127,56 @@ impl ChainWriter {
             manifest.sync_all().at(&path)?;
         }
 
-        let mut durable = [ChainState::default(); 2];
+        let alg = store.alg();
+        let mut durable = [(0, alg.empty_root()); 2];
         let mut last_offset = None;
         for (i, line) in lines.iter().enumerate() {
-            let state = &mut durable[line.table as usize];
-            let expected_file = segment_rel_path(line.table, &chain, state.next_seq);
+            let (size, root) = &mut durable[line.table as usize];
+            let expected_file = segment_rel_path(line.table, &chain, *size);
             let bad = |what: &str| {
                 LedgerError::corrupt(&path, format!("manifest line {}: {what}", i + 1))
             };
-            if line.first_seq != state.next_seq || line.file != expected_file {
+            if line.first_seq != *size || line.file != expected_file {
                 return Err(bad("segment does not continue its table's seq"));
             }
-            if parse_hash(&line.prev_head) != Some(state.head) {
-                return Err(bad("prev_head is not the previous head"));
-            }
-            state.head = parse_hash(&line.head).ok_or_else(|| bad("head is not a hash"))?;
-            state.next_seq = line.end_seq();
+            *root = parse_hash(&line.root).ok_or_else(|| bad("root is not a hash"))?;
+            *size = line.end_seq();
             last_offset = last_offset.max(Some(line.last_offset));
         }
         let next_flush = lines.last().map_or(0, |l| l.flush + 1);
+        let open_tree = |table: Table| -> Result<TreeAppender, LedgerError> {
+            let (size, root) = durable[table as usize];
+            let dir = store.tree_dir(table, &chain);
+            let tree = TreeAppender::open(&dir, alg, size)?;
+            if tree.root() != root {
+                return Err(LedgerError::corrupt(
+                    &dir,
+                    format!(
+                        "the {} tree's root at size {size} is not the manifest's",
+                        table.as_str()
+                    ),
+                ));
+            }
+            Ok(tree)
+        };
+        let trees = [open_tree(Table::Events)?, open_tree(Table::Rejects)?];
+        let checkpoints = CheckpointLog::open(&store.checkpoint_path(&chain))?;
+        for table in Table::ALL {
+            if checkpoints.last_size(table) > durable[table as usize].0 {
+                return Err(LedgerError::corrupt(
+                    &store.checkpoint_path(&chain),
+                    format!(
+                        "a checkpoint covers {} {} rows but the log holds {} (rows were removed)",
+                        checkpoints.last_size(table),
+                        table.as_str(),
+                        durable[table as usize].0
+                    ),
+                ));
+            }
+        }
 
         for table in Table::ALL {
-            sweep_segment_dir(
-                &store,
-                &chain,
-                table,
-                &lines,
-                durable[table as usize].next_seq,
-            )?;
+            sweep_segment_dir(&store, &chain, table, &lines, durable[table as usize].0)?;
         }
 
         Ok(ChainWriter {
@@ -155,8 +185,9 @@ impl ChainWriter {
             manifest,
             events: Vec::new(),
             rejects: Vec::new(),
+            trees,
             durable,
-            pending: durable,
+            checkpoints,
             last_offset,
             last_pushed: last_offset,
             next_flush,
@@ -174,10 +205,9 @@ impl ChainWriter {
         self.last_offset
     }
 
-    /// The durable chain head and next seq of a table.
-    pub fn head(&self, table: Table) -> (super::Hash, u64) {
-        let s = self.durable[table as usize];
-        (s.head, s.next_seq)
+    /// The durable tree of a table: its size (the next seq) and root.
+    pub fn tree_head(&self, table: Table) -> (u64, Hash) {
+        self.durable[table as usize]
     }
 
     fn note_offset(&mut self, offset: i64) {
@@ -195,13 +225,12 @@ impl ChainWriter {
     pub fn push_event(&mut self, origin: Origin, event: &Event) {
         self.note_offset(origin.offset);
         let record = event_record(&self.chain, &origin, event);
-        let (seq, hash) = self.pending[Table::Events as usize].append(&record);
+        let seq = self.append_leaf(Table::Events, &record);
         self.events.push(EventRow {
             seq,
             offset: origin.offset,
             cols: EventColumns::from_event(event),
             record: String::from_utf8(record).expect("canonical JSON is UTF-8"),
-            hash,
         });
     }
 
@@ -216,7 +245,7 @@ impl ChainWriter {
     ) {
         self.note_offset(origin.offset);
         let record = reject_record(&self.chain, &origin, key, payload, reject);
-        let (seq, hash) = self.pending[Table::Rejects as usize].append(&record);
+        let seq = self.append_leaf(Table::Rejects, &record);
         self.rejects.push(RejectRow {
             seq,
             offset: origin.offset,
@@ -225,8 +254,44 @@ impl ChainWriter {
             key: key.map(<[u8]>::to_vec),
             payload: payload.to_vec(),
             record: String::from_utf8(record).expect("canonical JSON is UTF-8"),
-            hash,
         });
+    }
+
+    /// Adds a record's leaf to its table's tree; returns its seq.
+    fn append_leaf(&mut self, table: Table, record: &[u8]) -> u64 {
+        let tree = &mut self.trees[table as usize];
+        let seq = tree.size();
+        tree.push(self.store.alg().leaf(record));
+        seq
+    }
+
+    /// Signs and stores a checkpoint of every table whose durable tree
+    /// grew since its last checkpoint; returns what it wrote. Buffered rows
+    /// are not covered: flush first.
+    pub fn checkpoint(
+        &mut self,
+        signer: &NoteSigner,
+        time: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<CheckpointLine>, LedgerError> {
+        if self.poisoned {
+            return Err(LedgerError::Poisoned {
+                chain: self.chain.to_string(),
+            });
+        }
+        let mut written = Vec::new();
+        for table in Table::ALL {
+            let (size, root) = self.durable[table as usize];
+            if size == 0 || size <= self.checkpoints.last_size(table) {
+                continue;
+            }
+            let checkpoint = Checkpoint {
+                origin: log_origin(self.store.origin(), &self.chain, table),
+                size,
+                root,
+            };
+            written.push(self.checkpoints.append(table, &checkpoint, signer, time)?);
+        }
+        Ok(written)
     }
 
     /// Rows buffered, both tables.
@@ -264,6 +329,9 @@ impl ChainWriter {
         for &table in &tables {
             lines.push(self.write_segment(table, tables.len() as u32)?);
         }
+        for &table in &tables {
+            self.trees[table as usize].write()?;
+        }
 
         let mut text = String::new();
         for line in &lines {
@@ -278,7 +346,10 @@ impl ChainWriter {
 
         let last_offset = lines.iter().map(|l| l.last_offset).max();
         self.last_offset = self.last_offset.max(last_offset);
-        self.durable = self.pending;
+        for table in tables {
+            let tree = &self.trees[table as usize];
+            self.durable[table as usize] = (tree.size(), tree.root());
+        }
         self.next_flush += 1;
         let stats = FlushStats {
             events: self.events.len(),
@@ -299,14 +370,14 @@ impl ChainWriter {
         table: Table,
         flush_segments: u32,
     ) -> Result<ManifestLine, LedgerError> {
-        let state = self.durable[table as usize];
+        let first_seq = self.durable[table as usize].0;
         let dir = self.store.segment_dir(table, &self.chain);
-        let name = segment_file_name(state.next_seq);
+        let name = segment_file_name(first_seq);
         let path = dir.join(&name);
         let tmp = dir.join(format!("{name}.tmp"));
         let opts = self.store.options();
         let chunk = opts.row_group_rows.max(1);
-        let metadata = segment_metadata(table, &self.chain, state.next_seq);
+        let metadata = segment_metadata(table, &self.chain, first_seq);
         let (rows, first_offset, last_offset, times, (file_hash, bytes)) = match table {
             Table::Events => {
                 let rows = &self.events;
@@ -334,18 +405,17 @@ impl ChainWriter {
         std::fs::rename(&tmp, &path).at(&path)?;
         sync_dir(&dir)?;
 
-        let pending = self.pending[table as usize];
-        debug_assert_eq!(pending.next_seq, state.next_seq + rows as u64);
+        let tree = &self.trees[table as usize];
+        debug_assert_eq!(tree.size(), first_seq + rows as u64);
         let missing = || LedgerError::Internal("segment without rows".into());
         Ok(ManifestLine {
             table,
-            file: segment_rel_path(table, &self.chain, state.next_seq),
-            first_seq: state.next_seq,
+            file: segment_rel_path(table, &self.chain, first_seq),
+            first_seq: first_seq,
             rows: rows as u64,
             first_offset: first_offset.ok_or_else(missing)?,
             last_offset: last_offset.ok_or_else(missing)?,
-            prev_head: hex::encode(state.head),
-            head: hex::encode(pending.head),
+            root: hex::encode(tree.root()),
             file_blake3: hex::encode(file_hash),
             bytes,
             min_time_us: times.0,

@@ -102,3 +102,25 @@ fn malformed_input_is_an_error_never_a_panic() {
     assert!(signer().sign("no newline").is_err());
     assert!(signer().sign("blank\n\nline\n").is_err());
 }
+
+/// Base64 key material often holds `+`; keys must still read back.
+#[test]
+fn random_keys_read_back_whatever_their_base64_holds() {
+    let mut with_plus = 0;
+    for i in 0..300u32 {
+        let mut seed = [0u8; 32];
+        seed[..4].copy_from_slice(&i.to_le_bytes());
+        seed[4..8].copy_from_slice(&(i.wrapping_mul(2_654_435_761)).to_le_bytes());
+        let signer = NoteSigner::from_seed("log.example/a", seed).unwrap();
+        let text = signer.to_text();
+        let verifier = signer.verifier().to_text();
+        with_plus += usize::from(text.matches('+').count() > 4);
+        let again = NoteSigner::parse(&text).unwrap();
+        assert_eq!(again.to_text(), text);
+        assert_eq!(NoteVerifier::parse(&verifier).unwrap().to_text(), verifier);
+    }
+    assert!(
+        with_plus > 50,
+        "the test must cover keys with + in their base64"
+    );
+}

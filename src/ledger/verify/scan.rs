@@ -1,5 +1,8 @@
-//! Checks of one segment file: its digest, metadata and schema, then every
-//! row's seq, hash chain link, and typed columns against its record.
+//! Checks of one segment file on its own: its digest, metadata and schema,
+//! then every row's seq, offset and typed columns against its record, and
+//! the leaf hash of every record. Whatever needs the rest of the log (the
+//! tree, the chain of segments) is `verify`'s; segments are scanned in
+//! parallel.
 
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Component, Path};
@@ -7,30 +10,38 @@ use std::path::{Component, Path};
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType, UInt64Type};
 
-use super::{MAX_ROW_PROBLEMS_PER_FILE, Problem, TableWalk, VerifyReport, file_digest};
-use crate::ledger::hash::{Hash, chain_hash, leaf_hash};
+use super::{MAX_ROW_PROBLEMS_PER_FILE, Problem, file_digest};
+use crate::ledger::hash::Hash;
 use crate::ledger::manifest::{ManifestLine, Table};
+use crate::ledger::merkle::HashAlg;
 use crate::ledger::record::{EventColumns, blake3_hex, parse_record, reject_fields};
 use crate::ledger::segment::{SegmentReader, schema_of};
 use crate::ledger::{ChainId, LedgerError};
 
-/// Collects the problems of one file, capping row problems.
-struct FileReport<'a> {
-    file: &'a str,
-    report: &'a mut VerifyReport,
+/// What scanning one segment found.
+#[derive(Default)]
+pub(super) struct SegmentScan {
+    /// Leaf hash of every row read, in order (row `i` claims seq
+    /// `line.first_seq + i`; a row whose seq is not that is a problem).
+    pub leaves: Vec<Hash>,
+    /// Offsets of the rows read.
+    pub offsets: Vec<i64>,
+    /// File and row problems, rows in order.
+    pub problems: Vec<Problem>,
+    /// Row problems found beyond the listing cap.
     row_problems: usize,
 }
 
-impl FileReport<'_> {
-    fn file(&mut self, what: impl Into<String>) {
-        self.report.problems.push(Problem::file(self.file, what));
+impl SegmentScan {
+    fn file(&mut self, line: &ManifestLine, what: impl Into<String>) {
+        self.problems.push(Problem::file(&line.file, what));
     }
 
-    fn row(&mut self, row: u64, seq: u64, what: impl Into<String>) {
+    fn row(&mut self, line: &ManifestLine, row: u64, seq: u64, what: impl Into<String>) {
         self.row_problems += 1;
         if self.row_problems <= MAX_ROW_PROBLEMS_PER_FILE {
-            self.report.problems.push(Problem {
-                file: self.file.to_owned(),
+            self.problems.push(Problem {
+                file: line.file.clone(),
                 row: Some(row),
                 seq: Some(seq),
                 what: what.into(),
@@ -39,128 +50,102 @@ impl FileReport<'_> {
     }
 }
 
-/// The state carried from row to row.
-struct RowWalk {
-    running: Hash,
-    expected_seq: u64,
-    row: u64,
-    last_offset: Option<i64>,
-    offsets: Vec<i64>,
-    times: Vec<i64>,
-    last_hash: Option<Hash>,
-}
-
-/// Verifies one segment; returns the offsets of the rows it could read.
-pub(super) fn verify_segment(
+/// Scans one segment: everything that can be checked from the file and its
+/// manifest line alone.
+pub(super) fn scan_segment(
     root: &Path,
     chain: &ChainId,
     line: &ManifestLine,
-    walk: &mut TableWalk,
-    report: &mut VerifyReport,
-) -> Vec<i64> {
-    let mut out = FileReport {
-        file: &line.file,
-        report,
-        row_problems: 0,
-    };
+    alg: HashAlg,
+) -> SegmentScan {
+    let mut scan = SegmentScan::default();
     let rel = Path::new(&line.file);
     if !rel.components().all(|c| matches!(c, Component::Normal(_))) {
-        out.file("the manifest names a path outside the store");
-        return Vec::new();
+        scan.file(line, "the manifest names a path outside the store");
+        return scan;
     }
     let path = root.join(rel);
     match file_digest(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            out.file("file is missing");
-            return Vec::new();
+            scan.file(line, "file is missing");
+            return scan;
         }
         Err(e) => {
-            out.file(format!("cannot read: {e}"));
-            return Vec::new();
+            scan.file(line, format!("cannot read: {e}"));
+            return scan;
         }
         Ok((digest, bytes)) => {
             if bytes != line.bytes {
-                out.file(format!(
-                    "file is {bytes} bytes; the manifest says {}",
-                    line.bytes
-                ));
+                scan.file(
+                    line,
+                    format!("file is {bytes} bytes; the manifest says {}", line.bytes),
+                );
             }
             if hex::encode(digest) != line.file_blake3 {
-                out.file("file BLAKE3 does not match the manifest");
+                scan.file(line, "file BLAKE3 does not match the manifest");
             }
         }
     }
-    let mut rw = RowWalk {
-        running: walk.chain.head,
-        expected_seq: line.first_seq,
-        row: 0,
-        last_offset: walk.last_offset,
-        offsets: Vec::with_capacity(line.rows.min(1 << 20) as usize),
-        times: Vec::new(),
-        last_hash: None,
-    };
+    let mut times = Vec::new();
     // The Parquet and Arrow readers can panic on malformed input (a
     // tampered file is exactly that), so a panic is a finding, not a crash.
     let read = panic::catch_unwind(AssertUnwindSafe(|| {
-        read_rows(&path, chain, line, &mut rw, &mut out)
+        read_rows(&path, chain, line, alg, &mut scan, &mut times)
     }));
+    let read_rows = scan.leaves.len() as u64;
     match read {
         Ok(true) => {}
-        Ok(false) => return Vec::new(),
+        Ok(false) => return scan,
         Err(panic) => {
             let why = panic_text(panic.as_ref());
-            if rw.row == 0 {
-                out.file(format!("cannot read as Parquet: the reader failed ({why})"));
-                return Vec::new();
+            if read_rows == 0 {
+                scan.file(
+                    line,
+                    format!("cannot read as Parquet: the reader failed ({why})"),
+                );
+                return scan;
             }
-            out.file(format!(
-                "cannot read rows after row {}: the reader failed ({why})",
-                rw.row
-            ));
+            scan.file(
+                line,
+                format!("cannot read rows after row {read_rows}: the reader failed ({why})"),
+            );
         }
     }
 
-    if out.row_problems > MAX_ROW_PROBLEMS_PER_FILE {
-        let more = out.row_problems - MAX_ROW_PROBLEMS_PER_FILE;
-        out.file(format!("{more} more row problems not listed"));
+    if scan.row_problems > MAX_ROW_PROBLEMS_PER_FILE {
+        let more = scan.row_problems - MAX_ROW_PROBLEMS_PER_FILE;
+        scan.file(line, format!("{more} more row problems not listed"));
     }
-    if rw.row != line.rows {
-        out.file(format!(
-            "file has {} rows; the manifest says {}",
-            rw.row, line.rows
-        ));
+    if read_rows != line.rows {
+        scan.file(
+            line,
+            format!("file has {read_rows} rows; the manifest says {}", line.rows),
+        );
     }
-    if rw.offsets.first().is_some_and(|&o| o != line.first_offset)
-        || rw.offsets.last().is_some_and(|&o| o != line.last_offset)
+    if scan
+        .offsets
+        .first()
+        .is_some_and(|&o| o != line.first_offset)
+        || scan.offsets.last().is_some_and(|&o| o != line.last_offset)
     {
-        out.file("first/last row offsets do not match the manifest");
+        scan.file(line, "first/last row offsets do not match the manifest");
     }
     if line.table == Table::Events {
-        let span = (
-            rw.times.iter().min().copied(),
-            rw.times.iter().max().copied(),
-        );
+        let span = (times.iter().min().copied(), times.iter().max().copied());
         if span != (line.min_time_us, line.max_time_us) {
-            out.file("min/max time does not match the manifest");
+            scan.file(line, "min/max time does not match the manifest");
         }
     }
-    if let Some(last) = rw.last_hash
-        && hex::encode(last) != line.head
-    {
-        out.file("the last row's hash is not the manifest head");
-    }
-    walk.last_offset = rw.last_offset;
-    rw.offsets
+    scan
 }
 
-/// Opens the segment, checks its metadata and schema, then checks every
-/// row. False when the rows could not be read at all.
 fn read_rows(
     path: &Path,
     chain: &ChainId,
     line: &ManifestLine,
-    rw: &mut RowWalk,
-    out: &mut FileReport<'_>,
+    alg: HashAlg,
+    scan: &mut SegmentScan,
+    times: &mut Vec<i64>,
 ) -> bool {
     let segment = match SegmentReader::open(path) {
         Ok(segment) => segment,
@@ -170,7 +155,7 @@ fn read_rows(
                 LedgerError::Io { source, .. } => source.to_string(),
                 other => other.to_string(),
             };
-            out.file(format!("cannot read as Parquet: {cause}"));
+            scan.file(line, format!("cannot read as Parquet: {cause}"));
             return false;
         }
     };
@@ -183,26 +168,32 @@ fn read_rows(
         ("custos.first_seq", first_seq.as_str()),
     ] {
         if segment.meta(key) != Some(want) {
-            out.file(format!(
-                "metadata {key} is {:?}, expected {want:?}",
-                segment.meta(key)
-            ));
+            scan.file(
+                line,
+                format!(
+                    "metadata {key} is {:?}, expected {want:?}",
+                    segment.meta(key)
+                ),
+            );
         }
     }
     let expected = schema_of(line.table);
     if segment.schema.fields() != expected.fields() {
-        out.file(format!(
-            "columns do not match the {} schema",
-            line.table.as_str()
-        ));
+        scan.file(
+            line,
+            format!("columns do not match the {} schema", line.table.as_str()),
+        );
         return false;
     }
 
     for batch in segment.reader {
         match batch {
-            Ok(batch) => check_batch(&batch, chain, line, rw, out),
+            Ok(batch) => check_batch(&batch, chain, line, alg, scan, times),
             Err(e) => {
-                out.file(format!("cannot read rows after row {}: {e}", rw.row));
+                scan.file(
+                    line,
+                    format!("cannot read rows after row {}: {e}", scan.leaves.len()),
+                );
                 break;
             }
         }
@@ -226,8 +217,9 @@ fn check_batch(
     batch: &RecordBatch,
     chain: &ChainId,
     line: &ManifestLine,
-    rw: &mut RowWalk,
-    out: &mut FileReport<'_>,
+    alg: HashAlg,
+    scan: &mut SegmentScan,
+    times: &mut Vec<i64>,
 ) {
     // The schema was checked to be exactly the table's, so the column
     // types below are known.
@@ -237,26 +229,22 @@ fn check_batch(
     let partitions = col("partition").as_primitive::<Int32Type>();
     let offsets = col("offset").as_primitive::<Int64Type>();
     let records = col("record").as_string::<i32>();
-    let hashes = col("hash").as_fixed_size_binary();
 
     for i in 0..batch.num_rows() {
-        let (row, seq, offset) = (rw.row, seqs.value(i), offsets.value(i));
-        let mut bad = |what: String| out.row(row, seq, what);
-        if seq != rw.expected_seq {
-            bad(format!("seq is {seq}, expected {}", rw.expected_seq));
+        let row = scan.leaves.len() as u64;
+        let (seq, offset) = (seqs.value(i), offsets.value(i));
+        let mut problems = Vec::new();
+        let mut bad = |what: String| problems.push(what);
+        let expected_seq = line.first_seq + row;
+        if seq != expected_seq {
+            bad(format!("seq is {seq}, expected {expected_seq}"));
         }
         let record = records.value(i);
-        let mut stored = [0u8; 32];
-        stored.copy_from_slice(hashes.value(i));
-        let computed = chain_hash(&rw.running, &leaf_hash(record.as_bytes()));
-        if computed != stored {
-            bad("chain hash mismatch".into());
-        }
         if streams.value(i) != chain.stream || partitions.value(i) != chain.partition {
             bad("stream/partition columns are not the chain's".into());
         }
-        if rw.last_offset.is_some_and(|last| offset <= last) {
-            bad(format!("offset {offset} is not above the previous offset"));
+        if scan.offsets.last().is_some_and(|&last| offset <= last) {
+            bad(format!("offset {offset} is not above the previous row's"));
         }
         if offset < line.first_offset || offset > line.last_offset {
             bad(format!("offset {offset} is outside the manifest's range"));
@@ -271,17 +259,16 @@ fn check_batch(
                     bad("column offset disagrees with the record".into());
                 }
                 match line.table {
-                    Table::Events => check_event_columns(batch, i, &value, &mut bad, &mut rw.times),
+                    Table::Events => check_event_columns(batch, i, &value, &mut bad, times),
                     Table::Rejects => check_reject_columns(batch, i, &value, &mut bad),
                 }
             }
         }
-        rw.running = stored;
-        rw.last_hash = Some(stored);
-        rw.expected_seq = seq.saturating_add(1);
-        rw.last_offset = rw.last_offset.max(Some(offset));
-        rw.offsets.push(offset);
-        rw.row += 1;
+        for what in problems {
+            scan.row(line, row, seq, what);
+        }
+        scan.leaves.push(alg.leaf(record.as_bytes()));
+        scan.offsets.push(offset);
     }
 }
 

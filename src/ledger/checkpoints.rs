@@ -1,0 +1,178 @@
+//! The checkpoints a store keeps: `checkpoints/<stream>/<partition>.jsonl`,
+//! one JSON line per signed checkpoint of one of the chain's logs, appended
+//! and fsynced.
+//!
+//! ```text
+//! {"note":"<C2SP signed note>","table":"events","time":"2026-11-28T16:40:00Z"}
+//! ```
+//!
+//! The note is the evidence; `table` and `time` (when it was signed, UTC)
+//! are for finding it. Sizes only grow from line to line of one table.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::{Checkpoint, NoteSigner, unverified_text};
+use super::error::{IoContext, LedgerError};
+use super::fsutil::{ensure_dir, sync_dir};
+use super::manifest::Table;
+
+/// One stored checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointLine {
+    pub note: String,
+    pub table: Table,
+    pub time: String,
+}
+
+/// A checkpoint file as found on disk: complete lines (1-based line number,
+/// byte offset past the newline, parse result) and whether a torn tail
+/// follows them.
+pub(crate) struct ParsedCheckpoints {
+    pub lines: Vec<(usize, u64, Result<CheckpointLine, String>)>,
+    pub torn_tail: bool,
+}
+
+pub(crate) fn parse(bytes: &[u8]) -> ParsedCheckpoints {
+    let mut lines = Vec::new();
+    let mut torn_tail = false;
+    let mut start = 0usize;
+    for (no, chunk) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
+        let end = start + chunk.len();
+        match chunk.strip_suffix(b"\n") {
+            Some(line) => {
+                let parsed = serde_json::from_slice::<CheckpointLine>(line)
+                    .map_err(|e| format!("checkpoint line {} does not parse: {e}", no + 1));
+                lines.push((no + 1, end as u64, parsed));
+            }
+            None => torn_tail = true,
+        }
+        start = end;
+    }
+    ParsedCheckpoints { lines, torn_tail }
+}
+
+/// The appender of a chain's checkpoint file. The chain writer owns it
+/// (under the chain's lock).
+pub(crate) struct CheckpointLog {
+    path: PathBuf,
+    file: File,
+    /// Size of each table's last checkpoint (index = `Table as usize`).
+    last: [u64; 2],
+}
+
+impl CheckpointLog {
+    /// Opens (creating) the file; a torn last line (a crash during append)
+    /// is cut off. A line that does not parse is corruption.
+    pub fn open(path: &Path) -> Result<CheckpointLog, LedgerError> {
+        let dir = path
+            .parent()
+            .ok_or_else(|| LedgerError::Internal("checkpoint path".into()))?;
+        ensure_dir(dir)?;
+        let is_new = !path.exists();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(path)
+            .at(path)?;
+        if is_new {
+            sync_dir(dir)?;
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).at(path)?;
+        let parsed = parse(&bytes);
+        let mut last = [0u64; 2];
+        let mut len = 0;
+        for (no, end, line) in parsed.lines {
+            let bad = |what: String| LedgerError::corrupt(path, format!("line {no}: {what}"));
+            let line = line.map_err(bad)?;
+            let checkpoint = unverified_text(&line.note)
+                .and_then(Checkpoint::parse)
+                .map_err(|e| bad(e.to_string()))?;
+            let slot = &mut last[line.table as usize];
+            *slot = (*slot).max(checkpoint.size);
+            len = end;
+        }
+        if parsed.torn_tail {
+            tracing::warn!(file = %path.display(), "checkpoint file ends in a torn line (crash during append); truncating it");
+            file.set_len(len).at(path)?;
+            file.sync_all().at(path)?;
+        }
+        Ok(CheckpointLog {
+            path: path.to_path_buf(),
+            file,
+            last,
+        })
+    }
+
+    /// Size of the table's last checkpoint (0 if none).
+    pub fn last_size(&self, table: Table) -> u64 {
+        self.last[table as usize]
+    }
+
+    /// Signs `checkpoint` and appends it, fsynced.
+    pub fn append(
+        &mut self,
+        table: Table,
+        checkpoint: &Checkpoint,
+        signer: &NoteSigner,
+        time: chrono::DateTime<chrono::Utc>,
+    ) -> Result<CheckpointLine, LedgerError> {
+        let note = signer
+            .sign(&checkpoint.body())
+            .map_err(|e| LedgerError::Internal(format!("signing a checkpoint: {e}")))?;
+        let line = CheckpointLine {
+            note,
+            table,
+            time: time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        let mut text = serde_json::to_string(&line)
+            .map_err(|e| LedgerError::Internal(format!("checkpoint line: {e}")))?;
+        text.push('\n');
+        self.file.write_all(text.as_bytes()).at(&self.path)?;
+        self.file.sync_data().at(&self.path)?;
+        let slot = &mut self.last[table as usize];
+        *slot = (*slot).max(checkpoint.size);
+        Ok(line)
+    }
+}
+
+/// Reads a chain's checkpoint lines (for serving them); a torn tail is left
+/// out, a line that does not parse is an error.
+pub(crate) fn read(path: &Path) -> Result<Vec<CheckpointLine>, LedgerError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(LedgerError::io(path, e)),
+    };
+    parse(&bytes)
+        .lines
+        .into_iter()
+        .map(|(_, _, line)| line.map_err(|what| LedgerError::corrupt(path, what)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_parse_and_a_torn_tail_is_seen() {
+        let line = CheckpointLine {
+            note: "o\n1\nAA==\n\n— k x\n".into(),
+            table: Table::Rejects,
+            time: "2026-11-28T16:40:00Z".into(),
+        };
+        let text = serde_json::to_string(&line).unwrap();
+        assert!(text.starts_with("{\"note\":"));
+        let parsed = parse(format!("{text}\n{{\"note\":1}}\n{{\"no").as_bytes());
+        assert!(parsed.torn_tail);
+        assert_eq!(parsed.lines[0].2.as_ref().unwrap(), &line);
+        assert!(parsed.lines[1].2.is_err());
+    }
+}

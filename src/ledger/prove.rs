@@ -1,0 +1,338 @@
+//! Reading a store as a log server does: its checkpoints, where an event
+//! is, and inclusion and consistency proofs from the tree strata (never
+//! rereading the segments, except the one row whose record a proof
+//! carries). Read-only: safe beside a running writer.
+
+use std::fs::File;
+use std::path::Path;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::UInt64Type;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
+
+use super::checkpoint::{Checkpoint, unverified_text};
+use super::checkpoints::{self, CheckpointLine};
+use super::error::LedgerError;
+use super::hash::Hash;
+use super::manifest::{ManifestLine, Table};
+use super::proof::{ConsistencyProof, InclusionProof, LogId};
+use super::tree::TreeReader;
+use super::{ChainId, Store};
+
+/// Why a proof cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ProveError {
+    #[error("no event with id {0:?} is stored")]
+    UnknownEvent(String),
+    #[error("the log {log} holds {size} rows; seq {seq} is not one of them")]
+    UnknownSeq { log: String, seq: u64, size: u64 },
+    #[error(
+        "seq {seq} of log {log} is stored, but no checkpoint covers it yet (the next one is written within the checkpoint interval)"
+    )]
+    NotCovered { log: String, seq: u64 },
+    #[error("the log {log} has no checkpoint of size {size}")]
+    NoCheckpoint { log: String, size: u64 },
+    #[error("a consistency proof needs 0 < old <= new (old {old}, new {new})")]
+    BadSizes { old: u64, new: u64 },
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+/// A stored checkpoint with what it says.
+#[derive(Debug, Clone)]
+pub struct StoredCheckpoint {
+    pub chain: ChainId,
+    pub table: Table,
+    pub checkpoint: Checkpoint,
+    /// When it was signed (RFC 3339, UTC).
+    pub time: String,
+    /// The signed note.
+    pub note: String,
+}
+
+/// Where an event is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    pub chain: ChainId,
+    pub seq: u64,
+}
+
+impl Store {
+    /// The checkpoints stored for a chain, oldest first.
+    pub fn checkpoints(&self, chain: &ChainId) -> Result<Vec<StoredCheckpoint>, LedgerError> {
+        chain.validate()?;
+        let path = self.checkpoint_path(chain);
+        checkpoints::read(&path)?
+            .into_iter()
+            .map(|line| stored(chain, line, &path))
+            .collect()
+    }
+
+    /// The latest checkpoint of every log that has one.
+    pub fn latest_checkpoints(&self) -> Result<Vec<StoredCheckpoint>, LedgerError> {
+        let mut out = Vec::new();
+        for chain in self.chains()? {
+            let all = self.checkpoints(&chain)?;
+            for table in Table::ALL {
+                if let Some(last) = all
+                    .iter()
+                    .filter(|c| c.table == table)
+                    .max_by_key(|c| c.checkpoint.size)
+                {
+                    out.push(last.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Finds an event by its id, reading only the `id` and `seq` columns of
+    /// the `events` segments. An id a producer reused is found more than
+    /// once.
+    pub fn locate_event(&self, id: &str) -> Result<Vec<Located>, LedgerError> {
+        let mut found = Vec::new();
+        for chain in self.chains()? {
+            for line in self.manifest(&chain)? {
+                if line.table != Table::Events {
+                    continue;
+                }
+                let path = self.root().join(&line.file);
+                for batch in read_columns(&path, &["id", "seq"], None)? {
+                    let ids = batch.column(0).as_string::<i32>();
+                    let seqs = batch.column(1).as_primitive::<UInt64Type>();
+                    for i in 0..batch.num_rows() {
+                        if ids.value(i) == id {
+                            found.push(Located {
+                                chain: chain.clone(),
+                                seq: seqs.value(i),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The log's durable tree size (from the manifest).
+    pub fn tree_size(&self, chain: &ChainId, table: Table) -> Result<u64, LedgerError> {
+        Ok(self
+            .manifest(chain)?
+            .iter()
+            .filter(|l| l.table == table)
+            .map(ManifestLine::end_seq)
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// Proves that row `seq` of a log is in the tree of the latest stored
+    /// checkpoint (or of the checkpoint of size `at`), with the row's record
+    /// and, for events, its id.
+    pub fn prove_inclusion(
+        &self,
+        chain: &ChainId,
+        table: Table,
+        seq: u64,
+        at: Option<u64>,
+    ) -> Result<InclusionProof, ProveError> {
+        let log = LogId::new(self.origin(), chain.clone(), table);
+        let size = self.tree_size(chain, table)?;
+        if seq >= size {
+            return Err(ProveError::UnknownSeq {
+                log: log.origin,
+                seq,
+                size,
+            });
+        }
+        let checkpoint = self
+            .checkpoint_at(chain, table, at)?
+            .filter(|c| c.checkpoint.size > seq && at.is_none_or(|a| a == c.checkpoint.size));
+        let Some(checkpoint) = checkpoint else {
+            return Err(match at {
+                Some(size) => ProveError::NoCheckpoint {
+                    log: log.origin,
+                    size,
+                },
+                None => ProveError::NotCovered {
+                    log: log.origin,
+                    seq,
+                },
+            });
+        };
+        let tree_size = checkpoint.checkpoint.size;
+        let mut tree = TreeReader::open(&self.tree_dir(table, chain), self.alg())?;
+        let path = tree.inclusion_proof(seq, tree_size)?;
+        let leaf = tree.leaf(seq)?;
+        let (record, id) = self.read_record(chain, table, seq)?;
+        let mut proof = InclusionProof::new(self.alg(), log, seq, tree_size, leaf, path);
+        proof.record = Some(record);
+        proof.event_id = id;
+        proof.checkpoint = Some(checkpoint.note);
+        Ok(proof)
+    }
+
+    /// Proves that the log's tree of `old` rows is a prefix of its tree of
+    /// `new` rows, with the stored checkpoints of those sizes if any.
+    pub fn prove_consistency(
+        &self,
+        chain: &ChainId,
+        table: Table,
+        old: u64,
+        new: u64,
+    ) -> Result<ConsistencyProof, ProveError> {
+        let log = LogId::new(self.origin(), chain.clone(), table);
+        if old == 0 || old > new {
+            return Err(ProveError::BadSizes { old, new });
+        }
+        let size = self.tree_size(chain, table)?;
+        if new > size {
+            return Err(ProveError::UnknownSeq {
+                log: log.origin,
+                seq: new - 1,
+                size,
+            });
+        }
+        let mut tree = TreeReader::open(&self.tree_dir(table, chain), self.alg())?;
+        let path = tree.consistency_proof(old, new)?;
+        let (old_root, new_root) = (tree.root(old)?, tree.root(new)?);
+        let mut proof = ConsistencyProof::new(self.alg(), log, old, old_root, new, new_root, path);
+        let all = self.checkpoints(chain)?;
+        let note_of = |size: u64| {
+            all.iter()
+                .find(|c| c.table == table && c.checkpoint.size == size)
+                .map(|c| c.note.clone())
+        };
+        proof.old_checkpoint = note_of(old);
+        proof.new_checkpoint = note_of(new);
+        Ok(proof)
+    }
+
+    /// The root of a log's tree of `size` rows, from the strata.
+    pub fn tree_root(&self, chain: &ChainId, table: Table, size: u64) -> Result<Hash, ProveError> {
+        let durable = self.tree_size(chain, table)?;
+        if size > durable {
+            return Err(ProveError::UnknownSeq {
+                log: LogId::new(self.origin(), chain.clone(), table).origin,
+                seq: size.saturating_sub(1),
+                size: durable,
+            });
+        }
+        let mut tree = TreeReader::open(&self.tree_dir(table, chain), self.alg())?;
+        Ok(tree.root(size)?)
+    }
+
+    /// The latest checkpoint of a log, or the one of size `at`.
+    fn checkpoint_at(
+        &self,
+        chain: &ChainId,
+        table: Table,
+        at: Option<u64>,
+    ) -> Result<Option<StoredCheckpoint>, LedgerError> {
+        let all = self
+            .checkpoints(chain)?
+            .into_iter()
+            .filter(|c| c.table == table);
+        Ok(match at {
+            Some(size) => all
+                .filter(|c| c.checkpoint.size == size)
+                .max_by_key(|c| c.checkpoint.size),
+            None => all.max_by_key(|c| c.checkpoint.size),
+        })
+    }
+
+    /// The record (and, for events, the id) of one row, read from its
+    /// segment with a row selection.
+    fn read_record(
+        &self,
+        chain: &ChainId,
+        table: Table,
+        seq: u64,
+    ) -> Result<(String, Option<String>), LedgerError> {
+        let manifest = self.manifest(chain)?;
+        let line = manifest
+            .iter()
+            .find(|l| l.table == table && l.first_seq <= seq && seq < l.end_seq())
+            .ok_or_else(|| LedgerError::Internal(format!("seq {seq} has no segment")))?;
+        let path = self.root().join(&line.file);
+        let columns: &[&str] = match table {
+            Table::Events => &["record", "id"],
+            Table::Rejects => &["record"],
+        };
+        let row = (seq - line.first_seq) as usize;
+        let batches = read_columns(&path, columns, Some(row))?;
+        let batch = batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .ok_or_else(|| LedgerError::corrupt(&path, format!("row {row} is missing")))?;
+        let record = batch.column(0).as_string::<i32>().value(0).to_owned();
+        let id = (table == Table::Events)
+            .then(|| batch.column(1).as_string::<i32>().value(0).to_owned());
+        Ok((record, id))
+    }
+}
+
+fn stored(
+    chain: &ChainId,
+    line: CheckpointLine,
+    path: &Path,
+) -> Result<StoredCheckpoint, LedgerError> {
+    let checkpoint = unverified_text(&line.note)
+        .and_then(Checkpoint::parse)
+        .map_err(|e| LedgerError::corrupt(path, e.to_string()))?;
+    Ok(StoredCheckpoint {
+        chain: chain.clone(),
+        table: line.table,
+        checkpoint,
+        time: line.time,
+        note: line.note,
+    })
+}
+
+/// Reads the named columns (in that order) of a segment, all rows or one.
+fn read_columns(
+    path: &Path,
+    names: &[&str],
+    row: Option<usize>,
+) -> Result<Vec<RecordBatch>, LedgerError> {
+    let file = File::open(path).map_err(|e| LedgerError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| LedgerError::parquet(path, e))?;
+    let schema = builder.parquet_schema();
+    let indices: Vec<usize> = names
+        .iter()
+        .map(|name| {
+            schema
+                .columns()
+                .iter()
+                .position(|c| c.name() == *name)
+                .ok_or_else(|| LedgerError::corrupt(path, format!("no column {name}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let mask = ProjectionMask::leaves(schema, indices.iter().copied());
+    let mut builder = builder.with_projection(mask);
+    if let Some(row) = row {
+        builder = builder.with_row_selection(RowSelection::from(vec![
+            RowSelector::skip(row),
+            RowSelector::select(1),
+        ]));
+    }
+    let reader = builder.build().map_err(|e| LedgerError::parquet(path, e))?;
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LedgerError::corrupt(path, e.to_string()))?;
+    // The projection keeps file order; put the columns in the asked order.
+    let mut sorted: Vec<usize> = indices.clone();
+    sorted.sort_unstable();
+    let order: Vec<usize> = indices
+        .iter()
+        .map(|i| sorted.iter().position(|s| s == i).expect("present"))
+        .collect();
+    batches
+        .into_iter()
+        .map(|b| {
+            b.project(&order)
+                .map_err(|e| LedgerError::Internal(e.to_string()))
+        })
+        .collect()
+}
