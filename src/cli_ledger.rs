@@ -175,7 +175,7 @@ pub fn prove(
         _ => bail!("give an event id, or --seq (with --stream/--partition/--table)"),
     };
     let proof = store.prove_inclusion(&chain, table, seq, at)?;
-    println!("{}", proof.to_json_pretty());
+    print_doc(&proof.to_json_pretty())?;
     Ok(0)
 }
 
@@ -227,7 +227,7 @@ pub fn consistency(store: &Path, old: &str, new: &str, log: &LogArgs) -> Result<
             );
         }
     }
-    println!("{}", proof.to_json_pretty());
+    print_doc(&proof.to_json_pretty())?;
     Ok(0)
 }
 
@@ -373,5 +373,14 @@ impl ProgressBar {
         if self.last.lock().is_ok_and(|l| l.is_some()) {
             eprintln!();
         }
+    }
+}
+
+/// Prints a document on stdout; a closed pipe (`| head`) is not an error.
+fn print_doc(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }

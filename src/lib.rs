@@ -7,7 +7,7 @@
 //! source ──► event (decode, validate, pseudonymize) ──► detect ──► alert
 //!    │                  │ rejects                          │
 //!    │                  ▼                                  ▼
-//!    └── offsets committed after ──────────────────── ledger (Parquet + hash chain)
+//!    └── offsets committed after ──────────────────── ledger (Parquet + Merkle trees)
 //!                                                          ▲
 //!                                              query (DataFusion SQL, read-only)
 //! ```

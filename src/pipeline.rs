@@ -343,7 +343,8 @@ impl Pipeline {
             ));
         };
         // On a revoke or at shutdown, checkpoint what is durable.
-        let signer = match (&self.checkpoints, sync && state.unsigned) {
+        let grows = state.unsigned || writer.buffered() > 0;
+        let signer = match (&self.checkpoints, sync && grows) {
             (Some(policy), true) => Some(policy.signer.clone()),
             _ => None,
         };

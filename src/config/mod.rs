@@ -300,7 +300,7 @@ impl Config {
         }
         if !s.origin.is_empty() && !crate::ledger::valid_origin(&s.origin) {
             problems.push(format!(
-                "store.origin `{}` must be at most 200 characters without spaces or `+`",
+                "store.origin `{}` must be at most 200 bytes without spaces or `+`",
                 s.origin
             ));
         }

@@ -6,7 +6,9 @@
 //! - `GET /v1/checkpoints`: every stored checkpoint (JSON), optionally
 //!   filtered by `stream`, `partition`, `table`.
 //! - `GET /v1/proof/{event_id}`: an inclusion proof (see
-//!   `docs/ledger-format.md`) against the latest checkpoint, or `?at=SIZE`.
+//!   `docs/ledger-format.md`) against the latest checkpoint, or `?at=SIZE`;
+//!   `GET /v1/proof?seq=` (and `stream`, `partition`, `table`) for any row,
+//!   rejects included.
 //! - `GET /v1/consistency?from=&to=` (and `stream`, `partition`, `table`
 //!   when the store has more than one log): a consistency proof.
 //!
@@ -28,6 +30,7 @@ pub fn router(store: Store) -> Router {
     Router::new()
         .route("/v1/checkpoint", get(checkpoint))
         .route("/v1/checkpoints", get(checkpoints))
+        .route("/v1/proof", get(proof_by_seq))
         .route("/v1/proof/{event_id}", get(proof))
         .route("/v1/consistency", get(consistency))
         .with_state(store)
@@ -41,6 +44,7 @@ struct LogQuery {
     partition: Option<i32>,
     table: Option<String>,
     at: Option<u64>,
+    seq: Option<u64>,
     from: Option<u64>,
     to: Option<u64>,
 }
@@ -225,12 +229,31 @@ async fn proof(
             return Err(ApiError(
                 StatusCode::CONFLICT,
                 format!(
-                    "event id {event_id:?} is stored {} times (the producer reused it); ask by stream, partition and seq",
+                    "event id {event_id:?} is stored {} times (the producer reused it); ask /v1/proof?stream=&partition=&seq=",
                     found.len()
                 ),
             ));
         }
         let proof = store.prove_inclusion(&first.chain, Table::Events, first.seq, q.at)?;
+        Ok((
+            [(header::CONTENT_TYPE, "application/json")],
+            proof.to_json_pretty(),
+        )
+            .into_response())
+    })
+    .await
+}
+
+async fn proof_by_seq(
+    State(store): State<Store>,
+    Query(q): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    blocking(move || {
+        let seq = q
+            .seq
+            .ok_or_else(|| bad("give seq= (or ask /v1/proof/{event_id})"))?;
+        let (chain, table) = one_log(&store, &q)?;
+        let proof = store.prove_inclusion(&chain, table, seq, q.at)?;
         Ok((
             [(header::CONTENT_TYPE, "application/json")],
             proof.to_json_pretty(),

@@ -1,5 +1,6 @@
 //! The ledger: a tamper-evident, append-only store of accepted events and
-//! rejected messages, as Parquet segments chained by BLAKE3 hashes.
+//! rejected messages, as Parquet segments under RFC 6962 Merkle trees and
+//! signed checkpoints.
 //!
 //! Guarantees:
 //! - **Durable before acknowledged.** [`ChainWriter::flush`] returns `Ok`
@@ -9,22 +10,26 @@
 //!   which redelivered messages are already stored.
 //! - **Crash-safe.** A crash at any point leaves either the whole flush or
 //!   none of it: reopening a chain ([`Store::chain_writer`]) truncates a torn
-//!   manifest tail, drops an incomplete flush and deletes the segment files
-//!   such a crash left behind. It never deletes a file that a completed flush
-//!   could have written; it refuses to open a chain whose damage a crash
-//!   cannot explain.
-//! - **Tamper-evident.** Every row carries `chain_i = BLAKE3(0x02 ‖
-//!   chain_{i-1} ‖ BLAKE3(0x00 ‖ record_i))` over its canonical record bytes;
-//!   each manifest line carries the segment's BLAKE3 and the chain heads
-//!   before and after it. [`verify`] recomputes all of it and names the first
-//!   bad record of every chain. `docs/format.md` describes the format well
-//!   enough to write an independent verifier.
+//!   manifest tail, drops an incomplete flush, deletes the segment files
+//!   such a crash left behind and cuts the tree strata back to the
+//!   manifest. It never deletes a file that a completed flush could have
+//!   written; it refuses to open a chain whose damage a crash cannot
+//!   explain.
+//! - **Tamper-evident.** Each table of a chain is a log: an RFC 6962 Merkle
+//!   tree over `H(0x00 ‖ record)` of its rows in seq order, H being BLAKE3
+//!   or SHA-256 per store ([`merkle`]). Each manifest line carries the
+//!   tree's root after its segment; the tree's interior hashes are kept as
+//!   strata ([`tree`]) so proofs never reread segments; signed C2SP
+//!   checkpoints ([`checkpoint`]) commit to (size, root) and are kept in
+//!   the store and served. [`verify`] recomputes all of it from the rows.
+//!   `docs/ledger-format.md` describes the format well enough to write an
+//!   independent verifier.
 //! - **One writer per chain.** A chain is locked (advisory file lock on its
 //!   manifest) while a [`ChainWriter`] for it is alive.
 //!
 //! A chain is one Kafka partition of one topic (or `+file`/0 for file
-//! ingest). It has two independent hash chains: one for the `events` table,
-//! one for the `rejects` table, each with its own seq starting at 0.
+//! ingest). It has two logs: the `events` table and the `rejects` table,
+//! each with its own seq (= leaf index) starting at 0.
 //!
 //! This module is synchronous and does blocking I/O and CPU-heavy work
 //! (hashing, Parquet encoding): async callers run it on a blocking thread.

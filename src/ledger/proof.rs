@@ -70,6 +70,10 @@ pub enum ProofCheckError {
     RecordDisagrees(String),
     #[error("no checkpoint: nothing to check the proof against")]
     NoCheckpoint,
+    #[error(
+        "`{0}` is missing: checked against a key, both trees must come with signed checkpoints"
+    )]
+    Unsigned(&'static str),
     #[error("unusable `{field}`: {source}")]
     BadCheckpoint {
         field: &'static str,
@@ -429,6 +433,14 @@ impl ConsistencyProof {
             &self.new_root,
             &self.path,
         )?;
+        if verifier.is_some() {
+            if self.old_checkpoint.is_none() {
+                return Err(E::Unsigned("old_checkpoint"));
+            }
+            if self.new_checkpoint.is_none() {
+                return Err(E::Unsigned("new_checkpoint"));
+            }
+        }
         let signed = verifier.is_some() && !checkpoints.is_empty();
         Ok(ProofSummary {
             kind: ProofKind::Consistency,

@@ -1,11 +1,14 @@
-//! The canonical record bytes that the hash chain covers (see
-//! `docs/format.md`, "Records"), and their parsing back for verification.
+//! The canonical record bytes that the Merkle tree leaves cover (see
+//! `docs/ledger-format.md`, "Records"), and their parsing back for verification.
 //!
 //! Records are canonical JSON (`crate::event::canonical_json`): keys sorted
 //! by UTF-8 bytes, no whitespace. The typed Parquet columns are derived from
 //! the same data, and [`verify`](super::verify) checks that they agree with
 //! the record, so the record alone is the evidence.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{ChainId, Origin};
@@ -116,57 +119,64 @@ impl EventColumns {
         }
     }
 
-    /// The columns as an independent verifier derives them from the
-    /// `event` object of a record (rules in `docs/format.md`).
-    pub fn from_record(ev: &Value) -> Result<Self, String> {
-        let text = |v: &Value, name: &str| -> Result<Option<String>, String> {
-            match v.get(name) {
-                None => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(format!("record field `{name}` is not a string")),
-            }
-        };
-        let required = |v: &Value, name: &str| -> Result<String, String> {
-            text(v, name)?.ok_or_else(|| format!("record lacks `{name}`"))
-        };
-        let time = required(ev, "time")?;
-        let time_us = chrono::DateTime::parse_from_rfc3339(&time)
-            .map_err(|_| "record `time` is not RFC 3339".to_owned())?
-            .timestamp_micros();
-        let kind = required(ev, "kind")?;
-        let actor = ev.get("actor").ok_or("record lacks `actor`")?;
-        let action = match kind.as_str() {
-            "lineage" => text(ev, "op")?,
-            _ => text(ev, "action")?,
-        };
-        let records = match ev.get("records") {
-            None => None,
-            Some(v) => Some(clamp_i64(
-                v.as_u64().ok_or("record `records` is not an integer")?,
-            )),
-        };
-        let model = match ev.get("model") {
-            None => None,
-            Some(m) => Some(format!(
-                "{}@{}",
-                required(m, "id")?,
-                required(m, "version")?
-            )),
-        };
-        Ok(EventColumns {
-            id: required(ev, "id")?,
-            time_us,
-            kind,
-            actor_id: required(actor, "id")?,
-            actor_role: text(actor, "role")?,
-            actor_dept: text(actor, "dept")?,
-            patient: text(ev, "patient")?,
-            action,
-            purpose: text(ev, "purpose")?,
-            outcome: text(ev, "outcome")?,
-            records,
-            model,
-        })
+    /// The same columns, borrowed, for comparing with a view.
+    #[cfg(test)]
+    pub fn as_view(&self) -> ColumnsView<'_> {
+        ColumnsView {
+            id: &self.id,
+            time_us: self.time_us,
+            kind: &self.kind,
+            actor_id: &self.actor_id,
+            actor_role: self.actor_role.as_deref(),
+            actor_dept: self.actor_dept.as_deref(),
+            patient: self.patient.as_deref(),
+            action: self.action.as_deref(),
+            purpose: self.purpose.as_deref(),
+            outcome: self.outcome.as_deref(),
+            records: self.records,
+            model: self.model.as_deref().map(Cow::Borrowed),
+        }
+    }
+}
+
+/// The typed columns of an `events` row, borrowed (from a row or from a
+/// record), for comparison without copying.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ColumnsView<'a> {
+    pub id: &'a str,
+    pub time_us: i64,
+    pub kind: &'a str,
+    pub actor_id: &'a str,
+    pub actor_role: Option<&'a str>,
+    pub actor_dept: Option<&'a str>,
+    pub patient: Option<&'a str>,
+    pub action: Option<&'a str>,
+    pub purpose: Option<&'a str>,
+    pub outcome: Option<&'a str>,
+    pub records: Option<i64>,
+    pub model: Option<Cow<'a, str>>,
+}
+
+impl ColumnsView<'_> {
+    /// Names of the columns that differ.
+    pub fn differing(&self, other: &ColumnsView<'_>) -> Vec<&'static str> {
+        [
+            ("id", self.id != other.id),
+            ("time", self.time_us != other.time_us),
+            ("kind", self.kind != other.kind),
+            ("actor_id", self.actor_id != other.actor_id),
+            ("actor_role", self.actor_role != other.actor_role),
+            ("actor_dept", self.actor_dept != other.actor_dept),
+            ("patient", self.patient != other.patient),
+            ("action", self.action != other.action),
+            ("purpose", self.purpose != other.purpose),
+            ("outcome", self.outcome != other.outcome),
+            ("records", self.records != other.records),
+            ("model", self.model != other.model),
+        ]
+        .into_iter()
+        .filter_map(|(name, differs)| differs.then_some(name))
+        .collect()
     }
 }
 
@@ -175,78 +185,124 @@ fn clamp_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+type Text<'a> = Cow<'a, str>;
+
+/// A record as `verify` reads it: the fields it checks columns against.
+/// Other fields are skipped; the record's hash, not this parse, is what
+/// proves it unchanged.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RecordView<'a> {
+    #[serde(borrow, default)]
+    pub event: Option<EventView<'a>>,
+    #[serde(borrow)]
+    pub src: SrcView<'a>,
+    pub v: u64,
+    #[serde(borrow, default)]
+    pub reason: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub detail: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub payload_blake3: Option<Text<'a>>,
+    #[serde(default)]
+    pub payload_len: Option<u64>,
+    #[serde(borrow, default)]
+    pub key_blake3: Option<Text<'a>>,
+    #[serde(default)]
+    pub key_len: Option<u64>,
+}
+
 /// The `src` object of a record.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Src {
-    pub stream: String,
+#[derive(Debug, Deserialize)]
+pub(crate) struct SrcView<'a> {
+    #[serde(borrow)]
+    pub stream: Text<'a>,
     pub partition: i64,
     pub offset: i64,
 }
 
-/// The fields of a reject record that columns are checked against.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct RejectFields {
-    pub reason: String,
-    pub detail: String,
-    pub payload_blake3: String,
-    pub payload_len: u64,
-    pub key_blake3: Option<String>,
-    pub key_len: Option<u64>,
+#[derive(Debug, Deserialize)]
+pub(crate) struct EventView<'a> {
+    #[serde(borrow)]
+    id: Text<'a>,
+    #[serde(borrow)]
+    time: Text<'a>,
+    #[serde(borrow)]
+    kind: Text<'a>,
+    #[serde(borrow)]
+    actor: ActorView<'a>,
+    #[serde(borrow, default)]
+    action: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    op: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    patient: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    purpose: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    outcome: Option<Text<'a>>,
+    #[serde(default)]
+    records: Option<u64>,
+    #[serde(borrow, default)]
+    model: Option<ModelView<'a>>,
 }
 
-/// Parses a record: it must be a JSON object with `v` = 1 and a `src`.
-pub(crate) fn parse_record(bytes: &[u8]) -> Result<(Value, Src), String> {
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|_| "record is not valid JSON".to_owned())?;
-    if value.get("v").and_then(Value::as_u64) != Some(RECORD_VERSION) {
+#[derive(Debug, Deserialize)]
+struct ActorView<'a> {
+    #[serde(borrow)]
+    id: Text<'a>,
+    #[serde(borrow, default)]
+    role: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    dept: Option<Text<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ModelView<'a> {
+    #[serde(borrow)]
+    id: Text<'a>,
+    #[serde(borrow)]
+    version: Text<'a>,
+}
+
+/// Parses a record: a JSON object with `v` = 1 and a `src`.
+pub(crate) fn parse_record(bytes: &[u8]) -> Result<RecordView<'_>, String> {
+    let view: RecordView<'_> =
+        serde_json::from_slice(bytes).map_err(|e| format!("record does not parse: {e}"))?;
+    if view.v != RECORD_VERSION {
         return Err(format!("record version is not {RECORD_VERSION}"));
     }
-    let src = value.get("src").ok_or("record lacks `src`")?;
-    let src = Src {
-        stream: src
-            .get("stream")
-            .and_then(Value::as_str)
-            .ok_or("record lacks `src.stream`")?
-            .to_owned(),
-        partition: src
-            .get("partition")
-            .and_then(Value::as_i64)
-            .ok_or("record lacks `src.partition`")?,
-        offset: src
-            .get("offset")
-            .and_then(Value::as_i64)
-            .ok_or("record lacks `src.offset`")?,
-    };
-    Ok((value, src))
+    Ok(view)
 }
 
-pub(crate) fn reject_fields(record: &Value) -> Result<RejectFields, String> {
-    let s = |name: &str| -> Result<String, String> {
-        record
-            .get(name)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(|| format!("record lacks `{name}`"))
-    };
-    let n = |name: &str| -> Result<u64, String> {
-        record
-            .get(name)
-            .and_then(Value::as_u64)
-            .ok_or_else(|| format!("record lacks `{name}`"))
-    };
-    let key_blake3 = record
-        .get("key_blake3")
-        .map(|_| s("key_blake3"))
-        .transpose()?;
-    let key_len = record.get("key_len").map(|_| n("key_len")).transpose()?;
-    Ok(RejectFields {
-        reason: s("reason")?,
-        detail: s("detail")?,
-        payload_blake3: s("payload_blake3")?,
-        payload_len: n("payload_len")?,
-        key_blake3,
-        key_len,
-    })
+impl<'a> EventView<'a> {
+    /// The columns as an independent verifier derives them from the
+    /// `event` object of a record (rules in `docs/ledger-format.md`).
+    pub fn columns(&self) -> Result<ColumnsView<'_>, String> {
+        let time_us = chrono::DateTime::parse_from_rfc3339(&self.time)
+            .map_err(|_| "record `time` is not RFC 3339".to_owned())?
+            .timestamp_micros();
+        let action = match &*self.kind {
+            "lineage" => self.op.as_deref(),
+            _ => self.action.as_deref(),
+        };
+        Ok(ColumnsView {
+            id: &self.id,
+            time_us,
+            kind: &self.kind,
+            actor_id: &self.actor.id,
+            actor_role: self.actor.role.as_deref(),
+            actor_dept: self.actor.dept.as_deref(),
+            patient: self.patient.as_deref(),
+            action,
+            purpose: self.purpose.as_deref(),
+            outcome: self.outcome.as_deref(),
+            records: self.records.map(clamp_i64),
+            model: self
+                .model
+                .as_ref()
+                .map(|m| Cow::Owned(format!("{}@{}", m.id, m.version))),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -282,11 +338,11 @@ mod tests {
         assert!(text.ends_with(
             r#""src":{"file":"in/a.jsonl","line":8,"offset":7,"partition":0,"stream":"+file"},"v":1}"#
         ));
-        let (value, src) = parse_record(&rec).unwrap();
-        assert_eq!(src.offset, 7);
+        let view = parse_record(&rec).unwrap();
+        assert_eq!(view.src.offset, 7);
         assert_eq!(
-            EventColumns::from_record(&value["event"]).unwrap(),
-            EventColumns::from_event(&e)
+            view.event.unwrap().columns().unwrap(),
+            EventColumns::from_event(&e).as_view()
         );
     }
 
@@ -306,10 +362,9 @@ mod tests {
             blake3_hex(b"{}")
         );
         assert_eq!(String::from_utf8(rec.clone()).unwrap(), want);
-        let (value, _) = parse_record(&rec).unwrap();
-        let fields = reject_fields(&value).unwrap();
-        assert_eq!(fields.key_len, Some(1));
-        assert_eq!(fields.reason, "missing_field");
+        let view = parse_record(&rec).unwrap();
+        assert_eq!(view.key_len, Some(1));
+        assert_eq!(view.reason.as_deref(), Some("missing_field"));
 
         let rec = reject_record(&ChainId::new("t", 0), &Origin::kafka(5), None, b"", &reject);
         assert!(!String::from_utf8(rec).unwrap().contains("key_"));
@@ -322,10 +377,10 @@ mod tests {
         for line in examples.lines().filter(|l| !l.trim().is_empty()) {
             let e = decode(line);
             let rec = event_record(&ChainId::new("t", 0), &Origin::kafka(n), &e);
-            let (value, _) = parse_record(&rec).unwrap();
+            let view = parse_record(&rec).unwrap();
             assert_eq!(
-                EventColumns::from_record(&value["event"]).unwrap(),
-                EventColumns::from_event(&e),
+                view.event.unwrap().columns().unwrap(),
+                EventColumns::from_event(&e).as_view(),
                 "{line}"
             );
             n += 1;

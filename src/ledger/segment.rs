@@ -4,7 +4,7 @@
 //! A segment holds consecutive rows of one table of one chain. It is zstd
 //! compressed with statistics on, split into row groups of at most
 //! `row_group_rows` rows, and carries the table and chain in its key-value
-//! metadata (`custos.*` keys, see `docs/format.md`).
+//! metadata (`custos.*` keys, see `docs/ledger-format.md`).
 
 use std::fs::File;
 use std::io::Write;
@@ -172,7 +172,7 @@ pub(crate) fn reject_batch(
 /// The key-value metadata of a segment.
 pub(crate) fn segment_metadata(table: Table, chain: &ChainId, first_seq: u64) -> Vec<KeyValue> {
     vec![
-        KeyValue::new("custos.format_version".into(), "1".to_owned()),
+        KeyValue::new("custos.format_version".into(), "2".to_owned()),
         KeyValue::new("custos.table".into(), table.as_str().to_owned()),
         KeyValue::new("custos.stream".into(), chain.stream.clone()),
         KeyValue::new("custos.partition".into(), chain.partition.to_string()),

@@ -83,7 +83,7 @@ impl Store {
             && !valid_origin(origin)
         {
             return Err(LedgerError::InvalidOptions(format!(
-                "origin {origin:?} must be 1 to 200 characters, without spaces, `+` or control characters"
+                "origin {origin:?} must be 1 to 200 bytes, without spaces, `+` or control characters"
             )));
         }
         ensure_dir(root)?;

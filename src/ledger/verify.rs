@@ -1,10 +1,14 @@
 //! `verify`: recomputes every hash of a store and checks every stored fact
 //! against it, reporting problems instead of stopping at the first one.
 //!
-//! Order of the report: chains in order; within a chain, manifest problems
-//! and segments in manifest order (each segment's file problems, then its
-//! rows in order, then what its rows mean for the tree), then checkpoint
-//! problems. So the first problem of each chain names its first bad record.
+//! Order of the report: the marker; every chain's manifest-level problems
+//! (lines that do not parse, torn or incomplete tails); external
+//! checkpoints that do not parse; then chain by chain: its stored
+//! checkpoint lines that do not parse, then its segments in manifest order
+//! (the line's own facts, the file, its rows in order, then what its rows
+//! mean for the tree), the strata's tails, and the checkpoints checked
+//! against the recomputed trees; last, stray files. So the first row-level
+//! problem of a chain names its first bad record.
 //!
 //! Segments are read and their rows checked in parallel; the trees are then
 //! fed in order. Each table keeps two trees: one over the leaves recomputed
@@ -336,8 +340,9 @@ struct TableWalk {
     last_offset: Option<i64>,
     /// The tree of the leaves recomputed from the rows.
     rows: Frontier,
-    /// The tree of the leaves as the strata hold them.
-    stored: Frontier,
+    /// The tree of the leaves as the strata hold them, once it differs
+    /// from `rows` (`None` while they agree: one tree is fed, not two).
+    stored: Option<Frontier>,
     strata: Strata,
     /// Whether the previous segment's manifest root was already wrong (so
     /// later ones, which cover it, are not reported again).
@@ -353,7 +358,7 @@ impl TableWalk {
             next_seq: 0,
             last_offset: None,
             rows: Frontier::new(alg),
-            stored: Frontier::new(alg),
+            stored: None,
             strata: Strata::new(root, tree_rel_dir(table, chain)),
             root_diverged: false,
             wanted: BTreeSet::new(),
@@ -413,42 +418,39 @@ fn verify_chain(
     let mut group: Option<u64> = None;
     let mut group_offsets: Vec<(Table, Vec<i64>)> = Vec::new();
     let mut before_group: Option<i64> = None;
-    let batch = ctx.threads.max(1) * 2;
-    for chunk in manifest.lines.chunks(batch) {
-        let scans = scan_parallel(ctx, chain, chunk);
-        for ((no, line), scan) in chunk.iter().zip(scans) {
-            if group != Some(line.flush) {
-                close_group(&group_offsets, rel, &mut before_group, report);
-                group_offsets.clear();
-                group = Some(line.flush);
-            }
-            let walk = &mut walks[line.table as usize];
-            check_line(rel, *no, chain, line, walk, report);
-            referenced.insert(line.file.clone());
-            report.segments += 1;
-            let read = scan.leaves.len() as u64;
-            match line.table {
-                Table::Events => report.events += read,
-                Table::Rejects => report.rejects += read,
-            }
-            progress.add(line.rows);
-            let SegmentScan {
-                leaves,
-                offsets,
-                problems,
-                ..
-            } = scan;
-            report.problems.extend(problems);
-            feed_tree(rel, *no, line, &leaves, walk, report);
-            group_offsets.push((line.table, offsets));
-            walk.next_seq = line.end_seq();
-            walk.last_offset = walk.last_offset.max(Some(line.last_offset));
+    scan_in_order(ctx, chain, &manifest.lines, |i, scan| {
+        let (no, line) = &manifest.lines[i];
+        if group != Some(line.flush) {
+            close_group(&group_offsets, rel, &mut before_group, report);
+            group_offsets.clear();
+            group = Some(line.flush);
         }
-    }
+        let walk = &mut walks[line.table as usize];
+        check_line(rel, *no, chain, line, walk, report);
+        referenced.insert(line.file.clone());
+        report.segments += 1;
+        let read = scan.leaves.len() as u64;
+        match line.table {
+            Table::Events => report.events += read,
+            Table::Rejects => report.rejects += read,
+        }
+        progress.add(line.rows);
+        let SegmentScan {
+            leaves,
+            offsets,
+            problems,
+            ..
+        } = scan;
+        report.problems.extend(problems);
+        feed_tree(rel, *no, line, &leaves, walk, report);
+        group_offsets.push((line.table, offsets));
+        walk.next_seq = line.end_seq();
+        walk.last_offset = walk.last_offset.max(Some(line.last_offset));
+    });
     close_group(&group_offsets, rel, &mut before_group, report);
 
     for (table, walk) in Table::ALL.into_iter().zip(&mut walks) {
-        walk.strata.finish(walk.stored.size(), report);
+        walk.strata.finish(walk.rows.size(), report);
         report.heads.push(LogHead {
             chain: chain.clone(),
             table,
@@ -462,40 +464,79 @@ fn verify_chain(
     }
 }
 
-/// Scans a few segments at once, one thread each.
-fn scan_parallel(
+/// Scans segments on `ctx.threads` threads, a few ahead of the caller,
+/// and hands each scan to `consume` on the calling thread, in order, so the
+/// trees are fed while later segments are read.
+fn scan_in_order(
     ctx: &ChainCtx<'_>,
     chain: &ChainId,
     lines: &[(usize, ManifestLine)],
-) -> Vec<SegmentScan> {
-    if lines.len() == 1 || ctx.threads <= 1 {
-        return lines
-            .iter()
-            .map(|(_, line)| scan_segment(ctx.root, chain, line, ctx.alg))
-            .collect();
+    mut consume: impl FnMut(usize, SegmentScan),
+) {
+    use std::sync::{Condvar, Mutex, mpsc};
+    if ctx.threads <= 1 || lines.len() <= 1 {
+        for (i, (_, line)) in lines.iter().enumerate() {
+            consume(i, scan_segment(ctx.root, chain, line, ctx.alg));
+        }
+        return;
     }
+    let lookahead = ctx.threads * 2;
+    // (next index to hand out, scans consumed so far)
+    let state = Mutex::new((0usize, 0usize));
+    let room = Condvar::new();
+    let (tx, rx) = mpsc::channel::<(usize, SegmentScan)>();
     std::thread::scope(|s| {
-        let handles: Vec<_> = lines
-            .iter()
-            .map(|(_, line)| s.spawn(|| scan_segment(ctx.root, chain, line, ctx.alg)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| match h.join() {
-                Ok(scan) => scan,
-                // scan_segment catches the readers' panics; anything else
-                // is a bug, and the store must not pass because of it.
-                Err(_) => {
-                    let mut scan = SegmentScan::default();
-                    scan.problems.push(Problem::file(
-                        "(verify)",
-                        "a segment check failed internally",
-                    ));
-                    scan
+        for _ in 0..ctx.threads {
+            let tx = tx.clone();
+            let (state, room) = (&state, &room);
+            s.spawn(move || {
+                loop {
+                    let i = {
+                        let Ok(mut st) = state.lock() else { return };
+                        while st.0 < lines.len() && st.0 >= st.1 + lookahead {
+                            st = match room.wait(st) {
+                                Ok(st) => st,
+                                Err(_) => return,
+                            };
+                        }
+                        if st.0 >= lines.len() {
+                            return;
+                        }
+                        st.0 += 1;
+                        st.0 - 1
+                    };
+                    // scan_segment catches the readers' panics.
+                    let scan = scan_segment(ctx.root, chain, &lines[i].1, ctx.alg);
+                    if tx.send((i, scan)).is_err() {
+                        return;
+                    }
                 }
-            })
-            .collect()
-    })
+            });
+        }
+        drop(tx);
+        let mut pending = std::collections::BTreeMap::new();
+        let mut next = 0;
+        for (i, scan) in rx.iter() {
+            pending.insert(i, scan);
+            while let Some(scan) = pending.remove(&next) {
+                consume(next, scan);
+                next += 1;
+                if let Ok(mut st) = state.lock() {
+                    st.1 = next;
+                }
+                room.notify_all();
+            }
+        }
+        // A worker that died (a bug) leaves segments unscanned: say so.
+        for i in next..lines.len() {
+            let mut scan = SegmentScan::default();
+            scan.problems.push(Problem::file(
+                &lines[i].1.file,
+                "the segment check failed internally",
+            ));
+            consume(i, scan);
+        }
+    });
 }
 
 /// Feeds a segment's leaves to both trees of its table and checks the
@@ -511,7 +552,7 @@ fn feed_tree(
     // Rows that differ from the stored leaf: (row in file, leaf index).
     let mut differing: Vec<(u64, u64)> = Vec::new();
     for row in 0..line.rows {
-        let index = walk.stored.size();
+        let index = walk.rows.size();
         let stored = walk.strata.leaf(index, report);
         // A row the file could not give (reported already) counts as the
         // stored leaf, so one unreadable file does not spoil the rest.
@@ -521,18 +562,26 @@ fn feed_tree(
         };
         if stored.is_some_and(|s| s != leaf) {
             differing.push((row, index));
-        }
-        walk.rows.push(leaf, |_, _, _| {});
-        if walk.wanted.contains(&walk.rows.size()) {
-            walk.roots.insert(walk.rows.size(), walk.rows.root());
+            if walk.stored.is_none() {
+                walk.stored = Some(walk.rows.clone());
+            }
         }
         let strata = &mut walk.strata;
-        walk.stored
-            .push(stored.unwrap_or(leaf), |height, index, hash| {
-                if height >= STRIDE {
-                    strata.check(height, index, hash, report);
-                }
-            });
+        let mut check = |height: u32, index: u64, hash: &Hash| {
+            if height >= STRIDE {
+                strata.check(height, index, hash, report);
+            }
+        };
+        match &mut walk.stored {
+            None => walk.rows.push(leaf, &mut check),
+            Some(tree) => {
+                walk.rows.push(leaf, |_, _, _| {});
+                tree.push(stored.unwrap_or(leaf), &mut check);
+            }
+        }
+        if !walk.wanted.is_empty() && walk.wanted.contains(&walk.rows.size()) {
+            walk.roots.insert(walk.rows.size(), walk.rows.root());
+        }
     }
 
     let claimed = parse_hash(&line.root);
@@ -551,7 +600,8 @@ fn feed_tree(
         walk.root_diverged = false;
         return;
     }
-    let stored_ok = claimed == Some(walk.stored.root());
+    let stored_root = walk.stored.as_ref().map_or(rows_root, Frontier::root);
+    let stored_ok = claimed == Some(stored_root);
     for &(row, index) in differing.iter().take(MAX_ROW_PROBLEMS_PER_FILE) {
         report.problems.push(Problem {
             file: line.file.clone(),
@@ -563,7 +613,9 @@ fn feed_tree(
     if stored_ok {
         // The tree and the manifest agree: carry on from them, so later
         // segments are judged on their own.
-        walk.rows = walk.stored.clone();
+        if let Some(tree) = walk.stored.take() {
+            walk.rows = tree;
+        }
         walk.root_diverged = false;
         return;
     }

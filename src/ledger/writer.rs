@@ -1,7 +1,7 @@
 //! Appending to one chain: buffering rows, the crash-safe flush, and the
 //! recovery that reopening a chain performs.
 //!
-//! Flush protocol (also in `docs/format.md`): for each table with buffered
+//! Flush protocol (also in `docs/ledger-format.md`): for each table with buffered
 //! rows, write `<first_seq>.parquet.tmp`, fsync it, rename it to
 //! `<first_seq>.parquet`, fsync the folder; append the new hashes of each
 //! table's Merkle tree strata and fsync them; then append one manifest line
@@ -144,6 +144,22 @@ impl ChainWriter {
             last_offset = last_offset.max(Some(line.last_offset));
         }
         let next_flush = lines.last().map_or(0, |l| l.flush + 1);
+        // Before anything is repaired: a checkpoint beyond the manifest means
+        // signed rows are gone, which no crash explains.
+        let checkpoints = CheckpointLog::open(&store.checkpoint_path(&chain))?;
+        for table in Table::ALL {
+            if checkpoints.last_size(table) > durable[table as usize].0 {
+                return Err(LedgerError::corrupt(
+                    &store.checkpoint_path(&chain),
+                    format!(
+                        "a checkpoint covers {} {} rows but the log holds {} (rows were removed)",
+                        checkpoints.last_size(table),
+                        table.as_str(),
+                        durable[table as usize].0
+                    ),
+                ));
+            }
+        }
         let open_tree = |table: Table| -> Result<TreeAppender, LedgerError> {
             let (size, root) = durable[table as usize];
             let dir = store.tree_dir(table, &chain);
@@ -160,20 +176,6 @@ impl ChainWriter {
             Ok(tree)
         };
         let trees = [open_tree(Table::Events)?, open_tree(Table::Rejects)?];
-        let checkpoints = CheckpointLog::open(&store.checkpoint_path(&chain))?;
-        for table in Table::ALL {
-            if checkpoints.last_size(table) > durable[table as usize].0 {
-                return Err(LedgerError::corrupt(
-                    &store.checkpoint_path(&chain),
-                    format!(
-                        "a checkpoint covers {} {} rows but the log holds {} (rows were removed)",
-                        checkpoints.last_size(table),
-                        table.as_str(),
-                        durable[table as usize].0
-                    ),
-                ));
-            }
-        }
 
         for table in Table::ALL {
             sweep_segment_dir(&store, &chain, table, &lines, durable[table as usize].0)?;

@@ -183,14 +183,24 @@ fn good_consistency_proofs_pass_with_and_without_checkpoints() {
             let s = check(&text, None).unwrap();
             assert!(!s.signatures_checked);
 
+            // With a key, an unsigned side is refused; without one, the
+            // proof is only checked for consistency and says so.
             let mut only_old = p.clone();
             only_old.new_checkpoint = None;
-            let s = checked(&only_old.to_json_pretty()).unwrap();
+            assert_eq!(
+                checked(&only_old.to_json_pretty()).unwrap_err(),
+                E::Unsigned("new_checkpoint")
+            );
+            let s = check(&only_old.to_json_pretty(), None).unwrap();
             assert_eq!(s.checkpoints, vec![old as u64]);
 
             let mut none = p.clone();
             (none.old_checkpoint, none.new_checkpoint) = (None, None);
-            let s = checked(&none.to_json_pretty()).unwrap();
+            assert_eq!(
+                checked(&none.to_json_pretty()).unwrap_err(),
+                E::Unsigned("old_checkpoint")
+            );
+            let s = check(&none.to_json_pretty(), None).unwrap();
             assert!(!s.signatures_checked && s.checkpoints.is_empty());
             assert!(s.to_string().contains("unsigned"), "{s}");
         }

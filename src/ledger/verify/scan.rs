@@ -4,6 +4,7 @@
 //! tree, the chain of segments) is `verify`'s; segments are scanned in
 //! parallel.
 
+use std::borrow::Cow;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Component, Path};
 
@@ -14,7 +15,7 @@ use super::{MAX_ROW_PROBLEMS_PER_FILE, Problem, file_digest};
 use crate::ledger::hash::Hash;
 use crate::ledger::manifest::{ManifestLine, Table};
 use crate::ledger::merkle::HashAlg;
-use crate::ledger::record::{EventColumns, blake3_hex, parse_record, reject_fields};
+use crate::ledger::record::{ColumnsView, RecordView, blake3_hex, parse_record};
 use crate::ledger::segment::{SegmentReader, schema_of};
 use crate::ledger::{ChainId, LedgerError};
 
@@ -209,10 +210,6 @@ fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("panic")
 }
 
-fn opt_str(a: &StringArray, i: usize) -> Option<String> {
-    a.is_valid(i).then(|| a.value(i).to_owned())
-}
-
 fn check_batch(
     batch: &RecordBatch,
     chain: &ChainId,
@@ -229,11 +226,15 @@ fn check_batch(
     let partitions = col("partition").as_primitive::<Int32Type>();
     let offsets = col("offset").as_primitive::<Int64Type>();
     let records = col("record").as_string::<i32>();
+    let typed = match line.table {
+        Table::Events => Typed::Events(EventCols::of(batch)),
+        Table::Rejects => Typed::Rejects(RejectCols::of(batch)),
+    };
 
+    let mut problems = Vec::new();
     for i in 0..batch.num_rows() {
         let row = scan.leaves.len() as u64;
         let (seq, offset) = (seqs.value(i), offsets.value(i));
-        let mut problems = Vec::new();
         let mut bad = |what: String| problems.push(what);
         let expected_seq = line.first_seq + row;
         if seq != expected_seq {
@@ -251,20 +252,25 @@ fn check_batch(
         }
         match parse_record(record.as_bytes()) {
             Err(what) => bad(what),
-            Ok((value, src)) => {
-                if src.stream != chain.stream || src.partition != i64::from(chain.partition) {
+            Ok(view) => {
+                if view.src.stream != chain.stream
+                    || view.src.partition != i64::from(chain.partition)
+                {
                     bad("the record's src is another chain".into());
                 }
-                if src.offset != offset {
+                if view.src.offset != offset {
                     bad("column offset disagrees with the record".into());
                 }
-                match line.table {
-                    Table::Events => check_event_columns(batch, i, &value, &mut bad, times),
-                    Table::Rejects => check_reject_columns(batch, i, &value, &mut bad),
+                match &typed {
+                    Typed::Events(cols) => {
+                        times.push(cols.time.value(i));
+                        check_event_columns(cols, i, &view, &mut bad);
+                    }
+                    Typed::Rejects(cols) => check_reject_columns(cols, i, &view, &mut bad),
                 }
             }
         }
-        for what in problems {
+        for what in problems.drain(..) {
             scan.row(line, row, seq, what);
         }
         scan.leaves.push(alg.leaf(record.as_bytes()));
@@ -272,98 +278,142 @@ fn check_batch(
     }
 }
 
-fn check_event_columns(
-    batch: &RecordBatch,
-    i: usize,
-    record: &serde_json::Value,
-    bad: &mut impl FnMut(String),
-    times: &mut Vec<i64>,
-) {
-    let s = |name: &str| {
-        opt_str(
+/// The typed columns of a batch, looked up once.
+enum Typed<'a> {
+    Events(EventCols<'a>),
+    Rejects(RejectCols<'a>),
+}
+
+struct EventCols<'a> {
+    id: &'a StringArray,
+    time: &'a arrow::array::TimestampMicrosecondArray,
+    kind: &'a StringArray,
+    actor_id: &'a StringArray,
+    actor_role: &'a StringArray,
+    actor_dept: &'a StringArray,
+    patient: &'a StringArray,
+    action: &'a StringArray,
+    purpose: &'a StringArray,
+    outcome: &'a StringArray,
+    records: &'a arrow::array::Int64Array,
+    model: &'a StringArray,
+}
+
+impl<'a> EventCols<'a> {
+    fn of(batch: &'a RecordBatch) -> Self {
+        let s = |name: &str| -> &'a StringArray {
             batch
                 .column_by_name(name)
                 .expect("schema checked")
-                .as_string(),
-            i,
-        )
+                .as_string()
+        };
+        EventCols {
+            id: s("id"),
+            time: batch
+                .column_by_name("time")
+                .expect("schema checked")
+                .as_primitive::<TimestampMicrosecondType>(),
+            kind: s("kind"),
+            actor_id: s("actor_id"),
+            actor_role: s("actor_role"),
+            actor_dept: s("actor_dept"),
+            patient: s("patient"),
+            action: s("action"),
+            purpose: s("purpose"),
+            outcome: s("outcome"),
+            records: batch
+                .column_by_name("records")
+                .expect("schema checked")
+                .as_primitive::<Int64Type>(),
+            model: s("model"),
+        }
+    }
+}
+
+fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
+    a.is_valid(i).then(|| a.value(i))
+}
+
+fn check_event_columns(
+    cols: &EventCols<'_>,
+    i: usize,
+    record: &RecordView<'_>,
+    bad: &mut impl FnMut(String),
+) {
+    let stored = ColumnsView {
+        id: cols.id.value(i),
+        time_us: cols.time.value(i),
+        kind: cols.kind.value(i),
+        actor_id: cols.actor_id.value(i),
+        actor_role: opt_str(cols.actor_role, i),
+        actor_dept: opt_str(cols.actor_dept, i),
+        patient: opt_str(cols.patient, i),
+        action: opt_str(cols.action, i),
+        purpose: opt_str(cols.purpose, i),
+        outcome: opt_str(cols.outcome, i),
+        records: cols.records.is_valid(i).then(|| cols.records.value(i)),
+        model: opt_str(cols.model, i).map(Cow::Borrowed),
     };
-    let records = batch.column_by_name("records").expect("schema checked");
-    let records = records.as_primitive::<Int64Type>();
-    let time = batch.column_by_name("time").expect("schema checked");
-    let time_us = time.as_primitive::<TimestampMicrosecondType>().value(i);
-    times.push(time_us);
-    let stored = EventColumns {
-        id: s("id").unwrap_or_default(),
-        time_us,
-        kind: s("kind").unwrap_or_default(),
-        actor_id: s("actor_id").unwrap_or_default(),
-        actor_role: s("actor_role"),
-        actor_dept: s("actor_dept"),
-        patient: s("patient"),
-        action: s("action"),
-        purpose: s("purpose"),
-        outcome: s("outcome"),
-        records: records.is_valid(i).then(|| records.value(i)),
-        model: s("model"),
-    };
-    let Some(event) = record.get("event") else {
+    let Some(event) = &record.event else {
         bad("record lacks `event`".into());
         return;
     };
-    let derived = match EventColumns::from_record(event) {
+    let derived = match event.columns() {
         Ok(derived) => derived,
         Err(what) => return bad(what),
     };
-    let differing: Vec<&str> = [
-        ("id", stored.id != derived.id),
-        ("time", stored.time_us != derived.time_us),
-        ("kind", stored.kind != derived.kind),
-        ("actor_id", stored.actor_id != derived.actor_id),
-        ("actor_role", stored.actor_role != derived.actor_role),
-        ("actor_dept", stored.actor_dept != derived.actor_dept),
-        ("patient", stored.patient != derived.patient),
-        ("action", stored.action != derived.action),
-        ("purpose", stored.purpose != derived.purpose),
-        ("outcome", stored.outcome != derived.outcome),
-        ("records", stored.records != derived.records),
-        ("model", stored.model != derived.model),
-    ]
-    .into_iter()
-    .filter_map(|(name, differs)| differs.then_some(name))
-    .collect();
-    for name in differing {
+    for name in stored.differing(&derived) {
         bad(format!("column {name} disagrees with the record"));
     }
 }
 
+struct RejectCols<'a> {
+    reason: &'a StringArray,
+    detail: &'a StringArray,
+    payload: &'a arrow::array::BinaryArray,
+    key: &'a arrow::array::BinaryArray,
+}
+
+impl<'a> RejectCols<'a> {
+    fn of(batch: &'a RecordBatch) -> Self {
+        let col = |name: &str| batch.column_by_name(name).expect("schema checked");
+        RejectCols {
+            reason: col("reason").as_string(),
+            detail: col("detail").as_string(),
+            payload: col("payload").as_binary(),
+            key: col("key").as_binary(),
+        }
+    }
+}
+
 fn check_reject_columns(
-    batch: &RecordBatch,
+    cols: &RejectCols<'_>,
     i: usize,
-    record: &serde_json::Value,
+    record: &RecordView<'_>,
     bad: &mut impl FnMut(String),
 ) {
-    let col = |name: &str| batch.column_by_name(name).expect("schema checked");
-    let fields = match reject_fields(record) {
-        Ok(fields) => fields,
-        Err(what) => return bad(what),
+    let (Some(reason), Some(detail), Some(payload_blake3), Some(payload_len)) = (
+        &record.reason,
+        &record.detail,
+        &record.payload_blake3,
+        record.payload_len,
+    ) else {
+        return bad("record lacks one of reason, detail, payload_blake3, payload_len".into());
     };
-    if col("reason").as_string::<i32>().value(i) != fields.reason {
+    if cols.reason.value(i) != reason {
         bad("column reason disagrees with the record".into());
     }
-    if col("detail").as_string::<i32>().value(i) != fields.detail {
+    if cols.detail.value(i) != detail {
         bad("column detail disagrees with the record".into());
     }
-    let payload = col("payload").as_binary::<i32>().value(i);
-    if payload.len() as u64 != fields.payload_len || blake3_hex(payload) != fields.payload_blake3 {
+    let payload = cols.payload.value(i);
+    if payload.len() as u64 != payload_len || blake3_hex(payload) != *payload_blake3 {
         bad("column payload disagrees with the record's payload_blake3/payload_len".into());
     }
-    let keys = col("key");
-    let keys = keys.as_binary::<i32>();
-    let key = keys.is_valid(i).then(|| keys.value(i));
+    let key = cols.key.is_valid(i).then(|| cols.key.value(i));
     let key_facts = key.map(|k| (blake3_hex(k), k.len() as u64));
-    let record_facts = match (fields.key_blake3, fields.key_len) {
-        (Some(h), Some(n)) => Some((h, n)),
+    let record_facts = match (&record.key_blake3, record.key_len) {
+        (Some(h), Some(n)) => Some((h.to_string(), n)),
         (None, None) => None,
         _ => return bad("record has only one of key_blake3/key_len".into()),
     };

@@ -118,7 +118,7 @@ impl Strata {
             report.problems.push(Problem::file(
                 file,
                 format!(
-                    "hash {index} is not the root of the leaves below it (the tree file was changed)"
+                    "hash {index} is not the root of the stored hashes below it (this tree file or a lower one was changed)"
                 ),
             ));
         }
