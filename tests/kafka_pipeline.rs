@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use common::*;
+use custos::ledger::checkpoint::{NoteSigner, NoteVerifier};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -130,6 +131,69 @@ fn write_config(dir: &std::path::Path, store: &std::path::Path, body: &str) -> s
     path
 }
 
+/// While custos runs: signed checkpoints cover every accepted event, and
+/// the proofs served over HTTP check out offline against the verifier key.
+fn check_proofs_over_http(http: &str, verifier: &NoteVerifier, good: usize) {
+    let latest = || -> Vec<serde_json::Value> {
+        http_get(http, "/v1/checkpoint")
+            .and_then(|body| serde_json::from_str(&body).ok())
+            .unwrap_or_default()
+    };
+    let covered = || -> usize {
+        latest()
+            .iter()
+            .filter(|c| c["table"] == "events")
+            .map(|c| c["size"].as_u64().unwrap() as usize)
+            .sum()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || covered() == good),
+        "checkpoints cover {} of {good} events",
+        covered()
+    );
+    for c in latest() {
+        let note = c["note"].as_str().unwrap();
+        assert!(verifier.open(note).is_ok(), "checkpoint not signed: {c}");
+    }
+
+    let proof = http_get(http, "/v1/proof/ev-7-3-2").expect("a proof");
+    let summary = custos::ledger::proof::check(&proof, Some(verifier)).unwrap();
+    assert_eq!(summary.event_id.as_deref(), Some("ev-7-3-2"));
+    assert!(summary.record_checked && summary.signatures_checked);
+    let doc: serde_json::Value = serde_json::from_str(&proof).unwrap();
+    assert!(
+        !doc["record"].as_str().unwrap().contains("MRN-"),
+        "the proof's record must carry the pseudonym, not the identifier"
+    );
+    assert!(http_get(http, "/v1/proof/no-such-event").is_none());
+
+    // The log only grew: from an early size to the latest checkpoint.
+    let (stream, partition) = (
+        doc["stream"].as_str().unwrap(),
+        doc["partition"].as_i64().unwrap(),
+    );
+    let size = doc["tree_size"].as_u64().unwrap();
+    let path = format!("/v1/consistency?stream={stream}&partition={partition}&from=3&to={size}");
+    let consistency = http_get(http, &path).expect("a consistency proof");
+    let summary = custos::ledger::proof::check(&consistency, None).unwrap();
+    assert_eq!((summary.old_size, summary.tree_size), (Some(3), size));
+    let doc: serde_json::Value = serde_json::from_str(&consistency).unwrap();
+    let checkpoint = custos::ledger::checkpoint::Checkpoint::parse(
+        verifier
+            .open(
+                doc["new_checkpoint"]
+                    .as_str()
+                    .expect("the latest is signed"),
+            )
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        hex::encode(checkpoint.root),
+        doc["new_root"].as_str().unwrap()
+    );
+}
+
 /// The store's verification report, asserting it found no problem.
 fn verified(store: &std::path::Path) -> custos::ledger::VerifyReport {
     let report = custos::ledger::verify(store).unwrap();
@@ -170,6 +234,10 @@ fn kafka_to_ledger_to_webhook_exactly_once() {
     let http = free_addr();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
+    let signer = NoteSigner::from_seed("it.example/custos", [3; 32]).unwrap();
+    let verifier = signer.verifier();
+    let verifier_file = dir.path().join("verifier.key");
+    std::fs::write(&verifier_file, verifier.to_text()).unwrap();
     let config = write_config(
         dir.path(),
         &store,
@@ -184,6 +252,9 @@ topics = ["{topic}"]
 dead_letter_topic = "{dlq}"
 [http]
 listen = "{http}"
+[checkpoints]
+interval_secs = 1
+key = "{key}"
 [[detectors]]
 type = "access_rate"
 [[sinks]]
@@ -191,6 +262,7 @@ type = "webhook"
 url = "{url}"
 "#,
             url = webhook.url,
+            key = signer.to_text(),
         ),
     );
 
@@ -245,6 +317,7 @@ url = "{url}"
     );
     assert!(metrics.contains(r#"custos_alert_deliveries_total{outcome="ok",sink="webhook"} 1"#));
     assert_eq!(http_get(&http, "/healthz").as_deref(), Some("ok\n"));
+    check_proofs_over_http(&http, &verifier, good);
     let status = custos_run.terminate();
     assert!(status.success(), "custos exited with {status}");
 
@@ -253,8 +326,30 @@ url = "{url}"
     assert_eq!(report.events as usize, good);
     assert_eq!(report.rejects as usize, bad);
     assert_eq!(report.chains, 3, "one chain per partition");
-    let (code, out) = custos(&["verify", store.to_str().unwrap()]);
+    let (code, out) = custos(&[
+        "verify",
+        store.to_str().unwrap(),
+        "--key",
+        verifier_file.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{out}");
+    // Shutdown signed the final state of every log.
+    let signed = custos::ledger::verify_with(
+        &store,
+        &custos::ledger::VerifyOptions {
+            verifier: Some(verifier.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(signed.ok() && signed.signatures_checked);
+    let logs = signed.heads.iter().filter(|h| h.size > 0).count();
+    assert!(
+        signed.checkpoints >= logs,
+        "{} checkpoints for {logs} logs",
+        signed.checkpoints
+    );
+
     let dupes = query(
         &store,
         "SELECT id, count(*) AS n FROM events GROUP BY id HAVING count(*) > 1",
