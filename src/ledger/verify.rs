@@ -38,7 +38,7 @@ use super::tree::{Frontier, STRIDE};
 mod scan;
 mod strata;
 
-use scan::{SegmentScan, scan_segment};
+use scan::{Disagreement, SegmentScan, scan_segment};
 use strata::Strata;
 
 /// At most this many row problems are listed per segment file.
@@ -347,6 +347,8 @@ struct TableWalk {
     /// Whether the previous segment's manifest root was already wrong (so
     /// later ones, which cover it, are not reported again).
     root_diverged: bool,
+    /// Rows that differ from the stored tree but were not listed.
+    unlisted: u64,
     /// Sizes at which checkpoints need the rows' root, and those roots.
     wanted: BTreeSet<u64>,
     roots: HashMap<u64, Hash>,
@@ -361,6 +363,7 @@ impl TableWalk {
             stored: None,
             strata: Strata::new(root, tree_rel_dir(table, chain)),
             root_diverged: false,
+            unlisted: 0,
             wanted: BTreeSet::new(),
             roots: HashMap::new(),
         }
@@ -426,7 +429,11 @@ fn verify_chain(
             group = Some(line.flush);
         }
         let walk = &mut walks[line.table as usize];
-        check_line(rel, *no, chain, line, walk, report);
+        if !check_line(rel, *no, chain, line, walk, report) {
+            // The log's seq broke here (reported): its rows no longer line
+            // up with the stored tree, so they are not listed one by one.
+            walk.root_diverged = true;
+        }
         referenced.insert(line.file.clone());
         report.segments += 1;
         let read = scan.leaves.len() as u64;
@@ -439,10 +446,12 @@ fn verify_chain(
             leaves,
             offsets,
             problems,
+            disagreements,
             ..
         } = scan;
         report.problems.extend(problems);
-        feed_tree(rel, *no, line, &leaves, walk, report);
+        let rows_ok = feed_tree(rel, *no, line, &leaves, walk, report);
+        blame_disagreements(rel, *no, line, &disagreements, rows_ok, report);
         group_offsets.push((line.table, offsets));
         walk.next_seq = line.end_seq();
         walk.last_offset = walk.last_offset.max(Some(line.last_offset));
@@ -450,7 +459,33 @@ fn verify_chain(
     close_group(&group_offsets, rel, &mut before_group, report);
 
     for (table, walk) in Table::ALL.into_iter().zip(&mut walks) {
-        walk.strata.finish(walk.rows.size(), report);
+        let covered = claims
+            .iter()
+            .filter(|c| c.table == table)
+            .map(|c| c.checkpoint.size)
+            .max()
+            .unwrap_or(0);
+        let size = walk.rows.size();
+        if covered > size {
+            report.problems.push(Problem::file(
+                rel,
+                format!(
+                    "the {} log ends at {size} rows but a checkpoint covers {covered}: manifest lines or rows were removed (or the store was rolled back)",
+                    table.as_str()
+                ),
+            ));
+        }
+        if walk.unlisted > 0 {
+            report.problems.push(Problem::file(
+                rel,
+                format!(
+                    "{} more {} rows differ from the stored tree after the problems above (not listed)",
+                    walk.unlisted,
+                    table.as_str()
+                ),
+            ));
+        }
+        walk.strata.finish(size, covered > size, report);
         report.heads.push(LogHead {
             chain: chain.clone(),
             table,
@@ -540,7 +575,7 @@ fn scan_in_order(
 }
 
 /// Feeds a segment's leaves to both trees of its table and checks the
-/// manifest's root at the segment's end.
+/// manifest's root at the segment's end; true when the rows hash to it.
 fn feed_tree(
     rel: &str,
     no: usize,
@@ -548,7 +583,7 @@ fn feed_tree(
     leaves: &[Hash],
     walk: &mut TableWalk,
     report: &mut VerifyReport,
-) {
+) -> bool {
     // Rows that differ from the stored leaf: (row in file, leaf index).
     let mut differing: Vec<(u64, u64)> = Vec::new();
     for row in 0..line.rows {
@@ -598,17 +633,25 @@ fn feed_tree(
             ));
         }
         walk.root_diverged = false;
-        return;
+        return true;
     }
     let stored_root = walk.stored.as_ref().map_or(rows_root, Frontier::root);
     let stored_ok = claimed == Some(stored_root);
-    for &(row, index) in differing.iter().take(MAX_ROW_PROBLEMS_PER_FILE) {
-        report.problems.push(Problem {
-            file: line.file.clone(),
-            row: Some(row),
-            seq: Some(index),
-            what: "the record does not hash to the leaf the log holds for its seq (the row was changed, added, removed or moved)".into(),
-        });
+    if walk.root_diverged {
+        // Everything after a break differs; the break was reported.
+        walk.unlisted += differing.len() as u64;
+    } else {
+        for &(row, index) in differing.iter().take(MAX_ROW_PROBLEMS_PER_FILE) {
+            report.problems.push(Problem {
+                file: line.file.clone(),
+                row: Some(row),
+                seq: None,
+                what: format!(
+                    "the record does not hash to leaf {index} of the log (the row was changed, added, removed or moved)"
+                ),
+            });
+        }
+        walk.unlisted += differing.len().saturating_sub(MAX_ROW_PROBLEMS_PER_FILE) as u64;
     }
     if stored_ok {
         // The tree and the manifest agree: carry on from them, so later
@@ -617,7 +660,7 @@ fn feed_tree(
             walk.rows = tree;
         }
         walk.root_diverged = false;
-        return;
+        return false;
     }
     if !walk.root_diverged {
         report.problems.push(Problem::file(
@@ -630,7 +673,44 @@ fn feed_tree(
         ));
     }
     walk.root_diverged = true;
+    false
 }
+/// Reports where a segment and its manifest line disagree on offsets, times,
+/// length or digest. Rows that hash to the manifest's root are authentic,
+/// so then a differing offset or time span is the line's fault; a differing
+/// digest or length may be either side's.
+fn blame_disagreements(
+    rel: &str,
+    no: usize,
+    line: &ManifestLine,
+    disagreements: &[Disagreement],
+    rows_ok: bool,
+    report: &mut VerifyReport,
+) {
+    for d in disagreements {
+        match (d, rows_ok) {
+            (Disagreement::Span, true) => report.problems.push(Problem::file(
+                rel,
+                format!(
+                    "manifest line {no}: first/last offset or min/max time is not what the rows of {} hold (the line was changed)",
+                    line.file
+                ),
+            )),
+            (Disagreement::Span, false) => report.problems.push(Problem::file(
+                &line.file,
+                "first/last row offsets or min/max time do not match the manifest",
+            )),
+            (Disagreement::Digest, _) => report.problems.push(Problem::file(
+                rel,
+                format!(
+                    "manifest line {no}: file_blake3/bytes do not match {} (the line or the file was changed)",
+                    line.file
+                ),
+            )),
+        }
+    }
+}
+
 /// Manifest-level checks of one line against the walk so far.
 fn check_line(
     rel: &str,
@@ -639,7 +719,8 @@ fn check_line(
     line: &ManifestLine,
     walk: &TableWalk,
     report: &mut VerifyReport,
-) {
+) -> bool {
+    let continues = line.first_seq == walk.next_seq;
     let mut bad = |what: String| {
         report
             .problems
@@ -678,6 +759,7 @@ fn check_line(
     if line.table == Table::Rejects && (line.min_time_us.is_some() || line.max_time_us.is_some()) {
         bad("a rejects segment has time fields".into());
     }
+    continues
 }
 
 fn close_group(

@@ -125,8 +125,9 @@ impl Strata {
     }
 
     /// After the last segment: every stratum must end where a tree of
-    /// `size` leaves ends.
-    pub fn finish(&mut self, size: u64, report: &mut VerifyReport) {
+    /// `size` leaves ends. `cut` says a checkpoint covers more than `size`
+    /// (so extra hashes are not a crash's leftovers).
+    pub fn finish(&mut self, size: u64, cut: bool, report: &mut VerifyReport) {
         for height in (0..HEIGHTS).map(|i| i * STRIDE) {
             let file = self.file(height);
             let Ok(meta) = std::fs::metadata(self.root.join(&file)) else {
@@ -134,10 +135,15 @@ impl Strata {
             };
             let want = (size >> height) * 32;
             if meta.len() > want {
+                let why = if cut {
+                    "a checkpoint covers more, so the manifest lost lines"
+                } else {
+                    "a crash before the manifest append; opening the chain for writing repairs it"
+                };
                 report.problems.push(Problem::file(
                     file,
                     format!(
-                        "holds {} bytes beyond the log's {size} leaves (a crash before the manifest append; opening the chain for writing repairs it)",
+                        "holds {} bytes beyond the log's {size} leaves ({why})",
                         meta.len() - want
                     ),
                 ));
