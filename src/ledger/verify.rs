@@ -37,6 +37,7 @@ use super::tree::{Frontier, STRIDE};
 
 mod scan;
 mod strata;
+mod view;
 
 use scan::{Disagreement, SegmentScan, scan_segment};
 use strata::Strata;

@@ -11,11 +11,12 @@ use std::path::{Component, Path};
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType, UInt64Type};
 
+use super::view::{RecordView, parse_record};
 use super::{MAX_ROW_PROBLEMS_PER_FILE, Problem, file_digest};
 use crate::ledger::hash::Hash;
 use crate::ledger::manifest::{ManifestLine, Table};
 use crate::ledger::merkle::HashAlg;
-use crate::ledger::record::{ColumnsView, RecordView, blake3_hex, parse_record};
+use crate::ledger::record::{ColumnsView, blake3_hex};
 use crate::ledger::segment::{SegmentReader, schema_of};
 use crate::ledger::{ChainId, LedgerError};
 
@@ -269,15 +270,13 @@ fn check_batch(
         if scan.offsets.last().is_some_and(|&last| offset <= last) {
             bad(format!("offset {offset} is not above the previous row's"));
         }
-        match parse_record(record.as_bytes()) {
+        match parse_record(record) {
             Err(what) => bad(what),
-            Ok(view) => {
-                if view.src.stream != chain.stream
-                    || view.src.partition != i64::from(chain.partition)
-                {
+            Ok((view, src)) => {
+                if src.stream != chain.stream || src.partition != i64::from(chain.partition) {
                     bad("the record's src is another chain".into());
                 }
-                if view.src.offset != offset {
+                if src.offset != offset {
                     bad("column offset disagrees with the record".into());
                 }
                 match &typed {
