@@ -322,6 +322,7 @@ fn report_json(report: &VerifyReport) -> String {
                 "file": p.file,
                 "row": p.row,
                 "seq": p.seq,
+                "event_id": p.event_id,
                 "what": p.what,
             })
         })

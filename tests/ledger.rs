@@ -252,6 +252,6 @@ fn an_edited_typed_column_is_found() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(
         problems[0].to_string(),
-        format!("{SEGMENT} row 1 (seq 1): column actor_id disagrees with the record")
+        format!("{SEGMENT} row 1 (seq 1, event a-0002): column actor_id disagrees with the record")
     );
 }

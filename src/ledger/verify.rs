@@ -39,7 +39,7 @@ mod scan;
 mod strata;
 mod view;
 
-use scan::{Disagreement, SegmentScan, scan_segment};
+use scan::{Disagreement, EventIds, SegmentScan, scan_segment};
 use strata::Strata;
 
 /// At most this many row problems are listed per segment file.
@@ -104,6 +104,8 @@ pub struct Problem {
     pub row: Option<u64>,
     /// The row's `seq` as stored, when it could be read.
     pub seq: Option<u64>,
+    /// The event's id as stored, for a row of an `events` segment.
+    pub event_id: Option<String>,
     pub what: String,
 }
 
@@ -113,6 +115,7 @@ impl Problem {
             file: file.into(),
             row: None,
             seq: None,
+            event_id: None,
             what: what.into(),
         }
     }
@@ -121,11 +124,18 @@ impl Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.file)?;
-        match (self.row, self.seq) {
-            (Some(row), Some(seq)) => write!(f, " row {row} (seq {seq})")?,
-            (Some(row), None) => write!(f, " row {row}")?,
-            (None, Some(seq)) => write!(f, " (seq {seq})")?,
-            (None, None) => {}
+        if let Some(row) = self.row {
+            write!(f, " row {row}")?;
+        }
+        let mut notes = Vec::new();
+        if let Some(seq) = self.seq {
+            notes.push(format!("seq {seq}"));
+        }
+        if let Some(id) = &self.event_id {
+            notes.push(format!("event {id}"));
+        }
+        if !notes.is_empty() {
+            write!(f, " ({})", notes.join(", "))?;
         }
         write!(f, ": {}", self.what)
     }
@@ -448,10 +458,11 @@ fn verify_chain(
             offsets,
             problems,
             disagreements,
+            ids,
             ..
         } = scan;
         report.problems.extend(problems);
-        let rows_ok = feed_tree(rel, *no, line, &leaves, walk, report);
+        let rows_ok = feed_tree(rel, *no, line, &leaves, &ids, walk, report);
         blame_disagreements(rel, *no, line, &disagreements, rows_ok, report);
         group_offsets.push((line.table, offsets));
         walk.next_seq = line.end_seq();
@@ -582,6 +593,7 @@ fn feed_tree(
     no: usize,
     line: &ManifestLine,
     leaves: &[Hash],
+    ids: &EventIds,
     walk: &mut TableWalk,
     report: &mut VerifyReport,
 ) -> bool {
@@ -647,6 +659,7 @@ fn feed_tree(
                 file: line.file.clone(),
                 row: Some(row),
                 seq: None,
+                event_id: ids.id(row),
                 what: format!(
                     "the record does not hash to leaf {index} of the log (the row was changed, added, removed or moved)"
                 ),

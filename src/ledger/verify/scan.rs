@@ -33,8 +33,12 @@ pub(super) struct SegmentScan {
     /// Where the file and its manifest line disagree on a fact that either
     /// side may have lost (`verify` decides which to blame, from the tree).
     pub disagreements: Vec<Disagreement>,
+    /// The events' ids, to name them in problems.
+    pub ids: EventIds,
     /// Row problems found beyond the listing cap.
     row_problems: usize,
+    /// The reader failed part-way (reported): later rows are unknown.
+    unreadable: bool,
 }
 
 impl SegmentScan {
@@ -49,9 +53,28 @@ impl SegmentScan {
                 file: line.file.clone(),
                 row: Some(row),
                 seq: Some(seq),
+                event_id: self.ids.id(row),
                 what: what.into(),
             });
         }
+    }
+}
+
+/// The `id` column of an `events` segment as read, batch by batch, to name
+/// the event a problem is about.
+#[derive(Default)]
+pub(super) struct EventIds {
+    /// (first row of the batch, its ids)
+    batches: Vec<(u64, StringArray)>,
+}
+
+impl EventIds {
+    /// The stored id of a row, if the row was read.
+    pub fn id(&self, row: u64) -> Option<String> {
+        let at = self.batches.partition_point(|(first, _)| *first <= row);
+        let (first, ids) = self.batches.get(at.checked_sub(1)?)?;
+        let i = usize::try_from(row - first).ok()?;
+        (i < ids.len() && ids.is_valid(i)).then(|| ids.value(i).to_owned())
     }
 }
 
@@ -126,6 +149,7 @@ pub(super) fn scan_segment(
                 line,
                 format!("cannot read rows after row {read_rows}: the reader failed ({why})"),
             );
+            scan.unreadable = true;
         }
     }
 
@@ -133,12 +157,13 @@ pub(super) fn scan_segment(
         let more = scan.row_problems - MAX_ROW_PROBLEMS_PER_FILE;
         scan.file(line, format!("{more} more row problems not listed"));
     }
-    if read_rows < line.rows {
+    if read_rows < line.rows && !scan.unreadable {
         // Name the first missing row: where the file ends early.
         scan.problems.push(Problem {
             file: line.file.clone(),
             row: Some(read_rows),
             seq: Some(line.first_seq + read_rows),
+            event_id: None,
             what: format!(
                 "row is missing: the file has {read_rows} rows, the manifest says {}",
                 line.rows
@@ -218,6 +243,7 @@ fn read_rows(
                     line,
                     format!("cannot read rows after row {}: {e}", scan.leaves.len()),
                 );
+                scan.unreadable = true;
                 break;
             }
         }
@@ -253,6 +279,10 @@ fn check_batch(
         Table::Events => Typed::Events(EventCols::of(batch)),
         Table::Rejects => Typed::Rejects(RejectCols::of(batch)),
     };
+    if let Typed::Events(cols) = &typed {
+        let first = scan.leaves.len() as u64;
+        scan.ids.batches.push((first, cols.id.clone()));
+    }
 
     let mut problems = Vec::new();
     for i in 0..batch.num_rows() {
