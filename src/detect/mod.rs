@@ -108,7 +108,7 @@ impl Detectors {
             d.observe(event, &mut self.findings);
         }
         self.observed += 1;
-        if self.observed % 4096 == 0 {
+        if self.observed.is_multiple_of(4096) {
             self.report();
         }
         for f in &self.findings {

@@ -166,13 +166,13 @@ impl Decoder {
                 "`time` is not an RFC 3339 timestamp with a UTC offset",
             )
         })?;
-        if let Some(limit) = self.max_future {
-            if time.to_utc() > chrono::Utc::now() + limit {
-                return Err(Reject::new(
-                    R::InvalidTime,
-                    format!("`time` is more than {}s in the future", limit.num_seconds()),
-                ));
-            }
+        if let Some(limit) = self.max_future
+            && time.to_utc() > chrono::Utc::now() + limit
+        {
+            return Err(Reject::new(
+                R::InvalidTime,
+                format!("`time` is more than {}s in the future", limit.num_seconds()),
+            ));
         }
         let kind = required_str(&obj, "kind", "kind")?;
         let actor = actor(obj.get("actor"))?;
@@ -286,10 +286,10 @@ impl Decoder {
                         return Err(wrong_type("input.features", "an array of numbers", other));
                     }
                 }
-                if let Some(fp) = optional_str(input, "fingerprint", "input.fingerprint")? {
-                    if fingerprint.is_none() {
-                        fingerprint = Some(fp);
-                    }
+                if let Some(fp) = optional_str(input, "fingerprint", "input.fingerprint")?
+                    && fingerprint.is_none()
+                {
+                    fingerprint = Some(fp);
                 }
             }
             Some(other) => return Err(wrong_type("input", "an object", other)),

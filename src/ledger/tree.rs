@@ -127,7 +127,7 @@ impl TreeReader {
     fn check_size(&self, size: u64) -> Result<(), LedgerError> {
         if size > self.leaves {
             return Err(LedgerError::corrupt(
-                &stratum_path(&self.dir, 0),
+                stratum_path(&self.dir, 0),
                 format!("the tree holds {} leaves, not {size}", self.leaves),
             ));
         }
@@ -194,7 +194,7 @@ impl TreeReader {
         if n == 0 {
             return Ok(self.alg.empty_root());
         }
-        if n.is_power_of_two() && start % n == 0 {
+        if n.is_power_of_two() && start.is_multiple_of(n) {
             return self.subtree(n.trailing_zeros(), start / n);
         }
         if let Some(hash) = memo.get(&(start, end)) {

@@ -575,10 +575,10 @@ fn scan_in_order(
             }
         }
         // A worker that died (a bug) leaves segments unscanned: say so.
-        for i in next..lines.len() {
+        for (i, (_, line)) in lines.iter().enumerate().skip(next) {
             let mut scan = SegmentScan::default();
             scan.problems.push(Problem::file(
-                &lines[i].1.file,
+                &line.file,
                 "the segment check failed internally",
             ));
             consume(i, scan);

@@ -150,7 +150,7 @@ impl ChainWriter {
         for table in Table::ALL {
             if checkpoints.last_size(table) > durable[table as usize].0 {
                 return Err(LedgerError::corrupt(
-                    &store.checkpoint_path(&chain),
+                    store.checkpoint_path(&chain),
                     format!(
                         "a checkpoint covers {} {} rows but the log holds {} (rows were removed)",
                         checkpoints.last_size(table),
@@ -413,7 +413,7 @@ impl ChainWriter {
         Ok(ManifestLine {
             table,
             file: segment_rel_path(table, &self.chain, first_seq),
-            first_seq: first_seq,
+            first_seq,
             rows: rows as u64,
             first_offset: first_offset.ok_or_else(missing)?,
             last_offset: last_offset.ok_or_else(missing)?,

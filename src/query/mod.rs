@@ -66,7 +66,7 @@ fn register(
     }
     let urls = files
         .iter()
-        .map(|f| ListingTableUrl::parse(f))
+        .map(ListingTableUrl::parse)
         .collect::<Result<Vec<_>, _>>()?;
     let options =
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
