@@ -1,12 +1,16 @@
 //! The command line without Kafka: `ingest` through the whole pipeline,
 //! `verify` catching a changed byte, read-only `query`, `check-config`,
-//! `keygen --checkpoint` and `verify-proof`.
+//! `keygen --checkpoint` and `verify-proof`, and the ledger commands
+//! (`verify --json`, `verify --checkpoint`, `prove`, `consistency`) on a
+//! store ingested twice under a checkpoint key.
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+use serde_json::Value;
 
 fn examples() -> String {
     repo()
@@ -327,4 +331,375 @@ fn verify_proof_checks_a_proof_under_a_keygen_checkpoint_key() {
         assert_eq!(code, 2, "{err}");
         assert!(err.starts_with("error: "), "{err}");
     }
+}
+
+// ---------------------------------------------------------------------------
+// The ledger commands on a signed store
+
+/// A store ingested twice, configured by the environment only, under a
+/// checkpoint key made by `custos keygen`: each ingest signs a checkpoint
+/// of every log that grew when it shuts down, so the events log has two.
+struct Signed {
+    dir: tempfile::TempDir,
+    store: PathBuf,
+    signer: String,
+    verifier: String,
+    /// Events and rejects stored by both ingests.
+    accepted: u64,
+    rejected: u64,
+}
+
+impl Signed {
+    /// The example events (ids made unique per run), then in the second
+    /// run the invalid examples too.
+    fn new() -> Signed {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name).display().to_string();
+        let (signer, verifier) = (at("signer.key"), at("verifier.key"));
+        let keygen = [
+            "keygen",
+            "--checkpoint",
+            "test.example/custos",
+            "--out",
+            &signer,
+        ];
+        let (code, verifier_text, err) = run(&keygen, "", &[]);
+        assert_eq!(code, 0, "{err}");
+        std::fs::write(&verifier, verifier_text).unwrap();
+        let store = dir.path().join("store");
+        let (mut accepted, mut rejected) = (0, 0);
+        for n in 1..=2 {
+            let input = at(&format!("run{n}.jsonl"));
+            std::fs::write(&input, examples_with_ids(&format!("run{n}-"))).unwrap();
+            let invalid = invalid_examples();
+            let files: &[&str] = if n == 1 {
+                &[&input]
+            } else {
+                &[&input, &invalid]
+            };
+            let (a, r) = ingest_signed(&store, &signer, files);
+            (accepted, rejected) = (accepted + a, rejected + r);
+        }
+        assert_eq!((accepted, rejected), (24, 16));
+        Signed {
+            dir,
+            store,
+            signer,
+            verifier,
+            accepted,
+            rejected,
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    fn store(&self) -> &str {
+        self.store.to_str().unwrap()
+    }
+
+    /// The notes of the events log's stored checkpoints, oldest first.
+    fn event_notes(&self) -> Vec<String> {
+        event_notes(&self.store)
+    }
+}
+
+/// The example events with `prefix` put before each event id.
+fn examples_with_ids(prefix: &str) -> String {
+    let text = std::fs::read_to_string(examples()).unwrap();
+    text.lines()
+        .map(|line| {
+            let rest = line
+                .strip_prefix(r#"{"id":""#)
+                .expect("an example opens with its id");
+            format!("{{\"id\":\"{prefix}{rest}\n")
+        })
+        .collect()
+}
+
+/// Runs `custos ingest files` on `store` with checkpoints signed by the key
+/// in `signer`, configured by `CUSTOS_*` variables alone; returns the
+/// (accepted, rejected) counts it prints.
+fn ingest_signed(store: &Path, signer: &str, files: &[&str]) -> (u64, u64) {
+    let store = store.display().to_string();
+    let env = [
+        ("CUSTOS_CHECKPOINTS_KEY_FILE", signer),
+        ("CUSTOS_PRIVACY_DEMO_KEY", "true"),
+        ("CUSTOS_STORE_PATH", store.as_str()),
+        ("CUSTOS_HTTP_ENABLED", "false"),
+    ];
+    let mut args = vec!["ingest"];
+    args.extend(files);
+    let (code, _, err) = run(&args, "", &env);
+    assert_eq!(code, 0, "{err}");
+    // "ingested N lines in …: A accepted, R rejected, K alerts"
+    let count = |what: &str| -> u64 {
+        let before = err.split(&format!(" {what},")).next().unwrap();
+        before.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    (count("accepted"), count("rejected"))
+}
+
+/// The notes of the stored checkpoints of the `+file`/0 events log.
+fn event_notes(store: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(store.join("checkpoints/+file/0.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["table"] == "events")
+        .map(|l| l["note"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `custos verify store --key verifier --json [--checkpoint note]…`: the
+/// exit code and the parsed report.
+fn verify_json(store: &str, verifier: &str, notes: &[&str]) -> (i32, Value) {
+    let mut args = vec!["verify", store, "--key", verifier, "--json"];
+    for note in notes {
+        args.extend(["--checkpoint", note]);
+    }
+    let (code, out, err) = run(&args, "", &[]);
+    let report = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    (code, report)
+}
+
+/// The report's `(stream, partition, table)` log.
+fn log_of<'a>(report: &'a Value, stream: &str, partition: i32, table: &str) -> &'a Value {
+    report["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["stream"] == stream && l["partition"] == partition && l["table"] == table)
+        .unwrap_or_else(|| panic!("no {table} log of {stream}/{partition}: {report}"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn verify_reports_a_signed_store_as_json_and_warns_without_the_key() {
+    let s = Signed::new();
+    let (code, report) = verify_json(s.store(), &s.verifier, &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["signatures_checked"], true);
+    assert!(report["checkpoints"].as_u64().unwrap() >= 2, "{report}");
+    assert_eq!(report["events"], s.accepted);
+    assert_eq!(report["rejects"], s.rejected);
+    let events = log_of(&report, "+file", 0, "events");
+    assert_eq!(events["size"], s.accepted, "{report}");
+    let root = events["root"].as_str().unwrap();
+    assert!(
+        root.len() == 64 && root.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "{root}"
+    );
+    assert_eq!(log_of(&report, "+file", 0, "rejects")["size"], s.rejected);
+
+    let (code, out, err) = run(&["verify", s.store()], "", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("ok: "), "{out}");
+    assert!(err.contains("signatures were NOT checked"), "{err}");
+}
+
+#[test]
+fn prove_an_event_by_id_or_a_row_by_seq_and_check_the_proof_offline() {
+    let s = Signed::new();
+    let (code, proof, err) = run(&["prove", "run2-a-0003", "--store", s.store()], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    let doc: Value = serde_json::from_str(&proof).unwrap();
+    assert_eq!(doc["event_id"], "run2-a-0003");
+    assert_eq!(
+        doc["tree_size"], s.accepted,
+        "proved against the last checkpoint"
+    );
+    std::fs::write(s.path("p.json"), &proof).unwrap();
+    let (code, out, err) = run(
+        &["verify-proof", &s.path("p.json"), "--key", &s.verifier],
+        "",
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("inclusion proof OK")
+            && out.contains("event run2-a-0003")
+            && out.contains("signed by key test.example/custos"),
+        "{out}"
+    );
+
+    let (code, out, err) = run(&["prove", "no-such-event", "--store", s.store()], "", &[]);
+    assert_ne!(code, 0, "proved an unknown event: {out}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains(r#"no event with id "no-such-event" is stored"#),
+        "{err}"
+    );
+
+    let by_seq = [
+        "prove",
+        "--store",
+        s.store(),
+        "--stream",
+        "+file",
+        "--partition",
+        "0",
+        "--table",
+        "events",
+        "--seq",
+        "0",
+    ];
+    let (code, proof, err) = run(&by_seq, "", &[]);
+    assert_eq!(code, 0, "{err}");
+    let doc: Value = serde_json::from_str(&proof).unwrap();
+    assert_eq!(
+        (&doc["leaf_index"], &doc["event_id"]),
+        (&0.into(), &"run1-a-0001".into())
+    );
+    let (code, out, err) = run(&["verify-proof", "-", "--key", &s.verifier], &proof, &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("leaf 0 of 24"), "{out}");
+}
+
+#[test]
+fn consistency_between_stored_checkpoints_and_between_bare_sizes() {
+    let s = Signed::new();
+    let notes = s.event_notes();
+    assert!(notes.len() >= 2, "{notes:?}");
+    std::fs::write(s.path("old.note"), &notes[0]).unwrap();
+    std::fs::write(s.path("new.note"), notes.last().unwrap()).unwrap();
+    let args = [
+        "consistency",
+        &s.path("old.note"),
+        &s.path("new.note"),
+        "--store",
+        s.store(),
+    ];
+    let (code, proof, err) = run(&args, "", &[]);
+    assert_eq!(code, 0, "{err}");
+    let doc: Value = serde_json::from_str(&proof).unwrap();
+    assert_eq!(
+        (&doc["old_size"], &doc["new_size"]),
+        (&12.into(), &24.into())
+    );
+    std::fs::write(s.path("c.json"), &proof).unwrap();
+    let (code, out, err) = run(
+        &["verify-proof", &s.path("c.json"), "--key", &s.verifier],
+        "",
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with("consistency proof OK")
+            && out.contains("signed by key test.example/custos"),
+        "{out}"
+    );
+
+    // Bare sizes: no checkpoint of size 1 exists, so the old root is unsigned.
+    let size = s.accepted.to_string();
+    let (code, proof, err) = run(&["consistency", "1", &size, "--store", s.store()], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(s.path("c1.json"), &proof).unwrap();
+    let (code, out, err) = run(&["verify-proof", &s.path("c1.json")], "", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("consistency proof OK"), "{out}");
+    let (code, out, err) = run(
+        &["verify-proof", &s.path("c1.json"), "--key", &s.verifier],
+        "",
+        &[],
+    );
+    assert_eq!(code, 1, "accepted unsigned roots under a key: {out}");
+    assert!(
+        err.starts_with("proof INVALID: ") && err.contains("old_checkpoint"),
+        "{err}"
+    );
+}
+
+/// Copies the store of `s` to `copy`, edits the bytes of its `file` with
+/// `tamper`, and checks that `verify --json` fails naming that file.
+fn assert_tampering_named(s: &Signed, copy: &str, file: &str, tamper: impl FnOnce(&mut Vec<u8>)) {
+    let copy = s.dir.path().join(copy);
+    copy_dir(&s.store, &copy);
+    let path = copy.join(file);
+    let mut bytes = std::fs::read(&path).unwrap();
+    tamper(&mut bytes);
+    std::fs::write(&path, bytes).unwrap();
+    let (code, report) = verify_json(copy.to_str().unwrap(), &s.verifier, &[]);
+    assert_eq!(code, 1, "{file}: {report}");
+    assert_eq!(report["ok"], false, "{file}: {report}");
+    let problems = report["problems"].as_array().unwrap();
+    assert!(
+        problems.iter().any(|p| p["file"] == file),
+        "no problem names {file}: {report}"
+    );
+}
+
+#[test]
+fn verify_json_names_the_tampered_file() {
+    let s = Signed::new();
+    assert_tampering_named(&s, "appended", "tree/events/+file/0/0.hashes", |b| {
+        b.push(b'x')
+    });
+    let mut segments: Vec<String> = std::fs::read_dir(s.store.join("events/+file/0"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".parquet"))
+        .collect();
+    segments.sort();
+    let segment = format!("events/+file/0/{}", segments.last().unwrap());
+    assert_tampering_named(&s, "flipped", &segment, |b| {
+        let at = b.len() / 2;
+        b[at] ^= 0x01;
+    });
+    let (code, report) = verify_json(s.store(), &s.verifier, &[]);
+    assert_eq!(code, 0, "the original changed: {report}");
+}
+
+#[test]
+fn verify_checks_external_checkpoints_and_names_one_of_another_store() {
+    let s = Signed::new();
+    let stored = s.event_notes();
+    std::fs::write(s.path("new.note"), stored.last().unwrap()).unwrap();
+    let (code, report) = verify_json(s.store(), &s.verifier, &[&s.path("new.note")]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["ok"], true, "{report}");
+    let (_, alone) = verify_json(s.store(), &s.verifier, &[]);
+    assert_eq!(
+        report["checkpoints"].as_u64(),
+        alone["checkpoints"].as_u64().map(|n| n + 1),
+        "the external checkpoint was not checked: {report}"
+    );
+
+    // A genuine checkpoint, same key, of another store (another origin).
+    let other = s.dir.path().join("other");
+    let input = s.path("other.jsonl");
+    let two: String = examples_with_ids("other-")
+        .lines()
+        .take(2)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&input, two).unwrap();
+    assert_eq!(ingest_signed(&other, &s.signer, &[&input]), (2, 0));
+    let foreign = event_notes(&other);
+    std::fs::write(s.path("other.note"), &foreign[0]).unwrap();
+    let (code, report) = verify_json(s.store(), &s.verifier, &[&s.path("other.note")]);
+    assert_eq!(code, 1, "accepted another store's checkpoint: {report}");
+    assert_eq!(report["ok"], false);
+    let problems = report["problems"].as_array().unwrap();
+    assert!(
+        problems.iter().any(|p| p["file"] == "checkpoints"
+            && p["what"]
+                .as_str()
+                .unwrap()
+                .contains("which this store does not hold")),
+        "{report}"
+    );
 }

@@ -143,7 +143,7 @@ impl Strata {
                 report.problems.push(Problem::file(
                     file,
                     format!(
-                        "holds {} bytes beyond the log's {size} leaves ({why})",
+                        "holds {} byte(s) beyond the log's {size} leaves ({why})",
                         meta.len() - want
                     ),
                 ));
