@@ -154,6 +154,27 @@ fn check_proofs_over_http(http: &str, verifier: &NoteVerifier, good: usize) {
     for c in latest() {
         let note = c["note"].as_str().unwrap();
         assert!(verifier.open(note).is_ok(), "checkpoint not signed: {c}");
+        // One log's latest checkpoint as text, as transparency clients read it.
+        let path = format!(
+            "/v1/checkpoint?stream={}&partition={}&table={}",
+            c["stream"].as_str().unwrap(),
+            c["partition"],
+            c["table"].as_str().unwrap()
+        );
+        let text = http_get(http, &path).expect("a log's checkpoint");
+        let body = verifier.open(&text).expect("signed");
+        assert!(body.starts_with(c["log"].as_str().unwrap()), "{body}");
+    }
+    // Every stored checkpoint, oldest first per log, sizes never shrinking.
+    let all: Vec<serde_json::Value> =
+        serde_json::from_str(&http_get(http, "/v1/checkpoints?table=events").unwrap()).unwrap();
+    assert!(all.len() >= latest().iter().filter(|c| c["table"] == "events").count());
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for c in &all {
+        assert_eq!(c["table"], "events");
+        let size = c["size"].as_u64().unwrap();
+        let prev = last.insert(c["log"].as_str().unwrap().to_owned(), size);
+        assert!(prev.is_none_or(|p| p < size), "sizes shrink: {all:?}");
     }
 
     let proof = http_get(http, "/v1/proof/ev-7-3-2").expect("a proof");
