@@ -703,3 +703,116 @@ fn verify_checks_external_checkpoints_and_names_one_of_another_store() {
         "{report}"
     );
 }
+
+/// A store made with `store.hash = "sha256"` is an RFC 6962 log as the RFC
+/// defines it: its leaves and root recompute with plain SHA-256, and every
+/// command reads it.
+#[test]
+fn a_sha256_store_is_plain_rfc6962() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("signer.key");
+    let (code, verifier, err) = run(
+        &[
+            "keygen",
+            "--checkpoint",
+            "rfc.example/custos",
+            "--out",
+            key.to_str().unwrap(),
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let verifier_file = dir.path().join("verifier.key");
+    std::fs::write(&verifier_file, verifier).unwrap();
+    let store = dir.path().join("store");
+    let input = PathBuf::from(examples());
+    let store_s = store.display().to_string();
+    let env = [
+        ("CUSTOS_CHECKPOINTS_KEY_FILE", key.to_str().unwrap()),
+        ("CUSTOS_PRIVACY_DEMO_KEY", "true"),
+        ("CUSTOS_STORE_PATH", store_s.as_str()),
+        ("CUSTOS_STORE_HASH", "sha256"),
+        ("CUSTOS_HTTP_ENABLED", "false"),
+    ];
+    let (code, _, err) = run(&["ingest", input.to_str().unwrap()], "", &env);
+    assert_eq!(code, 0, "{err}");
+
+    let (code, out, err) = run(
+        &[
+            "verify",
+            &store_s,
+            "--key",
+            verifier_file.to_str().unwrap(),
+            "--json",
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let head = log_of(&report, "+file", 0, "events");
+    let size = head["size"].as_u64().unwrap();
+    assert!(size >= 10);
+
+    // Recompute the root from the records with SHA-256 alone.
+    let (code, out, err) = run(
+        &[
+            "query",
+            "--store",
+            &store_s,
+            "--format",
+            "json",
+            "SELECT record FROM events ORDER BY seq",
+        ],
+        "",
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let leaves: Vec<[u8; 32]> = out
+        .lines()
+        .map(|l| {
+            let record = serde_json::from_str::<Value>(l).unwrap()["record"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            Sha256::new()
+                .chain_update([0u8])
+                .chain_update(record.as_bytes())
+                .finalize()
+                .into()
+        })
+        .collect();
+    fn mth(leaves: &[[u8; 32]]) -> [u8; 32] {
+        match leaves.len() {
+            1 => leaves[0],
+            n => {
+                let k = 1 << (usize::BITS - 1 - (n - 1).leading_zeros());
+                Sha256::new()
+                    .chain_update([1u8])
+                    .chain_update(mth(&leaves[..k]))
+                    .chain_update(mth(&leaves[k..]))
+                    .finalize()
+                    .into()
+            }
+        }
+    }
+    assert_eq!(leaves.len() as u64, size);
+    assert_eq!(hex::encode(mth(&leaves)), head["root"].as_str().unwrap());
+
+    let (code, proof, err) = run(&["prove", "a-0003", "--store", &store_s], "", &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(
+        &[
+            "verify-proof",
+            "-",
+            "--key",
+            verifier_file.to_str().unwrap(),
+        ],
+        &proof,
+        &[],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("(sha256)"), "{out}");
+}

@@ -17,7 +17,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::execution::context::{SQLOptions, SessionContext};
 
-use crate::ledger::{LedgerError, Store, StoreOptions, Table, events_schema, rejects_schema};
+use crate::ledger::{LedgerError, Store, Table, events_schema, rejects_schema};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -34,7 +34,7 @@ pub async fn session(root: &Path) -> Result<SessionContext, QueryError> {
     if !root.join("custos-store.json").is_file() {
         return Err(QueryError::NoStore(root.display().to_string()));
     }
-    let store = Store::open(root, StoreOptions::default())?;
+    let store = Store::open_existing(root)?;
     let root = root.canonicalize().map_err(|e| LedgerError::io(root, e))?;
     let mut events = Vec::new();
     let mut rejects = Vec::new();
