@@ -292,9 +292,11 @@ fn rfc3339_micros(t: &str) -> Option<i64> {
     Some(secs * 1_000_000 + micros)
 }
 
-/// Whether any byte of `w` is `"`, `\` or below 0x20 (SWAR: a byte's
-/// high bit is set by `(x - 0x01…) & !x & 0x80…` exactly when it is zero).
-fn special(w: u64) -> bool {
+/// Flags (high bits) on the bytes of `w` that are `"`, `\` or below 0x20,
+/// zero when there is none. SWAR: `(x - 0x01…) & !x & 0x80…` flags a zero
+/// byte; a borrow can also flag a byte above a flagged one, never below,
+/// so the lowest flag marks the first special byte exactly.
+fn special(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
@@ -303,7 +305,7 @@ fn special(w: u64) -> bool {
     // Bytes below 0x20: subtracting 0x20 borrows into the high bit, for
     // bytes without their own high bit set.
     let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    quote | backslash | control != 0
+    quote | backslash | control
 }
 
 /// A cursor over JSON text.
@@ -406,7 +408,10 @@ impl<'a> Scanner<'a> {
             // character (the usual case: most of a record is plain text).
             while let Some(word) = bytes.get(i..i + 8) {
                 let w = u64::from_le_bytes(word.try_into().expect("8 bytes"));
-                if special(w) {
+                let mask = special(w);
+                if mask != 0 {
+                    // The lowest flag marks the first special byte exactly.
+                    i += (mask.trailing_zeros() / 8) as usize;
                     break;
                 }
                 i += 8;
