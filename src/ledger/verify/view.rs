@@ -308,6 +308,42 @@ fn special(w: u64) -> u64 {
     quote | backslash | control
 }
 
+/// Whether `t` is a JSON number: `-`? int frac? exp? (RFC 8259, 6).
+fn json_number(t: &str) -> bool {
+    let b = t.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - start
+    };
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return false,
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return false;
+        }
+    }
+    i == b.len()
+}
+
 /// A cursor over JSON text.
 struct Scanner<'a> {
     text: &'a str,
@@ -476,8 +512,7 @@ impl<'a> Scanner<'a> {
                     self.at += 1;
                 }
                 let token = &self.text[start..self.at];
-                let valid = matches!(token, "true" | "false" | "null")
-                    || serde_json::from_str::<serde_json::Number>(token).is_ok();
+                let valid = matches!(token, "true" | "false" | "null") || json_number(token);
                 if valid {
                     Ok(())
                 } else {

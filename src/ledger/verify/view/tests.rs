@@ -220,3 +220,29 @@ fn the_word_test_finds_every_special_byte() {
         }
     }
 }
+
+#[test]
+fn numbers_are_checked_as_json_defines_them() {
+    for good in [
+        "0",
+        "-0",
+        "7",
+        "-12",
+        "0.5",
+        "1e9",
+        "1E+9",
+        "2.5e-3",
+        "123456789012345678901234567890",
+    ] {
+        assert!(json_number(good), "{good}");
+        assert!(
+            serde_json::from_str::<serde_json::Number>(good).is_ok(),
+            "{good}"
+        );
+    }
+    for bad in [
+        "", "-", "01", "+1", "1.", ".5", "1e", "1e+", "0x10", "1.2.3", "--1", "NaN",
+    ] {
+        assert!(!json_number(bad), "{bad}");
+    }
+}
