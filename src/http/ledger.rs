@@ -121,6 +121,11 @@ fn parse_table(name: Option<&str>) -> Result<Table, ApiError> {
     }
 }
 
+/// A proof document, already JSON text.
+fn json_document(text: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
 /// Runs blocking store reads off the async threads.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -235,11 +240,7 @@ async fn proof(
             ));
         }
         let proof = store.prove_inclusion(&first.chain, Table::Events, first.seq, q.at)?;
-        Ok((
-            [(header::CONTENT_TYPE, "application/json")],
-            proof.to_json_pretty(),
-        )
-            .into_response())
+        Ok(json_document(proof.to_json_pretty()))
     })
     .await
 }
@@ -254,11 +255,7 @@ async fn proof_by_seq(
             .ok_or_else(|| bad("give seq= (or ask /v1/proof/{event_id})"))?;
         let (chain, table) = one_log(&store, &q)?;
         let proof = store.prove_inclusion(&chain, table, seq, q.at)?;
-        Ok((
-            [(header::CONTENT_TYPE, "application/json")],
-            proof.to_json_pretty(),
-        )
-            .into_response())
+        Ok(json_document(proof.to_json_pretty()))
     })
     .await
 }
@@ -273,11 +270,7 @@ async fn consistency(
         };
         let (chain, table) = one_log(&store, &q)?;
         let proof = store.prove_consistency(&chain, table, from, to)?;
-        Ok((
-            [(header::CONTENT_TYPE, "application/json")],
-            proof.to_json_pretty(),
-        )
-            .into_response())
+        Ok(json_document(proof.to_json_pretty()))
     })
     .await
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::checkpoint::{Checkpoint, NoteSigner, unverified_text};
 use super::error::{IoContext, LedgerError};
 use super::fsutil::{ensure_dir, sync_dir};
-use super::manifest::Table;
+use super::manifest::{ParsedLines, Table, parse_lines};
 
 /// One stored checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,31 +29,9 @@ pub struct CheckpointLine {
     pub time: String,
 }
 
-/// A checkpoint file as found on disk: complete lines (1-based line number,
-/// byte offset past the newline, parse result) and whether a torn tail
-/// follows them.
-pub(crate) struct ParsedCheckpoints {
-    pub lines: Vec<(usize, u64, Result<CheckpointLine, String>)>,
-    pub torn_tail: bool,
-}
-
-pub(crate) fn parse(bytes: &[u8]) -> ParsedCheckpoints {
-    let mut lines = Vec::new();
-    let mut torn_tail = false;
-    let mut start = 0usize;
-    for (no, chunk) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
-        let end = start + chunk.len();
-        match chunk.strip_suffix(b"\n") {
-            Some(line) => {
-                let parsed = serde_json::from_slice::<CheckpointLine>(line)
-                    .map_err(|e| format!("checkpoint line {} does not parse: {e}", no + 1));
-                lines.push((no + 1, end as u64, parsed));
-            }
-            None => torn_tail = true,
-        }
-        start = end;
-    }
-    ParsedCheckpoints { lines, torn_tail }
+/// A checkpoint file's lines.
+pub(crate) fn parse(bytes: &[u8]) -> ParsedLines<CheckpointLine> {
+    parse_lines(bytes, "checkpoint")
 }
 
 /// The appender of a chain's checkpoint file. The chain writer owns it

@@ -62,32 +62,47 @@ impl ManifestLine {
     }
 }
 
-/// A manifest as found on disk.
-#[derive(Debug, Default)]
-pub(crate) struct ParsedManifest {
+/// An append-only JSON-lines file (a manifest or a checkpoint file) as
+/// found on disk.
+#[derive(Debug)]
+pub(crate) struct ParsedLines<T> {
     /// Complete (newline-terminated) lines: 1-based line number, byte
     /// offset just past the line's newline, and the parse result.
-    pub lines: Vec<(usize, u64, Result<ManifestLine, String>)>,
+    pub lines: Vec<(usize, u64, Result<T, String>)>,
     /// Bytes after the last newline (a torn append), if any.
     pub torn_tail: bool,
 }
 
-pub(crate) fn parse(bytes: &[u8]) -> ParsedManifest {
-    let mut out = ParsedManifest::default();
+/// What verify says of a torn last line.
+pub(crate) const TORN_TAIL: &str =
+    "last line is incomplete (a crash during append; opening the chain for writing repairs it)";
+
+/// Splits JSON lines; `what` names them in errors ("manifest line 3 …").
+pub(crate) fn parse_lines<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+) -> ParsedLines<T> {
+    let mut lines = Vec::new();
+    let mut torn_tail = false;
     let mut start = 0usize;
     for (no, chunk) in bytes.split_inclusive(|&b| b == b'\n').enumerate() {
         let end = start + chunk.len();
         match chunk.strip_suffix(b"\n") {
             Some(line) => {
-                let parsed = serde_json::from_slice::<ManifestLine>(line)
-                    .map_err(|e| format!("manifest line {} does not parse: {e}", no + 1));
-                out.lines.push((no + 1, end as u64, parsed));
+                let parsed = serde_json::from_slice::<T>(line)
+                    .map_err(|e| format!("{what} line {} does not parse: {e}", no + 1));
+                lines.push((no + 1, end as u64, parsed));
             }
-            None => out.torn_tail = true,
+            None => torn_tail = true,
         }
         start = end;
     }
-    out
+    ParsedLines { lines, torn_tail }
+}
+
+/// A manifest's lines.
+pub(crate) fn parse(bytes: &[u8]) -> ParsedLines<ManifestLine> {
+    parse_lines(bytes, "manifest")
 }
 
 /// How the flush groups of a list of good lines end.

@@ -99,8 +99,12 @@ impl Store {
                 }
                 let path = self.root().join(&line.file);
                 for batch in read_columns(&path, &["id", "seq"], None)? {
-                    let ids = batch.column(0).as_string::<i32>();
-                    let seqs = batch.column(1).as_primitive::<UInt64Type>();
+                    let (Some(ids), Some(seqs)) =
+                        (batch.column_by_name("id"), batch.column_by_name("seq"))
+                    else {
+                        return Err(LedgerError::corrupt(&path, "no id or seq column"));
+                    };
+                    let (ids, seqs) = (ids.as_string::<i32>(), seqs.as_primitive::<UInt64Type>());
                     for i in 0..batch.num_rows() {
                         if ids.value(i) == id {
                             found.push(Located {
@@ -117,13 +121,7 @@ impl Store {
 
     /// The log's durable tree size (from the manifest).
     pub fn tree_size(&self, chain: &ChainId, table: Table) -> Result<u64, LedgerError> {
-        Ok(self
-            .manifest(chain)?
-            .iter()
-            .filter(|l| l.table == table)
-            .map(ManifestLine::end_seq)
-            .max()
-            .unwrap_or(0))
+        Ok(size_of(&self.manifest(chain)?, table))
     }
 
     /// Proves that row `seq` of a log is in the tree of the latest stored
@@ -137,7 +135,8 @@ impl Store {
         at: Option<u64>,
     ) -> Result<InclusionProof, ProveError> {
         let log = LogId::new(self.origin(), chain.clone(), table);
-        let size = self.tree_size(chain, table)?;
+        let manifest = self.manifest(chain)?;
+        let size = size_of(&manifest, table);
         if seq >= size {
             return Err(ProveError::UnknownSeq {
                 log: log.origin,
@@ -164,7 +163,7 @@ impl Store {
         let mut tree = TreeReader::open(&self.tree_dir(table, chain), self.alg())?;
         let path = tree.inclusion_proof(seq, tree_size)?;
         let leaf = tree.leaf(seq)?;
-        let (record, id) = self.read_record(chain, table, seq)?;
+        let (record, id) = self.read_record(&manifest, table, seq)?;
         let mut proof = InclusionProof::new(self.alg(), log, seq, tree_size, leaf, path);
         proof.record = Some(record);
         proof.event_id = id;
@@ -245,11 +244,10 @@ impl Store {
     /// segment with a row selection.
     fn read_record(
         &self,
-        chain: &ChainId,
+        manifest: &[ManifestLine],
         table: Table,
         seq: u64,
     ) -> Result<(String, Option<String>), LedgerError> {
-        let manifest = self.manifest(chain)?;
         let line = manifest
             .iter()
             .find(|l| l.table == table && l.first_seq <= seq && seq < l.end_seq())
@@ -265,9 +263,17 @@ impl Store {
             .iter()
             .find(|b| b.num_rows() > 0)
             .ok_or_else(|| LedgerError::corrupt(&path, format!("row {row} is missing")))?;
-        let record = batch.column(0).as_string::<i32>().value(0).to_owned();
-        let id = (table == Table::Events)
-            .then(|| batch.column(1).as_string::<i32>().value(0).to_owned());
+        let text = |name: &str| {
+            batch
+                .column_by_name(name)
+                .map(|c| c.as_string::<i32>().value(0).to_owned())
+                .ok_or_else(|| LedgerError::corrupt(&path, format!("no column {name}")))
+        };
+        let record = text("record")?;
+        let id = match table {
+            Table::Events => Some(text("id")?),
+            Table::Rejects => None,
+        };
         Ok((record, id))
     }
 }
@@ -289,7 +295,18 @@ fn stored(
     })
 }
 
-/// Reads the named columns (in that order) of a segment, all rows or one.
+/// The size of a table's log from its manifest lines.
+fn size_of(manifest: &[ManifestLine], table: Table) -> u64 {
+    manifest
+        .iter()
+        .filter(|l| l.table == table)
+        .map(ManifestLine::end_seq)
+        .max()
+        .unwrap_or(0)
+}
+
+/// Reads the named columns of a segment (look them up by name), all rows
+/// or one.
 fn read_columns(
     path: &Path,
     names: &[&str],
@@ -299,17 +316,13 @@ fn read_columns(
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| LedgerError::parquet(path, e))?;
     let schema = builder.parquet_schema();
-    let indices: Vec<usize> = names
+    let indices = schema
+        .columns()
         .iter()
-        .map(|name| {
-            schema
-                .columns()
-                .iter()
-                .position(|c| c.name() == *name)
-                .ok_or_else(|| LedgerError::corrupt(path, format!("no column {name}")))
-        })
-        .collect::<Result<_, _>>()?;
-    let mask = ProjectionMask::leaves(schema, indices.iter().copied());
+        .enumerate()
+        .filter(|(_, c)| names.contains(&c.name()))
+        .map(|(i, _)| i);
+    let mask = ProjectionMask::leaves(schema, indices);
     let mut builder = builder.with_projection(mask);
     if let Some(row) = row {
         builder = builder.with_row_selection(RowSelection::from(vec![
@@ -318,21 +331,7 @@ fn read_columns(
         ]));
     }
     let reader = builder.build().map_err(|e| LedgerError::parquet(path, e))?;
-    let batches = reader
+    reader
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| LedgerError::corrupt(path, e.to_string()))?;
-    // The projection keeps file order; put the columns in the asked order.
-    let mut sorted: Vec<usize> = indices.clone();
-    sorted.sort_unstable();
-    let order: Vec<usize> = indices
-        .iter()
-        .map(|i| sorted.iter().position(|s| s == i).expect("present"))
-        .collect();
-    batches
-        .into_iter()
-        .map(|b| {
-            b.project(&order)
-                .map_err(|e| LedgerError::Internal(e.to_string()))
-        })
-        .collect()
+        .map_err(|e| LedgerError::corrupt(path, e.to_string()))
 }

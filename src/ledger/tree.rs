@@ -137,10 +137,10 @@ impl TreeReader {
     /// Reads `n` consecutive hashes of a stratum from `index` on.
     fn read(&mut self, stratum: usize, index: u64, n: usize) -> Result<Vec<Hash>, LedgerError> {
         let path = stratum_path(&self.dir, stratum as u32 * STRIDE);
-        if self.files[stratum].is_none() {
-            self.files[stratum] = Some(File::open(&path).at(&path)?);
-        }
-        let file = self.files[stratum].as_ref().expect("opened above");
+        let file = match &mut self.files[stratum] {
+            Some(file) => file,
+            slot => slot.insert(File::open(&path).at(&path)?),
+        };
         let mut bytes = vec![0u8; n * 32];
         file.read_exact_at(&mut bytes, index * 32).map_err(|e| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -363,16 +363,18 @@ impl TreeAppender {
                 continue;
             }
             let path = stratum_path(&self.dir, stratum as u32 * STRIDE);
-            if self.files[stratum].is_none() {
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .at(&path)?;
-                self.files[stratum] = Some(file);
-                created = true;
-            }
-            let file = self.files[stratum].as_mut().expect("opened above");
+            let file = match &mut self.files[stratum] {
+                Some(file) => file,
+                slot => {
+                    created = true;
+                    let file = OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&path)
+                        .at(&path)?;
+                    slot.insert(file)
+                }
+            };
             file.write_all(bytes).at(&path)?;
             file.sync_data().at(&path)?;
             bytes.clear();

@@ -285,10 +285,9 @@ fn read_manifest(root: &Path, chain: &ChainId, report: &mut VerifyReport) -> Opt
         }
     }
     if parsed.torn_tail {
-        report.problems.push(Problem::file(
-            &rel,
-            "last line is incomplete (a crash during append; opening the chain for writing repairs it)",
-        ));
+        report
+            .problems
+            .push(Problem::file(&rel, manifest::TORN_TAIL));
     }
     let refs: Vec<&ManifestLine> = lines.iter().map(|(_, l)| l).collect();
     match manifest::check_groups(&refs) {
@@ -817,10 +816,9 @@ fn read_checkpoints(ctx: &ChainCtx<'_>, chain: &ChainId, report: &mut VerifyRepo
     };
     let parsed = checkpoints::parse(&bytes);
     if parsed.torn_tail {
-        report.problems.push(Problem::file(
-            &rel,
-            "last line is incomplete (a crash during append; opening the chain for writing repairs it)",
-        ));
+        report
+            .problems
+            .push(Problem::file(&rel, manifest::TORN_TAIL));
     }
     let mut claims = Vec::new();
     let mut last_size: HashMap<Table, u64> = HashMap::new();
