@@ -260,10 +260,10 @@ fn bench_tree_proofs(dir: &Path, leaves: u64) {
         for i in 0..leaves {
             tree.push(alg.leaf(&i.to_le_bytes()));
             if i % 1_000_000 == 999_999 {
-                tree.write().expect("write");
+                tree.write(true).expect("write");
             }
         }
-        tree.write().expect("write");
+        tree.write(true).expect("write");
         println!(
             "built a tree of {leaves} leaves in {:.1}s",
             started.elapsed().as_secs_f64()

@@ -20,6 +20,7 @@ pub mod alert;
 pub mod config;
 pub mod detect;
 pub mod event;
+pub mod failpoint;
 pub mod http;
 pub mod ledger;
 pub mod metrics;

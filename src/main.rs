@@ -9,11 +9,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use custos::alert::{Alerter, SinkConfig};
 use custos::config::Config;
-use custos::detect::{DetectorConfig, Detectors, RateConfig};
+use custos::detect::{DetectorConfig, RateConfig};
 use custos::event::{Decoder, Pseudonymizer};
 use custos::ledger::Store;
 use custos::metrics::metrics;
-use custos::pipeline::{CheckpointPolicy, FlushPolicy, Pipeline, Summary};
+use custos::pipeline::{CheckpointPolicy, Continuity, FlushPolicy, Pipeline, Summary};
 use custos::source::demo::{DemoCluster, ProducerSettings, WorkloadProducer};
 use custos::source::kafka::{DeadLetters, KafkaSettings, KafkaSource};
 use custos::source::synth::{Workload, WorkloadConfig};
@@ -316,7 +316,8 @@ async fn dispatch(command: Command) -> Result<i32> {
 struct Stages {
     decoder: Decoder,
     store: Store,
-    detectors: Detectors,
+    detectors: Vec<DetectorConfig>,
+    continuity: Continuity,
     alerter: Alerter,
     policy: FlushPolicy,
     checkpoints: Option<CheckpointPolicy>,
@@ -364,7 +365,12 @@ async fn stages(config: &Config) -> Result<Stages> {
         checkpoints,
         decoder,
         store,
-        detectors: Detectors::new(&config.detectors),
+        detectors: config.detectors.clone(),
+        continuity: Continuity {
+            dedup_window: Duration::from_secs(config.events.dedup_window_secs),
+            dedup_max_ids: config.events.dedup_max_ids,
+            snapshot_interval: Duration::from_secs(config.store.snapshot_interval_secs.max(1)),
+        },
         alerter: Alerter::start(&config.sinks)?,
         policy: FlushPolicy {
             max_rows: config.store.flush_rows,
@@ -434,7 +440,8 @@ async fn consume(
         Arc::new(source.committer.clone()),
         s.policy,
     )
-    .with_checkpoints(s.checkpoints);
+    .with_checkpoints(s.checkpoints)
+    .with_continuity(s.continuity);
     let result = pipeline.run(events, shutdown, move || stop.stop()).await;
     tokio::task::spawn_blocking(move || source.join()).await?;
     Ok(result?)
@@ -462,7 +469,8 @@ async fn ingest(config: Config, files: Vec<PathBuf>) -> Result<i32> {
         Arc::new(NoCommit),
         s.policy,
     )
-    .with_checkpoints(s.checkpoints);
+    .with_checkpoints(s.checkpoints)
+    .with_continuity(s.continuity);
     let on_stop = move || stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let summary = pipeline.run(rx, terminated(), on_stop).await?;
     let lines = reader.await?.context("reading input")?;

@@ -51,6 +51,14 @@ pub struct StoreConfig {
     /// Origin (log name prefix in checkpoints) of a new store; empty makes
     /// `custos/<random id>`. An existing store keeps its own.
     pub origin: String,
+    /// Whether flushes fsync (default true). `false` is for measuring what
+    /// durability costs, never for production: a power loss can then lose
+    /// rows whose offsets were committed.
+    pub fsync: bool,
+    /// Seconds between snapshots of a partition's detector state (one is
+    /// also written on every revoke and at shutdown); a new owner restores
+    /// the newest and replays the stored events after it.
+    pub snapshot_interval_secs: u64,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -110,12 +118,20 @@ pub struct EventsConfig {
     /// Events timed further than this after the wall clock are refused
     /// (`invalid_time`); 0 accepts any time.
     pub max_future_secs: u64,
+    /// An event whose `id` the same partition stored within this many
+    /// seconds of event time is a producer retry: it is kept as a
+    /// `duplicate_id` reject, not stored twice. 0 turns this off.
+    pub dedup_window_secs: u64,
+    /// Ids remembered per partition at most (about 50 bytes each).
+    pub dedup_max_ids: usize,
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
         EventsConfig {
             max_future_secs: 86_400,
+            dedup_window_secs: 600,
+            dedup_max_ids: 200_000,
         }
     }
 }
@@ -200,6 +216,8 @@ impl Default for StoreConfig {
             row_group_rows: 65_536,
             hash: "blake3".into(),
             origin: String::new(),
+            fsync: true,
+            snapshot_interval_secs: 60,
         }
     }
 }
@@ -303,6 +321,15 @@ impl Config {
                 "store.origin `{}` must be at most 200 bytes without spaces or `+`",
                 s.origin
             ));
+        }
+        if s.snapshot_interval_secs == 0 {
+            problems.push("store.snapshot_interval_secs must be at least 1".into());
+        }
+        if self.events.dedup_window_secs > 0 && self.events.dedup_max_ids == 0 {
+            problems.push(
+                "events.dedup_max_ids must be at least 1 (or set events.dedup_window_secs = 0)"
+                    .into(),
+            );
         }
         if self.checkpoints.interval_secs == 0 {
             problems.push("checkpoints.interval_secs must be at least 1".into());
@@ -419,6 +446,7 @@ impl StoreConfig {
             row_group_rows: self.row_group_rows,
             hash: HashAlg::from_name(&self.hash).unwrap_or(HashAlg::Blake3),
             origin: (!self.origin.is_empty()).then(|| self.origin.clone()),
+            fsync: self.fsync,
         }
     }
 }

@@ -88,7 +88,7 @@ impl RateConfig {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct ActorState {
     window: i64,
     count: u64,
@@ -98,7 +98,9 @@ struct ActorState {
     learned: u64,
     /// Counts of the warm-up windows; emptied once the baseline is set.
     warmup: Vec<u32>,
+    #[serde(with = "super::exact_f64")]
     mean: f64,
+    #[serde(with = "super::exact_f64")]
     var: f64,
 }
 
@@ -289,6 +291,24 @@ impl Detector for AccessRate {
 
     fn evictions(&self) -> u64 {
         self.evictions
+    }
+
+    fn save(&self) -> serde_json::Value {
+        // Sorted by actor, so equal states save to equal bytes.
+        let actors: std::collections::BTreeMap<&String, &ActorState> = self.actors.iter().collect();
+        serde_json::json!({ "actors": actors, "evictions": self.evictions })
+    }
+
+    fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
+        #[derive(Deserialize)]
+        struct Saved {
+            actors: HashMap<String, ActorState>,
+            evictions: u64,
+        }
+        let saved: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        self.actors = saved.actors;
+        self.evictions = saved.evictions;
+        Ok(())
     }
 }
 

@@ -76,6 +76,9 @@ const ACTOR_FIELDS: &[&str] = &[
 pub struct Decoder {
     pseudonymizer: Pseudonymizer,
     max_future: Option<chrono::Duration>,
+    /// Decoding `event` objects of ledger records: identifiers are already
+    /// pseudonyms and the input already a fingerprint, so they are kept.
+    stored: bool,
 }
 
 impl Decoder {
@@ -83,6 +86,40 @@ impl Decoder {
         Decoder {
             pseudonymizer,
             max_future: None,
+            stored: false,
+        }
+    }
+
+    /// Decodes the `event` object of a ledger record (canonical JSON, see
+    /// `docs/ledger-format.md`) back into the [`Event`] that was stored, for
+    /// state rebuilt from the ledger (detector replay). Patient identifiers
+    /// in a record are pseudonyms already and are kept as they are.
+    pub fn decode_stored(record: &str) -> Result<Event, Reject> {
+        static STORED: std::sync::OnceLock<Decoder> = std::sync::OnceLock::new();
+        let decoder = STORED.get_or_init(|| Decoder {
+            pseudonymizer: Pseudonymizer::new(&crate::event::PseudonymKey::from_bytes([0; 32])),
+            max_future: None,
+            stored: true,
+        });
+        let Value::Object(mut obj) = serde_json::from_str(record)
+            .map_err(|_| Reject::new(R::InvalidJson, "the record is not JSON"))?
+        else {
+            return Err(Reject::new(R::NotObject, "the record is not an object"));
+        };
+        match obj.remove("event") {
+            Some(Value::Object(event)) => decoder.event(event),
+            _ => Err(Reject::new(
+                R::MissingField,
+                "the record has no `event` object",
+            )),
+        }
+    }
+
+    fn pseudonym(&self, raw: &str) -> String {
+        if self.stored {
+            raw.to_owned()
+        } else {
+            self.pseudonymizer.patient(raw)
         }
     }
 
@@ -203,7 +240,7 @@ impl Decoder {
     }
 
     fn patient(&self, obj: &Map<String, Value>) -> Result<Option<String>, Reject> {
-        Ok(optional_str(obj, "patient", "patient")?.map(|raw| self.pseudonymizer.patient(&raw)))
+        Ok(optional_str(obj, "patient", "patient")?.map(|raw| self.pseudonym(&raw)))
     }
 
     fn access(&self, obj: &Map<String, Value>) -> Result<Access, Reject> {
@@ -226,7 +263,7 @@ impl Decoder {
                 let mut rid = optional_str(r, "id", "resource.id")?;
                 // A Patient resource's id is the patient's identifier.
                 if rtype.as_deref() == Some("Patient") {
-                    rid = rid.map(|id| self.pseudonymizer.patient(&id));
+                    rid = rid.map(|id| self.pseudonym(&id));
                 }
                 (rtype, rid)
             }
@@ -290,6 +327,11 @@ impl Decoder {
                     && fingerprint.is_none()
                 {
                     fingerprint = Some(fp);
+                }
+                if self.stored
+                    && let Some(Value::Number(n)) = input.get("feature_count")
+                {
+                    feature_count = n.as_u64().and_then(|n| u32::try_from(n).ok());
                 }
             }
             Some(other) => return Err(wrong_type("input", "an object", other)),
@@ -358,7 +400,11 @@ impl Decoder {
             .enumerate()
             .map(|(i, item)| match item {
                 Value::String(s) if !s.is_empty() && s.len() <= MAX_TEXT_BYTES => {
-                    Ok(self.pseudonymizer.reference(s))
+                    Ok(if self.stored {
+                        s.clone()
+                    } else {
+                        self.pseudonymizer.reference(s)
+                    })
                 }
                 Value::String(_) => Err(Reject::new(
                     R::InvalidValue,

@@ -182,10 +182,13 @@ pub enum RejectReason {
     InvalidValue,
     UnknownKind,
     InvalidTime,
+    /// A valid event whose `id` the chain already stored recently (a
+    /// producer retry); set by the pipeline, never by the decoder.
+    DuplicateId,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::Oversize,
         RejectReason::InvalidUtf8,
         RejectReason::InvalidJson,
@@ -196,6 +199,7 @@ impl RejectReason {
         RejectReason::InvalidValue,
         RejectReason::UnknownKind,
         RejectReason::InvalidTime,
+        RejectReason::DuplicateId,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -210,6 +214,7 @@ impl RejectReason {
             RejectReason::InvalidValue => "invalid_value",
             RejectReason::UnknownKind => "unknown_kind",
             RejectReason::InvalidTime => "invalid_time",
+            RejectReason::DuplicateId => "duplicate_id",
         }
     }
 }

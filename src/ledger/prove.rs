@@ -3,13 +3,10 @@
 //! rereading the segments, except the one row whose record a proof
 //! carries). Read-only: safe beside a running writer.
 
-use std::fs::File;
 use std::path::Path;
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::AsArray;
 use arrow::datatypes::UInt64Type;
-use parquet::arrow::ProjectionMask;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 
 use super::checkpoint::{Checkpoint, unverified_text};
 use super::checkpoints::{self, CheckpointLine};
@@ -17,6 +14,7 @@ use super::error::LedgerError;
 use super::hash::Hash;
 use super::manifest::{ManifestLine, Table};
 use super::proof::{ConsistencyProof, InclusionProof, LogId};
+use super::segment::read_columns;
 use super::tree::TreeReader;
 use super::{ChainId, Store};
 
@@ -303,35 +301,4 @@ fn size_of(manifest: &[ManifestLine], table: Table) -> u64 {
         .map(ManifestLine::end_seq)
         .max()
         .unwrap_or(0)
-}
-
-/// Reads the named columns of a segment (look them up by name), all rows
-/// or one.
-fn read_columns(
-    path: &Path,
-    names: &[&str],
-    row: Option<usize>,
-) -> Result<Vec<RecordBatch>, LedgerError> {
-    let file = File::open(path).map_err(|e| LedgerError::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| LedgerError::parquet(path, e))?;
-    let schema = builder.parquet_schema();
-    let indices = schema
-        .columns()
-        .iter()
-        .enumerate()
-        .filter(|(_, c)| names.contains(&c.name()))
-        .map(|(i, _)| i);
-    let mask = ProjectionMask::leaves(schema, indices);
-    let mut builder = builder.with_projection(mask);
-    if let Some(row) = row {
-        builder = builder.with_row_selection(RowSelection::from(vec![
-            RowSelector::skip(row),
-            RowSelector::select(1),
-        ]));
-    }
-    let reader = builder.build().map_err(|e| LedgerError::parquet(path, e))?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| LedgerError::corrupt(path, e.to_string()))
 }

@@ -16,8 +16,10 @@ use arrow::array::{
     TimestampMicrosecondArray, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{
+    ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+};
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -232,7 +234,9 @@ pub(crate) fn write_segment(
     let sink = writer
         .into_inner()
         .map_err(|e| LedgerError::parquet(path, e))?;
-    sink.file.sync_all().at(path)?;
+    if opts.fsync {
+        sink.file.sync_all().at(path)?;
+    }
     Ok((*sink.hasher.finalize().as_bytes(), sink.bytes))
 }
 
@@ -299,6 +303,37 @@ pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
         return None;
     }
     digits.parse().ok()
+}
+
+/// Reads the named columns of a segment (look them up by name), all rows
+/// or one.
+pub(crate) fn read_columns(
+    path: &Path,
+    names: &[&str],
+    row: Option<usize>,
+) -> Result<Vec<RecordBatch>, LedgerError> {
+    let file = File::open(path).map_err(|e| LedgerError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| LedgerError::parquet(path, e))?;
+    let schema = builder.parquet_schema();
+    let indices = schema
+        .columns()
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| names.contains(&c.name()))
+        .map(|(i, _)| i);
+    let mask = ProjectionMask::leaves(schema, indices);
+    let mut builder = builder.with_projection(mask);
+    if let Some(row) = row {
+        builder = builder.with_row_selection(RowSelection::from(vec![
+            RowSelector::skip(row),
+            RowSelector::select(1),
+        ]));
+    }
+    let reader = builder.build().map_err(|e| LedgerError::parquet(path, e))?;
+    reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| LedgerError::corrupt(path, e.to_string()))
 }
 
 #[cfg(test)]

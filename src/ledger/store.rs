@@ -32,6 +32,11 @@ pub struct StoreOptions {
     /// `None` makes `custos/<16 random hex digits>`. An existing store keeps
     /// its own; opening it with another one is refused.
     pub origin: Option<String>,
+    /// Whether a flush fsyncs what it wrote (segments, their folders, tree
+    /// strata, the manifest). Only benchmarks turn it off, to measure what
+    /// durability costs: without it a power loss can lose acknowledged
+    /// rows.
+    pub fsync: bool,
 }
 
 impl Default for StoreOptions {
@@ -41,6 +46,7 @@ impl Default for StoreOptions {
             row_group_rows: 65_536,
             hash: HashAlg::Blake3,
             origin: None,
+            fsync: true,
         }
     }
 }

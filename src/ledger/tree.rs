@@ -355,8 +355,9 @@ impl TreeAppender {
         self.frontier.root()
     }
 
-    /// Appends the buffered hashes to the strata and fsyncs them.
-    pub fn write(&mut self) -> Result<(), LedgerError> {
+    /// Appends the buffered hashes to the strata and, with `sync`, fsyncs
+    /// them.
+    pub fn write(&mut self, sync: bool) -> Result<(), LedgerError> {
         let mut created = false;
         for (stratum, bytes) in self.pending.iter_mut().enumerate() {
             if bytes.is_empty() {
@@ -376,10 +377,12 @@ impl TreeAppender {
                 }
             };
             file.write_all(bytes).at(&path)?;
-            file.sync_data().at(&path)?;
+            if sync {
+                file.sync_data().at(&path)?;
+            }
             bytes.clear();
         }
-        if created {
+        if created && sync {
             sync_dir(&self.dir)?;
         }
         Ok(())

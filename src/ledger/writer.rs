@@ -331,9 +331,11 @@ impl ChainWriter {
         for &table in &tables {
             lines.push(self.write_segment(table, tables.len() as u32)?);
         }
+        let sync = self.store.options().fsync;
         for &table in &tables {
-            self.trees[table as usize].write()?;
+            self.trees[table as usize].write(sync)?;
         }
+        crate::failpoint::hit("tree.written");
 
         let mut text = String::new();
         for line in &lines {
@@ -343,8 +345,16 @@ impl ChainWriter {
             text.push('\n');
         }
         let path = self.store.manifest_path(&self.chain);
+        if crate::failpoint::due("manifest.torn") {
+            // Half a flush group on disk, as a crash mid-write leaves it.
+            let _ = self.manifest.write_all(&text.as_bytes()[..text.len() / 2]);
+            crate::failpoint::crash("manifest.torn");
+        }
         self.manifest.write_all(text.as_bytes()).at(&path)?;
-        self.manifest.sync_data().at(&path)?;
+        if sync {
+            self.manifest.sync_data().at(&path)?;
+        }
+        crate::failpoint::hit("manifest.written");
 
         let last_offset = lines.iter().map(|l| l.last_offset).max();
         self.last_offset = self.last_offset.max(last_offset);
@@ -404,8 +414,12 @@ impl ChainWriter {
                 (rows.len(), ends.0, ends.1, (None, None), written)
             }
         };
+        crate::failpoint::hit("segment.written");
         std::fs::rename(&tmp, &path).at(&path)?;
-        sync_dir(&dir)?;
+        if opts.fsync {
+            sync_dir(&dir)?;
+        }
+        crate::failpoint::hit("segment.renamed");
 
         let tree = &self.trees[table as usize];
         debug_assert_eq!(tree.size(), first_seq + rows as u64);

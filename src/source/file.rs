@@ -28,7 +28,7 @@ pub fn read_files(
 ) -> std::io::Result<u64> {
     let chain = ChainId::file();
     if tx
-        .blocking_send(SourceEvent::Assigned(vec![chain.clone()]))
+        .blocking_send(SourceEvent::Assigned(vec![chain.clone()], None))
         .is_err()
     {
         return Ok(0);

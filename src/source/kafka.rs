@@ -3,7 +3,11 @@
 //! A dedicated thread polls an rdkafka `BaseConsumer`. Messages, and the
 //! rebalance callbacks librdkafka runs inside `poll`, become
 //! [`SourceEvent`]s on one bounded channel, so the pipeline sees them in
-//! the order they happened. On a revoke the callback blocks until the
+//! the order they happened. On an assignment the callback blocks until the
+//! pipeline has opened the chains and says where each one's stored history
+//! ends; the consumer starts there (the ledger, not the committed offset,
+//! is the truth: nothing it holds is read twice, nothing it lacks is
+//! skipped). On a revoke the callback blocks until the
 //! pipeline has flushed and committed the revoked partitions, so the next
 //! owner starts exactly where this one stopped. Offsets are committed only
 //! through [`KafkaCommitter`], which the pipeline calls after a durable
@@ -20,12 +24,13 @@ use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Committer, SourceEvent, SourceMessage};
@@ -125,33 +130,87 @@ fn chains(tpl: &TopicPartitionList) -> Vec<ChainId> {
         .collect()
 }
 
-impl ConsumerContext for Context {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let (done, wait) = oneshot::channel();
-            let revoked = chains(tpl);
-            tracing::info!(partitions = revoked.len(), "partitions revoked");
-            if self.send_pending()
-                && self
-                    .tx
-                    .blocking_send(SourceEvent::Revoked(revoked, done))
-                    .is_ok()
+impl Context {
+    /// Hands the assigned chains to the pipeline and sets each one's start
+    /// to where its stored history ends.
+    fn on_assign(&self, tpl: &mut TopicPartitionList) {
+        let assigned = chains(tpl);
+        tracing::info!(partitions = assigned.len(), "partitions assigned");
+        let (reply, wait) = oneshot::channel();
+        if self
+            .tx
+            .blocking_send(SourceEvent::Assigned(assigned, Some(reply)))
+            .is_err()
+        {
+            return;
+        }
+        // Returns when the pipeline has opened the chains, or has gone.
+        let Ok(positions) = wait.blocking_recv() else {
+            return;
+        };
+        for (chain, next) in positions {
+            if let Err(e) =
+                tpl.set_partition_offset(&chain.stream, chain.partition, Offset::Offset(next))
             {
-                // Returns when the pipeline has committed, or has gone.
-                let _ = wait.blocking_recv();
+                tracing::error!(error = %e, chain = %chain, "cannot set the start offset");
             }
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                let assigned = chains(tpl);
-                tracing::info!(partitions = assigned.len(), "partitions assigned");
-                let _ = self.tx.blocking_send(SourceEvent::Assigned(assigned));
+    fn on_revoke(&self, tpl: &TopicPartitionList) {
+        let (done, wait) = oneshot::channel();
+        let revoked = chains(tpl);
+        tracing::info!(partitions = revoked.len(), "partitions revoked");
+        if self.send_pending()
+            && self
+                .tx
+                .blocking_send(SourceEvent::Revoked(revoked, done))
+                .is_ok()
+        {
+            // Returns when the pipeline has committed, or has gone.
+            let _ = wait.blocking_recv();
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    /// Replaces rdkafka's default handling to set start offsets before
+    /// the assignment takes effect (a seek after it would race the first
+    /// fetch). Both rebalance protocols are served.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.on_assign(tpl);
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
             }
-            Rebalance::Error(e) => tracing::error!(error = %e, "rebalance failed"),
-            Rebalance::Revoke(_) => {}
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.on_revoke(tpl);
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance failed; dropping the assignment");
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "cannot apply the rebalance");
         }
     }
 

@@ -38,8 +38,11 @@ pub struct SourceMessage {
 /// What a source tells the pipeline, in order.
 #[derive(Debug)]
 pub enum SourceEvent {
-    /// These chains now belong to this process.
-    Assigned(Vec<ChainId>),
+    /// These chains now belong to this process. A source that can seek
+    /// waits for the reply: where each chain's stored history ends (the
+    /// next offset to read), so reading resumes from the ledger itself,
+    /// whatever the committed offsets say.
+    Assigned(Vec<ChainId>, Option<oneshot::Sender<Vec<(ChainId, i64)>>>),
     /// A batch of messages, in offset order per chain.
     Messages(Vec<SourceMessage>),
     /// These chains are being taken away: make them durable, commit, then

@@ -13,10 +13,10 @@ fn built(dir: &Path, alg: HashAlg, leaves: &[Hash]) -> TreeAppender {
         tree.push(*leaf);
         // Write at irregular points, as flushes do.
         if i % 97 == 0 {
-            tree.write().unwrap();
+            tree.write(true).unwrap();
         }
     }
-    tree.write().unwrap();
+    tree.write(true).unwrap();
     tree
 }
 
@@ -91,7 +91,7 @@ fn reopening_truncates_strata_ahead_of_the_manifest_and_continues() {
     for leaf in &all[300..] {
         tree.push(*leaf);
     }
-    tree.write().unwrap();
+    tree.write(true).unwrap();
     assert_eq!(tree.root(), merkle::root(alg, &all));
     let mut reader = TreeReader::open(tmp.path(), alg).unwrap();
     assert_eq!(reader.root(1100).unwrap(), merkle::root(alg, &all));

@@ -8,13 +8,22 @@
 //!   redelivery of something already held and is skipped (counted);
 //! - offsets are committed only after `ChainWriter::flush` returned, and
 //!   after the dead-letter copies of the flushed rejects were acknowledged;
-//! - on a revoke, the revoked chains are flushed and committed
-//!   synchronously before the source is told to go on;
+//! - on an assignment, each chain is opened (recovering from any crash),
+//!   its detector state restored from the chain's snapshot and the ledger
+//!   rows after it, its event-id window rebuilt from the ledger; then the
+//!   source is told where each chain's stored history ends and resumes
+//!   there;
+//! - an event whose id the chain's window already holds (a producer retry)
+//!   is stored as a `duplicate_id` reject, not as a second event;
+//! - on a revoke, the revoked chains are flushed, committed and
+//!   snapshotted synchronously before the source is told to go on;
 //! - a ledger error stops the pipeline (returned to the caller): nothing
 //!   after it is committed, so a restart re-reads it;
 //! - with a checkpoint signer, a chain whose trees grew gets a signed
 //!   checkpoint at most every interval, and always when it is revoked or
 //!   the pipeline stops.
+
+mod dedup;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -22,13 +31,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
+use self::dedup::IdWindow;
 use crate::alert::{Alert, Alerter};
-use crate::detect::Detectors;
-use crate::event::{Decoder, Kind, RejectReason};
+use crate::detect::{DetectorConfig, Detectors};
+use crate::event::{Decoder, Kind, Reject, RejectReason};
+use crate::failpoint;
 use crate::ledger::checkpoint::NoteSigner;
-use crate::ledger::{ChainId, ChainWriter, LedgerError, Origin, Store};
+use crate::ledger::{
+    ChainId, ChainWriter, LedgerError, Origin, SNAPSHOT_VERSION, Snapshot, Store, Table,
+};
 use crate::metrics::metrics;
 use crate::source::kafka::DeadLetters;
 use crate::source::{Committer, SourceEvent, SourceMessage};
@@ -54,7 +67,31 @@ pub struct Summary {
     pub accepted: u64,
     pub rejected: u64,
     pub redelivered: u64,
+    /// Events dropped as copies of an id already stored (kept as rejects).
+    pub duplicates: u64,
     pub alerts: u64,
+}
+
+/// What a chain carries from one owner to the next besides its rows.
+#[derive(Debug, Clone, Copy)]
+pub struct Continuity {
+    /// Event-time span of the event-id window (zero: no id deduplication).
+    pub dedup_window: Duration,
+    /// Ids held per chain at most.
+    pub dedup_max_ids: usize,
+    /// How often a chain's detector state is snapshotted after a flush
+    /// (also on every revoke and at shutdown).
+    pub snapshot_interval: Duration,
+}
+
+impl Default for Continuity {
+    fn default() -> Self {
+        Continuity {
+            dedup_window: Duration::from_secs(600),
+            dedup_max_ids: 200_000,
+            snapshot_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Signed checkpoints: who signs, how often.
@@ -74,13 +111,20 @@ struct ChainState {
     next_offset: i64,
     oldest: Option<Instant>,
     warned_skip: bool,
+    detectors: Detectors,
+    ids: IdWindow,
+    /// When the detector state was last snapshotted, and whether it has
+    /// seen events since.
+    snapshotted: Instant,
+    observed: bool,
 }
 
 pub struct Pipeline {
     decoder: Decoder,
     store: Store,
     chains: HashMap<ChainId, ChainState>,
-    detectors: Detectors,
+    detectors: Vec<DetectorConfig>,
+    continuity: Continuity,
     alerter: Alerter,
     dead_letters: Option<DeadLetters>,
     committer: Arc<dyn Committer>,
@@ -95,7 +139,7 @@ impl Pipeline {
     pub fn new(
         decoder: Decoder,
         store: Store,
-        detectors: Detectors,
+        detectors: Vec<DetectorConfig>,
         alerter: Alerter,
         dead_letters: Option<DeadLetters>,
         committer: Arc<dyn Committer>,
@@ -110,6 +154,7 @@ impl Pipeline {
             store,
             chains: HashMap::new(),
             detectors,
+            continuity: Continuity::default(),
             alerter,
             dead_letters,
             committer,
@@ -123,6 +168,12 @@ impl Pipeline {
     /// Signs checkpoints with this policy.
     pub fn with_checkpoints(mut self, policy: Option<CheckpointPolicy>) -> Self {
         self.checkpoints = policy;
+        self
+    }
+
+    /// Deduplicates and snapshots with this policy.
+    pub fn with_continuity(mut self, continuity: Continuity) -> Self {
+        self.continuity = continuity;
         self
     }
 
@@ -151,8 +202,8 @@ impl Pipeline {
                 }
                 event = events.recv() => match event {
                     None | Some(SourceEvent::End) => break Ok(()),
-                    Some(SourceEvent::Assigned(chains)) => {
-                        if let Err(e) = self.assign(chains).await { break Err(e); }
+                    Some(SourceEvent::Assigned(chains, reply)) => {
+                        if let Err(e) = self.assign(chains, reply).await { break Err(e); }
                     }
                     Some(SourceEvent::Messages(batch)) => {
                         if let Err(e) = self.handle_batch(batch).await { break Err(e); }
@@ -184,35 +235,54 @@ impl Pipeline {
         }
         drop(events);
         let flushed = self.flush_all().await;
-        self.detectors.report();
+        crate::detect::report_keys(self.chains.values_mut().map(|s| &mut s.detectors));
         self.alerter.close().await;
         result.and(flushed).map(|()| self.summary)
     }
 
-    async fn assign(&mut self, chains: Vec<ChainId>) -> Result<(), PipelineError> {
+    /// Opens the chains and restores their state; tells the source (when
+    /// it asks) where each chain's stored history ends.
+    async fn assign(
+        &mut self,
+        chains: Vec<ChainId>,
+        reply: Option<oneshot::Sender<Vec<(ChainId, i64)>>>,
+    ) -> Result<(), PipelineError> {
+        let mut positions = Vec::new();
         for chain in chains {
-            if self.chains.contains_key(&chain) {
+            if let Some(state) = self.chains.get(&chain) {
+                positions.push((chain.clone(), state.next_offset));
                 continue;
             }
-            let store = self.store.clone();
-            let c = chain.clone();
-            let writer = tokio::task::spawn_blocking(move || store.chain_writer(&c))
-                .await
-                .map_err(|e| PipelineError::Internal(e.to_string()))??;
-            let next_offset = writer.last_offset().map_or(0, |o| o + 1);
+            let (store, c) = (self.store.clone(), chain.clone());
+            let (configs, continuity) = (self.detectors.clone(), self.continuity);
+            let opened =
+                tokio::task::spawn_blocking(move || open_chain(&store, &c, &configs, continuity))
+                    .await
+                    .map_err(|e| PipelineError::Internal(e.to_string()))??;
+            let next_offset = opened.writer.last_offset().map_or(0, |o| o + 1);
+            if opened.writer.last_offset().is_some() {
+                positions.push((chain.clone(), next_offset));
+            }
             tracing::info!(stream = %chain.stream, partition = chain.partition, next_offset, "chain opened");
             self.chains.insert(
                 chain,
                 ChainState {
-                    writer: Some(writer),
+                    writer: Some(opened.writer),
                     checkpointed: Instant::now(),
                     // It may hold rows no checkpoint covers yet.
                     unsigned: true,
                     next_offset,
                     oldest: None,
                     warned_skip: false,
+                    detectors: opened.detectors,
+                    ids: opened.ids,
+                    snapshotted: Instant::now(),
+                    observed: false,
                 },
             );
+        }
+        if let Some(reply) = reply {
+            let _ = reply.send(positions);
         }
         Ok(())
     }
@@ -266,17 +336,38 @@ impl Pipeline {
                 None => (None, None),
             };
             let origin = Origin { offset, file, line };
-            match self.decoder.decode(&msg.payload) {
+            let decoded = self.decoder.decode(&msg.payload).and_then(|event| {
+                match state.ids.insert(&event.id, event.time_micros(), offset) {
+                    None => Ok(event),
+                    Some(first) => Err(Reject::new(
+                        RejectReason::DuplicateId,
+                        format!("event id already stored from offset {first} (a producer retry)"),
+                    )),
+                }
+            });
+            match decoded {
                 Ok(event) => {
                     self.summary.accepted += 1;
                     self.accepted[event.kind() as usize].inc();
                     writer.push_event(origin, &event);
                     newest = newest.max(Some(event.time_micros()));
+                    state.observed = true;
                     alerts.extend(
-                        self.detectors
+                        state
+                            .detectors
                             .observe(&event)
                             .map(|f| Alert::from_finding(f, raised_at)),
                     );
+                }
+                Err(reject) if reject.reason == RejectReason::DuplicateId => {
+                    // Not bad input: kept in the rejects table for the
+                    // record, not copied to the dead-letter topic.
+                    self.summary.duplicates += 1;
+                    metrics()
+                        .events_rejected
+                        .with_label_values(&[reject.reason.as_str()])
+                        .inc();
+                    writer.push_reject(origin, msg.key.as_deref(), &msg.payload, &reject);
                 }
                 Err(reject) => {
                     self.summary.rejected += 1;
@@ -348,13 +439,19 @@ impl Pipeline {
             (Some(policy), true) => Some(policy.signer.clone()),
             _ => None,
         };
-        if writer.buffered() == 0 && signer.is_none() {
+        // Taken now, while every event the detectors saw is buffered: once
+        // the flush succeeds the state matches the ledger exactly.
+        let snapshot = (state.observed
+            && (sync || state.snapshotted.elapsed() >= self.continuity.snapshot_interval))
+            .then(|| state.detectors.save());
+        let snapshot_taken = snapshot.is_some();
+        if writer.buffered() == 0 && signer.is_none() && snapshot.is_none() {
             // Nothing new; still re-commit on a revoke or at shutdown, in
             // case an earlier asynchronous commit failed.
-            if let (true, Some(last)) = (sync, writer.last_offset()) {
-                self.committer.commit(chain, last + 1, true);
-            }
             state.writer = Some(writer);
+            if let (true, Some(last)) = (sync, self.last_offset(chain)) {
+                self.commit(chain, last + 1, true);
+            }
             return Ok(());
         }
         if writer.buffered() > 0
@@ -363,18 +460,26 @@ impl Pipeline {
             dl.settle().await;
         }
         let started = Instant::now();
+        let store = self.store.clone();
         let (writer, result) = tokio::task::spawn_blocking(move || {
-            let flushed = writer.flush();
-            let r = match (flushed, signer) {
-                (Ok(stats), Some(signer)) => writer
-                    .checkpoint(&signer, Utc::now())
-                    .map(|written| (stats, written.len())),
-                (flushed, _) => flushed.map(|stats| (stats, 0)),
-            };
+            let r = writer.flush().and_then(|stats| {
+                if let Some(state) = snapshot {
+                    write_snapshot(&store, &writer, state)?;
+                }
+                match signer {
+                    Some(signer) => {
+                        let written = writer.checkpoint(&signer, Utc::now())?;
+                        failpoint::hit("checkpoint.written");
+                        Ok((stats, written.len()))
+                    }
+                    None => Ok((stats, 0)),
+                }
+            });
             (writer, r)
         })
         .await
         .map_err(|e| PipelineError::Internal(e.to_string()))?;
+        let snapshotted = snapshot_taken;
         if let Some(state) = self.chains.get_mut(chain) {
             state.writer = Some(writer);
         }
@@ -387,11 +492,16 @@ impl Pipeline {
                 state.unsigned = false;
                 state.checkpointed = Instant::now();
             }
+            if snapshotted {
+                state.observed = false;
+                state.snapshotted = Instant::now();
+            }
         }
+        crate::detect::report_keys(self.chains.values_mut().map(|s| &mut s.detectors));
         note_checkpoints(signed);
         let Some(stats) = stats else {
             if let (true, Some(last)) = (sync, self.last_offset(chain)) {
-                self.committer.commit(chain, last + 1, true);
+                self.commit(chain, last + 1, true);
             }
             return Ok(());
         };
@@ -406,8 +516,14 @@ impl Pipeline {
             .inc_by(stats.rejects as u64);
         m.ledger_segments.inc_by(stats.segments as u64);
         m.ledger_bytes.inc_by(stats.bytes);
-        self.committer.commit(chain, stats.last_offset + 1, sync);
+        self.commit(chain, stats.last_offset + 1, sync);
         Ok(())
+    }
+
+    fn commit(&self, chain: &ChainId, next_offset: i64, sync: bool) {
+        failpoint::hit("commit.before");
+        self.committer.commit(chain, next_offset, sync);
+        failpoint::hit("commit.after");
     }
 
     fn last_offset(&self, chain: &ChainId) -> Option<i64> {
@@ -462,4 +578,95 @@ fn note_checkpoints(written: usize) {
         m.checkpoint_last_seconds
             .set(Utc::now().timestamp_millis() as f64 / 1000.0);
     }
+}
+
+/// A chain opened for appending, with its state rebuilt from the ledger.
+struct Opened {
+    writer: ChainWriter,
+    detectors: Detectors,
+    ids: IdWindow,
+}
+
+/// Opens a chain (recovering from a crash), restores its detectors from
+/// its snapshot plus the stored events after it (all stored events when
+/// there is no usable snapshot), and refills its event-id window from the
+/// newest stored events. Blocking.
+fn open_chain(
+    store: &Store,
+    chain: &ChainId,
+    configs: &[DetectorConfig],
+    continuity: Continuity,
+) -> Result<Opened, LedgerError> {
+    let started = Instant::now();
+    let writer = store.chain_writer(chain)?;
+    let next_offset = writer.last_offset().map_or(0, |o| o + 1);
+
+    let mut detectors = Detectors::new(configs);
+    let mut from = 0;
+    match store.read_snapshot(chain) {
+        Ok(None) => {}
+        Ok(Some(snap)) if snap.next_offset > next_offset => tracing::warn!(chain = %chain,
+            snapshot = snap.next_offset, ledger = next_offset,
+            "the detector snapshot is ahead of the ledger; ignoring it and replaying"),
+        Ok(Some(snap)) => match detectors.load(snap.state) {
+            Ok(()) => from = snap.next_offset,
+            Err(e) => tracing::warn!(chain = %chain, error = %e,
+                "the detector snapshot does not apply; replaying the ledger instead"),
+        },
+        Err(e) => tracing::warn!(chain = %chain, error = %e,
+            "cannot read the detector snapshot; replaying the ledger instead"),
+    }
+    let mut bad = 0u64;
+    let replayed = store.replay_events(chain, from, |_, record| {
+        match Decoder::decode_stored(record) {
+            Ok(event) => detectors.replay(&event),
+            Err(_) => bad += 1,
+        }
+    })?;
+    if bad > 0 {
+        tracing::error!(chain = %chain, records = bad,
+            "stored records that do not decode were skipped in the detector replay (run `custos verify`)");
+    }
+
+    let window_us = i64::try_from(continuity.dedup_window.as_micros()).unwrap_or(i64::MAX);
+    let mut ids = IdWindow::new(window_us, continuity.dedup_max_ids);
+    if window_us > 0 && continuity.dedup_max_ids > 0 {
+        for stored in store.recent_event_ids(chain, window_us, continuity.dedup_max_ids)? {
+            ids.insert(&stored.id, stored.time_us, stored.offset);
+        }
+    }
+    if writer.last_offset().is_some() {
+        tracing::info!(chain = %chain, snapshot_offset = from, replayed,
+            ids = ids.len(), millis = started.elapsed().as_millis() as u64,
+            "chain state restored");
+    }
+    Ok(Opened {
+        writer,
+        detectors,
+        ids,
+    })
+}
+
+/// Writes a chain's detector state as of its durable end (call right after
+/// a successful flush).
+fn write_snapshot(
+    store: &Store,
+    writer: &ChainWriter,
+    state: serde_json::Value,
+) -> Result<(), LedgerError> {
+    let Some(last) = writer.last_offset() else {
+        return Ok(());
+    };
+    store.write_snapshot(
+        writer.chain(),
+        &Snapshot {
+            v: SNAPSHOT_VERSION,
+            next_offset: last + 1,
+            events: writer.tree_head(Table::Events).0,
+            written: Utc::now(),
+            state,
+        },
+    )?;
+    failpoint::hit("snapshot.written");
+    Ok(())
 }

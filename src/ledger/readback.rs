@@ -1,0 +1,128 @@
+//! Reading a chain's stored events back, for the state a chain's owner
+//! rebuilds from the ledger when it opens the chain: the event-id
+//! deduplication window and detector replay. Only what the manifest lists
+//! is read (a chain is opened, and so repaired, before this runs).
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+
+use super::error::LedgerError;
+use super::manifest::{ManifestLine, Table};
+use super::segment::read_columns;
+use super::{ChainId, Store};
+
+/// One stored event's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredId {
+    pub id: String,
+    pub time_us: i64,
+    pub offset: i64,
+}
+
+impl Store {
+    /// The ids of a chain's newest events, oldest first: the events of the
+    /// newest segments back to the first segment whose newest event is more
+    /// than `window_us` older than the chain's newest event, at most `max`
+    /// (the newest ones).
+    pub fn recent_event_ids(
+        &self,
+        chain: &ChainId,
+        window_us: i64,
+        max: usize,
+    ) -> Result<Vec<StoredId>, LedgerError> {
+        let lines: Vec<ManifestLine> = self
+            .manifest(chain)?
+            .into_iter()
+            .filter(|l| l.table == Table::Events)
+            .collect();
+        let newest = lines.iter().filter_map(|l| l.max_time_us).max();
+        let mut per_segment = Vec::new();
+        let mut held = 0usize;
+        for line in lines.iter().rev() {
+            if held >= max {
+                break;
+            }
+            if let (Some(newest), Some(t)) = (newest, line.max_time_us)
+                && t < newest.saturating_sub(window_us)
+            {
+                break;
+            }
+            let path = self.root().join(&line.file);
+            let mut ids = Vec::with_capacity(line.rows as usize);
+            for batch in read_columns(&path, &["id", "time", "offset"], None)? {
+                let (id, time, offset) = columns(&path, &batch)?;
+                for i in 0..batch.num_rows() {
+                    ids.push(StoredId {
+                        id: id.value(i).to_owned(),
+                        time_us: time.value(i),
+                        offset: offset.value(i),
+                    });
+                }
+            }
+            held += ids.len();
+            per_segment.push(ids);
+        }
+        let mut all: Vec<StoredId> = per_segment.into_iter().rev().flatten().collect();
+        let excess = all.len().saturating_sub(max);
+        all.drain(..excess);
+        Ok(all)
+    }
+
+    /// Calls `each(offset, record)` for every stored event of the chain at
+    /// `from_offset` or later, in seq order; returns how many.
+    pub fn replay_events(
+        &self,
+        chain: &ChainId,
+        from_offset: i64,
+        mut each: impl FnMut(i64, &str),
+    ) -> Result<u64, LedgerError> {
+        let mut n = 0;
+        for line in self.manifest(chain)? {
+            if line.table != Table::Events || line.last_offset < from_offset {
+                continue;
+            }
+            let path = self.root().join(&line.file);
+            for batch in read_columns(&path, &["offset", "record"], None)? {
+                let (Some(offsets), Some(records)) = (
+                    batch.column_by_name("offset"),
+                    batch.column_by_name("record"),
+                ) else {
+                    return Err(LedgerError::corrupt(&path, "no offset or record column"));
+                };
+                let offsets = offsets.as_primitive::<Int64Type>();
+                let records = records.as_string::<i32>();
+                for i in 0..batch.num_rows() {
+                    if offsets.value(i) >= from_offset {
+                        each(offsets.value(i), records.value(i));
+                        n += 1;
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+type IdColumns<'a> = (
+    &'a arrow::array::StringArray,
+    &'a arrow::array::PrimitiveArray<TimestampMicrosecondType>,
+    &'a arrow::array::PrimitiveArray<Int64Type>,
+);
+
+fn columns<'a>(
+    path: &std::path::Path,
+    batch: &'a RecordBatch,
+) -> Result<IdColumns<'a>, LedgerError> {
+    match (
+        batch.column_by_name("id"),
+        batch.column_by_name("time"),
+        batch.column_by_name("offset"),
+    ) {
+        (Some(id), Some(time), Some(offset)) => Ok((
+            id.as_string::<i32>(),
+            time.as_primitive::<TimestampMicrosecondType>(),
+            offset.as_primitive::<Int64Type>(),
+        )),
+        _ => Err(LedgerError::corrupt(path, "no id, time or offset column")),
+    }
+}
