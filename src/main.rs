@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use custos::alert::{Alerter, SinkConfig};
 use custos::config::Config;
 use custos::detect::{DetectorConfig, RateConfig};
-use custos::event::{Decoder, Pseudonymizer};
+use custos::event::{Decoder, Pseudonymizer, RejectSealer};
 use custos::ledger::Store;
 use custos::metrics::metrics;
 use custos::pipeline::{CheckpointPolicy, Continuity, FlushPolicy, Pipeline, Summary};
@@ -20,6 +20,7 @@ use custos::source::synth::{Workload, WorkloadConfig};
 use custos::source::{NoCommit, file};
 
 mod cli_ledger;
+mod cli_rejects;
 
 #[derive(Parser)]
 #[command(
@@ -138,6 +139,12 @@ enum Command {
         store: PathBuf,
         #[command(flatten)]
         log: cli_ledger::LogArgs,
+    },
+    /// Rejected messages: `custos rejects show` prints them with their
+    /// original bytes, unsealed with the configured pseudonym key.
+    Rejects {
+        #[command(subcommand)]
+        command: cli_rejects::RejectsCommand,
     },
     /// Run one read-only SQL statement over a store.
     Query {
@@ -276,6 +283,7 @@ async fn dispatch(command: Command) -> Result<i32> {
             store,
             log,
         } => cli_ledger::consistency(&store, &old, &new, &log),
+        Command::Rejects { command } => cli_rejects::run(command),
         Command::Query { sql, store, format } => query(store, sql, format).await,
         Command::Synth {
             events,
@@ -315,6 +323,7 @@ async fn dispatch(command: Command) -> Result<i32> {
 /// The stages every pipeline shares, built from the configuration.
 struct Stages {
     decoder: Decoder,
+    sealer: RejectSealer,
     store: Store,
     detectors: Vec<DetectorConfig>,
     continuity: Continuity,
@@ -325,7 +334,19 @@ struct Stages {
 
 async fn stages(config: &Config) -> Result<Stages> {
     let key = config.privacy.key().map_err(anyhow::Error::msg)?;
-    let store = Store::open(&config.store.path, config.store.options())
+    let pseudonymizer = Pseudonymizer::new(&key);
+    let sealer = RejectSealer::new(&key);
+    // Key ids only, never keys: they say which key a store's pseudonyms and
+    // sealed rejects need, e.g. after a rotation.
+    tracing::info!(
+        pseudonym_key_id = pseudonymizer.key_id(),
+        reject_key_id = sealer.key_id(),
+        demo_key = config.privacy.demo_key,
+        "patient identifiers are pseudonymized and rejected messages sealed"
+    );
+    let mut options = config.store.options();
+    options.pseudonym_key_id = Some(pseudonymizer.key_id().to_owned());
+    let store = Store::open(&config.store.path, options)
         .with_context(|| format!("cannot open the store {}", config.store.path.display()))?;
     if config.http.enabled {
         let addr = config.http.listen.parse()?;
@@ -334,7 +355,7 @@ async fn stages(config: &Config) -> Result<Stages> {
             .with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(%bound, "metrics on http://{bound}/metrics");
     }
-    let mut decoder = Decoder::new(Pseudonymizer::new(&key));
+    let mut decoder = Decoder::new(pseudonymizer);
     if config.events.max_future_secs > 0 {
         decoder = decoder.with_max_future(chrono::Duration::seconds(
             config.events.max_future_secs.min(i64::MAX as u64 / 1000) as i64,
@@ -364,6 +385,7 @@ async fn stages(config: &Config) -> Result<Stages> {
     Ok(Stages {
         checkpoints,
         decoder,
+        sealer,
         store,
         detectors: config.detectors.clone(),
         continuity: Continuity {
@@ -441,10 +463,17 @@ async fn consume(
         s.policy,
     )
     .with_checkpoints(s.checkpoints)
-    .with_continuity(s.continuity);
+    .with_continuity(s.continuity)
+    .with_sealer(s.sealer);
     let result = pipeline.run(events, shutdown, move || stop.stop()).await;
-    tokio::task::spawn_blocking(move || source.join()).await?;
-    Ok(result?)
+    let joined = tokio::task::spawn_blocking(move || source.join()).await?;
+    let summary = result?;
+    if let Err(fatal) = joined {
+        bail!(
+            "the Kafka consumer stopped on a fatal error: {fatal} (everything consumed before it is stored and committed; restart custos)"
+        );
+    }
+    Ok(summary)
 }
 
 async fn ingest(config: Config, files: Vec<PathBuf>) -> Result<i32> {
@@ -470,7 +499,8 @@ async fn ingest(config: Config, files: Vec<PathBuf>) -> Result<i32> {
         s.policy,
     )
     .with_checkpoints(s.checkpoints)
-    .with_continuity(s.continuity);
+    .with_continuity(s.continuity)
+    .with_sealer(s.sealer);
     let on_stop = move || stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let summary = pipeline.run(rx, terminated(), on_stop).await?;
     let lines = reader.await?.context("reading input")?;

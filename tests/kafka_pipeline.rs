@@ -13,12 +13,17 @@ use std::time::Duration;
 use common::*;
 use custos::ledger::checkpoint::{NoteSigner, NoteVerifier};
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::TopicPartitionList;
+
+/// (key, payload) pairs of a workload.
+fn keyed(messages: &[(String, Vec<u8>, Option<&'static str>)]) -> Vec<(String, Vec<u8>)> {
+    messages
+        .iter()
+        .map(|(k, p, _)| (k.clone(), p.clone()))
+        .collect()
+}
 
 const BASE: i64 = 1_772_438_400; // 2026-03-02T08:00:00Z
 
@@ -78,57 +83,6 @@ fn workload() -> Vec<(String, Vec<u8>, Option<&'static str>)> {
         );
     }
     out
-}
-
-fn create_topics(brokers: &str, topics: &[&str]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let new: Vec<NewTopic> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, 3, TopicReplication::Fixed(1)))
-        .collect();
-    let results = rt
-        .block_on(admin.create_topics(&new, &AdminOptions::new()))
-        .unwrap();
-    for r in results {
-        r.unwrap();
-    }
-}
-
-fn produce(brokers: &str, topic: &str, messages: &[(String, Vec<u8>, Option<&'static str>)]) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .create()
-        .unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let mut pending = Vec::new();
-        for (key, payload, _) in messages {
-            let record = FutureRecord::to(topic).key(key).payload(payload);
-            pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
-        }
-        for p in pending {
-            p.await.unwrap().map_err(|(e, _)| e).unwrap();
-        }
-    });
-}
-
-/// Writes `custos.toml` in `dir` from `body`, with `store.path` set to
-/// `store` (the body's `[store]` table, if any, must come first).
-fn write_config(dir: &std::path::Path, store: &std::path::Path, body: &str) -> std::path::PathBuf {
-    let body = body.replacen("[store]\n", "", 1);
-    let text = format!(
-        "[store]\npath = \"{}\"\n{}",
-        store.display(),
-        body.trim_start()
-    );
-    let path = dir.join("custos.toml");
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 /// While custos runs: signed checkpoints cover every accepted event, and
@@ -244,11 +198,11 @@ fn kafka_to_ledger_to_webhook_exactly_once() {
     let topic = unique("custos-it-events");
     let dlq = unique("custos-it-dlq");
     let group = unique("custos-it-group");
-    create_topics(brokers, &[&topic, &dlq]);
+    create_topics(brokers, &[&topic, &dlq], 3);
     let messages = workload();
     let bad = messages.iter().filter(|m| m.2.is_some()).count();
     let good = messages.len() - bad;
-    produce(brokers, &topic, &messages);
+    produce(brokers, &topic, &keyed(&messages));
 
     // The webhook refuses the first two deliveries: custos must retry.
     let webhook = Webhook::failing_first(2);
@@ -486,10 +440,10 @@ fn restarts_and_kills_store_each_message_once() {
     let brokers = kafka();
     let topic = unique("custos-it-restart");
     let group = unique("custos-it-restart-group");
-    create_topics(brokers, &[&topic]);
+    create_topics(brokers, &[&topic], 3);
     let messages = workload();
     let (first, second) = messages.split_at(messages.len() / 2);
-    produce(brokers, &topic, first);
+    produce(brokers, &topic, &keyed(first));
 
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
@@ -536,7 +490,7 @@ path = "{alerts}"
     assert!(run.terminate().success());
 
     // More input while stopped; a third run takes it all.
-    produce(brokers, &topic, second);
+    produce(brokers, &topic, &keyed(second));
     let run = Custos::start(&["run"], &config);
     assert!(wait_until(Duration::from_secs(60), || ready(&http)));
     assert!(

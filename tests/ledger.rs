@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
-use custos::event::{Decoder, PseudonymKey, Pseudonymizer};
-use custos::ledger::{ChainId, Origin, Problem, Store, StoreOptions, VerifyReport, verify};
+use custos::event::{Decoder, PseudonymKey, Pseudonymizer, RejectSealer, SealedPart};
+use custos::ledger::{
+    ChainId, Origin, Problem, RejectBytes, Store, StoreOptions, VerifyReport, verify,
+};
 
 /// The tamper suite's file editing, shared.
 #[path = "tamper/edit.rs"]
@@ -25,6 +27,7 @@ const SEGMENT: &str = "events/audit/0/00000000000000000000.parquet";
 fn build_store(root: &Path) {
     let store = Store::open(root, StoreOptions::default()).unwrap();
     let decoder = Decoder::new(Pseudonymizer::new(&PseudonymKey::from_bytes([1; 32])));
+    let sealer = RejectSealer::new(&PseudonymKey::from_bytes([1; 32]));
     let valid: Vec<&str> = VALID.lines().filter(|l| !l.trim().is_empty()).collect();
     let invalid: Vec<&str> = INVALID.lines().filter(|l| !l.trim().is_empty()).collect();
     for partition in 0..2 {
@@ -44,7 +47,17 @@ fn build_store(root: &Path) {
                 let line = invalid[(flush * 2 + i) % invalid.len()];
                 let reject = decoder.decode(line.as_bytes()).unwrap_err();
                 let key = (i == 0).then_some(&b"emp-1"[..]);
-                w.push_reject(Origin::kafka(offset), key, line.as_bytes(), &reject);
+                // The second flush's rejects sealed, as the pipeline stores
+                // them; the others as received.
+                if flush == 1 {
+                    let key = key.map(|k| sealer.seal(SealedPart::Key, k).unwrap());
+                    let payload = sealer.seal(SealedPart::Payload, line.as_bytes()).unwrap();
+                    let bytes = RejectBytes::sealed(sealer.label(), key.as_deref(), &payload);
+                    w.push_reject(Origin::kafka(offset), bytes, &reject);
+                } else {
+                    let bytes = RejectBytes::received(key, line.as_bytes());
+                    w.push_reject(Origin::kafka(offset), bytes, &reject);
+                }
                 offset += 1;
             }
             let stats = w.flush().unwrap().unwrap();

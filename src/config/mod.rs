@@ -447,6 +447,8 @@ impl StoreConfig {
             hash: HashAlg::from_name(&self.hash).unwrap_or(HashAlg::Blake3),
             origin: (!self.origin.is_empty()).then(|| self.origin.clone()),
             fsync: self.fsync,
+            // Set by whoever holds the key (`custos` sets it from `privacy`).
+            pseudonym_key_id: None,
         }
     }
 }

@@ -15,7 +15,13 @@
 use toml::Value;
 
 /// Variables with the prefix that are not configuration keys.
-const NOT_KEYS: &[&str] = &["CUSTOS_CONFIG", "CUSTOS_LOG", "CUSTOS_LOG_FORMAT"];
+const NOT_KEYS: &[&str] = &[
+    "CUSTOS_CONFIG",
+    "CUSTOS_LOG",
+    "CUSTOS_LOG_FORMAT",
+    "CUSTOS_CRASH_AT",
+    "CUSTOS_VERIFIER_KEY",
+];
 const NOT_KEY_PREFIXES: &[&str] = &["CUSTOS_TEST_"];
 
 pub fn apply_env(

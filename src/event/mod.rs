@@ -7,6 +7,8 @@
 //! - An accepted [`Event`] never holds a raw patient identifier or a raw
 //!   feature vector: the decoder pseudonymizes patients (keyed BLAKE3) and
 //!   replaces `input.features` by a keyed fingerprint before it returns.
+//! - A refused message's bytes can be sealed ([`RejectSealer`]) under a key
+//!   derived from the same secret, so they are stored only encrypted.
 //! - [`Event::canonical`] is deterministic: the same event always encodes to
 //!   the same bytes (documented in `docs/format.md`); the ledger hashes them.
 //!
@@ -16,11 +18,13 @@ mod canonical;
 mod decode;
 mod pseudonym;
 pub mod rfc3339;
+mod seal;
 mod strict_json;
 
 pub use canonical::canonical_json;
 pub use decode::{Decoder, MAX_MESSAGE_BYTES};
 pub use pseudonym::{PseudonymKey, Pseudonymizer};
+pub use seal::{RejectSealer, SEAL_OVERHEAD, SEAL_SCHEME, SealError, SealedPart};
 
 use std::collections::BTreeMap;
 use std::fmt;

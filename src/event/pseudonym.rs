@@ -8,11 +8,25 @@
 //! are short and guessable, so an unkeyed hash would not protect them).
 //! The same identifier always maps to the same pseudonym under one secret,
 //! so joins and detectors work on pseudonyms alone.
+//!
+//! Each key has a **key id** (`pk1-` and 8 hex digits for the pseudonym
+//! key): 32 bits of a BLAKE3 `derive_key` of the key under a context of its
+//! own. It names the key in segment metadata, sealed rejects and logs so
+//! keys can rotate; it never is the key, and testing a guessed key against
+//! it costs a BLAKE3 hash per guess, like any hash of the key would.
 
 use std::fmt;
 
 const PATIENT_CONTEXT: &str = "custos 2026-11 patient pseudonym v1";
 const FINGERPRINT_CONTEXT: &str = "custos 2026-11 input fingerprint v1";
+const KEY_ID_CONTEXT: &str = "custos 2026-11 key id v1";
+
+/// The key id of a 32-byte key: `<prefix>-` and the first 4 bytes, in hex,
+/// of `BLAKE3-derive_key("custos 2026-11 key id v1", key)`.
+pub(crate) fn key_id(prefix: &str, key: &[u8; 32]) -> String {
+    let digest = blake3::derive_key(KEY_ID_CONTEXT, key);
+    format!("{prefix}-{}", hex::encode(&digest[..4]))
+}
 
 /// The deployment secret (32 bytes). Its `Debug` never shows the bytes.
 #[derive(Clone)]
@@ -36,6 +50,11 @@ impl PseudonymKey {
     pub fn demo() -> Self {
         PseudonymKey(*blake3::hash(b"custos demo key - not for production").as_bytes())
     }
+
+    /// The secret, for deriving the other keys of this module.
+    pub(super) fn secret(&self) -> &[u8; 32] {
+        &self.0
+    }
 }
 
 impl fmt::Debug for PseudonymKey {
@@ -49,6 +68,7 @@ impl fmt::Debug for PseudonymKey {
 pub struct Pseudonymizer {
     patient_key: [u8; 32],
     fingerprint_key: [u8; 32],
+    key_id: String,
 }
 
 impl fmt::Debug for Pseudonymizer {
@@ -62,7 +82,14 @@ impl Pseudonymizer {
         Pseudonymizer {
             patient_key: blake3::derive_key(PATIENT_CONTEXT, &key.0),
             fingerprint_key: blake3::derive_key(FINGERPRINT_CONTEXT, &key.0),
+            key_id: key_id("pk1", &key.0),
         }
+    }
+
+    /// The id of the pseudonym key (`pk1-` and 8 hex digits): which key
+    /// made the pseudonyms, without revealing it.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
     }
 
     /// The stored pseudonym of a raw patient identifier.
@@ -142,6 +169,23 @@ mod tests {
         let f = a.features(&[38.9, 112.0, 0.8]);
         assert_eq!(f, a.features(&[38.900001, 112.0000003, 0.8]));
         assert_ne!(f, a.features(&[39.9, 112.0, 0.8]));
+    }
+
+    #[test]
+    fn key_ids_are_stable_distinct_and_not_the_key() {
+        let demo = Pseudonymizer::new(&PseudonymKey::demo());
+        let other = Pseudonymizer::new(&PseudonymKey::from_bytes([7; 32]));
+        let id = demo.key_id();
+        assert_eq!(id, Pseudonymizer::new(&PseudonymKey::demo()).key_id());
+        assert_ne!(id, other.key_id());
+        assert!(id.starts_with("pk1-") && id.len() == 12, "{id}");
+        assert!(id[4..].bytes().all(|b| b.is_ascii_hexdigit()));
+        let secret = hex::encode(PseudonymKey::demo().secret());
+        assert!(
+            !secret.contains(&id[4..]),
+            "the id is not a piece of the key"
+        );
+        assert_eq!(key_id("pk1", &[7; 32]), other.key_id());
     }
 
     #[test]

@@ -26,6 +26,11 @@
 //!   independent verifier.
 //! - **One writer per chain.** A chain is locked (advisory file lock on its
 //!   manifest) while a [`ChainWriter`] for it is alive.
+//! - **No keys.** A rejected message is stored as the caller hands it
+//!   ([`RejectBytes`]): the pipeline seals it first and says so in the
+//!   record (`payload_sealed`); the ledger stores opaque bytes, binds them
+//!   by BLAKE3 and length, and never holds a key. The pseudonym key's id
+//!   reaches segment metadata through [`StoreOptions::pseudonym_key_id`].
 //!
 //! A chain is one Kafka partition of one topic (or `+file`/0 for file
 //! ingest). It has two logs: the `events` table and the `rejects` table,
@@ -48,6 +53,8 @@ pub use prove::{Located, ProveError, StoredCheckpoint};
 mod readback;
 pub use readback::StoredId;
 mod record;
+mod rejects;
+pub use rejects::StoredReject;
 mod segment;
 mod snapshot;
 pub use snapshot::{SNAPSHOT_VERSION, Snapshot};
@@ -62,7 +69,7 @@ pub use error::LedgerError;
 pub use hash::{Hash, parse_hash};
 pub use manifest::{ManifestLine, Table};
 pub use merkle::HashAlg;
-pub use record::{event_record, reject_record};
+pub use record::{RejectBytes, event_record, reject_record};
 pub use segment::{events_schema, rejects_schema};
 pub use store::{Store, StoreOptions, valid_origin};
 pub use verify::{LogHead, Problem, VerifyOptions, VerifyReport, verify, verify_with};

@@ -28,23 +28,74 @@ pub fn event_record(chain: &ChainId, origin: &Origin, event: &Event) -> Vec<u8> 
     out
 }
 
-/// Record bytes of a rejected message: the reason, the detail, and the
-/// BLAKE3 and length of the original bytes (and of the Kafka key, if any).
+/// The bytes of a rejected message as the ledger stores them: either as
+/// received, or sealed by the caller. The ledger never looks inside; it
+/// stores them in the `key`/`payload` columns and binds them to the record
+/// by their BLAKE3 and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RejectBytes<'a> {
+    /// The Kafka message key, if the message had one.
+    pub key: Option<&'a [u8]>,
+    pub payload: &'a [u8],
+    /// How `key` and `payload` were sealed (e.g.
+    /// `xchacha20poly1305:rk1-0a1b2c3d`), recorded as `payload_sealed` (and
+    /// `key_sealed` with a key); `None` when they are the bytes as received.
+    pub sealed: Option<&'a str>,
+}
+
+impl<'a> RejectBytes<'a> {
+    /// Bytes as received, unsealed.
+    pub fn received(key: Option<&'a [u8]>, payload: &'a [u8]) -> Self {
+        RejectBytes {
+            key,
+            payload,
+            sealed: None,
+        }
+    }
+
+    /// Bytes the caller sealed as `label` says.
+    pub fn sealed(label: &'a str, key: Option<&'a [u8]>, payload: &'a [u8]) -> Self {
+        RejectBytes {
+            key,
+            payload,
+            sealed: Some(label),
+        }
+    }
+}
+
+/// The sealing schemes the format knows, with the least number of bytes
+/// their sealed output has (`docs/ledger-format.md`, "Sealed bytes").
+pub(crate) const SEAL_SCHEMES: &[(&str, u64)] = &[("xchacha20poly1305", 40)];
+
+/// Record bytes of a rejected message: the reason, the detail, the BLAKE3
+/// and length of the stored bytes of the message (and of its Kafka key, if
+/// any), and how they were sealed, if they were.
 pub fn reject_record(
     chain: &ChainId,
     origin: &Origin,
-    key: Option<&[u8]>,
-    payload: &[u8],
+    bytes: &RejectBytes<'_>,
     reject: &Reject,
 ) -> Vec<u8> {
     let mut m = Map::new();
     m.insert("detail".into(), Value::String(reject.detail.clone()));
-    if let Some(key) = key {
+    if let Some(key) = bytes.key {
         m.insert("key_blake3".into(), Value::String(blake3_hex(key)));
         m.insert("key_len".into(), Value::from(key.len() as u64));
+        if let Some(label) = bytes.sealed {
+            m.insert("key_sealed".into(), Value::String(label.to_owned()));
+        }
     }
-    m.insert("payload_blake3".into(), Value::String(blake3_hex(payload)));
-    m.insert("payload_len".into(), Value::from(payload.len() as u64));
+    m.insert(
+        "payload_blake3".into(),
+        Value::String(blake3_hex(bytes.payload)),
+    );
+    m.insert(
+        "payload_len".into(),
+        Value::from(bytes.payload.len() as u64),
+    );
+    if let Some(label) = bytes.sealed {
+        m.insert("payload_sealed".into(), Value::String(label.to_owned()));
+    }
     m.insert(
         "reason".into(),
         Value::String(reject.reason.as_str().into()),
@@ -226,8 +277,7 @@ mod tests {
         let rec = reject_record(
             &ChainId::new("t", 0),
             &Origin::kafka(5),
-            Some(b"k"),
-            b"{}",
+            &RejectBytes::received(Some(b"k"), b"{}"),
             &reject,
         );
         let want = format!(
@@ -237,7 +287,39 @@ mod tests {
         );
         assert_eq!(String::from_utf8(rec.clone()).unwrap(), want);
 
-        let rec = reject_record(&ChainId::new("t", 0), &Origin::kafka(5), None, b"", &reject);
+        let rec = reject_record(
+            &ChainId::new("t", 0),
+            &Origin::kafka(5),
+            &RejectBytes::received(None, b""),
+            &reject,
+        );
         assert!(!String::from_utf8(rec).unwrap().contains("key_"));
+    }
+
+    #[test]
+    fn sealed_rejects_say_how_in_the_record() {
+        let reject = Reject::new(RejectReason::InvalidJson, "empty message");
+        let label = "xchacha20poly1305:rk1-0a1b2c3d";
+        let rec = reject_record(
+            &ChainId::new("t", 0),
+            &Origin::kafka(5),
+            &RejectBytes::sealed(label, Some(b"sealed-key"), b"sealed-payload"),
+            &reject,
+        );
+        let want = format!(
+            r#"{{"detail":"empty message","key_blake3":"{}","key_len":10,"key_sealed":"{label}","payload_blake3":"{}","payload_len":14,"payload_sealed":"{label}","reason":"invalid_json","src":{{"offset":5,"partition":0,"stream":"t"}},"v":1}}"#,
+            blake3_hex(b"sealed-key"),
+            blake3_hex(b"sealed-payload")
+        );
+        assert_eq!(String::from_utf8(rec).unwrap(), want);
+
+        let rec = reject_record(
+            &ChainId::new("t", 0),
+            &Origin::kafka(5),
+            &RejectBytes::sealed(label, None, b"sealed-payload"),
+            &reject,
+        );
+        let text = String::from_utf8(rec).unwrap();
+        assert!(text.contains(r#""payload_sealed""#) && !text.contains("key_"));
     }
 }

@@ -171,15 +171,28 @@ pub(crate) fn reject_batch(
         .map_err(|e| LedgerError::Internal(format!("rejects batch: {e}")))
 }
 
-/// The key-value metadata of a segment.
-pub(crate) fn segment_metadata(table: Table, chain: &ChainId, first_seq: u64) -> Vec<KeyValue> {
-    vec![
+/// The key-value metadata of a segment; `custos.pseudonym_key_id` when the
+/// writer was told which pseudonym key its rows were made under.
+pub(crate) fn segment_metadata(
+    table: Table,
+    chain: &ChainId,
+    first_seq: u64,
+    pseudonym_key_id: Option<&str>,
+) -> Vec<KeyValue> {
+    let mut kv = vec![
         KeyValue::new("custos.format_version".into(), "2".to_owned()),
         KeyValue::new("custos.table".into(), table.as_str().to_owned()),
         KeyValue::new("custos.stream".into(), chain.stream.clone()),
         KeyValue::new("custos.partition".into(), chain.partition.to_string()),
         KeyValue::new("custos.first_seq".into(), first_seq.to_string()),
-    ]
+    ];
+    if let Some(id) = pseudonym_key_id {
+        kv.push(KeyValue::new(
+            "custos.pseudonym_key_id".into(),
+            id.to_owned(),
+        ));
+    }
+    kv
 }
 
 /// A `Write` that hashes and counts what goes through it.

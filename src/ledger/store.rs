@@ -37,6 +37,12 @@ pub struct StoreOptions {
     /// durability costs: without it a power loss can lose acknowledged
     /// rows.
     pub fsync: bool,
+    /// The id of the pseudonym key the rows are made under (never the key
+    /// itself; `Pseudonymizer::key_id`), written into every new segment's
+    /// metadata as `custos.pseudonym_key_id` so that, after a key rotation,
+    /// an operator knows which key a segment's pseudonyms and sealed
+    /// rejects need. `None` writes no such entry.
+    pub pseudonym_key_id: Option<String>,
 }
 
 impl Default for StoreOptions {
@@ -47,6 +53,7 @@ impl Default for StoreOptions {
             hash: HashAlg::Blake3,
             origin: None,
             fsync: true,
+            pseudonym_key_id: None,
         }
     }
 }

@@ -35,7 +35,11 @@ fn push_some(w: &mut ChainWriter, offset: i64, n: usize) -> i64 {
         o += 1;
     }
     let reject = Reject::new(RejectReason::InvalidJson, "invalid JSON at line 1 column 2");
-    w.push_reject(Origin::kafka(o), Some(b"key"), b"{oops", &reject);
+    w.push_reject(
+        Origin::kafka(o),
+        RejectBytes::received(Some(b"key"), b"{oops"),
+        &reject,
+    );
     o + 1
 }
 
@@ -331,3 +335,80 @@ const WORKED_RECORD: &str = r#"{"event":{"action":"read","actor":{"id":"emp-0042
 const WORKED_LEAF: &str = "8cbe987aad003d89b89bd7cf838656e1431871e901b4007072cde689e2645600";
 const WORKED_ROOT: &str = "ce363b581d21539885a5797910f2e294a067999f756fe7139c53644da7392e0d";
 const WORKED_NOTE: &str = "example.org/custos/events/audit/0\n3\nzjY7WB0hU5iFpXl5EPLilKBnmZ91b+cTnFNkTac5Lg0=\n\n— example.org/custos izpInHarlIbJgNe4o6305IEf+36es9vIZQduum4s/1vTiZdHWJllie20vP5A+x8Ola98YmhziLXb1zoJTf8xP2eI7w0=\n";
+
+#[test]
+fn rejects_read_back_as_stored_with_their_sealing_and_key_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(
+        dir.path(),
+        StoreOptions {
+            pseudonym_key_id: Some("pk1-0a1b2c3d".into()),
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let chain = ChainId::new("audit", 0);
+    let mut w = store.chain_writer(&chain).unwrap();
+    let reject = Reject::new(RejectReason::InvalidJson, "empty message");
+    let label = "xchacha20poly1305:rk1-00000000";
+    let sealed = [0xa5u8; 48];
+    w.push_reject(
+        Origin::kafka(3),
+        RejectBytes::sealed(label, Some(&[0x5a; 41]), &sealed),
+        &reject,
+    );
+    w.push_reject(
+        Origin::kafka(4),
+        RejectBytes::received(None, b"{oops"),
+        &reject,
+    );
+    w.push_event(Origin::kafka(5), &events()[0]);
+    w.flush().unwrap();
+    drop(w);
+    assert!(verify::verify(dir.path()).unwrap().ok());
+
+    for (table, dir_name) in [(Table::Rejects, "rejects"), (Table::Events, "events")] {
+        let path = dir.path().join(format!(
+            "{dir_name}/audit/0/{}",
+            segment::segment_file_name(0)
+        ));
+        let seg = segment::SegmentReader::open(&path).unwrap();
+        assert_eq!(
+            seg.meta("custos.pseudonym_key_id"),
+            Some("pk1-0a1b2c3d"),
+            "{table:?}"
+        );
+    }
+
+    let mut read = Vec::new();
+    let n = store
+        .read_rejects::<LedgerError>(&chain, None, |r| {
+            read.push(r);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!((read[0].seq, read[0].offset), (0, 3));
+    assert_eq!(read[0].payload, sealed);
+    assert_eq!(read[0].key.as_deref(), Some(&[0x5a; 41][..]));
+    assert_eq!(read[0].payload_sealed.as_deref(), Some(label));
+    assert_eq!(read[0].key_sealed.as_deref(), Some(label));
+    assert!(read[0].matches_record);
+    assert_eq!((read[1].seq, &read[1].payload[..]), (1, &b"{oops"[..]));
+    assert_eq!(
+        (read[1].payload_sealed.as_deref(), read[1].key.as_deref()),
+        (None, None)
+    );
+    assert_eq!(read[1].reason, "invalid_json");
+
+    let mut one = Vec::new();
+    let n = store
+        .read_rejects::<LedgerError>(&chain, Some(1), |r| {
+            one.push(r);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((n, one[0].seq), (1, 1));
+    let none = store.read_rejects::<LedgerError>(&chain, Some(2), |_| Ok(()));
+    assert_eq!(none.unwrap(), 0);
+}

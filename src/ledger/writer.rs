@@ -27,7 +27,7 @@ use super::error::{IoContext, LedgerError};
 use super::fsutil::{ensure_dir, list_dir, sync_dir};
 use super::hash::{Hash, parse_hash};
 use super::manifest::{ManifestLine, Table};
-use super::record::{EventColumns, event_record, reject_record};
+use super::record::{EventColumns, RejectBytes, event_record, reject_record};
 use super::segment::{
     EventRow, RejectRow, event_batch, parse_segment_file_name, reject_batch, schema_of,
     segment_file_name, segment_metadata, segment_rel_path, write_segment,
@@ -236,25 +236,20 @@ impl ChainWriter {
         });
     }
 
-    /// Buffers a rejected message: its original bytes, its Kafka key if
-    /// any, and why it was refused.
-    pub fn push_reject(
-        &mut self,
-        origin: Origin,
-        key: Option<&[u8]>,
-        payload: &[u8],
-        reject: &Reject,
-    ) {
+    /// Buffers a rejected message: its stored bytes (as received or sealed
+    /// by the caller, see [`RejectBytes`]), its Kafka key if any, and why it
+    /// was refused.
+    pub fn push_reject(&mut self, origin: Origin, bytes: RejectBytes<'_>, reject: &Reject) {
         self.note_offset(origin.offset);
-        let record = reject_record(&self.chain, &origin, key, payload, reject);
+        let record = reject_record(&self.chain, &origin, &bytes, reject);
         let seq = self.append_leaf(Table::Rejects, &record);
         self.rejects.push(RejectRow {
             seq,
             offset: origin.offset,
             reason: reject.reason.as_str(),
             detail: reject.detail.clone(),
-            key: key.map(<[u8]>::to_vec),
-            payload: payload.to_vec(),
+            key: bytes.key.map(<[u8]>::to_vec),
+            payload: bytes.payload.to_vec(),
             record: String::from_utf8(record).expect("canonical JSON is UTF-8"),
         });
     }
@@ -292,6 +287,7 @@ impl ChainWriter {
                 root,
             };
             written.push(self.checkpoints.append(table, &checkpoint, signer, time)?);
+            crate::failpoint::hit("checkpoint.written");
         }
         Ok(written)
     }
@@ -389,7 +385,12 @@ impl ChainWriter {
         let tmp = dir.join(format!("{name}.tmp"));
         let opts = self.store.options();
         let chunk = opts.row_group_rows.max(1);
-        let metadata = segment_metadata(table, &self.chain, first_seq);
+        let metadata = segment_metadata(
+            table,
+            &self.chain,
+            first_seq,
+            opts.pseudonym_key_id.as_deref(),
+        );
         let (rows, first_offset, last_offset, times, (file_hash, bytes)) = match table {
             Table::Events => {
                 let rows = &self.events;

@@ -24,6 +24,7 @@
 //!   the pipeline stops.
 
 mod dedup;
+mod seal;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -36,7 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 use self::dedup::IdWindow;
 use crate::alert::{Alert, Alerter};
 use crate::detect::{DetectorConfig, Detectors};
-use crate::event::{Decoder, Kind, Reject, RejectReason};
+use crate::event::{Decoder, Kind, Reject, RejectReason, RejectSealer, SealError};
 use crate::failpoint;
 use crate::ledger::checkpoint::NoteSigner;
 use crate::ledger::{
@@ -52,6 +53,8 @@ pub enum PipelineError {
     Ledger(#[from] LedgerError),
     #[error("internal: a blocking ledger task failed: {0}")]
     Internal(String),
+    #[error("cannot seal a rejected message")]
+    Seal(#[from] SealError),
 }
 
 /// Flush policy.
@@ -130,6 +133,8 @@ pub struct Pipeline {
     committer: Arc<dyn Committer>,
     policy: FlushPolicy,
     checkpoints: Option<CheckpointPolicy>,
+    /// Seals rejected messages before they are stored (see `with_sealer`).
+    sealer: Option<RejectSealer>,
     summary: Summary,
     /// `custos_events_accepted_total` by kind, looked up once.
     accepted: [prometheus::IntCounter; 3],
@@ -160,6 +165,7 @@ impl Pipeline {
             committer,
             policy,
             checkpoints: None,
+            sealer: None,
             summary: Summary::default(),
             accepted: Kind::ALL.map(|k| m.events_accepted.with_label_values(&[k.as_str()])),
         }
@@ -168,6 +174,14 @@ impl Pipeline {
     /// Signs checkpoints with this policy.
     pub fn with_checkpoints(mut self, policy: Option<CheckpointPolicy>) -> Self {
         self.checkpoints = policy;
+        self
+    }
+
+    /// Stores rejected messages (payload and Kafka key) sealed by `sealer`
+    /// instead of as received, so raw identifiers in malformed messages
+    /// never reach disk. The `custos` binary always sets one.
+    pub fn with_sealer(mut self, sealer: RejectSealer) -> Self {
+        self.sealer = Some(sealer);
         self
     }
 
@@ -367,7 +381,9 @@ impl Pipeline {
                         .events_rejected
                         .with_label_values(&[reject.reason.as_str()])
                         .inc();
-                    writer.push_reject(origin, msg.key.as_deref(), &msg.payload, &reject);
+                    let stored =
+                        seal::seal(self.sealer.as_ref(), msg.key.as_deref(), &msg.payload)?;
+                    writer.push_reject(origin, stored.bytes(), &reject);
                 }
                 Err(reject) => {
                     self.summary.rejected += 1;
@@ -377,7 +393,9 @@ impl Pipeline {
                         .inc();
                     tracing::debug!(stream = %msg.chain.stream, partition = msg.chain.partition,
                         offset, reason = reject.reason.as_str(), detail = %reject.detail, "rejected");
-                    writer.push_reject(origin, msg.key.as_deref(), &msg.payload, &reject);
+                    let stored =
+                        seal::seal(self.sealer.as_ref(), msg.key.as_deref(), &msg.payload)?;
+                    writer.push_reject(origin, stored.bytes(), &reject);
                     if let Some(dl) = &mut self.dead_letters {
                         dl.send(&msg, &reject);
                     }
@@ -469,7 +487,6 @@ impl Pipeline {
                 match signer {
                     Some(signer) => {
                         let written = writer.checkpoint(&signer, Utc::now())?;
-                        failpoint::hit("checkpoint.written");
                         Ok((stats, written.len()))
                     }
                     None => Ok((stats, 0)),

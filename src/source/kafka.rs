@@ -227,7 +227,7 @@ pub struct KafkaSource {
     pub events: mpsc::Receiver<SourceEvent>,
     pub committer: KafkaCommitter,
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<Option<String>>>,
 }
 
 impl KafkaSource {
@@ -279,10 +279,15 @@ impl KafkaSource {
         StopHandle(self.stop.clone())
     }
 
-    /// Waits for the poll thread after `End` was received.
-    pub fn join(mut self) {
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+    /// Waits for the poll thread after `End` was received; `Err` when the
+    /// consumer stopped on a fatal error (e.g. fenced by another member
+    /// with the same `group.instance.id`) rather than because it was asked
+    /// to: the process should then exit non-zero and be restarted.
+    pub fn join(mut self) -> Result<(), String> {
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(Some(fatal))) => Err(fatal),
+            Some(Err(_)) => Err("the consumer thread panicked".into()),
+            _ => Ok(()),
         }
     }
 }
@@ -304,9 +309,10 @@ fn poll_loop(
     consumer: Arc<BaseConsumer<Context>>,
     tx: mpsc::Sender<SourceEvent>,
     stop: Arc<AtomicBool>,
-) {
+) -> Option<String> {
     let ctx = consumer.context().clone();
     let mut idle = true;
+    let mut fatal = None;
     // Stop when asked, or when the pipeline has gone (it failed).
     while !stop.load(Ordering::SeqCst) && !tx.is_closed() {
         // Block briefly only when nothing waits to be sent.
@@ -334,6 +340,7 @@ fn poll_loop(
             Some(Err(e)) => {
                 if matches!(e, rdkafka::error::KafkaError::MessageConsumptionFatal(_)) {
                     tracing::error!(error = %e, "fatal kafka consumer error; stopping");
+                    fatal = Some(e.to_string());
                     break;
                 }
                 tracing::warn!(error = %e, "kafka consumer error");
@@ -343,7 +350,7 @@ fn poll_loop(
         };
         if full {
             if !ctx.send_pending() {
-                return;
+                return fatal;
             }
             idle = true;
         }
@@ -355,6 +362,8 @@ fn poll_loop(
     // for the pipeline's final commit.
     if let Err(e) = consumer.close_queue() {
         tracing::warn!(error = %e, "cannot close the consumer queue");
+        // Dropping a consumer that cannot close may block forever.
+        std::mem::forget(consumer.clone());
     } else {
         let deadline = std::time::Instant::now() + CLOSE_TIMEOUT;
         while !consumer.closed() && std::time::Instant::now() < deadline {
@@ -370,6 +379,7 @@ fn poll_loop(
         }
     }
     let _ = tx.blocking_send(SourceEvent::End);
+    fatal
 }
 
 /// Commits offsets of a [`KafkaSource`]'s consumer.

@@ -213,3 +213,59 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     }
     text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
 }
+
+/// Creates topics of `partitions` partitions on the broker.
+pub fn create_topics(brokers: &str, topics: &[&str], partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = rt
+        .block_on(admin.create_topics(&new, &AdminOptions::new()))
+        .unwrap();
+    for r in results {
+        r.unwrap();
+    }
+}
+
+/// Produces (key, payload) messages with an idempotent producer and waits
+/// for every acknowledgement.
+pub fn produce(brokers: &str, topic: &str, messages: &[(String, Vec<u8>)]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut pending = Vec::new();
+        for (key, payload) in messages {
+            let record = FutureRecord::to(topic).key(key).payload(payload);
+            pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        }
+        for p in pending {
+            p.await.unwrap().map_err(|(e, _)| e).unwrap();
+        }
+    });
+}
+
+/// Writes `custos.toml` in `dir` from `body`, with `store.path` set to
+/// `store` (the body's `[store]` table, if any, must come first).
+pub fn write_config(dir: &Path, store: &Path, body: &str) -> PathBuf {
+    let body = body.replacen("[store]\n", "", 1);
+    let text = format!(
+        "[store]\npath = \"{}\"\n{}",
+        store.display(),
+        body.trim_start()
+    );
+    let path = dir.join("custos.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}

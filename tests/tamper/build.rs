@@ -4,10 +4,13 @@
 
 use std::path::Path;
 
-use custos::event::{Decoder, Event, PseudonymKey, Pseudonymizer, Reject};
+use custos::event::{
+    Decoder, Event, PseudonymKey, Pseudonymizer, Reject, RejectSealer, SealedPart,
+};
 use custos::ledger::checkpoint::{Checkpoint, NoteSigner, NoteVerifier, unverified_text};
 use custos::ledger::{
-    ChainId, HashAlg, Origin, Store, StoreOptions, Table, VerifyOptions, VerifyReport, verify_with,
+    ChainId, HashAlg, Origin, RejectBytes, Store, StoreOptions, Table, VerifyOptions, VerifyReport,
+    verify_with,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -99,6 +102,7 @@ pub fn build(root: &Path, shape: Shape, seed: u64) -> Built {
     let store = Store::open(root, store_options(shape.alg)).unwrap();
     let (examples, invalid) = inputs();
     let signer = signer();
+    let sealer = RejectSealer::new(&PseudonymKey::from_bytes([1; 32]));
     let mut rng = StdRng::seed_from_u64(seed);
     let (mut total_events, mut total_rejects, mut notes) = (0, 0, Vec::new());
     for p in 0..shape.chains {
@@ -135,7 +139,19 @@ pub fn build(root: &Path, shape: Shape, seed: u64) -> Built {
                 if rng.random_range(0..events + rejects) < rejects {
                     let (line, reject) = &invalid[rng.random_range(0..invalid.len())];
                     let key = rng.random_bool(0.5).then_some(&b"emp-1"[..]);
-                    w.push_reject(Origin::kafka(offset), key, line.as_bytes(), reject);
+                    // Half sealed, as the pipeline stores them; half as
+                    // received (stores written before sealing, other tools).
+                    // Chosen by offset, not by `rng`, so the stores' shapes
+                    // (and the cases drawn on them) stay as they were.
+                    if offset % 2 == 0 {
+                        let key = key.map(|k| sealer.seal(SealedPart::Key, k).unwrap());
+                        let payload = sealer.seal(SealedPart::Payload, line.as_bytes()).unwrap();
+                        let bytes = RejectBytes::sealed(sealer.label(), key.as_deref(), &payload);
+                        w.push_reject(Origin::kafka(offset), bytes, reject);
+                    } else {
+                        let bytes = RejectBytes::received(key, line.as_bytes());
+                        w.push_reject(Origin::kafka(offset), bytes, reject);
+                    }
                     rejects -= 1;
                 } else {
                     let mut event = examples[(n * 7 + p as usize) % examples.len()].clone();

@@ -16,7 +16,7 @@ use super::{MAX_ROW_PROBLEMS_PER_FILE, Problem, file_digest};
 use crate::ledger::hash::Hash;
 use crate::ledger::manifest::{ManifestLine, Table};
 use crate::ledger::merkle::HashAlg;
-use crate::ledger::record::{ColumnsView, blake3_hex};
+use crate::ledger::record::{ColumnsView, SEAL_SCHEMES, blake3_hex};
 use crate::ledger::segment::{SegmentReader, schema_of};
 use crate::ledger::{ChainId, LedgerError};
 
@@ -470,5 +470,126 @@ fn check_reject_columns(
     };
     if key_facts != record_facts {
         bad("column key disagrees with the record's key_blake3/key_len".into());
+    }
+    check_sealing(record, payload_len, bad);
+}
+
+/// `payload_sealed` and `key_sealed`: absent (bytes as received), or both
+/// the same `<scheme>:<key id>` of a scheme the format knows, the key's
+/// only when there is a key, and each sealed length at least what the
+/// scheme adds. Opening the bytes needs the key; verify does not.
+fn check_sealing(record: &RecordView<'_>, payload_len: u64, bad: &mut impl FnMut(String)) {
+    let Some(label) = &record.payload_sealed else {
+        if record.key_sealed.is_some() {
+            bad("record has key_sealed but no payload_sealed".into());
+        }
+        return;
+    };
+    let min = label
+        .split_once(':')
+        .filter(|(_, id)| !id.is_empty())
+        .and_then(|(scheme, _)| SEAL_SCHEMES.iter().find(|(s, _)| *s == scheme))
+        .map(|&(_, min)| min);
+    let Some(min) = min else {
+        return bad("record payload_sealed names no known sealing scheme".into());
+    };
+    if payload_len < min {
+        bad(format!(
+            "record payload_sealed, but payload_len {payload_len} is less than sealing adds ({min})"
+        ));
+    }
+    match (record.key_len, &record.key_sealed) {
+        (None, None) => {}
+        (None, Some(_)) => bad("record has key_sealed but no key".into()),
+        (Some(_), None) => bad("record seals the payload but not the key".into()),
+        (Some(key_len), Some(key_label)) => {
+            if key_label != label {
+                bad("record key_sealed differs from payload_sealed".into());
+            }
+            if key_len < min {
+                bad(format!(
+                    "record key_sealed, but key_len {key_len} is less than sealing adds ({min})"
+                ));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(record: &str) -> Vec<String> {
+        let (view, _) = parse_record(record).unwrap();
+        let mut found = Vec::new();
+        let len = view.payload_len.unwrap_or(0);
+        check_sealing(&view, len, &mut |what| found.push(what));
+        found
+    }
+
+    fn record(members: &str) -> String {
+        format!(r#"{{{members}"src":{{"offset":1,"partition":0,"stream":"t"}},"v":1}}"#)
+    }
+
+    #[test]
+    fn sealing_members_are_checked() {
+        let label = r#""xchacha20poly1305:rk1-0a1b2c3d""#;
+        let ok = [
+            record(r#""payload_len":3,"#),
+            record(r#""key_len":1,"payload_len":3,"#),
+            record(&format!(r#""payload_len":40,"payload_sealed":{label},"#)),
+            record(&format!(
+                r#""key_len":41,"key_sealed":{label},"payload_len":90,"payload_sealed":{label},"#
+            )),
+        ];
+        for r in ok {
+            assert_eq!(problems(&r), Vec::<String>::new(), "{r}");
+        }
+        let bad = [
+            (
+                record(&format!(r#""payload_len":39,"payload_sealed":{label},"#)),
+                "less than sealing adds",
+            ),
+            (
+                record(r#""payload_len":90,"payload_sealed":"aes:rk1-0a1b2c3d","#),
+                "no known sealing scheme",
+            ),
+            (
+                record(r#""payload_len":90,"payload_sealed":"xchacha20poly1305:","#),
+                "no known sealing scheme",
+            ),
+            (
+                record(&format!(
+                    r#""key_len":41,"payload_len":90,"payload_sealed":{label},"#
+                )),
+                "not the key",
+            ),
+            (
+                record(&format!(r#""key_sealed":{label},"payload_len":90,"#)),
+                "no payload_sealed",
+            ),
+            (
+                record(&format!(
+                    r#""key_sealed":{label},"payload_len":90,"payload_sealed":{label},"#
+                )),
+                "no key",
+            ),
+            (
+                record(&format!(
+                    r#""key_len":41,"key_sealed":"xchacha20poly1305:rk1-ffffffff","payload_len":90,"payload_sealed":{label},"#
+                )),
+                "differs",
+            ),
+            (
+                record(&format!(
+                    r#""key_len":3,"key_sealed":{label},"payload_len":90,"payload_sealed":{label},"#
+                )),
+                "key_len 3",
+            ),
+        ];
+        for (r, want) in bad {
+            let found = problems(&r);
+            assert!(found.iter().any(|p| p.contains(want)), "{r}: {found:?}");
+        }
     }
 }

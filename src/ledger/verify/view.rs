@@ -27,6 +27,8 @@ pub(crate) struct RecordView<'a> {
     pub payload_len: Option<u64>,
     pub key_blake3: Option<Text<'a>>,
     pub key_len: Option<u64>,
+    pub payload_sealed: Option<Text<'a>>,
+    pub key_sealed: Option<Text<'a>>,
 }
 
 /// The `src` object of a record.
@@ -67,6 +69,8 @@ pub(crate) fn parse_record(text: &str) -> Result<(RecordView<'_>, Src<'_>), Stri
             "payload_len" => view.payload_len = Some(s.number()?),
             "key_blake3" => view.key_blake3 = Some(s.string()?),
             "key_len" => view.key_len = Some(s.number()?),
+            "payload_sealed" => view.payload_sealed = Some(s.string()?),
+            "key_sealed" => view.key_sealed = Some(s.string()?),
             _ => s.skip_value()?,
         }
         Ok(())

@@ -1,6 +1,6 @@
 use super::*;
 use crate::event::{Decoder, PseudonymKey, Pseudonymizer, Reject, RejectReason};
-use crate::ledger::record::{EventColumns, event_record, reject_record};
+use crate::ledger::record::{EventColumns, RejectBytes, event_record, reject_record};
 use crate::ledger::{ChainId, Origin};
 use crate::source::synth::{Workload, WorkloadConfig};
 
@@ -51,8 +51,7 @@ fn reject_fields_and_escaped_strings_are_read() {
     let rec = reject_record(
         &ChainId::new("t", 0),
         &Origin::kafka(5),
-        Some(b"k"),
-        b"{}",
+        &RejectBytes::received(Some(b"k"), b"{}"),
         &reject,
     );
     let rec = String::from_utf8(rec).unwrap();
@@ -64,6 +63,19 @@ fn reject_fields_and_escaped_strings_are_read() {
     );
     assert_eq!(view.reason.as_deref(), Some("missing_field"));
     assert_eq!((view.key_len, view.payload_len), (Some(1), Some(2)));
+    assert_eq!((view.payload_sealed, view.key_sealed), (None, None));
+
+    let label = "xchacha20poly1305:rk1-0a1b2c3d";
+    let rec = reject_record(
+        &ChainId::new("t", 0),
+        &Origin::kafka(6),
+        &RejectBytes::sealed(label, Some(b"k"), b"{}"),
+        &reject,
+    );
+    let rec = String::from_utf8(rec).unwrap();
+    let (view, _) = parse_record(&rec).unwrap();
+    assert_eq!(view.payload_sealed.as_deref(), Some(label));
+    assert_eq!(view.key_sealed.as_deref(), Some(label));
 }
 
 #[test]
