@@ -19,7 +19,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -49,32 +49,6 @@ fn event(i: u64) -> (String, Vec<u8>) {
         100_000 + i % 5000
     );
     (actor, payload.into_bytes())
-}
-
-/// Produces events `from..to` at about `per_sec`, on a background thread.
-fn produce_paced(
-    brokers: &str,
-    topic: &str,
-    from: u64,
-    to: u64,
-    per_sec: u64,
-) -> std::thread::JoinHandle<()> {
-    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
-    std::thread::spawn(move || {
-        let chunk = (per_sec / 10).max(1);
-        let started = Instant::now();
-        let mut next = from;
-        while next < to {
-            let end = (next + chunk).min(to);
-            let batch: Vec<_> = (next..end).map(event).collect();
-            produce(&brokers, &topic, &batch);
-            next = end;
-            let due = Duration::from_secs_f64((next - from) as f64 / per_sec as f64);
-            if let Some(wait) = due.checked_sub(started.elapsed()) {
-                std::thread::sleep(wait);
-            }
-        }
-    })
 }
 
 /// A test's store, config and signing key.
@@ -159,54 +133,6 @@ fn start(setup: &Setup, crash_at: Option<&str>) -> Custos {
     Custos {
         child: cmd.spawn().expect("start custos"),
     }
-}
-
-fn sigkill(custos: &mut Custos) {
-    let _ = Command::new("kill")
-        .arg("-KILL")
-        .arg(custos.child.id().to_string())
-        .status();
-    custos.child.wait().unwrap();
-}
-
-/// (events stored, distinct event ids) as `custos query` reports them;
-/// `None` while the store cannot be read (not created yet).
-fn stored(store: &Path) -> Option<(u64, u64)> {
-    let out = Command::new(bin())
-        .args([
-            "query",
-            "--store",
-            store.to_str().unwrap(),
-            "--format",
-            "json",
-        ])
-        .arg("select count(*) as n, count(distinct id) as ids from events")
-        .env("CUSTOS_LOG", "error")
-        .output()
-        .ok()?;
-    let row: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some((row["n"].as_u64()?, row["ids"].as_u64()?))
-}
-
-fn query(store: &Path, sql: &str) -> Vec<serde_json::Value> {
-    let out = Command::new(bin())
-        .args([
-            "query",
-            "--store",
-            store.to_str().unwrap(),
-            "--format",
-            "json",
-            sql,
-        ])
-        .env("CUSTOS_LOG", "error")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "query failed: {sql}");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// Runs custos until the store holds `total` events, then stops it cleanly
@@ -306,7 +232,8 @@ fn killed_at_every_protocol_step_and_at_random_stores_each_event_once() {
     let setup = setup("crash", true);
     const TOTAL: u64 = 30_000;
     // About 50 s of traffic: the kills below all happen while it flows.
-    let producer = produce_paced(kafka(), &setup.topic, 0, TOTAL, 600);
+    let t0 = Instant::now();
+    let producer = produce_paced(kafka(), &setup.topic, (0..TOTAL).map(event).collect(), 600);
 
     // One abort at each step of the protocol. The count after the colon
     // lets a few rounds pass first, so the crash lands mid-stream.
@@ -330,6 +257,7 @@ fn killed_at_every_protocol_step_and_at_random_stores_each_event_once() {
         );
     }
 
+    eprintln!("{:?}: crash points done", t0.elapsed());
     // Twenty SIGKILLs at random moments, startup and recovery included.
     let mut rng = rand::rngs::StdRng::seed_from_u64(20261128);
     let mut progress = Vec::new();
@@ -343,8 +271,11 @@ fn killed_at_every_protocol_step_and_at_random_stores_each_event_once() {
         progress.windows(2).any(|w| w[1] > w[0]),
         "ingest made progress between kills: {progress:?}"
     );
+    eprintln!("{:?}: kills done", t0.elapsed());
     producer.join().unwrap();
+    eprintln!("{:?}: producer done", t0.elapsed());
     finish_and_check(&setup, TOTAL);
+    eprintln!("{:?}: checked", t0.elapsed());
 }
 
 #[test]
@@ -353,7 +284,7 @@ fn a_broker_restart_in_the_middle_of_ingest_loses_and_doubles_nothing() {
     let setup = setup("broker-restart", false);
     const TOTAL: u64 = 30_000;
     // About 20 s of traffic; the producer retries through the restart.
-    let producer = produce_paced(kafka(), &setup.topic, 0, TOTAL, 1500);
+    let producer = produce_paced(kafka(), &setup.topic, (0..TOTAL).map(event).collect(), 1500);
 
     let custos = start(&setup, None);
     assert!(

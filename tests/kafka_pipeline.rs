@@ -177,21 +177,6 @@ fn verified(store: &std::path::Path) -> custos::ledger::VerifyReport {
     report
 }
 
-fn query(store: &std::path::Path, sql: &str) -> Vec<serde_json::Value> {
-    let (code, out) = custos(&[
-        "query",
-        "--store",
-        store.to_str().unwrap(),
-        "--format",
-        "json",
-        sql,
-    ]);
-    assert_eq!(code, 0, "query failed: {sql}");
-    out.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 #[test]
 fn kafka_to_ledger_to_webhook_exactly_once() {
     let brokers = kafka();

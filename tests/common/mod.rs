@@ -269,3 +269,93 @@ pub fn write_config(dir: &Path, store: &Path, body: &str) -> PathBuf {
     std::fs::write(&path, text).unwrap();
     path
 }
+
+/// Produces `messages` at about `per_sec` with one idempotent producer, on
+/// a background thread (a broker restart only delays it); the thread ends
+/// when every message is acknowledged.
+pub fn produce_paced(
+    brokers: &str,
+    topic: &str,
+    messages: Vec<(String, Vec<u8>)>,
+    per_sec: u64,
+) -> std::thread::JoinHandle<()> {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let topic = topic.to_owned();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let chunk = (per_sec / 20).max(1) as usize;
+        let started = Instant::now();
+        let mut pending = Vec::new();
+        for (i, (key, payload)) in messages.iter().enumerate() {
+            let record = FutureRecord::to(&topic).key(key).payload(payload);
+            pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+            if (i + 1) % chunk == 0 {
+                let due = Duration::from_secs_f64((i + 1) as f64 / per_sec as f64);
+                if let Some(wait) = due.checked_sub(started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+        rt.block_on(async {
+            for p in pending {
+                p.await.unwrap().map_err(|(e, _)| e).unwrap();
+            }
+        });
+    })
+}
+
+/// The rows `custos query --format json` prints for `sql`.
+pub fn query(store: &Path, sql: &str) -> Vec<serde_json::Value> {
+    let out = Command::new(bin())
+        .args([
+            "query",
+            "--store",
+            store.to_str().unwrap(),
+            "--format",
+            "json",
+            sql,
+        ])
+        .env("CUSTOS_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "query failed: {sql}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// (events stored, distinct event ids); `None` while the store cannot be
+/// read (not created yet).
+pub fn stored(store: &Path) -> Option<(u64, u64)> {
+    let out = Command::new(bin())
+        .args([
+            "query",
+            "--store",
+            store.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .arg("select count(*) as n, count(distinct id) as ids from events")
+        .env("CUSTOS_LOG", "error")
+        .output()
+        .ok()?;
+    let row: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some((row["n"].as_u64()?, row["ids"].as_u64()?))
+}
+
+/// SIGKILLs a custos child and reaps it.
+pub fn sigkill(custos: &mut Custos) {
+    let _ = Command::new("kill")
+        .arg("-KILL")
+        .arg(custos.child.id().to_string())
+        .status();
+    custos.child.wait().unwrap();
+}
