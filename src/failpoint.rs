@@ -18,10 +18,10 @@ pub const POINTS: &[&str] = &[
     "tree.written",
     "manifest.torn",
     "manifest.written",
-    "commit.before",
-    "commit.after",
     "snapshot.written",
     "checkpoint.written",
+    "commit.before",
+    "commit.after",
 ];
 
 struct Armed {

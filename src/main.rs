@@ -392,6 +392,7 @@ async fn stages(config: &Config) -> Result<Stages> {
             dedup_window: Duration::from_secs(config.events.dedup_window_secs),
             dedup_max_ids: config.events.dedup_max_ids,
             snapshot_interval: Duration::from_secs(config.store.snapshot_interval_secs.max(1)),
+            replay_max_events: config.store.replay_max_events,
         },
         alerter: Alerter::start(&config.sinks)?,
         policy: FlushPolicy {
@@ -470,7 +471,7 @@ async fn consume(
     let summary = result?;
     if let Err(fatal) = joined {
         bail!(
-            "the Kafka consumer stopped on a fatal error: {fatal} (everything consumed before it is stored and committed; restart custos)"
+            "the Kafka consumer stopped on a fatal error: {fatal} (what was flushed before it is stored; whatever was not committed is read again, and skipped if stored, after a restart)"
         );
     }
     Ok(summary)
@@ -506,10 +507,12 @@ async fn ingest(config: Config, files: Vec<PathBuf>) -> Result<i32> {
     let lines = reader.await?.context("reading input")?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "ingested {lines} lines in {secs:.2}s ({:.0}/s): {} accepted, {} rejected, {} alerts",
+        "ingested {lines} lines in {secs:.2}s ({:.0}/s): {} accepted, {} rejected, {} duplicate ids, {} already stored, {} alerts",
         lines as f64 / secs,
         summary.accepted,
         summary.rejected,
+        summary.duplicates,
+        summary.redelivered,
         summary.alerts
     );
     Ok(0)

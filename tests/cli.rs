@@ -433,7 +433,7 @@ fn ingest_signed(store: &Path, signer: &str, files: &[&str]) -> (u64, u64) {
     args.extend(files);
     let (code, _, err) = run(&args, "", &env);
     assert_eq!(code, 0, "{err}");
-    // "ingested N lines in …: A accepted, R rejected, K alerts"
+    // "ingested N lines in …: A accepted, R rejected, D duplicate ids, …"
     let count = |what: &str| -> u64 {
         let before = err.split(&format!(" {what},")).next().unwrap();
         before.rsplit(' ').next().unwrap().parse().unwrap()

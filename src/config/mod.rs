@@ -59,6 +59,9 @@ pub struct StoreConfig {
     /// also written on every revoke and at shutdown); a new owner restores
     /// the newest and replays the stored events after it.
     pub snapshot_interval_secs: u64,
+    /// Stored events replayed into a partition's detectors at most when it
+    /// is opened without a usable snapshot (the newest ones).
+    pub replay_max_events: u64,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -218,6 +221,7 @@ impl Default for StoreConfig {
             origin: String::new(),
             fsync: true,
             snapshot_interval_secs: 60,
+            replay_max_events: 1_000_000,
         }
     }
 }
@@ -321,6 +325,9 @@ impl Config {
                 "store.origin `{}` must be at most 200 bytes without spaces or `+`",
                 s.origin
             ));
+        }
+        if s.replay_max_events == 0 {
+            problems.push("store.replay_max_events must be at least 1".into());
         }
         if s.snapshot_interval_secs == 0 {
             problems.push("store.snapshot_interval_secs must be at least 1".into());

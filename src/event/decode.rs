@@ -329,7 +329,7 @@ impl Decoder {
                     fingerprint = Some(fp);
                 }
                 if self.stored
-                    && let Some(Value::Number(n)) = input.get("feature_count")
+                    && let Some(Value::Number(n)) = input.get("features_n")
                 {
                     feature_count = n.as_u64().and_then(|n| u32::try_from(n).ok());
                 }

@@ -68,6 +68,22 @@ impl Store {
         Ok(all)
     }
 
+    /// The offset from which the chain's newest `count` events (or a few
+    /// more: whole segments) are stored; 0 when it holds fewer.
+    pub fn offset_of_newest_events(&self, chain: &ChainId, count: u64) -> Result<i64, LedgerError> {
+        let mut held = 0;
+        for line in self.manifest(chain)?.iter().rev() {
+            if line.table != Table::Events {
+                continue;
+            }
+            held += line.rows;
+            if held >= count {
+                return Ok(line.first_offset);
+            }
+        }
+        Ok(0)
+    }
+
     /// Calls `each(offset, record)` for every stored event of the chain at
     /// `from_offset` or later, in seq order; returns how many.
     pub fn replay_events(

@@ -5,7 +5,7 @@
 //! catches one *event* sent twice. An id is remembered while its event time
 //! is within `window` of the newest event time seen in the chain, and at
 //! most `max` ids are held (the oldest arrivals go first), so memory is
-//! bounded whatever the traffic. Ids are held as 128-bit keyed hashes.
+//! bounded whatever the traffic. Ids are held as the first 128 bits of their BLAKE3 hash.
 //! Producers key messages by actor, so a retry lands in the same partition
 //! as the original: the window is per chain and moves with it (rebuilt
 //! from the ledger when a process opens the chain).

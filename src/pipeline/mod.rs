@@ -49,7 +49,7 @@ use crate::source::{Committer, SourceEvent, SourceMessage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("ledger")]
+    #[error(transparent)]
     Ledger(#[from] LedgerError),
     #[error("internal: a blocking ledger task failed: {0}")]
     Internal(String),
@@ -85,6 +85,10 @@ pub struct Continuity {
     /// How often a chain's detector state is snapshotted after a flush
     /// (also on every revoke and at shutdown).
     pub snapshot_interval: Duration,
+    /// Stored events replayed into the detectors at most, when a chain is
+    /// opened without a usable snapshot (or with an old one): the newest
+    /// ones. Bounds the time a takeover can take.
+    pub replay_max_events: u64,
 }
 
 impl Default for Continuity {
@@ -93,6 +97,7 @@ impl Default for Continuity {
             dedup_window: Duration::from_secs(600),
             dedup_max_ids: 200_000,
             snapshot_interval: Duration::from_secs(60),
+            replay_max_events: 1_000_000,
         }
     }
 }
@@ -262,21 +267,27 @@ impl Pipeline {
         reply: Option<oneshot::Sender<Vec<(ChainId, i64)>>>,
     ) -> Result<(), PipelineError> {
         let mut positions = Vec::new();
+        let mut new = Vec::new();
         for chain in chains {
-            if let Some(state) = self.chains.get(&chain) {
-                positions.push((chain.clone(), state.next_offset));
-                continue;
+            match self.chains.get(&chain) {
+                Some(state) => positions.push((chain, state.next_offset)),
+                None => new.push(chain),
             }
-            let (store, c) = (self.store.clone(), chain.clone());
-            let (configs, continuity) = (self.detectors.clone(), self.continuity);
-            let opened =
-                tokio::task::spawn_blocking(move || open_chain(&store, &c, &configs, continuity))
-                    .await
-                    .map_err(|e| PipelineError::Internal(e.to_string()))??;
+        }
+        let (store, configs, continuity) =
+            (self.store.clone(), self.detectors.clone(), self.continuity);
+        let opened = tokio::task::spawn_blocking(move || {
+            let opened = open_chains(&store, &new, &configs, continuity);
+            new.into_iter().zip(opened).collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| PipelineError::Internal(e.to_string()))?;
+        for (chain, opened) in opened {
+            let opened = opened?;
             let next_offset = opened.writer.last_offset().map_or(0, |o| o + 1);
-            if opened.writer.last_offset().is_some() {
-                positions.push((chain.clone(), next_offset));
-            }
+            // An empty chain starts at 0 too (the earliest message the
+            // topic still holds, if 0 is gone): the store lacks all of it.
+            positions.push((chain.clone(), next_offset));
             tracing::info!(stream = %chain.stream, partition = chain.partition, next_offset, "chain opened");
             self.chains.insert(
                 chain,
@@ -597,18 +608,59 @@ fn note_checkpoints(written: usize) {
     }
 }
 
+/// Opens `chains` as [`open_chain`] does, on as many threads as there are
+/// cores (a takeover after a crash opens several partitions at once).
+pub fn open_chains(
+    store: &Store,
+    chains: &[ChainId],
+    configs: &[DetectorConfig],
+    continuity: Continuity,
+) -> Vec<Result<Opened, LedgerError>> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(chains.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<Opened, LedgerError>>>> =
+        chains.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(chain) = chains.get(i) else { return };
+                    let opened = open_chain(store, chain, configs, continuity);
+                    if let Ok(mut slot) = results[i].lock() {
+                        *slot = Some(opened);
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner().ok().flatten().unwrap_or_else(|| {
+                Err(LedgerError::Internal(
+                    "a chain failed to open (thread panicked)".into(),
+                ))
+            })
+        })
+        .collect()
+}
+
 /// A chain opened for appending, with its state rebuilt from the ledger.
-struct Opened {
+pub struct Opened {
     writer: ChainWriter,
     detectors: Detectors,
     ids: IdWindow,
 }
 
 /// Opens a chain (recovering from a crash), restores its detectors from
-/// its snapshot plus the stored events after it (all stored events when
-/// there is no usable snapshot), and refills its event-id window from the
-/// newest stored events. Blocking.
-fn open_chain(
+/// its snapshot plus the stored events after it (without a usable
+/// snapshot: from the newest `replay_max_events` stored events), and
+/// refills its event-id window from the newest stored events. Blocking;
+/// what a process does for each chain it is assigned.
+pub fn open_chain(
     store: &Store,
     chain: &ChainId,
     configs: &[DetectorConfig],
@@ -632,6 +684,14 @@ fn open_chain(
         },
         Err(e) => tracing::warn!(chain = %chain, error = %e,
             "cannot read the detector snapshot; replaying the ledger instead"),
+    }
+    let newest = store.offset_of_newest_events(chain, continuity.replay_max_events)?;
+    if newest > from {
+        tracing::warn!(chain = %chain, from, newest,
+            "the detector state is older than the replay limit (store.replay_max_events): \
+             replaying the newest events only, so baselines are rebuilt from part of the history");
+        detectors = Detectors::new(configs);
+        from = newest;
     }
     let mut bad = 0u64;
     let replayed = store.replay_events(chain, from, |_, record| {
@@ -687,3 +747,6 @@ fn write_snapshot(
     failpoint::hit("snapshot.written");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

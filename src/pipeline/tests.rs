@@ -1,0 +1,196 @@
+//! Restoring a chain's state from the ledger: snapshots, their fallbacks,
+//! the replay bound and the event-id window.
+
+use super::*;
+use crate::event::{PseudonymKey, Pseudonymizer};
+use crate::ledger::StoreOptions;
+
+fn chain() -> ChainId {
+    ChainId {
+        stream: "t".into(),
+        partition: 0,
+    }
+}
+
+/// 600 accesses by 6 actors over 20 minutes, one flush per 100 events.
+fn store_with_events(dir: &std::path::Path) -> (Store, Vec<crate::event::Event>) {
+    let store = Store::open(dir, StoreOptions::default()).unwrap();
+    let decoder = Decoder::new(Pseudonymizer::new(&PseudonymKey::demo()));
+    let mut writer = store.chain_writer(&chain()).unwrap();
+    let mut events = Vec::new();
+    for i in 0..600i64 {
+        let t = chrono::DateTime::from_timestamp(1_772_438_400 + i * 2, 0).unwrap();
+        let json = format!(
+            r#"{{"id":"e-{i}","time":"{}","kind":"access","actor":{{"id":"emp-{}"}},"action":"read","patient":"MRN-{i}"}}"#,
+            t.to_rfc3339(),
+            i % 6
+        );
+        let event = decoder.decode(json.as_bytes()).unwrap();
+        let origin = Origin {
+            offset: i,
+            file: None,
+            line: None,
+        };
+        writer.push_event(origin, &event);
+        events.push(event);
+        if i % 100 == 99 {
+            writer.flush().unwrap();
+        }
+    }
+    (store, events)
+}
+
+fn configs() -> Vec<DetectorConfig> {
+    vec![DetectorConfig::default()]
+}
+
+/// The state detectors reach on `events`, saved.
+fn state_after(events: &[crate::event::Event]) -> serde_json::Value {
+    let mut d = Detectors::new(&configs());
+    for e in events {
+        d.replay(e);
+    }
+    d.save()
+}
+
+fn snapshot(store: &Store, next_offset: i64, state: serde_json::Value) {
+    store
+        .write_snapshot(
+            &chain(),
+            &Snapshot {
+                v: SNAPSHOT_VERSION,
+                next_offset,
+                events: 0,
+                written: Utc::now(),
+                state,
+            },
+        )
+        .unwrap();
+}
+
+fn restored(store: &Store, continuity: Continuity) -> Opened {
+    open_chain(store, &chain(), &configs(), continuity).unwrap()
+}
+
+#[test]
+fn without_a_snapshot_the_whole_chain_is_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, events) = store_with_events(dir.path());
+    let opened = restored(&store, Continuity::default());
+    assert_eq!(opened.detectors.save(), state_after(&events));
+}
+
+#[test]
+fn a_snapshot_is_topped_up_with_the_events_stored_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, events) = store_with_events(dir.path());
+    snapshot(&store, 250, state_after(&events[..250]));
+    let opened = restored(&store, Continuity::default());
+    assert_eq!(opened.detectors.save(), state_after(&events));
+}
+
+#[test]
+fn the_snapshot_is_what_is_restored_not_a_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, events) = store_with_events(dir.path());
+    // A snapshot at the end that differs from a replay (it saw only the
+    // first half): restoring must take it as it is.
+    let state = state_after(&events[..300]);
+    snapshot(&store, 600, state.clone());
+    let opened = restored(&store, Continuity::default());
+    assert_eq!(opened.detectors.save(), state);
+    assert_ne!(state, state_after(&events));
+}
+
+#[test]
+fn unusable_snapshots_fall_back_to_a_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, events) = store_with_events(dir.path());
+    let full = state_after(&events);
+    // Ahead of the ledger (it would claim events the store lacks).
+    snapshot(&store, 700, state_after(&events[..10]));
+    assert_eq!(
+        restored(&store, Continuity::default()).detectors.save(),
+        full
+    );
+    // Saved under another detector configuration.
+    let other = vec![DetectorConfig::AccessRate(crate::detect::RateConfig {
+        window_secs: 30,
+        ..Default::default()
+    })];
+    let mut d = Detectors::new(&other);
+    d.replay(&events[0]);
+    snapshot(&store, 600, d.save());
+    assert_eq!(
+        restored(&store, Continuity::default()).detectors.save(),
+        full
+    );
+    // A damaged file.
+    let path = dir.path().join("snapshots/t/0.json");
+    std::fs::write(&path, b"{\"v\":1,\"next_off").unwrap();
+    assert_eq!(
+        restored(&store, Continuity::default()).detectors.save(),
+        full
+    );
+}
+
+#[test]
+fn the_replay_bound_replays_only_the_newest_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, events) = store_with_events(dir.path());
+    let continuity = Continuity {
+        replay_max_events: 150,
+        ..Continuity::default()
+    };
+    // Whole segments of 100: the newest two cover 150.
+    let opened = restored(&store, continuity);
+    assert_eq!(opened.detectors.save(), state_after(&events[400..]));
+}
+
+#[test]
+fn the_id_window_is_rebuilt_from_the_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = store_with_events(dir.path());
+    // 600 events 2 s apart: a 5-minute window holds the newest 151.
+    let continuity = Continuity {
+        dedup_window: Duration::from_secs(300),
+        ..Continuity::default()
+    };
+    let mut opened = restored(&store, continuity);
+    let t = |i: i64| (1_772_438_400 + i * 2) * 1_000_000;
+    assert_eq!(opened.ids.insert("e-599", t(599), 1000), Some(599));
+    assert_eq!(opened.ids.insert("e-450", t(450), 1001), Some(450));
+    assert_eq!(
+        opened.ids.insert("e-10", t(10), 1002),
+        None,
+        "older than the window"
+    );
+}
+
+#[test]
+fn stored_records_decode_to_the_events_that_were_stored() {
+    use crate::source::synth::{Workload, WorkloadConfig};
+    let decoder = Decoder::new(Pseudonymizer::new(&PseudonymKey::demo()));
+    let mut workload = Workload::new(WorkloadConfig {
+        seed: 3,
+        ..WorkloadConfig::default()
+    });
+    let start = chrono::DateTime::from_timestamp(1_772_438_400, 0).unwrap();
+    let mut kinds = std::collections::HashSet::new();
+    for i in 0..5000i64 {
+        let m = workload.next_message(start + chrono::Duration::milliseconds(i * 10));
+        let Ok(event) = decoder.decode(&m.payload) else {
+            continue;
+        };
+        let origin = Origin {
+            offset: i,
+            file: None,
+            line: None,
+        };
+        let record = crate::ledger::event_record(&chain(), &origin, &event);
+        let back = Decoder::decode_stored(std::str::from_utf8(&record).unwrap()).unwrap();
+        assert_eq!(back, event, "record {}", String::from_utf8_lossy(&record));
+        kinds.insert(event.kind());
+    }
+    assert_eq!(kinds.len(), 3, "every kind was covered");
+}
