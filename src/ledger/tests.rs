@@ -94,6 +94,46 @@ fn store_refuses_foreign_folders_and_formats() {
 }
 
 #[test]
+fn a_store_of_a_newer_format_is_refused_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let store = open(&root);
+    let chain = ChainId::new("audit", 0);
+    let mut w = store.chain_writer(&chain).unwrap();
+    push_some(&mut w, 0, 5);
+    w.flush().unwrap();
+    drop(w);
+    let marker = r#"{"format":"custos-store","version":3,"hash":"blake3","origin":"x"}"#;
+    fs::write(root.join("custos-store.json"), marker).unwrap();
+    let before = snapshot_files(&root);
+    let err = Store::open(&root, StoreOptions::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("version is 3, this build reads version 2"),
+        "{err}"
+    );
+    assert!(Store::open_existing(&root).is_err());
+    assert_eq!(snapshot_files(&root), before, "nothing was written");
+}
+
+/// Every file under `root` with its bytes.
+fn snapshot_files(root: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else {
+                out.push((p.clone(), fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
 fn flush_writes_segments_and_reopen_continues_the_chain() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
