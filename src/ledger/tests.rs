@@ -108,7 +108,8 @@ fn a_store_of_a_newer_format_is_refused_and_left_as_it_is() {
     let before = snapshot_files(&root);
     let err = Store::open(&root, StoreOptions::default()).unwrap_err();
     assert!(
-        err.to_string().contains("version is 3, this build reads version 2"),
+        err.to_string()
+            .contains("version is 3, this build reads version 2"),
         "{err}"
     );
     assert!(Store::open_existing(&root).is_err());

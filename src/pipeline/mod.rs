@@ -648,6 +648,26 @@ pub fn open_chains(
         .collect()
 }
 
+/// How long a new owner waits for the previous owner's lock on a chain
+/// (a member that is slow to finish its revoke, or a lock a shared file
+/// system has not yet released) before it gives up.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+fn open_writer(store: &Store, chain: &ChainId) -> Result<ChainWriter, LedgerError> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match store.chain_writer(chain) {
+            Err(LedgerError::Locked { .. }) if Instant::now() < deadline => {
+                tracing::warn!(chain = %chain, "the chain is locked by another writer; waiting");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// A chain opened for appending, with its state rebuilt from the ledger.
 pub struct Opened {
     writer: ChainWriter,
@@ -667,7 +687,7 @@ pub fn open_chain(
     continuity: Continuity,
 ) -> Result<Opened, LedgerError> {
     let started = Instant::now();
-    let writer = store.chain_writer(chain)?;
+    let writer = open_writer(store, chain)?;
     let next_offset = writer.last_offset().map_or(0, |o| o + 1);
 
     let mut detectors = Detectors::new(configs);

@@ -194,3 +194,19 @@ fn stored_records_decode_to_the_events_that_were_stored() {
     }
     assert_eq!(kinds.len(), 3, "every kind was covered");
 }
+
+#[test]
+fn a_new_owner_waits_for_the_previous_owners_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, events) = store_with_events(dir.path());
+    let held = store.chain_writer(&chain()).unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(held);
+    });
+    let started = Instant::now();
+    let opened = restored(&store, Continuity::default());
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert_eq!(opened.detectors.save(), state_after(&events));
+    release.join().unwrap();
+}
