@@ -310,9 +310,9 @@ pub fn produce_paced(
     })
 }
 
-/// The rows `custos query --format json` prints for `sql`.
-pub fn query(store: &Path, sql: &str) -> Vec<serde_json::Value> {
-    let out = Command::new(bin())
+/// `custos query --format json SQL` on `store`, run to completion.
+fn run_query(store: &Path, sql: &str) -> std::io::Result<std::process::Output> {
+    Command::new(bin())
         .args([
             "query",
             "--store",
@@ -323,7 +323,11 @@ pub fn query(store: &Path, sql: &str) -> Vec<serde_json::Value> {
         ])
         .env("CUSTOS_LOG", "error")
         .output()
-        .unwrap();
+}
+
+/// The rows `custos query --format json` prints for `sql`.
+pub fn query(store: &Path, sql: &str) -> Vec<serde_json::Value> {
+    let out = run_query(store, sql).unwrap();
     assert!(out.status.success(), "query failed: {sql}");
     String::from_utf8(out.stdout)
         .unwrap()
@@ -335,18 +339,8 @@ pub fn query(store: &Path, sql: &str) -> Vec<serde_json::Value> {
 /// (events stored, distinct event ids); `None` while the store cannot be
 /// read (not created yet).
 pub fn stored(store: &Path) -> Option<(u64, u64)> {
-    let out = Command::new(bin())
-        .args([
-            "query",
-            "--store",
-            store.to_str().unwrap(),
-            "--format",
-            "json",
-        ])
-        .arg("select count(*) as n, count(distinct id) as ids from events")
-        .env("CUSTOS_LOG", "error")
-        .output()
-        .ok()?;
+    let sql = "select count(*) as n, count(distinct id) as ids from events";
+    let out = run_query(store, sql).ok()?;
     let row: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     Some((row["n"].as_u64()?, row["ids"].as_u64()?))
 }
