@@ -20,16 +20,13 @@ pub struct StoredId {
 }
 
 impl Store {
-    /// The ids of a chain's newest events, oldest first: the events of the
-    /// newest segments back to the first segment whose newest event is more
-    /// than `window_us` older than the chain's newest event, at most `max`
-    /// (the newest ones).
+    /// The newest event time of a chain, and the ids of its last `max`
+    /// stored events (by seq), oldest first.
     pub fn recent_event_ids(
         &self,
         chain: &ChainId,
-        window_us: i64,
         max: usize,
-    ) -> Result<Vec<StoredId>, LedgerError> {
+    ) -> Result<(Option<i64>, Vec<StoredId>), LedgerError> {
         let lines: Vec<ManifestLine> = self
             .manifest(chain)?
             .into_iter()
@@ -40,11 +37,6 @@ impl Store {
         let mut held = 0usize;
         for line in lines.iter().rev() {
             if held >= max {
-                break;
-            }
-            if let (Some(newest), Some(t)) = (newest, line.max_time_us)
-                && t < newest.saturating_sub(window_us)
-            {
                 break;
             }
             let path = self.root().join(&line.file);
@@ -65,7 +57,7 @@ impl Store {
         let mut all: Vec<StoredId> = per_segment.into_iter().rev().flatten().collect();
         let excess = all.len().saturating_sub(max);
         all.drain(..excess);
-        Ok(all)
+        Ok((newest, all))
     }
 
     /// The offset from which the chain's newest `count` events (or a few

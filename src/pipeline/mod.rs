@@ -313,11 +313,17 @@ impl Pipeline {
     }
 
     async fn revoke(&mut self, chains: Vec<ChainId>) -> Result<(), PipelineError> {
-        for chain in chains {
-            self.flush(&chain, true).await?;
-            self.chains.remove(&chain);
+        let mut result = Ok(());
+        for chain in &chains {
+            if result.is_ok() {
+                result = self.flush(chain, true).await;
+            }
+            // Closed either way: after a failed flush the rest is neither
+            // flushed nor committed (the next owner reads it again), and the
+            // chains' locks are released for it.
+            self.chains.remove(chain);
         }
-        Ok(())
+        result
     }
 
     async fn handle_batch(&mut self, batch: Vec<SourceMessage>) -> Result<(), PipelineError> {
@@ -728,7 +734,9 @@ pub fn open_chain(
     let window_us = i64::try_from(continuity.dedup_window.as_micros()).unwrap_or(i64::MAX);
     let mut ids = IdWindow::new(window_us, continuity.dedup_max_ids);
     if window_us > 0 && continuity.dedup_max_ids > 0 {
-        for stored in store.recent_event_ids(chain, window_us, continuity.dedup_max_ids)? {
+        let (newest, recent) = store.recent_event_ids(chain, continuity.dedup_max_ids)?;
+        ids.saw_time(newest.unwrap_or(i64::MIN));
+        for stored in recent {
             ids.insert(&stored.id, stored.time_us, stored.offset);
         }
     }

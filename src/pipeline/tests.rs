@@ -200,13 +200,17 @@ fn a_new_owner_waits_for_the_previous_owners_lock() {
     let dir = tempfile::tempdir().unwrap();
     let (store, events) = store_with_events(dir.path());
     let held = store.chain_writer(&chain()).unwrap();
-    let release = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        drop(held);
-    });
-    let started = Instant::now();
-    let opened = restored(&store, Continuity::default());
-    assert!(started.elapsed() >= Duration::from_millis(250));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let opener = {
+        let store = store.clone();
+        std::thread::spawn(move || tx.send(restored(&store, Continuity::default())).unwrap())
+    };
+    // Not opened while the lock is held…
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(rx.try_recv().is_err(), "opened beside the previous owner");
+    // …and opened once it is released.
+    drop(held);
+    let opened = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(opened.detectors.save(), state_after(&events));
-    release.join().unwrap();
+    opener.join().unwrap();
 }

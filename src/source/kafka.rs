@@ -70,6 +70,7 @@ pub const RESERVED_PROPERTIES: &[&str] = &[
     "group.id",
     "enable.auto.commit",
     "enable.auto.offset.store",
+    "auto.offset.reset",
 ];
 
 /// What the consumer needs to know.
@@ -89,6 +90,8 @@ struct Context {
     /// so a revoke callback (which runs inside `poll`) can send them ahead
     /// of the `Revoked` event and the pipeline sees everything in order.
     pending: Mutex<Vec<SourceMessage>>,
+    /// Set when a rebalance could not be applied: the poll loop stops.
+    failed: Mutex<Option<String>>,
 }
 
 impl Context {
@@ -210,7 +213,12 @@ impl ConsumerContext for Context {
             }
         };
         if let Err(e) = result {
-            tracing::error!(error = %e, "cannot apply the rebalance");
+            // The pipeline holds chains nobody would read: stop instead of
+            // stalling those partitions silently.
+            tracing::error!(error = %e, "cannot apply the rebalance; stopping");
+            if let Ok(mut failed) = self.failed.lock() {
+                *failed = Some(format!("cannot apply the rebalance: {e}"));
+            }
         }
     }
 
@@ -252,6 +260,7 @@ impl KafkaSource {
         let consumer: BaseConsumer<Context> = config.create_with_context(Context {
             tx: tx.clone(),
             pending: Mutex::new(Vec::with_capacity(BATCH)),
+            failed: Mutex::new(None),
         })?;
         let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
@@ -315,6 +324,10 @@ fn poll_loop(
     let mut fatal = None;
     // Stop when asked, or when the pipeline has gone (it failed).
     while !stop.load(Ordering::SeqCst) && !tx.is_closed() {
+        if let Some(e) = ctx.failed.lock().ok().and_then(|mut f| f.take()) {
+            fatal = Some(e);
+            break;
+        }
         // Block briefly only when nothing waits to be sent.
         let timeout = if idle {
             Duration::from_millis(100)
