@@ -8,7 +8,8 @@
 //!   at 20 random moments (startup and recovery included), restarted each
 //!   time;
 //! - the broker itself is stopped and started again in the middle of
-//!   ingest.
+//!   ingest (a broker of the test's own, on other ports, so the shared
+//!   test broker and the other tests are not disturbed).
 //!
 //! After each: every produced event is stored exactly once, every
 //! partition's offsets are stored without a gap, `custos verify` passes
@@ -21,7 +22,6 @@ use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat};
@@ -32,8 +32,49 @@ use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
-/// The broker restart must not pull the broker from under the other test.
-static BROKER: Mutex<()> = Mutex::new(());
+/// A single-node broker of one test's own (`scripts/kafka.sh` with its own
+/// folder and ports; the jars of the shared test broker when it has them).
+struct OwnBroker {
+    dir: tempfile::TempDir,
+    port: String,
+    controller_port: String,
+    brokers: String,
+}
+
+impl OwnBroker {
+    fn start() -> OwnBroker {
+        let port = |a: String| a.rsplit(':').next().unwrap().to_owned();
+        let (port, controller_port) = (port(free_addr()), port(free_addr()));
+        let broker = OwnBroker {
+            dir: tempfile::tempdir().unwrap(),
+            brokers: format!("127.0.0.1:{port}"),
+            port,
+            controller_port,
+        };
+        assert!(broker.run("start"), "cannot start the test's own broker");
+        broker
+    }
+
+    /// `scripts/kafka.sh <what>` for this broker; true on success.
+    fn run(&self, what: &str) -> bool {
+        let mut cmd = Command::new(repo().join("scripts/kafka.sh"));
+        cmd.arg(what)
+            .env("CUSTOS_TEST_KAFKA_DIR", self.dir.path())
+            .env("CUSTOS_TEST_KAFKA_PORT", &self.port)
+            .env("CUSTOS_TEST_KAFKA_CONTROLLER_PORT", &self.controller_port);
+        let shared = repo().join(".kafka/libs");
+        if shared.join(".complete").exists() {
+            cmd.env("CUSTOS_TEST_KAFKA_LIBS", shared);
+        }
+        cmd.status().unwrap().success()
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.run("stop");
+    }
+}
 
 const PARTITIONS: i32 = 6;
 const BASE_MS: i64 = 1_772_438_400_000; // 2026-03-02T08:00:00Z
@@ -53,6 +94,7 @@ fn event(i: u64) -> (String, Vec<u8>) {
 
 /// A test's store, config and signing key.
 struct Setup {
+    brokers: String,
     _dir: tempfile::TempDir,
     store: PathBuf,
     config: PathBuf,
@@ -61,8 +103,7 @@ struct Setup {
     group: String,
 }
 
-fn setup(name: &str, static_member: bool) -> Setup {
-    let brokers = kafka();
+fn setup(name: &str, brokers: &str, static_member: bool) -> Setup {
     let topic = unique(&format!("custos-it-{name}"));
     let group = unique(&format!("custos-it-{name}-group"));
     create_topics(brokers, &[&topic], PARTITIONS);
@@ -108,6 +149,7 @@ enabled = false
         ),
     );
     Setup {
+        brokers: brokers.to_owned(),
         _dir: dir,
         store,
         config,
@@ -169,7 +211,7 @@ fn finish_and_check(setup: &Setup, total: u64) {
          from events group by partition order by partition",
     );
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka())
+        .set("bootstrap.servers", &setup.brokers)
         .set("group.id", &setup.group)
         .create()
         .unwrap();
@@ -228,12 +270,16 @@ fn finish_and_check(setup: &Setup, total: u64) {
 
 #[test]
 fn killed_at_every_protocol_step_and_at_random_stores_each_event_once() {
-    let _broker = BROKER.lock().unwrap_or_else(|e| e.into_inner());
-    let setup = setup("crash", true);
+    let setup = setup("crash", kafka(), true);
     const TOTAL: u64 = 30_000;
     // About 50 s of traffic: the kills below all happen while it flows.
     let t0 = Instant::now();
-    let producer = produce_paced(kafka(), &setup.topic, (0..TOTAL).map(event).collect(), 600);
+    let producer = produce_paced(
+        &setup.brokers,
+        &setup.topic,
+        (0..TOTAL).map(event).collect(),
+        600,
+    );
 
     // One abort at each step of the protocol. The count after the colon
     // lets a few rounds pass first, so the crash lands mid-stream.
@@ -280,11 +326,16 @@ fn killed_at_every_protocol_step_and_at_random_stores_each_event_once() {
 
 #[test]
 fn a_broker_restart_in_the_middle_of_ingest_loses_and_doubles_nothing() {
-    let _broker = BROKER.lock().unwrap_or_else(|e| e.into_inner());
-    let setup = setup("broker-restart", false);
+    let broker = OwnBroker::start();
+    let setup = setup("broker-restart", &broker.brokers, false);
     const TOTAL: u64 = 30_000;
     // About 20 s of traffic; the producer retries through the restart.
-    let producer = produce_paced(kafka(), &setup.topic, (0..TOTAL).map(event).collect(), 1500);
+    let producer = produce_paced(
+        &setup.brokers,
+        &setup.topic,
+        (0..TOTAL).map(event).collect(),
+        1500,
+    );
 
     let custos = start(&setup, None);
     assert!(
@@ -292,18 +343,11 @@ fn a_broker_restart_in_the_middle_of_ingest_loses_and_doubles_nothing() {
             .is_some_and(|(n, _)| n > 2000)),
         "custos stored nothing"
     );
-    let kafka_sh = repo().join("scripts/kafka.sh");
-    let stopped = Command::new(&kafka_sh).arg("stop").status().unwrap();
-    assert!(stopped.success(), "scripts/kafka.sh stop failed");
-    let status = Command::new(&kafka_sh).arg("status").status().unwrap();
-    assert!(
-        !status.success(),
-        "the broker still answers: it was not started by scripts/kafka.sh, so this test cannot restart it"
-    );
+    assert!(broker.run("stop"), "scripts/kafka.sh stop failed");
+    assert!(!broker.run("status"), "the broker still answers after stop");
     let during = stored(&setup.store).map_or(0, |(n, _)| n);
     std::thread::sleep(Duration::from_secs(5));
-    let started = Command::new(&kafka_sh).arg("start").status().unwrap();
-    assert!(started.success(), "scripts/kafka.sh start failed");
+    assert!(broker.run("start"), "scripts/kafka.sh start failed");
     producer.join().unwrap();
     assert!(during < TOTAL, "the restart came after the end of ingest");
 
