@@ -233,3 +233,38 @@ fn an_edited_typed_column_is_found() {
         format!("{SEGMENT} row 1 (seq 1, event a-0002): column actor_id disagrees with the record")
     );
 }
+
+#[test]
+fn a_raised_row_count_is_blamed_on_the_manifest_line() {
+    let f = fixture();
+    let manifest = f.root.join("manifests/audit/0.jsonl");
+    let text = fs::read_to_string(&manifest).unwrap();
+    let mut lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = lines
+        .iter_mut()
+        .rev()
+        .find(|l| l["table"] == "events")
+        .unwrap();
+    let file = last["file"].as_str().unwrap().to_owned();
+    let rows = last["rows"].as_u64().unwrap();
+    last["rows"] = (rows + 5).into();
+    let edited: Vec<String> = lines.iter().map(|l| l.to_string() + "\n").collect();
+    fs::write(&manifest, edited.concat()).unwrap();
+
+    let problems = problems_of(&f.root);
+    assert!(
+        problems.iter().any(|p| p.file == "manifests/audit/0.jsonl"
+            && p.what.contains(&format!("rows is {}", rows + 5))
+            && p.what.contains("the line was changed")),
+        "{problems:?}"
+    );
+    assert!(
+        !problems
+            .iter()
+            .any(|p| p.file == file && p.what.contains("row is missing")),
+        "the file is intact: {problems:?}"
+    );
+}

@@ -461,8 +461,19 @@ fn verify_chain(
             ..
         } = scan;
         report.problems.extend(problems);
-        let rows_ok = feed_tree(rel, *no, line, &leaves, &ids, walk, report);
-        blame_disagreements(rel, *no, line, &disagreements, rows_ok, report);
+        let (rows_ok, tree_only) = feed_tree(rel, *no, line, &leaves, &ids, walk, report);
+        // A line whose rows hash to its root while neither its file nor
+        // the tree holds some of them counts rows that never were.
+        let line_changed = rows_ok && tree_only == 0;
+        blame_disagreements(
+            rel,
+            *no,
+            line,
+            &disagreements,
+            rows_ok,
+            line_changed,
+            report,
+        );
         group_offsets.push((line.table, offsets));
         walk.next_seq = line.end_seq();
         walk.last_offset = walk.last_offset.max(Some(line.last_offset));
@@ -586,7 +597,8 @@ fn scan_in_order(
 }
 
 /// Feeds a segment's leaves to both trees of its table and checks the
-/// manifest's root at the segment's end; true when the rows hash to it.
+/// manifest's root at the segment's end; true when the rows hash to it,
+/// with the number of rows the file lacks that the tree supplied.
 fn feed_tree(
     rel: &str,
     no: usize,
@@ -595,17 +607,25 @@ fn feed_tree(
     ids: &EventIds,
     walk: &mut TableWalk,
     report: &mut VerifyReport,
-) -> bool {
+) -> (bool, u64) {
     // Rows that differ from the stored leaf: (row in file, leaf index).
     let mut differing: Vec<(u64, u64)> = Vec::new();
+    // Rows the file lacks that the tree holds.
+    let mut tree_only = 0u64;
     for row in 0..line.rows {
         let index = walk.rows.size();
         let stored = walk.strata.leaf(index, report);
         // A row the file could not give (reported already) counts as the
         // stored leaf, so one unreadable file does not spoil the rest.
-        let leaf = match leaves.get(row as usize).copied().or(stored) {
+        let leaf = match leaves.get(row as usize).copied() {
             Some(leaf) => leaf,
-            None => continue,
+            None => match stored {
+                Some(leaf) => {
+                    tree_only += 1;
+                    leaf
+                }
+                None => continue,
+            },
         };
         if stored.is_some_and(|s| s != leaf) {
             differing.push((row, index));
@@ -645,7 +665,7 @@ fn feed_tree(
             ));
         }
         walk.root_diverged = false;
-        return true;
+        return (true, tree_only);
     }
     let stored_root = walk.stored.as_ref().map_or(rows_root, Frontier::root);
     let stored_ok = claimed == Some(stored_root);
@@ -673,7 +693,7 @@ fn feed_tree(
             walk.rows = tree;
         }
         walk.root_diverged = false;
-        return false;
+        return (false, tree_only);
     }
     if !walk.root_diverged {
         report.problems.push(Problem::file(
@@ -686,7 +706,7 @@ fn feed_tree(
         ));
     }
     walk.root_diverged = true;
-    false
+    (false, tree_only)
 }
 /// Reports where a segment and its manifest line disagree on offsets, times,
 /// length or digest. Rows that hash to the manifest's root are authentic,
@@ -698,6 +718,7 @@ fn blame_disagreements(
     line: &ManifestLine,
     disagreements: &[Disagreement],
     rows_ok: bool,
+    line_changed: bool,
     report: &mut VerifyReport,
 ) {
     for d in disagreements {
@@ -713,6 +734,24 @@ fn blame_disagreements(
                 &line.file,
                 "first/last row offsets or min/max time do not match the manifest",
             )),
+            (Disagreement::Short { read }, _) if line_changed => report.problems.push(Problem::file(
+                rel,
+                format!(
+                    "manifest line {no}: rows is {} but {} holds {read} rows, which hash to the line's root, and the tree holds no more (the line was changed)",
+                    line.rows, line.file
+                ),
+            )),
+            (Disagreement::Short { read }, _) => report.problems.push(Problem {
+                // Name the first missing row: where the file ends early.
+                file: line.file.clone(),
+                row: Some(*read),
+                seq: Some(line.first_seq + read),
+                event_id: None,
+                what: format!(
+                    "row is missing: the file has {read} rows, the manifest says {}",
+                    line.rows
+                ),
+            }),
             (Disagreement::Digest, _) => report.problems.push(Problem::file(
                 rel,
                 format!(

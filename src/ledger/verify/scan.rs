@@ -85,6 +85,8 @@ pub(super) enum Disagreement {
     Digest,
     /// The rows' first/last offsets or time span.
     Span,
+    /// The file ends before the line's row count (it holds `read` rows).
+    Short { read: u64 },
 }
 
 /// Scans one segment: everything that can be checked from the file and its
@@ -158,17 +160,9 @@ pub(super) fn scan_segment(
         scan.file(line, format!("{more} more row problems not listed"));
     }
     if read_rows < line.rows && !scan.unreadable {
-        // Name the first missing row: where the file ends early.
-        scan.problems.push(Problem {
-            file: line.file.clone(),
-            row: Some(read_rows),
-            seq: Some(line.first_seq + read_rows),
-            event_id: None,
-            what: format!(
-                "row is missing: the file has {read_rows} rows, the manifest says {}",
-                line.rows
-            ),
-        });
+        // Blamed once the rows are checked against the line's root.
+        scan.disagreements
+            .push(Disagreement::Short { read: read_rows });
     } else if read_rows > line.rows {
         scan.file(
             line,
