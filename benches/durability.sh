@@ -13,13 +13,10 @@ bin=$1 events=${2:-1000000} rounds=${3:-3}
 work=$(mktemp -d /tmp/custos-durability-XXXX)
 trap 'rm -rf "$work"' EXIT
 "$bin" synth --events "$events" --seed 11 --out "$work/in.jsonl"
+source "$(dirname "${BASH_SOURCE[0]}")/ingest-rate.sh"
 run() { # fsync flush_rows
-  rm -rf "$work/store"
-  local out
-  out=$(CUSTOS_PRIVACY_DEMO_KEY=true CUSTOS_STORE_PATH="$work/store" CUSTOS_HTTP_ENABLED=false \
-    CUSTOS_STORE_FSYNC="$1" CUSTOS_STORE_FLUSH_ROWS="$2" CUSTOS_LOG=warn \
-    "$bin" ingest "$work/in.jsonl" 2>&1 | grep '^ingested')
-  echo "$1 $2 $(sed -E 's/.*\(([0-9]+)\/s\).*/\1/' <<<"$out")"
+  echo "$1 $2 $(ingest_rate "$bin" "$work/in.jsonl" "$work/store" \
+    CUSTOS_STORE_FSYNC="$1" CUSTOS_STORE_FLUSH_ROWS="$2")"
 }
 results=()
 for r in $(seq 1 "$rounds"); do

@@ -13,14 +13,9 @@ old=$1 new=$2 events=${3:-1000000} rounds=${4:-3}
 work=$(mktemp -d /tmp/custos-append-XXXX)
 trap 'rm -rf "$work"' EXIT
 "$new" synth --events "$events" --seed 7 --out "$work/in.jsonl"
+source "$(dirname "${BASH_SOURCE[0]}")/ingest-rate.sh"
 run() { # binary label
-  rm -rf "$work/store"
-  local out
-  out=$(CUSTOS_PRIVACY_DEMO_KEY=true CUSTOS_STORE_PATH="$work/store" CUSTOS_HTTP_ENABLED=false \
-    CUSTOS_LOG=warn "$1" ingest "$work/in.jsonl" 2>&1 | grep '^ingested')
-  local rate
-  rate=$(sed -E 's/.*\(([0-9]+)\/s\).*/\1/' <<<"$out")
-  echo "$2 $rate $(du -sb "$work/store" | cut -f1)"
+  echo "$2 $(ingest_rate "$1" "$work/in.jsonl" "$work/store") $(du -sb "$work/store" | cut -f1)"
 }
 results=()
 for r in $(seq 1 "$rounds"); do
