@@ -80,7 +80,9 @@ pub fn run(command: RejectsCommand) -> Result<i32> {
     for chain in &chains {
         let shown = store.read_rejects(chain, seq, |reject| -> Result<()> {
             let opened = open(&sealer, &reject);
-            if let Err(why) = &opened {
+            if let Err(why) = &opened
+                && !reject.erased
+            {
                 failed += 1;
                 eprintln!("error: {} rejects seq {}: {why}", reject.chain, reject.seq);
             }
@@ -113,6 +115,9 @@ struct Opened {
 /// Opens a reject's stored bytes (or takes them as they are when the
 /// record says they were stored unsealed).
 fn open(sealer: &RejectSealer, r: &StoredReject) -> Result<Opened, String> {
+    if r.erased {
+        return Err("the message was erased (only its leaf hash is kept)".into());
+    }
     if !r.matches_record {
         return Err(
             "the stored bytes are not those the record hashes (the store was \

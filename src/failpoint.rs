@@ -22,6 +22,8 @@ pub const POINTS: &[&str] = &[
     "checkpoint.written",
     "commit.before",
     "commit.after",
+    "erase.written",
+    "amend.written",
 ];
 
 struct Armed {

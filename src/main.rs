@@ -20,6 +20,7 @@ use custos::source::synth::{Workload, WorkloadConfig};
 use custos::source::{NoCommit, file};
 
 mod cli_ledger;
+mod cli_erase;
 mod cli_rejects;
 
 #[derive(Parser)]
@@ -146,6 +147,13 @@ enum Command {
         #[command(subcommand)]
         command: cli_rejects::RejectsCommand,
     },
+    /// Erase a patient's rows (GDPR Art. 17): each becomes a tombstone that
+    /// keeps its leaf hash, so the logs, checkpoints and the other rows'
+    /// proofs still verify.
+    Erase(cli_erase::EraseArgs),
+    /// Delete the segments of flushes whose events are all older than the
+    /// retention period; their leaf hashes stay in the tree.
+    Prune(cli_erase::PruneArgs),
     /// Run one read-only SQL statement over a store.
     Query {
         sql: String,
@@ -284,6 +292,8 @@ async fn dispatch(command: Command) -> Result<i32> {
             log,
         } => cli_ledger::consistency(&store, &old, &new, &log),
         Command::Rejects { command } => cli_rejects::run(command),
+        Command::Erase(args) => cli_erase::erase(args),
+        Command::Prune(args) => cli_erase::prune(args),
         Command::Query { sql, store, format } => query(store, sql, format).await,
         Command::Synth {
             events,

@@ -62,6 +62,11 @@ pub struct StoreConfig {
     /// Stored events replayed into a partition's detectors at most when it
     /// is opened without a usable snapshot (the newest ones).
     pub replay_max_events: u64,
+    /// Days a flush's segments are kept after its newest event; 0 keeps
+    /// them forever. The owner of a chain prunes it when it opens it and
+    /// then hourly; `custos prune` does it for chains nobody owns. Leaf
+    /// hashes are kept, so checkpoints and proofs still hold.
+    pub retention_days: u64,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -222,6 +227,7 @@ impl Default for StoreConfig {
             fsync: true,
             snapshot_interval_secs: 60,
             replay_max_events: 1_000_000,
+            retention_days: 0,
         }
     }
 }
@@ -328,6 +334,9 @@ impl Config {
         }
         if s.replay_max_events == 0 {
             problems.push("store.replay_max_events must be at least 1".into());
+        }
+        if s.retention_days > 365 * 1000 {
+            problems.push("store.retention_days must be at most 365000".into());
         }
         if s.snapshot_interval_secs == 0 {
             problems.push("store.snapshot_interval_secs must be at least 1".into());

@@ -53,6 +53,10 @@ pub struct ManifestLine {
     pub flush: u64,
     /// How many segments (lines) that flush wrote.
     pub flush_segments: u32,
+    /// What later amendment lines did to the segment (never written in
+    /// the line itself: [`apply_amendment`] sets it).
+    #[serde(skip)]
+    pub amended: Amended,
 }
 
 impl ManifestLine {
@@ -60,6 +64,152 @@ impl ManifestLine {
     pub fn end_seq(&self) -> u64 {
         self.first_seq + self.rows
     }
+
+    /// Whether the segment's file is gone (pruned by retention): its rows
+    /// survive only as leaf hashes in the tree strata.
+    pub fn is_pruned(&self) -> bool {
+        self.amended == Amended::Pruned
+    }
+
+    /// The segment file's generation: 0 as flushed, +1 per erasure that
+    /// rewrote it.
+    pub fn generation(&self) -> u32 {
+        match self.amended {
+            Amended::Erased { generation, .. } => generation,
+            Amended::Pruned | Amended::No => 0,
+        }
+    }
+}
+
+/// The state of a segment after the manifest's amendment lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Amended {
+    /// As flushed.
+    #[default]
+    No,
+    /// Rewritten by erasures: the file now in the line is generation
+    /// `generation` and holds `rows` erased rows (tombstones).
+    Erased { generation: u32, rows: u64 },
+    /// Deleted by retention (after any erasures).
+    Pruned,
+}
+
+/// An amendment line: a later change to an earlier segment line, appended
+/// to the manifest (which stays append-only) and committed like a flush.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Amendment {
+    /// `erase` or `prune`.
+    pub amend: AmendKind,
+    /// The segment amended: its table and first seq.
+    pub table: Table,
+    pub first_seq: u64,
+    /// erase only: the rewritten file, its digest and size, and how many
+    /// of its rows are now erased (all erasures so far).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_blake3: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erased_rows: Option<u64>,
+    /// When, UTC, RFC 3339 to the second.
+    pub time: String,
+    /// Why: the erasure request's reference, or `retention`.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AmendKind {
+    Erase,
+    Prune,
+}
+
+/// One line of a manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Segment(ManifestLine),
+    Amend(Amendment),
+}
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let value = serde_json::Value::deserialize(d)?;
+        if value.get("amend").is_some() {
+            serde_json::from_value(value).map(Entry::Amend)
+        } else {
+            serde_json::from_value(value).map(Entry::Segment)
+        }
+        .map_err(D::Error::custom)
+    }
+}
+
+/// Applies an amendment to the segment lines before it. Errors say why it
+/// does not fit them.
+pub(crate) fn apply_amendment<'a>(
+    lines: impl IntoIterator<Item = &'a mut ManifestLine>,
+    amendment: &Amendment,
+    chain: &super::ChainId,
+) -> Result<(), String> {
+    let Some(line) = lines
+        .into_iter()
+        .find(|l| l.table == amendment.table && l.first_seq == amendment.first_seq)
+    else {
+        return Err(format!(
+            "amends the {} segment at seq {}, which no earlier line lists",
+            amendment.table.as_str(),
+            amendment.first_seq
+        ));
+    };
+    if line.is_pruned() {
+        return Err("amends a segment that was pruned".into());
+    }
+    match amendment.amend {
+        AmendKind::Prune => {
+            let extra = amendment.file.is_some()
+                || amendment.file_blake3.is_some()
+                || amendment.bytes.is_some()
+                || amendment.erased_rows.is_some();
+            if extra {
+                return Err("a prune amendment names a file".into());
+            }
+            line.amended = Amended::Pruned;
+        }
+        AmendKind::Erase => {
+            let (Some(file), Some(digest), Some(bytes), Some(rows)) = (
+                &amendment.file,
+                &amendment.file_blake3,
+                amendment.bytes,
+                amendment.erased_rows,
+            ) else {
+                return Err("an erase amendment lacks file, file_blake3, bytes or erased_rows".into());
+            };
+            let generation = line.generation() + 1;
+            let expected =
+                super::segment::segment_rel_path(line.table, chain, line.first_seq, generation);
+            if *file != expected {
+                return Err(format!("names file {file:?}; the next generation is {expected:?}"));
+            }
+            let before = match line.amended {
+                Amended::Erased { rows, .. } => rows,
+                _ => 0,
+            };
+            if rows <= before || rows > line.rows {
+                return Err(format!(
+                    "erased_rows is {rows}: must be above the {before} erased before and at most the segment's {} rows",
+                    line.rows
+                ));
+            }
+            line.file = file.clone();
+            line.file_blake3 = digest.clone();
+            line.bytes = bytes;
+            line.amended = Amended::Erased { generation, rows };
+        }
+    }
+    Ok(())
 }
 
 /// An append-only JSON-lines file (a manifest or a checkpoint file) as
@@ -101,7 +251,7 @@ pub(crate) fn parse_lines<T: serde::de::DeserializeOwned>(
 }
 
 /// A manifest's lines.
-pub(crate) fn parse(bytes: &[u8]) -> ParsedLines<ManifestLine> {
+pub(crate) fn parse(bytes: &[u8]) -> ParsedLines<Entry> {
     parse_lines(bytes, "manifest")
 }
 
@@ -187,12 +337,14 @@ mod tests {
             max_time_us: None,
             flush,
             flush_segments: of,
+            amended: Amended::No,
         }
     }
 
     #[test]
     fn parse_separates_lines_and_torn_tail() {
         let good = serde_json::to_string(&line(Table::Events, 0, 1)).unwrap();
+        assert!(!good.contains("amended"));
         let text = format!("{good}\nnot json\n{{\"table\":\"ev");
         let parsed = parse(text.as_bytes());
         assert!(parsed.torn_tail);

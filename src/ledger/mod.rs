@@ -67,13 +67,13 @@ use std::fmt;
 
 pub use error::LedgerError;
 pub use hash::{Hash, parse_hash};
-pub use manifest::{ManifestLine, Table};
+pub use manifest::{Amended, ManifestLine, Table};
 pub use merkle::HashAlg;
 pub use record::{RejectBytes, event_record, reject_record};
 pub use segment::{events_schema, rejects_schema};
 pub use store::{Store, StoreOptions, valid_origin};
 pub use verify::{LogHead, Problem, VerifyOptions, VerifyReport, verify, verify_with};
-pub use writer::{ChainWriter, FlushStats};
+pub use writer::{AmendStats, ChainWriter, Erasure, FlushStats, StoredRow};
 
 /// The stream name used for file ingest (always partition 0).
 pub const FILE_STREAM: &str = "+file";

@@ -14,6 +14,7 @@ use super::error::LedgerError;
 use super::hash::Hash;
 use super::manifest::{ManifestLine, Table};
 use super::proof::{ConsistencyProof, InclusionProof, LogId};
+use super::record::is_tombstone;
 use super::segment::read_columns;
 use super::tree::TreeReader;
 use super::{ChainId, Store};
@@ -92,7 +93,7 @@ impl Store {
         let mut found = Vec::new();
         for chain in self.chains()? {
             for line in self.manifest(&chain)? {
-                if line.table != Table::Events {
+                if line.table != Table::Events || line.is_pruned() {
                     continue;
                 }
                 let path = self.root().join(&line.file);
@@ -161,10 +162,12 @@ impl Store {
         let mut tree = TreeReader::open(&self.tree_dir(table, chain), self.alg())?;
         let path = tree.inclusion_proof(seq, tree_size)?;
         let leaf = tree.leaf(seq)?;
-        let (record, id) = self.read_record(&manifest, table, seq)?;
         let mut proof = InclusionProof::new(self.alg(), log, seq, tree_size, leaf, path);
-        proof.record = Some(record);
-        proof.event_id = id;
+        // A pruned or erased row is still proved, by its leaf hash alone.
+        if let Some((record, id)) = self.read_record(&manifest, table, seq)? {
+            proof.record = Some(record);
+            proof.event_id = id;
+        }
         proof.checkpoint = Some(checkpoint.note);
         Ok(proof)
     }
@@ -239,17 +242,21 @@ impl Store {
     }
 
     /// The record (and, for events, the id) of one row, read from its
-    /// segment with a row selection.
+    /// segment with a row selection; `None` when the row was pruned or
+    /// erased.
     fn read_record(
         &self,
         manifest: &[ManifestLine],
         table: Table,
         seq: u64,
-    ) -> Result<(String, Option<String>), LedgerError> {
+    ) -> Result<Option<(String, Option<String>)>, LedgerError> {
         let line = manifest
             .iter()
             .find(|l| l.table == table && l.first_seq <= seq && seq < l.end_seq())
             .ok_or_else(|| LedgerError::Internal(format!("seq {seq} has no segment")))?;
+        if line.is_pruned() {
+            return Ok(None);
+        }
         let path = self.root().join(&line.file);
         let columns: &[&str] = match table {
             Table::Events => &["record", "id"],
@@ -268,11 +275,14 @@ impl Store {
                 .ok_or_else(|| LedgerError::corrupt(&path, format!("no column {name}")))
         };
         let record = text("record")?;
+        if is_tombstone(&record) {
+            return Ok(None);
+        }
         let id = match table {
             Table::Events => Some(text("id")?),
             Table::Rejects => None,
         };
-        Ok((record, id))
+        Ok(Some((record, id)))
     }
 }
 

@@ -8,6 +8,7 @@ use arrow::datatypes::{Int64Type, TimestampMicrosecondType};
 
 use super::error::LedgerError;
 use super::manifest::{ManifestLine, Table};
+use super::record::is_tombstone;
 use super::segment::read_columns;
 use super::{ChainId, Store};
 
@@ -30,7 +31,7 @@ impl Store {
         let lines: Vec<ManifestLine> = self
             .manifest(chain)?
             .into_iter()
-            .filter(|l| l.table == Table::Events)
+            .filter(|l| l.table == Table::Events && !l.is_pruned())
             .collect();
         let newest = lines.iter().filter_map(|l| l.max_time_us).max();
         let mut per_segment = Vec::new();
@@ -43,7 +44,8 @@ impl Store {
             let mut ids = Vec::with_capacity(line.rows as usize);
             for batch in read_columns(&path, &["id", "time", "offset"], None)? {
                 let (id, time, offset) = columns(&path, &batch)?;
-                for i in 0..batch.num_rows() {
+                for i in (0..batch.num_rows()).filter(|&i| !id.value(i).is_empty()) {
+                    // (An erased row's id is empty.)
                     ids.push(StoredId {
                         id: id.value(i).to_owned(),
                         time_us: time.value(i),
@@ -77,7 +79,8 @@ impl Store {
     }
 
     /// Calls `each(offset, record)` for every stored event of the chain at
-    /// `from_offset` or later, in seq order; returns how many.
+    /// `from_offset` or later, in seq order, except erased and pruned ones;
+    /// returns how many.
     pub fn replay_events(
         &self,
         chain: &ChainId,
@@ -86,7 +89,7 @@ impl Store {
     ) -> Result<u64, LedgerError> {
         let mut n = 0;
         for line in self.manifest(chain)? {
-            if line.table != Table::Events || line.last_offset < from_offset {
+            if line.table != Table::Events || line.last_offset < from_offset || line.is_pruned() {
                 continue;
             }
             let path = self.root().join(&line.file);
@@ -100,7 +103,7 @@ impl Store {
                 let offsets = offsets.as_primitive::<Int64Type>();
                 let records = records.as_string::<i32>();
                 for i in 0..batch.num_rows() {
-                    if offsets.value(i) >= from_offset {
+                    if offsets.value(i) >= from_offset && !is_tombstone(records.value(i)) {
                         each(offsets.value(i), records.value(i));
                         n += 1;
                     }

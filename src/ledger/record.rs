@@ -16,6 +16,44 @@ use crate::event::{Body, Event, Reject, canonical_json};
 /// The `v` of every record this build writes.
 pub const RECORD_VERSION: u64 = 1;
 
+/// How every tombstone custos writes begins (canonical JSON puts `erased`,
+/// the least key, first).
+const TOMBSTONE_PREFIX: &str = r#"{"erased":""#;
+
+/// Whether a stored record is a tombstone (custos's own, canonical ones).
+pub(crate) fn is_tombstone(record: &str) -> bool {
+    record.starts_with(TOMBSTONE_PREFIX)
+}
+
+/// The record that replaces an erased row's record: the row's leaf hash
+/// (so the tree still holds), why and when it was erased, and the row's
+/// `src` (its Kafka coordinates), from the record it replaces:
+/// `{"erased":"<leaf hex>","erasure":{"reason":…,"time":…},"src":{…},"v":1}`.
+pub(crate) fn tombstone_record(
+    leaf: &super::Hash,
+    reason: &str,
+    time: &str,
+    original: &str,
+) -> Result<String, String> {
+    let parsed: Value =
+        serde_json::from_str(original).map_err(|e| format!("record does not parse: {e}"))?;
+    let src = parsed
+        .get("src")
+        .filter(|s| s.is_object())
+        .ok_or("record lacks `src`")?;
+    let mut erasure = Map::new();
+    erasure.insert("reason".into(), Value::from(reason));
+    erasure.insert("time".into(), Value::from(time));
+    let mut tomb = Map::new();
+    tomb.insert("erased".into(), Value::from(hex::encode(leaf)));
+    tomb.insert("erasure".into(), Value::Object(erasure));
+    tomb.insert("src".into(), src.clone());
+    tomb.insert("v".into(), Value::from(RECORD_VERSION));
+    let mut out = Vec::with_capacity(256);
+    canonical_json(&Value::Object(tomb), &mut out);
+    String::from_utf8(out).map_err(|_| "canonical JSON is UTF-8".to_owned())
+}
+
 /// Record bytes of an accepted event:
 /// `{"event":<Event::canonical()>,"src":{…},"v":1}`.
 pub fn event_record(chain: &ChainId, origin: &Origin, event: &Event) -> Vec<u8> {

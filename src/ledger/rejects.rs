@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::error::LedgerError;
 use super::manifest::Table;
-use super::record::blake3_hex;
+use super::record::{blake3_hex, is_tombstone};
 use super::segment::read_columns;
 use super::{ChainId, Store};
 
@@ -33,6 +33,8 @@ pub struct StoredReject {
     /// sealed (`None`: stored as received).
     pub payload_sealed: Option<String>,
     pub key_sealed: Option<String>,
+    /// The row was erased: its bytes and reason are gone (a tombstone).
+    pub erased: bool,
     /// Whether the stored bytes have the BLAKE3 and length the record
     /// gives (if not, the store was changed: `custos verify` says where).
     pub matches_record: bool,
@@ -50,7 +52,7 @@ impl Store {
     ) -> Result<u64, E> {
         let mut n = 0;
         for line in self.manifest(chain)? {
-            if line.table != Table::Rejects {
+            if line.table != Table::Rejects || line.is_pruned() {
                 continue;
             }
             let row = match seq {
@@ -131,6 +133,7 @@ fn rows(
             detail: details.value(i).to_owned(),
             payload_sealed: text("payload_sealed"),
             key_sealed: text("key_sealed"),
+            erased: is_tombstone(records.value(i)),
             key,
             payload,
             matches_record,

@@ -293,29 +293,47 @@ impl SegmentReader {
     }
 }
 
-/// The file name of the segment whose first row has `first_seq`.
-pub(crate) fn segment_file_name(first_seq: u64) -> String {
-    format!("{first_seq:020}.parquet")
+/// The file name of the segment whose first row has `first_seq`, in its
+/// `generation` (0 as flushed, then +1 per erasure that rewrote it):
+/// `<first_seq:020>.parquet`, then `<first_seq:020>.e<generation>.parquet`.
+pub(crate) fn segment_file_name(first_seq: u64, generation: u32) -> String {
+    match generation {
+        0 => format!("{first_seq:020}.parquet"),
+        g => format!("{first_seq:020}.e{g}.parquet"),
+    }
 }
 
-/// `<table>/<stream>/<partition>/<first_seq:020>.parquet`.
-pub(crate) fn segment_rel_path(table: Table, chain: &ChainId, first_seq: u64) -> String {
+/// `<table>/<stream>/<partition>/<segment file name>`.
+pub(crate) fn segment_rel_path(
+    table: Table,
+    chain: &ChainId,
+    first_seq: u64,
+    generation: u32,
+) -> String {
     format!(
         "{}/{}/{}/{}",
         table.as_str(),
         chain.stream,
         chain.partition,
-        segment_file_name(first_seq)
+        segment_file_name(first_seq, generation)
     )
 }
 
-/// The first seq a segment file name encodes, if the name is one.
-pub(crate) fn parse_segment_file_name(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".parquet")?;
+/// The first seq and generation a segment file name encodes, if the name
+/// is one.
+pub(crate) fn parse_segment_file_name(name: &str) -> Option<(u64, u32)> {
+    let stem = name.strip_suffix(".parquet")?;
+    let (digits, generation) = match stem.split_once(".e") {
+        None => (stem, 0),
+        Some((digits, g)) => {
+            let valid = !g.is_empty() && !g.starts_with('0') && g.bytes().all(|b| b.is_ascii_digit());
+            (digits, if valid { g.parse().ok().filter(|&g| g > 0)? } else { return None })
+        }
+    };
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    Some((digits.parse().ok()?, generation))
 }
 
 /// Reads the named columns of a segment (look them up by name), all rows
@@ -355,11 +373,19 @@ mod tests {
 
     #[test]
     fn segment_names_round_trip() {
-        assert_eq!(segment_file_name(17), "00000000000000000017.parquet");
+        assert_eq!(segment_file_name(17, 0), "00000000000000000017.parquet");
+        assert_eq!(segment_file_name(17, 2), "00000000000000000017.e2.parquet");
         assert_eq!(
             parse_segment_file_name("00000000000000000017.parquet"),
-            Some(17)
+            Some((17, 0))
         );
+        assert_eq!(
+            parse_segment_file_name("00000000000000000017.e12.parquet"),
+            Some((17, 12))
+        );
+        for bad in ["00000000000000000017.e0.parquet", "00000000000000000017.e01.parquet", "00000000000000000017.e.parquet", "00000000000000000017.ex.parquet"] {
+            assert_eq!(parse_segment_file_name(bad), None, "{bad}");
+        }
         assert_eq!(parse_segment_file_name("17.parquet"), None);
         assert_eq!(
             parse_segment_file_name("00000000000000000017.parquet.tmp"),

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{IoContext, LedgerError};
 use super::fsutil::{ensure_dir, list_dir, sync_dir, write_atomic};
-use super::manifest::{self, Groups, ManifestLine, Table};
+use super::manifest::{self, Entry, Groups, ManifestLine, Table};
 use super::merkle::HashAlg;
 use super::{ChainId, ChainWriter};
 
@@ -207,7 +207,7 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(LedgerError::io(&path, e)),
         };
-        Ok(durable_lines(&path, &bytes)?.0)
+        Ok(durable_lines(&path, chain, &bytes)?.0)
     }
 
     /// Opens a chain for appending; see [`ChainWriter`].
@@ -313,34 +313,54 @@ pub(crate) fn list_chains(root: &Path) -> Result<Vec<ChainId>, LedgerError> {
     Ok(chains)
 }
 
-/// Splits manifest bytes into the committed lines and the byte length they
-/// span. A torn tail and an incomplete last flush are left out; any other
-/// defect is an error.
+/// Splits manifest bytes into the committed segment lines, with the
+/// amendment lines applied to them, and the byte length they span. A torn
+/// tail and an incomplete last flush are left out; any other defect is an
+/// error.
 pub(crate) fn durable_lines(
     path: &Path,
+    chain: &ChainId,
     bytes: &[u8],
 ) -> Result<(Vec<ManifestLine>, u64, bool), LedgerError> {
     let parsed = manifest::parse(bytes);
-    let mut lines = Vec::with_capacity(parsed.lines.len());
+    let mut entries = Vec::with_capacity(parsed.lines.len());
     let mut ends = Vec::with_capacity(parsed.lines.len());
-    for (_, end, line) in parsed.lines {
-        lines.push(line.map_err(|what| LedgerError::corrupt(path, what))?);
+    for (_, end, entry) in parsed.lines {
+        entries.push(entry.map_err(|what| LedgerError::corrupt(path, what))?);
         ends.push(end);
     }
-    let refs: Vec<&ManifestLine> = lines.iter().collect();
-    let keep = match manifest::check_groups(&refs) {
-        Ok(Groups::Complete { .. }) => lines.len(),
-        Ok(Groups::IncompleteTail { lines: n, .. }) => lines.len() - n,
-        Err((i, what)) => {
-            return Err(LedgerError::corrupt(
-                path,
-                format!("manifest line {}: {what}", i + 1),
-            ));
+    let at = |i: usize, what: String| LedgerError::corrupt(path, format!("manifest line {}: {what}", i + 1));
+    // Flush groups are made of segment lines; amendments sit between them.
+    let (segments, index): (Vec<&ManifestLine>, Vec<usize>) = entries
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match e {
+            Entry::Segment(line) => Some((line, i)),
+            Entry::Amend(_) => None,
+        })
+        .unzip();
+    let keep = match manifest::check_groups(&segments) {
+        Ok(Groups::Complete { .. }) => entries.len(),
+        Ok(Groups::IncompleteTail { lines: n, .. }) => {
+            let first = index[segments.len() - n];
+            if first + n != entries.len() {
+                return Err(at(first, "an amendment follows an incomplete flush".into()));
+            }
+            first
         }
+        Err((i, what)) => return Err(at(index[i], what)),
     };
-    let repaired = parsed.torn_tail || keep < lines.len();
-    lines.truncate(keep);
+    let repaired = parsed.torn_tail || keep < entries.len();
     let len = if keep == 0 { 0 } else { ends[keep - 1] };
+    let mut lines = Vec::with_capacity(segments.len());
+    for (i, entry) in entries.into_iter().take(keep).enumerate() {
+        match entry {
+            Entry::Segment(line) => lines.push(line),
+            Entry::Amend(amendment) => {
+                manifest::apply_amendment(&mut lines, &amendment, chain).map_err(|w| at(i, w))?;
+            }
+        }
+    }
     Ok((lines, len, repaired))
 }
 

@@ -27,7 +27,7 @@ use super::checkpoints::{self, CheckpointLine};
 use super::error::{IoContext, LedgerError};
 use super::fsutil::list_dir;
 use super::hash::{Hash, parse_hash};
-use super::manifest::{self, Groups, ManifestLine, Table};
+use super::manifest::{self, Entry, Groups, ManifestLine, Table};
 use super::merkle::HashAlg;
 use super::segment::{parse_segment_file_name, segment_rel_path};
 use super::store::{
@@ -70,6 +70,10 @@ pub struct VerifyReport {
     pub events: u64,
     /// Rows read from `rejects` segments.
     pub rejects: u64,
+    /// Rows read that are tombstones of erased rows (both tables).
+    pub erased: u64,
+    /// Rows of pruned segments, checked through their leaf hashes only.
+    pub pruned: u64,
     /// Checkpoints checked (stored and external).
     pub checkpoints: usize,
     /// Whether checkpoint signatures were checked (a verifier key was given).
@@ -278,12 +282,24 @@ fn read_manifest(root: &Path, chain: &ChainId, report: &mut VerifyReport) -> Opt
     };
     let parsed = manifest::parse(&bytes);
     let mut lines: Vec<(usize, ManifestLine)> = Vec::new();
-    for (no, _, line) in parsed.lines {
-        match line {
-            Ok(line) => lines.push((no, line)),
+    // (line number, amendment, segment lines before it)
+    let mut amendments = Vec::new();
+    for (no, _, entry) in parsed.lines {
+        match entry {
+            Ok(Entry::Segment(line)) => lines.push((no, line)),
+            Ok(Entry::Amend(amendment)) => amendments.push((no, amendment, lines.len())),
             Err(what) => report.problems.push(Problem::file(&rel, what)),
         }
     }
+    for (no, amendment, before) in &amendments {
+        let earlier = lines[..*before].iter_mut().map(|(_, l)| l);
+        if let Err(what) = manifest::apply_amendment(earlier, amendment, chain) {
+            report
+                .problems
+                .push(Problem::file(&rel, format!("manifest line {no}: {what}")));
+        }
+    }
+
     if parsed.torn_tail {
         report
             .problems
@@ -444,8 +460,13 @@ fn verify_chain(
             // up with the stored tree, so they are not listed one by one.
             walk.root_diverged = true;
         }
-        referenced.insert(line.file.clone());
+        if line.is_pruned() {
+            report.pruned += line.rows;
+        } else {
+            referenced.insert(line.file.clone());
+        }
         report.segments += 1;
+        report.erased += scan.erased;
         let read = scan.leaves.len() as u64;
         match line.table {
             Table::Events => report.events += read,
@@ -778,7 +799,7 @@ fn check_line(
             .problems
             .push(Problem::file(rel, format!("manifest line {no}: {what}")));
     };
-    let expected = segment_rel_path(line.table, chain, line.first_seq);
+    let expected = segment_rel_path(line.table, chain, line.first_seq, line.generation());
     if line.file != expected {
         bad(format!(
             "names file {:?}; a segment of this chain at this seq is {expected:?}",

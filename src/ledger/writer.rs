@@ -18,6 +18,9 @@
 //! not add up is refused as corrupt: the writer never deletes data that a
 //! completed flush could have written.
 
+mod amend;
+pub use amend::{AmendStats, Erasure, StoredRow};
+
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Write};
 
@@ -116,7 +119,7 @@ impl ChainWriter {
 
         let mut bytes = Vec::new();
         manifest.read_to_end(&mut bytes).at(&path)?;
-        let (lines, len, repaired) = durable_lines(&path, &bytes)?;
+        let (lines, len, repaired) = durable_lines(&path, &chain, &bytes)?;
         if repaired {
             tracing::warn!(
                 chain = %chain,
@@ -132,7 +135,7 @@ impl ChainWriter {
         let mut last_offset = None;
         for (i, line) in lines.iter().enumerate() {
             let (size, root) = &mut durable[line.table as usize];
-            let expected_file = segment_rel_path(line.table, &chain, *size);
+            let expected_file = segment_rel_path(line.table, &chain, *size, line.generation());
             let bad = |what: &str| {
                 LedgerError::corrupt(&path, format!("manifest line {}: {what}", i + 1))
             };
@@ -380,7 +383,7 @@ impl ChainWriter {
     ) -> Result<ManifestLine, LedgerError> {
         let first_seq = self.durable[table as usize].0;
         let dir = self.store.segment_dir(table, &self.chain);
-        let name = segment_file_name(first_seq);
+        let name = segment_file_name(first_seq, 0);
         let path = dir.join(&name);
         let tmp = dir.join(format!("{name}.tmp"));
         let opts = self.store.options();
@@ -427,7 +430,7 @@ impl ChainWriter {
         let missing = || LedgerError::Internal("segment without rows".into());
         Ok(ManifestLine {
             table,
-            file: segment_rel_path(table, &self.chain, first_seq),
+            file: segment_rel_path(table, &self.chain, first_seq, 0),
             first_seq,
             rows: rows as u64,
             first_offset: first_offset.ok_or_else(missing)?,
@@ -439,6 +442,7 @@ impl ChainWriter {
             max_time_us: times.1,
             flush: self.next_flush,
             flush_segments,
+            amended: super::manifest::Amended::No,
         })
     }
 }
@@ -450,9 +454,16 @@ const _: () = {
     assert_send::<Store>();
 };
 
-/// Deletes what a crashed flush left in a segment folder; refuses files
-/// that no crash can explain.
-fn sweep_segment_dir(
+/// Deletes what a crashed flush, erasure or pruning left in a segment
+/// folder; refuses files that no crash can explain.
+///
+/// Explained: `*.parquet.tmp` files; a segment at exactly the table's next
+/// seq (a flush that crashed before its manifest append); and, for a
+/// segment the manifest lists, its files of earlier generations or of the
+/// next one (an erasure that crashed before its amendment), or all of its
+/// files once pruned (a pruning or erasure that crashed before deleting
+/// them). Leaving those would keep erased or expired rows on disk.
+pub(crate) fn sweep_segment_dir(
     store: &Store,
     chain: &ChainId,
     table: Table,
@@ -461,39 +472,43 @@ fn sweep_segment_dir(
 ) -> Result<(), LedgerError> {
     let dir = store.segment_dir(table, chain);
     ensure_dir(&dir)?;
-    let named: std::collections::HashSet<u64> = lines
+    let listed: std::collections::HashMap<u64, &ManifestLine> = lines
         .iter()
         .filter(|l| l.table == table)
-        .map(|l| l.first_seq)
+        .map(|l| (l.first_seq, l))
         .collect();
     let mut removed = false;
     for name in list_dir(&dir)? {
         let path = dir.join(&name);
-        if is_tmp(&name) {
-            tracing::warn!(file = %path.display(), "deleting a temporary segment left by a crash");
-            remove(&path)?;
-            removed = true;
-            continue;
-        }
-        let Some(first_seq) = parse_segment_file_name(&name) else {
-            continue;
-        };
-        if named.contains(&first_seq) {
-            continue;
-        }
-        if first_seq == next_seq {
-            tracing::warn!(
-                file = %path.display(),
-                "deleting a segment that no manifest line names (crash before the manifest append)"
-            );
-            remove(&path)?;
-            removed = true;
+        let why = if is_tmp(&name) {
+            "a temporary segment left by a crash"
         } else {
-            return Err(LedgerError::corrupt(
-                &path,
-                "segment file is not in the manifest and no crash explains it",
-            ));
-        }
+            let Some((first_seq, generation)) = parse_segment_file_name(&name) else {
+                continue;
+            };
+            match listed.get(&first_seq) {
+                Some(line) if line.is_pruned() => "a pruned segment (crash before its deletion)",
+                Some(line) if generation == line.generation() => continue,
+                Some(line) if generation < line.generation() => {
+                    "a segment an erasure replaced (crash before its deletion)"
+                }
+                Some(line) if generation == line.generation() + 1 => {
+                    "an erasure's rewrite that no amendment names (crash before the manifest append)"
+                }
+                None if first_seq == next_seq && generation == 0 => {
+                    "a segment that no manifest line names (crash before the manifest append)"
+                }
+                _ => {
+                    return Err(LedgerError::corrupt(
+                        &path,
+                        "segment file is not in the manifest and no crash explains it",
+                    ));
+                }
+            }
+        };
+        tracing::warn!(file = %path.display(), "deleting {why}");
+        remove(&path)?;
+        removed = true;
     }
     if removed {
         sync_dir(&dir)?;

@@ -13,8 +13,8 @@ use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType, UInt64Typ
 
 use super::view::{RecordView, parse_record};
 use super::{MAX_ROW_PROBLEMS_PER_FILE, Problem, file_digest};
-use crate::ledger::hash::Hash;
-use crate::ledger::manifest::{ManifestLine, Table};
+use crate::ledger::hash::{Hash, parse_hash};
+use crate::ledger::manifest::{Amended, ManifestLine, Table};
 use crate::ledger::merkle::HashAlg;
 use crate::ledger::record::{ColumnsView, SEAL_SCHEMES, blake3_hex};
 use crate::ledger::segment::{SegmentReader, schema_of};
@@ -35,6 +35,8 @@ pub(super) struct SegmentScan {
     pub disagreements: Vec<Disagreement>,
     /// The events' ids, to name them in problems.
     pub ids: EventIds,
+    /// Rows that are tombstones of erased rows.
+    pub erased: u64,
     /// Row problems found beyond the listing cap.
     row_problems: usize,
     /// The reader failed part-way (reported): later rows are unknown.
@@ -104,6 +106,16 @@ pub(super) fn scan_segment(
         return scan;
     }
     let path = root.join(rel);
+    if line.is_pruned() {
+        // Its rows are gone by design: the tree's leaves stand for them.
+        if path.exists() {
+            scan.file(
+                line,
+                "the segment was pruned but its file is still there (a crash before its deletion; opening the chain for writing deletes it)",
+            );
+        }
+        return scan;
+    }
     match file_digest(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             scan.file(line, "file is missing");
@@ -155,6 +167,19 @@ pub(super) fn scan_segment(
         }
     }
 
+    let erased_before = match line.amended {
+        Amended::Erased { rows, .. } => rows,
+        Amended::No | Amended::Pruned => 0,
+    };
+    if scan.erased != erased_before && !scan.unreadable {
+        scan.file(
+            line,
+            format!(
+                "file holds {} erased rows; the manifest's amendments say {erased_before}",
+                scan.erased
+            ),
+        );
+    }
     if scan.row_problems > MAX_ROW_PROBLEMS_PER_FILE {
         let more = scan.row_problems - MAX_ROW_PROBLEMS_PER_FILE;
         scan.file(line, format!("{more} more row problems not listed"));
@@ -294,6 +319,7 @@ fn check_batch(
         if scan.offsets.last().is_some_and(|&last| offset <= last) {
             bad(format!("offset {offset} is not above the previous row's"));
         }
+        let mut leaf = None;
         match parse_record(record) {
             Err(what) => bad(what),
             Ok((view, src)) => {
@@ -303,20 +329,63 @@ fn check_batch(
                 if src.offset != offset {
                     bad("column offset disagrees with the record".into());
                 }
-                match &typed {
+                if let Some(erased) = &view.erased {
+                    // A tombstone: the row's content is gone, its leaf hash
+                    // stands for it.
+                    scan.erased += 1;
+                    leaf = parse_hash(erased);
+                    if leaf.is_none() {
+                        bad("tombstone's `erased` is not a 64-digit hex hash".into());
+                    }
+                    if let Typed::Events(cols) = &typed {
+                        times.push(cols.time.value(i));
+                    }
+                    check_tombstone(&typed, i, &view, &mut bad);
+                } else {
+                    match &typed {
                     Typed::Events(cols) => {
                         times.push(cols.time.value(i));
                         check_event_columns(cols, i, &view, &mut bad);
                     }
                     Typed::Rejects(cols) => check_reject_columns(cols, i, &view, &mut bad),
+                    }
                 }
             }
         }
         for what in problems.drain(..) {
             scan.row(line, row, seq, what);
         }
-        scan.leaves.push(alg.leaf(record.as_bytes()));
+        scan.leaves
+            .push(leaf.unwrap_or_else(|| alg.leaf(record.as_bytes())));
         scan.offsets.push(offset);
+    }
+}
+
+/// A tombstone holds nothing of the row but its coordinates (and, for
+/// events, its time): no event or reject members, and columns emptied.
+fn check_tombstone(typed: &Typed<'_>, i: usize, view: &RecordView<'_>, bad: &mut impl FnMut(String)) {
+    if view.event.is_some() || view.reason.is_some() || view.payload_blake3.is_some() {
+        bad("tombstone still holds the row's content".into());
+    }
+    let emptied = match typed {
+        Typed::Events(c) => {
+            c.id.value(i).is_empty()
+                && c.kind.value(i) == "erased"
+                && c.actor_id.value(i).is_empty()
+                && [c.actor_role, c.actor_dept, c.patient, c.action, c.purpose, c.outcome, c.model]
+                    .iter()
+                    .all(|a| a.is_null(i))
+                && c.records.is_null(i)
+        }
+        Typed::Rejects(c) => {
+            c.reason.value(i) == "erased"
+                && c.detail.value(i).is_empty()
+                && c.payload.value(i).is_empty()
+                && c.key.is_null(i)
+        }
+    };
+    if !emptied {
+        bad("an erased row's columns still hold values".into());
     }
 }
 

@@ -29,6 +29,8 @@ pub(crate) struct RecordView<'a> {
     pub key_len: Option<u64>,
     pub payload_sealed: Option<Text<'a>>,
     pub key_sealed: Option<Text<'a>>,
+    /// A tombstone's leaf hash of the erased row.
+    pub erased: Option<Text<'a>>,
 }
 
 /// The `src` object of a record.
@@ -71,6 +73,7 @@ pub(crate) fn parse_record(text: &str) -> Result<(RecordView<'_>, Src<'_>), Stri
             "key_len" => view.key_len = Some(s.number()?),
             "payload_sealed" => view.payload_sealed = Some(s.string()?),
             "key_sealed" => view.key_sealed = Some(s.string()?),
+            "erased" => view.erased = Some(s.string()?),
             _ => s.skip_value()?,
         }
         Ok(())
