@@ -411,7 +411,7 @@ fn rejects_read_back_as_stored_with_their_sealing_and_key_id() {
     for (table, dir_name) in [(Table::Rejects, "rejects"), (Table::Events, "events")] {
         let path = dir.path().join(format!(
             "{dir_name}/audit/0/{}",
-            segment::segment_file_name(0)
+            segment::segment_file_name(0, 0)
         ));
         let seg = segment::SegmentReader::open(&path).unwrap();
         assert_eq!(

@@ -350,3 +350,6 @@ fn erase_rows(
     RecordBatch::try_new(schema, columns)
         .map_err(|e| LedgerError::Internal(format!("erased batch: {e}")))
 }
+
+#[cfg(test)]
+mod tests;
