@@ -290,6 +290,12 @@ pub async fn verify(
             took.as_secs_f64(),
             rows as f64 / took.as_secs_f64().max(1e-9)
         );
+        if report.erased > 0 || report.pruned > 0 {
+            println!(
+                "of those, {} erased row(s) checked by their tombstones' leaf hashes; {} more row(s) pruned, checked by the tree's leaf hashes",
+                report.erased, report.pruned
+            );
+        }
     }
     if report.checkpoints > 0 && !report.signatures_checked {
         eprintln!(
@@ -333,6 +339,8 @@ fn report_json(report: &VerifyReport) -> String {
         "segments": report.segments,
         "events": report.events,
         "rejects": report.rejects,
+        "erased": report.erased,
+        "pruned": report.pruned,
         "checkpoints": report.checkpoints,
         "signatures_checked": report.signatures_checked,
         "logs": heads,

@@ -403,6 +403,8 @@ async fn stages(config: &Config) -> Result<Stages> {
             dedup_max_ids: config.events.dedup_max_ids,
             snapshot_interval: Duration::from_secs(config.store.snapshot_interval_secs.max(1)),
             replay_max_events: config.store.replay_max_events,
+            retention: (config.store.retention_days > 0)
+                .then(|| Duration::from_secs(config.store.retention_days * 86_400)),
         },
         alerter: Alerter::start(&config.sinks)?,
         policy: FlushPolicy {

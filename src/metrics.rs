@@ -20,6 +20,7 @@ pub struct Metrics {
     pub events_rejected: IntCounterVec,
     pub ledger_records: IntCounterVec,
     pub ledger_segments: IntCounter,
+    pub ledger_pruned_rows: IntCounterVec,
     pub ledger_bytes: IntCounter,
     pub checkpoints_written: IntCounter,
     pub checkpoint_last_seconds: Gauge,
@@ -92,6 +93,12 @@ impl Metrics {
             &r,
             "custos_ledger_records_total",
             "Records made durable in the ledger, by table.",
+            &["table"],
+        );
+        let ledger_pruned_rows = counter_vec(
+            &r,
+            "custos_ledger_pruned_rows_total",
+            "Rows whose segments were deleted past the retention period (their leaf hashes stay), by table.",
             &["table"],
         );
         let ledger_segments = counter(
@@ -206,6 +213,7 @@ impl Metrics {
             events_rejected,
             ledger_records,
             ledger_segments,
+            ledger_pruned_rows,
             ledger_bytes,
             checkpoints_written,
             checkpoint_last_seconds,

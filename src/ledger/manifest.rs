@@ -68,30 +68,26 @@ impl ManifestLine {
     /// Whether the segment's file is gone (pruned by retention): its rows
     /// survive only as leaf hashes in the tree strata.
     pub fn is_pruned(&self) -> bool {
-        self.amended == Amended::Pruned
+        self.amended.pruned
     }
 
     /// The segment file's generation: 0 as flushed, +1 per erasure that
     /// rewrote it.
     pub fn generation(&self) -> u32 {
-        match self.amended {
-            Amended::Erased { generation, .. } => generation,
-            Amended::Pruned | Amended::No => 0,
-        }
+        self.amended.generation
     }
 }
 
-/// The state of a segment after the manifest's amendment lines.
+/// The state of a segment after the manifest's amendment lines (all
+/// zero/false: as flushed).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Amended {
-    /// As flushed.
-    #[default]
-    No,
-    /// Rewritten by erasures: the file now in the line is generation
-    /// `generation` and holds `rows` erased rows (tombstones).
-    Erased { generation: u32, rows: u64 },
+pub struct Amended {
+    /// Erasures that rewrote it: the file in the line is this generation.
+    pub generation: u32,
+    /// Rows of that file that are tombstones.
+    pub erased_rows: u64,
     /// Deleted by retention (after any erasures).
-    Pruned,
+    pub pruned: bool,
 }
 
 /// An amendment line: a later change to an earlier segment line, appended
@@ -176,7 +172,7 @@ pub(crate) fn apply_amendment<'a>(
             if extra {
                 return Err("a prune amendment names a file".into());
             }
-            line.amended = Amended::Pruned;
+            line.amended.pruned = true;
         }
         AmendKind::Erase => {
             let (Some(file), Some(digest), Some(bytes), Some(rows)) = (
@@ -193,10 +189,7 @@ pub(crate) fn apply_amendment<'a>(
             if *file != expected {
                 return Err(format!("names file {file:?}; the next generation is {expected:?}"));
             }
-            let before = match line.amended {
-                Amended::Erased { rows, .. } => rows,
-                _ => 0,
-            };
+            let before = line.amended.erased_rows;
             if rows <= before || rows > line.rows {
                 return Err(format!(
                     "erased_rows is {rows}: must be above the {before} erased before and at most the segment's {} rows",
@@ -206,7 +199,8 @@ pub(crate) fn apply_amendment<'a>(
             line.file = file.clone();
             line.file_blake3 = digest.clone();
             line.bytes = bytes;
-            line.amended = Amended::Erased { generation, rows };
+            line.amended.generation = generation;
+            line.amended.erased_rows = rows;
         }
     }
     Ok(())
@@ -337,7 +331,7 @@ mod tests {
             max_time_us: None,
             flush,
             flush_segments: of,
-            amended: Amended::No,
+            amended: Amended::default(),
         }
     }
 

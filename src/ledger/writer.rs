@@ -442,7 +442,7 @@ impl ChainWriter {
             max_time_us: times.1,
             flush: self.next_flush,
             flush_segments,
-            amended: super::manifest::Amended::No,
+            amended: super::manifest::Amended::default(),
         })
     }
 }

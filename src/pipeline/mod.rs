@@ -89,7 +89,14 @@ pub struct Continuity {
     /// opened without a usable snapshot (or with an old one): the newest
     /// ones. Bounds the time a takeover can take.
     pub replay_max_events: u64,
+    /// How long a flush's segments are kept after its newest event
+    /// (`None`: forever). The owner prunes a chain when it opens it and
+    /// then every [`PRUNE_EVERY`] after a flush.
+    pub retention: Option<Duration>,
 }
+
+/// How often the owner of a chain applies the retention period.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 impl Default for Continuity {
     fn default() -> Self {
@@ -98,6 +105,7 @@ impl Default for Continuity {
             dedup_max_ids: 200_000,
             snapshot_interval: Duration::from_secs(60),
             replay_max_events: 1_000_000,
+            retention: None,
         }
     }
 }
@@ -125,6 +133,8 @@ struct ChainState {
     /// seen events since.
     snapshotted: Instant,
     observed: bool,
+    /// When the retention period was last applied.
+    pruned: Instant,
 }
 
 pub struct Pipeline {
@@ -303,6 +313,7 @@ impl Pipeline {
                     ids: opened.ids,
                     snapshotted: Instant::now(),
                     observed: false,
+                    pruned: Instant::now(),
                 },
             );
         }
@@ -480,7 +491,11 @@ impl Pipeline {
             && (sync || state.snapshotted.elapsed() >= self.continuity.snapshot_interval))
             .then(|| state.detectors.save());
         let snapshot_taken = snapshot.is_some();
-        if writer.buffered() == 0 && signer.is_none() && snapshot.is_none() {
+        let prune = self
+            .continuity
+            .retention
+            .filter(|_| state.pruned.elapsed() >= PRUNE_EVERY);
+        if writer.buffered() == 0 && signer.is_none() && snapshot.is_none() && prune.is_none() {
             // Nothing new; still re-commit on a revoke or at shutdown, in
             // case an earlier asynchronous commit failed.
             state.writer = Some(writer);
@@ -500,6 +515,9 @@ impl Pipeline {
             let r = writer.flush().and_then(|stats| {
                 if let Some(state) = snapshot {
                     write_snapshot(&store, &writer, state)?;
+                }
+                if let Some(keep) = prune {
+                    apply_retention(&mut writer, keep)?;
                 }
                 match signer {
                     Some(signer) => {
@@ -529,6 +547,9 @@ impl Pipeline {
             if snapshotted {
                 state.observed = false;
                 state.snapshotted = Instant::now();
+            }
+            if prune.is_some() {
+                state.pruned = Instant::now();
             }
         }
         crate::detect::report_keys(self.chains.values_mut().map(|s| &mut s.detectors));
@@ -693,8 +714,11 @@ pub fn open_chain(
     continuity: Continuity,
 ) -> Result<Opened, LedgerError> {
     let started = Instant::now();
-    let writer = open_writer(store, chain)?;
+    let mut writer = open_writer(store, chain)?;
     let next_offset = writer.last_offset().map_or(0, |o| o + 1);
+    if let Some(keep) = continuity.retention {
+        apply_retention(&mut writer, keep)?;
+    }
 
     let mut detectors = Detectors::new(configs);
     let mut from = 0;
@@ -750,6 +774,27 @@ pub fn open_chain(
         detectors,
         ids,
     })
+}
+
+/// Prunes the chain's flushes whose events are all older than `keep`
+/// (nothing may be buffered).
+fn apply_retention(writer: &mut ChainWriter, keep: Duration) -> Result<(), LedgerError> {
+    let now = Utc::now();
+    let keep_us = i64::try_from(keep.as_micros()).unwrap_or(i64::MAX);
+    let before = now.timestamp_micros().saturating_sub(keep_us);
+    let stats = writer.prune(before, now)?;
+    if stats.segments > 0 {
+        tracing::info!(chain = %writer.chain(), events = stats.events, rejects = stats.rejects,
+            segments = stats.segments, "pruned segments past the retention period");
+        let m = metrics();
+        m.ledger_pruned_rows
+            .with_label_values(&["events"])
+            .inc_by(stats.events);
+        m.ledger_pruned_rows
+            .with_label_values(&["rejects"])
+            .inc_by(stats.rejects);
+    }
+    Ok(())
 }
 
 /// Writes a chain's detector state as of its durable end (call right after

@@ -14,7 +14,7 @@ use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType, UInt64Typ
 use super::view::{RecordView, parse_record};
 use super::{MAX_ROW_PROBLEMS_PER_FILE, Problem, file_digest};
 use crate::ledger::hash::{Hash, parse_hash};
-use crate::ledger::manifest::{Amended, ManifestLine, Table};
+use crate::ledger::manifest::{ManifestLine, Table};
 use crate::ledger::merkle::HashAlg;
 use crate::ledger::record::{ColumnsView, SEAL_SCHEMES, blake3_hex};
 use crate::ledger::segment::{SegmentReader, schema_of};
@@ -167,10 +167,7 @@ pub(super) fn scan_segment(
         }
     }
 
-    let erased_before = match line.amended {
-        Amended::Erased { rows, .. } => rows,
-        Amended::No | Amended::Pruned => 0,
-    };
+    let erased_before = line.amended.erased_rows;
     if scan.erased != erased_before && !scan.unreadable {
         scan.file(
             line,

@@ -26,7 +26,7 @@ use parquet::file::metadata::KeyValue;
 use super::ChainWriter;
 use crate::ledger::error::{IoContext, LedgerError};
 use crate::ledger::fsutil::sync_dir;
-use crate::ledger::manifest::{AmendKind, Amended, Amendment, ManifestLine, Table};
+use crate::ledger::manifest::{AmendKind, Amendment, ManifestLine, Table};
 use crate::ledger::record::{is_tombstone, tombstone_record};
 use crate::ledger::segment::{SegmentReader, schema_of, segment_rel_path, write_segment};
 use crate::ledger::store::remove;
@@ -286,10 +286,7 @@ impl ChainWriter {
         if let Some(dir) = new_path.parent() {
             sync_dir(dir)?;
         }
-        let before = match line.amended {
-            Amended::Erased { rows, .. } => rows,
-            Amended::No | Amended::Pruned => 0,
-        };
+        let before = line.amended.erased_rows;
         let amendment = Amendment {
             amend: AmendKind::Erase,
             table: line.table,
