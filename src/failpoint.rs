@@ -11,7 +11,7 @@
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Every crash point, in protocol order.
+/// Every crash point of a flush, in protocol order.
 pub const POINTS: &[&str] = &[
     "segment.written",
     "segment.renamed",
@@ -22,9 +22,11 @@ pub const POINTS: &[&str] = &[
     "checkpoint.written",
     "commit.before",
     "commit.after",
-    "erase.written",
-    "amend.written",
 ];
+
+/// The crash points of an erasure or pruning (`custos erase`, `custos
+/// prune`, retention in the pipeline), in protocol order.
+pub const AMEND_POINTS: &[&str] = &["erase.written", "amend.written"];
 
 struct Armed {
     point: String,
@@ -39,7 +41,8 @@ fn armed() -> Option<&'static Armed> {
             let spec = std::env::var("CUSTOS_CRASH_AT").ok()?;
             let (point, at) = spec.split_once(':').unwrap_or((spec.as_str(), "1"));
             let at = at.parse().ok().filter(|&n| n > 0)?;
-            POINTS.contains(&point).then(|| Armed {
+            let known = POINTS.contains(&point) || AMEND_POINTS.contains(&point);
+            known.then(|| Armed {
                 point: point.to_owned(),
                 at,
                 hits: AtomicU64::new(0),

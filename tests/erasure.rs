@@ -208,3 +208,43 @@ fn erase_a_patient_then_prune_old_flushes_and_every_proof_still_holds() {
     let proof = run(&["verify-proof", &at("kept.proof.json"), "--key", &verifier], &[]);
     assert_eq!(proof.code, 0, "{}{}", proof.out, proof.err);
 }
+
+/// A store's decoded values hold `pseudonym`.
+fn holds(store: &str, pseudonym: &str) -> bool {
+    decoded(Path::new(store)).0.iter().any(|t| t.contains(pseudonym))
+}
+
+#[test]
+fn an_erasure_that_crashed_is_finished_by_running_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let at = |name: &str| dir.path().join(name).display().to_string();
+    let store = at("store");
+    std::fs::write(at("old.jsonl"), old_input()).unwrap();
+    let r = run(&["ingest", &at("old.jsonl")], &[("CUSTOS_STORE_PATH", store.as_str())]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    let p = Pseudonymizer::new(&PseudonymKey::from_hex(KEY).unwrap());
+    let verify_plain = || run(&["verify", &store], &[]);
+
+    for (point, patient, first, again) in [
+        // Before the commit: nothing is erased yet; the rerun does it all.
+        ("erase.written", ERASED, "", "erased 12 events and 2 rejects"),
+        // After the commit, before deleting the replaced files: the rows
+        // are erased but their old files are still there until a rerun.
+        ("amend.written", "MRN-KEEP-1", "", "erased 0 events and 0 rejects"),
+    ] {
+        let args = ["erase", "--store", &store, "--patient", patient, "--reason", "DSR-9"];
+        let crashed = run(&args, &[("CUSTOS_CRASH_AT", point)]);
+        assert_eq!(crashed.code, -1, "{point} must abort: {}{}", crashed.out, crashed.err);
+        assert!(crashed.err.contains(point), "{}", crashed.err);
+        let report = verify_plain();
+        assert_eq!(report.code, 1, "{point}: the leftover is reported\n{}", report.out);
+        assert!(report.out.contains("file not in manifest"), "{}", report.out);
+        assert!(holds(&store, &p.patient(patient)), "{point}: still on disk{first}");
+        let rerun = run(&args, &[]);
+        assert_eq!(rerun.code, 0, "{}", rerun.err);
+        assert!(rerun.out.contains(again), "{point}: {}", rerun.out);
+        assert!(!holds(&store, &p.patient(patient)), "{point}: gone after the rerun");
+        let report = verify_plain();
+        assert_eq!(report.code, 0, "{point}: {}", report.out);
+    }
+}
