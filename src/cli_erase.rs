@@ -77,7 +77,14 @@ pub fn erase(args: EraseArgs) -> Result<i32> {
     };
     let mut select = |table: Table, row: StoredRow<'_>| match (table, row) {
         (_, StoredRow::Event { record }) => pseudonyms.iter().any(|p| record.contains(p.as_str())),
-        (_, StoredRow::Reject { record, key, payload }) => {
+        (
+            _,
+            StoredRow::Reject {
+                record,
+                key,
+                payload,
+            },
+        ) => {
             let sealed = record.contains("\"payload_sealed\":");
             let open = |part: SealedPart, bytes: &[u8]| -> Option<Vec<u8>> {
                 if !sealed {
@@ -90,10 +97,11 @@ pub fn erase(args: EraseArgs) -> Result<i32> {
                 open(SealedPart::Payload, payload),
                 key.and_then(|k| open(SealedPart::Key, k)),
             ];
-            plain
-                .iter()
-                .flatten()
-                .any(|bytes| args.patients.iter().any(|id| holds_token(bytes, id.as_bytes())))
+            plain.iter().flatten().any(|bytes| {
+                args.patients
+                    .iter()
+                    .any(|id| holds_token(bytes, id.as_bytes()))
+            })
         }
     };
     let path = args.store.unwrap_or_else(|| config.store.path.clone());
@@ -147,7 +155,8 @@ fn each_chain(
             }
             Err(e) => return Err(e).with_context(|| format!("cannot open chain {chain}")),
         };
-        let stats = amend(&mut writer).with_context(|| format!("{verb} failed in chain {chain}"))?;
+        let stats =
+            amend(&mut writer).with_context(|| format!("{verb} failed in chain {chain}"))?;
         if stats.segments > 0 {
             println!(
                 "{chain}: {} events and {} rejects in {} segment(s)",

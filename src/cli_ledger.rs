@@ -292,7 +292,7 @@ pub async fn verify(
         );
         if report.erased > 0 || report.pruned > 0 {
             println!(
-                "of those, {} erased row(s) checked by their tombstones' leaf hashes; {} more row(s) pruned, checked by the tree's leaf hashes",
+                "{} of those rows are tombstones of erased rows (checked by their leaf hashes); {} more row(s) were pruned (checked by the tree's leaf hashes)",
                 report.erased, report.pruned
             );
         }

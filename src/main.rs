@@ -19,8 +19,8 @@ use custos::source::kafka::{DeadLetters, KafkaSettings, KafkaSource};
 use custos::source::synth::{Workload, WorkloadConfig};
 use custos::source::{NoCommit, file};
 
-mod cli_ledger;
 mod cli_erase;
+mod cli_ledger;
 mod cli_rejects;
 
 #[derive(Parser)]

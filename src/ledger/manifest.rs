@@ -181,13 +181,17 @@ pub(crate) fn apply_amendment<'a>(
                 amendment.bytes,
                 amendment.erased_rows,
             ) else {
-                return Err("an erase amendment lacks file, file_blake3, bytes or erased_rows".into());
+                return Err(
+                    "an erase amendment lacks file, file_blake3, bytes or erased_rows".into(),
+                );
             };
             let generation = line.generation() + 1;
             let expected =
                 super::segment::segment_rel_path(line.table, chain, line.first_seq, generation);
             if *file != expected {
-                return Err(format!("names file {file:?}; the next generation is {expected:?}"));
+                return Err(format!(
+                    "names file {file:?}; the next generation is {expected:?}"
+                ));
             }
             let before = line.amended.erased_rows;
             if rows <= before || rows > line.rows {

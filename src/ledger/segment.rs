@@ -326,8 +326,16 @@ pub(crate) fn parse_segment_file_name(name: &str) -> Option<(u64, u32)> {
     let (digits, generation) = match stem.split_once(".e") {
         None => (stem, 0),
         Some((digits, g)) => {
-            let valid = !g.is_empty() && !g.starts_with('0') && g.bytes().all(|b| b.is_ascii_digit());
-            (digits, if valid { g.parse().ok().filter(|&g| g > 0)? } else { return None })
+            let valid =
+                !g.is_empty() && !g.starts_with('0') && g.bytes().all(|b| b.is_ascii_digit());
+            (
+                digits,
+                if valid {
+                    g.parse().ok().filter(|&g| g > 0)?
+                } else {
+                    return None;
+                },
+            )
         }
     };
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -383,7 +391,12 @@ mod tests {
             parse_segment_file_name("00000000000000000017.e12.parquet"),
             Some((17, 12))
         );
-        for bad in ["00000000000000000017.e0.parquet", "00000000000000000017.e01.parquet", "00000000000000000017.e.parquet", "00000000000000000017.ex.parquet"] {
+        for bad in [
+            "00000000000000000017.e0.parquet",
+            "00000000000000000017.e01.parquet",
+            "00000000000000000017.e.parquet",
+            "00000000000000000017.ex.parquet",
+        ] {
             assert_eq!(parse_segment_file_name(bad), None, "{bad}");
         }
         assert_eq!(parse_segment_file_name("17.parquet"), None);

@@ -329,7 +329,9 @@ pub(crate) fn durable_lines(
         entries.push(entry.map_err(|what| LedgerError::corrupt(path, what))?);
         ends.push(end);
     }
-    let at = |i: usize, what: String| LedgerError::corrupt(path, format!("manifest line {}: {what}", i + 1));
+    let at = |i: usize, what: String| {
+        LedgerError::corrupt(path, format!("manifest line {}: {what}", i + 1))
+    };
     // Flush groups are made of segment lines; amendments sit between them.
     let (segments, index): (Vec<&ManifestLine>, Vec<usize>) = entries
         .iter()

@@ -39,7 +39,11 @@ pub async fn session(root: &Path) -> Result<SessionContext, QueryError> {
     let mut events = Vec::new();
     let mut rejects = Vec::new();
     for chain in store.chains()? {
-        for line in store.manifest(&chain)?.into_iter().filter(|l| !l.is_pruned()) {
+        for line in store
+            .manifest(&chain)?
+            .into_iter()
+            .filter(|l| !l.is_pruned())
+        {
             let path = root.join(&line.file).display().to_string();
             match line.table {
                 Table::Events => events.push(path),

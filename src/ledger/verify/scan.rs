@@ -340,11 +340,11 @@ fn check_batch(
                     check_tombstone(&typed, i, &view, &mut bad);
                 } else {
                     match &typed {
-                    Typed::Events(cols) => {
-                        times.push(cols.time.value(i));
-                        check_event_columns(cols, i, &view, &mut bad);
-                    }
-                    Typed::Rejects(cols) => check_reject_columns(cols, i, &view, &mut bad),
+                        Typed::Events(cols) => {
+                            times.push(cols.time.value(i));
+                            check_event_columns(cols, i, &view, &mut bad);
+                        }
+                        Typed::Rejects(cols) => check_reject_columns(cols, i, &view, &mut bad),
                     }
                 }
             }
@@ -360,7 +360,12 @@ fn check_batch(
 
 /// A tombstone holds nothing of the row but its coordinates (and, for
 /// events, its time): no event or reject members, and columns emptied.
-fn check_tombstone(typed: &Typed<'_>, i: usize, view: &RecordView<'_>, bad: &mut impl FnMut(String)) {
+fn check_tombstone(
+    typed: &Typed<'_>,
+    i: usize,
+    view: &RecordView<'_>,
+    bad: &mut impl FnMut(String),
+) {
     if view.event.is_some() || view.reason.is_some() || view.payload_blake3.is_some() {
         bad("tombstone still holds the row's content".into());
     }
@@ -369,9 +374,17 @@ fn check_tombstone(typed: &Typed<'_>, i: usize, view: &RecordView<'_>, bad: &mut
             c.id.value(i).is_empty()
                 && c.kind.value(i) == "erased"
                 && c.actor_id.value(i).is_empty()
-                && [c.actor_role, c.actor_dept, c.patient, c.action, c.purpose, c.outcome, c.model]
-                    .iter()
-                    .all(|a| a.is_null(i))
+                && [
+                    c.actor_role,
+                    c.actor_dept,
+                    c.patient,
+                    c.action,
+                    c.purpose,
+                    c.outcome,
+                    c.model,
+                ]
+                .iter()
+                .all(|a| a.is_null(i))
                 && c.records.is_null(i)
         }
         Typed::Rejects(c) => {

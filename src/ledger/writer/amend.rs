@@ -112,7 +112,11 @@ impl ChainWriter {
     /// A flush that wrote only rejects (which carry no event time) goes
     /// with the flushes around it, never past the last one pruned. Nothing
     /// may be buffered.
-    pub fn prune(&mut self, before_us: i64, time: DateTime<Utc>) -> Result<AmendStats, LedgerError> {
+    pub fn prune(
+        &mut self,
+        before_us: i64,
+        time: DateTime<Utc>,
+    ) -> Result<AmendStats, LedgerError> {
         self.ready_to_amend()?;
         let time = time.to_rfc3339_opts(SecondsFormat::Secs, true);
         let lines = self.store.manifest(&self.chain)?;
@@ -240,7 +244,10 @@ impl ChainWriter {
             let records = col("record")?.as_string::<i32>();
             let rejects = match line.table {
                 Table::Events => None,
-                Table::Rejects => Some((col("key")?.as_binary::<i32>(), col("payload")?.as_binary::<i32>())),
+                Table::Rejects => Some((
+                    col("key")?.as_binary::<i32>(),
+                    col("payload")?.as_binary::<i32>(),
+                )),
             };
             let mut mask = Vec::with_capacity(batch.num_rows());
             let mut tombstones = Vec::with_capacity(batch.num_rows());

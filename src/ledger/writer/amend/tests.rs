@@ -60,7 +60,8 @@ fn populated(root: &Path) -> (Store, ChainId) {
         );
         offset += 1;
         w.flush().unwrap();
-        w.checkpoint(&signer(), time("2026-03-05T00:00:00Z")).unwrap();
+        w.checkpoint(&signer(), time("2026-03-05T00:00:00Z"))
+            .unwrap();
     }
     (store, chain)
 }
@@ -87,7 +88,10 @@ fn files_holding(root: &Path, needle: &[u8]) -> Vec<String> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 dirs.push(path);
-            } else if contents(&path).iter().any(|c| memchr::memmem::find(c, needle).is_some()) {
+            } else if contents(&path)
+                .iter()
+                .any(|c| memchr::memmem::find(c, needle).is_some())
+            {
                 found.push(path.display().to_string());
             }
         }
@@ -111,11 +115,19 @@ fn contents(path: &Path) -> Vec<Vec<u8>> {
             for column in batch.unwrap().columns() {
                 match column.data_type() {
                     DataType::Utf8 => out.extend(
-                        column.as_string::<i32>().iter().flatten().map(|s| s.as_bytes().to_vec()),
+                        column
+                            .as_string::<i32>()
+                            .iter()
+                            .flatten()
+                            .map(|s| s.as_bytes().to_vec()),
                     ),
-                    DataType::Binary => {
-                        out.extend(column.as_binary::<i32>().iter().flatten().map(<[u8]>::to_vec))
-                    }
+                    DataType::Binary => out.extend(
+                        column
+                            .as_binary::<i32>()
+                            .iter()
+                            .flatten()
+                            .map(<[u8]>::to_vec),
+                    ),
                     _ => {}
                 }
             }
@@ -129,7 +141,9 @@ fn contents(path: &Path) -> Vec<Vec<u8>> {
 fn patient<'a>(pseudonym: &'a str, raw: &'a str) -> impl FnMut(Table, StoredRow<'_>) -> bool + 'a {
     move |_, row| match row {
         StoredRow::Event { record } => record.contains(pseudonym),
-        StoredRow::Reject { payload, .. } => memchr::memmem::find(payload, raw.as_bytes()).is_some(),
+        StoredRow::Reject { payload, .. } => {
+            memchr::memmem::find(payload, raw.as_bytes()).is_some()
+        }
     }
 }
 
@@ -147,13 +161,19 @@ fn erasure_removes_the_rows_and_keeps_every_proof() {
     let pseudonym = pseudonymizer().patient("MRN-1");
     assert!(!files_holding(dir.path(), pseudonym.as_bytes()).is_empty());
     let before = verified(dir.path());
-    let head = |table| store.tree_root(&chain, table, store.tree_size(&chain, table).unwrap()).unwrap();
+    let head = |table| {
+        store
+            .tree_root(&chain, table, store.tree_size(&chain, table).unwrap())
+            .unwrap()
+    };
     let roots = (head(Table::Events), head(Table::Rejects));
     // A row that stays, proved before the erasure.
     let kept = store.locate_event("e-3-0").unwrap()[0].seq;
 
     let mut w = store.chain_writer(&chain).unwrap();
-    let stats = w.erase(&erasure(), &mut patient(&pseudonym, "MRN-1")).unwrap();
+    let stats = w
+        .erase(&erasure(), &mut patient(&pseudonym, "MRN-1"))
+        .unwrap();
     drop(w);
     // MRN-1 is patient of events 1, 6, 11, 16, 21 of each day, and of the
     // reject of day 1.
@@ -161,7 +181,10 @@ fn erasure_removes_the_rows_and_keeps_every_proof() {
 
     let after = verified(dir.path());
     assert_eq!(after.erased, 21);
-    assert_eq!(after.heads, before.heads, "every log keeps its size and root");
+    assert_eq!(
+        after.heads, before.heads,
+        "every log keeps its size and root"
+    );
     assert_eq!((head(Table::Events), head(Table::Rejects)), roots);
     assert!(files_holding(dir.path(), pseudonym.as_bytes()).is_empty());
     assert!(files_holding(dir.path(), b"MRN-1\"").is_empty());
@@ -170,11 +193,15 @@ fn erasure_removes_the_rows_and_keeps_every_proof() {
     assert!(!files_holding(dir.path(), other.as_bytes()).is_empty());
     assert!(files_holding(dir.path(), b"MRN-2").len() == 1);
 
-    let proof = store.prove_inclusion(&chain, Table::Events, kept, None).unwrap();
+    let proof = store
+        .prove_inclusion(&chain, Table::Events, kept, None)
+        .unwrap();
     let summary = proof.check(Some(&signer().verifier())).unwrap();
     assert!(summary.record_checked);
     // An erased row is still proved by its leaf hash, without content.
-    let proof = store.prove_inclusion(&chain, Table::Events, 1, None).unwrap();
+    let proof = store
+        .prove_inclusion(&chain, Table::Events, 1, None)
+        .unwrap();
     assert!(proof.record.is_none());
     let summary = proof.check(Some(&signer().verifier())).unwrap();
     assert!(!summary.record_checked);
@@ -183,7 +210,9 @@ fn erasure_removes_the_rows_and_keeps_every_proof() {
     // Again: nothing left to erase, nothing written.
     let manifest = fs::read(store.manifest_path(&chain)).unwrap();
     let mut w = store.chain_writer(&chain).unwrap();
-    let stats = w.erase(&erasure(), &mut patient(&pseudonym, "MRN-1")).unwrap();
+    let stats = w
+        .erase(&erasure(), &mut patient(&pseudonym, "MRN-1"))
+        .unwrap();
     assert_eq!(stats.segments, 0);
     // A second patient: the segments move to their second generation.
     let mrn2 = pseudonymizer().patient("MRN-2");
@@ -217,32 +246,50 @@ fn pruning_deletes_old_flushes_and_keeps_their_leaves() {
     let mut w = store.chain_writer(&chain).unwrap();
     // Days 1 and 2 are wholly before 2026-03-03; day 3 is not.
     let stats = w
-        .prune(time("2026-03-03T00:00:00Z").timestamp_micros(), time("2026-03-10T00:00:00Z"))
+        .prune(
+            time("2026-03-03T00:00:00Z").timestamp_micros(),
+            time("2026-03-10T00:00:00Z"),
+        )
         .unwrap();
     assert_eq!((stats.events, stats.rejects, stats.segments), (50, 2, 4));
     let again = w
-        .prune(time("2026-03-03T00:00:00Z").timestamp_micros(), time("2026-03-10T00:00:00Z"))
+        .prune(
+            time("2026-03-03T00:00:00Z").timestamp_micros(),
+            time("2026-03-10T00:00:00Z"),
+        )
         .unwrap();
     assert_eq!(again.segments, 0);
     drop(w);
-    assert!(!dir.path().join("events/audit/0/00000000000000000000.parquet").exists());
+    assert!(
+        !dir.path()
+            .join("events/audit/0/00000000000000000000.parquet")
+            .exists()
+    );
     let after = verified(dir.path());
     assert_eq!(after.heads, before.heads);
     assert_eq!((after.pruned, after.events), (52, 50));
     // Checkpoints over pruned rows, and proofs of the remaining ones.
     let kept = store.locate_event("e-4-7").unwrap()[0].seq;
-    let proof = store.prove_inclusion(&chain, Table::Events, kept, Some(100)).unwrap();
+    let proof = store
+        .prove_inclusion(&chain, Table::Events, kept, Some(100))
+        .unwrap();
     proof.check(Some(&signer().verifier())).unwrap();
-    let proof = store.prove_consistency(&chain, Table::Events, 25, 100).unwrap();
+    let proof = store
+        .prove_consistency(&chain, Table::Events, 25, 100)
+        .unwrap();
     proof.check(Some(&signer().verifier())).unwrap();
     assert!(store.locate_event("e-1-3").unwrap().is_empty());
     let mut replayed = 0;
-    store.replay_events(&chain, 0, |_, _| replayed += 1).unwrap();
+    store
+        .replay_events(&chain, 0, |_, _| replayed += 1)
+        .unwrap();
     assert_eq!(replayed, 50);
     // Erasure skips pruned segments.
     let pseudonym = pseudonymizer().patient("MRN-1");
     let mut w = store.chain_writer(&chain).unwrap();
-    let stats = w.erase(&erasure(), &mut patient(&pseudonym, "MRN-1")).unwrap();
+    let stats = w
+        .erase(&erasure(), &mut patient(&pseudonym, "MRN-1"))
+        .unwrap();
     assert_eq!((stats.events, stats.rejects), (10, 0));
     drop(w);
     verified(dir.path());
@@ -252,18 +299,24 @@ fn pruning_deletes_old_flushes_and_keeps_their_leaves() {
 fn a_crash_in_an_erasure_is_completed_by_the_next_open() {
     let dir = tempfile::tempdir().unwrap();
     let (store, chain) = populated(dir.path());
-    let seg = dir.path().join("events/audit/0/00000000000000000025.parquet");
+    let seg = dir
+        .path()
+        .join("events/audit/0/00000000000000000025.parquet");
     let saved = fs::read(&seg).unwrap();
     let pseudonym = pseudonymizer().patient("MRN-1");
     let mut w = store.chain_writer(&chain).unwrap();
-    w.erase(&erasure(), &mut patient(&pseudonym, "MRN-1")).unwrap();
+    w.erase(&erasure(), &mut patient(&pseudonym, "MRN-1"))
+        .unwrap();
     drop(w);
 
     // Crash after the amendment, before the old file's deletion.
     fs::write(&seg, &saved).unwrap();
     let report = verify_with(dir.path(), &VerifyOptions::default()).unwrap();
     assert!(
-        report.problems.iter().any(|p| p.file.ends_with("00000000000000000025.parquet")),
+        report
+            .problems
+            .iter()
+            .any(|p| p.file.ends_with("00000000000000000025.parquet")),
         "{:#?}",
         report.problems
     );
@@ -273,14 +326,23 @@ fn a_crash_in_an_erasure_is_completed_by_the_next_open() {
 
     // Crash after writing a rewrite, before its amendment: the rewrite
     // goes, the segment stays as the manifest has it.
-    let next = dir.path().join("events/audit/0/00000000000000000025.e2.parquet");
-    fs::copy(dir.path().join("events/audit/0/00000000000000000025.e1.parquet"), &next).unwrap();
+    let next = dir
+        .path()
+        .join("events/audit/0/00000000000000000025.e2.parquet");
+    fs::copy(
+        dir.path()
+            .join("events/audit/0/00000000000000000025.e1.parquet"),
+        &next,
+    )
+    .unwrap();
     drop(store.chain_writer(&chain).unwrap());
     assert!(!next.exists());
     verified(dir.path());
 
     // A generation that no crash explains is refused, not deleted.
-    let odd = dir.path().join("events/audit/0/00000000000000000025.e7.parquet");
+    let odd = dir
+        .path()
+        .join("events/audit/0/00000000000000000025.e7.parquet");
     fs::write(&odd, b"x").unwrap();
     assert!(store.chain_writer(&chain).is_err());
     assert!(odd.exists());
@@ -299,7 +361,11 @@ fn verify_catches_a_forged_tombstone_and_a_forged_amendment() {
     let mut leaves = fs::read(&tree).unwrap();
     leaves[40] ^= 1;
     fs::write(&tree, &leaves).unwrap();
-    fs::remove_file(dir.path().join("events/audit/0/00000000000000000000.parquet")).unwrap();
+    fs::remove_file(
+        dir.path()
+            .join("events/audit/0/00000000000000000000.parquet"),
+    )
+    .unwrap();
     let prune = r#"{"amend":"prune","table":"events","first_seq":0,"time":"2026-03-10T00:00:00Z","reason":"retention"}"#;
     fs::write(&manifest, format!("{original}{prune}\n")).unwrap();
     let report = verify_with(dir.path(), &VerifyOptions::default()).unwrap();
@@ -314,7 +380,8 @@ fn verify_catches_a_forged_tombstone_and_a_forged_amendment() {
     let (store, chain) = populated(dir.path());
     let pseudonym = pseudonymizer().patient("MRN-1");
     let mut w = store.chain_writer(&chain).unwrap();
-    w.erase(&erasure(), &mut patient(&pseudonym, "MRN-1")).unwrap();
+    w.erase(&erasure(), &mut patient(&pseudonym, "MRN-1"))
+        .unwrap();
     drop(w);
     let lines = store.manifest(&chain).unwrap();
     let line = &lines[0];
@@ -325,7 +392,10 @@ fn verify_catches_a_forged_tombstone_and_a_forged_amendment() {
     assert_ne!(forged, bytes);
     let report = verify_with(dir.path(), &VerifyOptions::default()).unwrap();
     assert!(
-        report.problems.iter().any(|p| p.file == line.file && p.row == Some(1)),
+        report
+            .problems
+            .iter()
+            .any(|p| p.file == line.file && p.row == Some(1)),
         "{:#?}",
         report.problems
     );
