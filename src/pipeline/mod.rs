@@ -451,7 +451,10 @@ impl Pipeline {
         let due: Vec<ChainId> = self
             .chains
             .iter()
-            .filter(|(_, s)| s.oldest.is_some_and(|t| t.elapsed() >= self.policy.max_age))
+            .filter(|(_, s)| {
+                s.oldest.is_some_and(|t| t.elapsed() >= self.policy.max_age)
+                    || (self.continuity.retention.is_some() && s.pruned.elapsed() >= PRUNE_EVERY)
+            })
             .map(|(c, _)| c.clone())
             .collect();
         for chain in due {

@@ -16,7 +16,7 @@ use super::{MAX_ROW_PROBLEMS_PER_FILE, Problem, file_digest};
 use crate::ledger::hash::{Hash, parse_hash};
 use crate::ledger::manifest::{ManifestLine, Table};
 use crate::ledger::merkle::HashAlg;
-use crate::ledger::record::{ColumnsView, SEAL_SCHEMES, blake3_hex};
+use crate::ledger::record::{ColumnsView, SEAL_SCHEMES, blake3_hex, tombstone_record};
 use crate::ledger::segment::{SegmentReader, schema_of};
 use crate::ledger::{ChainId, LedgerError};
 
@@ -337,7 +337,7 @@ fn check_batch(
                     if let Typed::Events(cols) = &typed {
                         times.push(cols.time.value(i));
                     }
-                    check_tombstone(&typed, i, &view, &mut bad);
+                    check_tombstone(&typed, i, record, leaf, &mut bad);
                 } else {
                     match &typed {
                         Typed::Events(cols) => {
@@ -359,15 +359,23 @@ fn check_batch(
 }
 
 /// A tombstone holds nothing of the row but its coordinates (and, for
-/// events, its time): no event or reject members, and columns emptied.
+/// events, its time): its record is exactly the canonical tombstone of its
+/// `erased`, `erasure.reason`, `erasure.time` and `src` (no other member:
+/// its bytes are covered by no hash), and its columns are emptied.
 fn check_tombstone(
     typed: &Typed<'_>,
     i: usize,
-    view: &RecordView<'_>,
+    record: &str,
+    leaf: Option<Hash>,
     bad: &mut impl FnMut(String),
 ) {
-    if view.event.is_some() || view.reason.is_some() || view.payload_blake3.is_some() {
-        bad("tombstone still holds the row's content".into());
+    let note = |v: &serde_json::Value, key: &str| v["erasure"][key].as_str().map(str::to_owned);
+    let canonical = serde_json::from_str::<serde_json::Value>(record)
+        .ok()
+        .and_then(|v| Some((leaf?, note(&v, "reason")?, note(&v, "time")?)))
+        .and_then(|(leaf, reason, time)| tombstone_record(&leaf, &reason, &time, record).ok());
+    if canonical.as_deref() != Some(record) {
+        bad("a tombstone must be exactly `{\"erased\":…,\"erasure\":{\"reason\":…,\"time\":…},\"src\":…,\"v\":1}` in canonical form (it holds other members or is not canonical)".into());
     }
     let emptied = match typed {
         Typed::Events(c) => {

@@ -6,7 +6,9 @@
 //! the row's seq, coordinates and leaf hash but none of its content; a
 //! pruning deletes whole segments of the oldest flushes. Both then append
 //! amendment lines to the manifest (one write, fsynced: the commit point)
-//! and only then delete the files they replaced. A crash before the commit
+//! and only then delete the files they replaced. Each amendment line is
+//! complete on its own: a crash inside that write keeps the lines already
+//! on disk, and running the operation again does the rest. A crash before the commit
 //! leaves a new-generation file that reopening the chain deletes; a crash
 //! after it leaves replaced files that reopening deletes too
 //! (`sweep_segment_dir`). Tree strata, checkpoints and every other row stay
@@ -29,7 +31,7 @@ use crate::ledger::fsutil::sync_dir;
 use crate::ledger::manifest::{AmendKind, Amendment, ManifestLine, Table};
 use crate::ledger::record::{is_tombstone, tombstone_record};
 use crate::ledger::segment::{SegmentReader, schema_of, segment_rel_path, write_segment};
-use crate::ledger::store::remove;
+use crate::ledger::tree::TreeReader;
 
 /// Why and when rows are erased; recorded in every tombstone and in the
 /// manifest's amendment lines.
@@ -197,7 +199,10 @@ impl ChainWriter {
         let mut dirs = std::collections::BTreeSet::new();
         for line in replaced {
             let file = self.store.root().join(&line.file);
-            remove(&file)?;
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other.at(&file)?,
+            }
             if let Some(dir) = file.parent() {
                 dirs.insert(dir.to_path_buf());
             }
@@ -233,6 +238,8 @@ impl ChainWriter {
             .collect::<Result<Vec<RecordBatch>, _>>()
             .map_err(|e| LedgerError::corrupt(&path, e.to_string()))?;
         let alg = self.store.alg();
+        let mut tree = TreeReader::open(&self.store.tree_dir(line.table, &self.chain), alg)?;
+        let mut at = 0u64;
         let mut erased = 0u64;
         let mut rewritten = Vec::with_capacity(batches.len());
         for batch in &batches {
@@ -264,7 +271,17 @@ impl ChainWriter {
                 let pick = !is_tombstone(record) && select(line.table, row);
                 mask.push(pick);
                 tombstones.push(if pick {
+                    // The tombstone keeps the leaf the tree holds; a row
+                    // that no longer hashes to it was changed, and erasing
+                    // it would destroy the evidence.
                     let leaf = alg.leaf(record.as_bytes());
+                    let seq = line.first_seq + at;
+                    if tree.leaf(seq)? != leaf {
+                        return Err(LedgerError::corrupt(
+                            &path,
+                            format!("row {at} (seq {seq}) does not hash to its leaf in the tree: not erasing a changed row (run `custos verify`)"),
+                        ));
+                    }
                     Some(
                         tombstone_record(&leaf, reason, time, record)
                             .map_err(|what| LedgerError::corrupt(&path, what))?,
@@ -272,6 +289,7 @@ impl ChainWriter {
                 } else {
                     None
                 });
+                at += 1;
             }
             erased += mask.iter().filter(|&&m| m).count() as u64;
             rewritten.push((mask, tombstones));

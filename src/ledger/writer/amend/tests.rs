@@ -388,7 +388,11 @@ fn verify_catches_a_forged_tombstone_and_a_forged_amendment() {
     let path = dir.path().join(&line.file);
     let bytes = fs::read(&path).unwrap();
     // Rewrite the segment with the first tombstone's leaf changed.
-    let forged = forge_first_tombstone(&path);
+    let flip = |r: &str| {
+        let digit = if &r[11..12] == "0" { "1" } else { "0" };
+        format!("{}{digit}{}", &r[..11], &r[12..])
+    };
+    let forged = forge_first_tombstone(&path, flip);
     assert_ne!(forged, bytes);
     let report = verify_with(dir.path(), &VerifyOptions::default()).unwrap();
     assert!(
@@ -399,11 +403,35 @@ fn verify_catches_a_forged_tombstone_and_a_forged_amendment() {
         "{:#?}",
         report.problems
     );
+    // A tombstone that keeps content in a member of its own: its bytes are
+    // covered by no hash, so it is refused.
+    fs::write(&path, &bytes).unwrap();
+    let keep = |r: &str| r.replacen(r#","src":"#, r#","kept":"MRN-1","src":"#, 1);
+    forge_first_tombstone(&path, keep);
+    let report = verify_with(dir.path(), &VerifyOptions::default()).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.row == Some(1) && p.what.contains("canonical form")),
+        "{:#?}",
+        report.problems
+    );
 }
 
-/// Rewrites a segment with the leaf hash of its first tombstone changed;
+/// Rewrites a segment with its first tombstone's record changed; returns
+/// the new bytes.
+fn forge_first_tombstone(path: &Path, change: impl Fn(&str) -> String) -> Vec<u8> {
+    forge_first(path, |r| r.starts_with(r#"{"erased":""#), change)
+}
+
+/// Rewrites a segment with the first record that `pick` picks changed;
 /// returns the new bytes.
-fn forge_first_tombstone(path: &Path) -> Vec<u8> {
+fn forge_first(
+    path: &Path,
+    pick: impl Fn(&str) -> bool,
+    change: impl Fn(&str) -> String,
+) -> Vec<u8> {
     use arrow::array::{Array, AsArray, RecordBatch, StringArray};
     use parquet::arrow::ArrowWriter;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -423,10 +451,9 @@ fn forge_first_tombstone(path: &Path) -> Vec<u8> {
             let new: StringArray = (0..records.len())
                 .map(|i| {
                     let r = records.value(i);
-                    if !done && r.starts_with(r#"{"erased":""#) {
+                    if !done && pick(r) {
                         done = true;
-                        let flip = if &r[11..12] == "0" { "1" } else { "0" };
-                        Some(format!("{}{flip}{}", &r[..11], &r[12..]))
+                        Some(change(r))
                     } else {
                         Some(r.to_owned())
                     }
@@ -445,4 +472,37 @@ fn forge_first_tombstone(path: &Path) -> Vec<u8> {
     w.close().unwrap();
     fs::write(path, &out).unwrap();
     out
+}
+
+#[test]
+fn a_changed_row_is_not_erased() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, chain) = populated(dir.path());
+    let pseudonym = pseudonymizer().patient("MRN-1");
+    let path = dir
+        .path()
+        .join("events/audit/0/00000000000000000000.parquet");
+    // Someone changed the action of one of the patient's accesses.
+    let forged = forge_first(
+        &path,
+        |r| r.contains(&pseudonym),
+        |r| r.replacen("\"read\"", "\"print\"", 1),
+    );
+    let mut w = store.chain_writer(&chain).unwrap();
+    let err = w
+        .erase(&erasure(), &mut patient(&pseudonym, "MRN-1"))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("does not hash to its leaf"),
+        "{err}"
+    );
+    drop(w);
+    assert_eq!(fs::read(&path).unwrap(), forged, "the evidence stays");
+    assert!(
+        store
+            .manifest(&chain)
+            .unwrap()
+            .iter()
+            .all(|l| l.generation() == 0)
+    );
 }
