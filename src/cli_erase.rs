@@ -111,7 +111,8 @@ pub fn erase(args: EraseArgs) -> Result<i32> {
         }
     };
     let path = args.store.unwrap_or_else(|| config.store.path.clone());
-    let code = each_chain(&path, args.wait, "erase", |writer| {
+    let segment_key = config.store.segment_key().map_err(anyhow::Error::msg)?;
+    let code = each_chain(&path, segment_key, args.wait, "erase", |writer| {
         writer.erase(&erasure, &mut select)
     })?;
     if unopened.get() > 0 {
@@ -142,7 +143,8 @@ pub fn prune(args: PruneArgs) -> Result<i32> {
     };
     let now = Utc::now();
     let path = args.store.unwrap_or_else(|| config.store.path.clone());
-    each_chain(&path, args.wait, "prune", |writer| {
+    let key = config.store.segment_key().map_err(anyhow::Error::msg)?;
+    each_chain(&path, key, args.wait, "prune", |writer| {
         writer.prune(before.timestamp_micros(), now)
     })
 }
@@ -151,11 +153,12 @@ pub fn prune(args: PruneArgs) -> Result<i32> {
 /// what it did per chain and in total. Exit 1 if a chain was skipped.
 fn each_chain(
     path: &std::path::Path,
+    key: Option<custos::ledger::SegmentKey>,
     wait: u64,
     verb: &str,
     mut amend: impl FnMut(&mut ChainWriter) -> Result<AmendStats, LedgerError>,
 ) -> Result<i32> {
-    let store = Store::open_existing(path)
+    let store = Store::open_existing_with(path, key)
         .with_context(|| format!("cannot open the store {}", path.display()))?;
     let mut total = AmendStats::default();
     let mut skipped = 0;

@@ -143,7 +143,9 @@ impl LogArgs {
 }
 
 fn open_store(path: &Path) -> Result<Store> {
-    Store::open_existing(path).with_context(|| format!("cannot open the store {}", path.display()))
+    let key = crate::segment_key_from_env()?;
+    Store::open_existing_with(path, key)
+        .with_context(|| format!("cannot open the store {}", path.display()))
 }
 
 /// `custos prove`: prints an inclusion proof as JSON.
@@ -251,6 +253,7 @@ pub async fn verify(
     json: bool,
 ) -> Result<i32> {
     let verifier = verifier_key(key.as_deref())?;
+    let segment_key = crate::segment_key_from_env()?;
     let external = checkpoints
         .iter()
         .map(|p| std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display())))
@@ -264,6 +267,7 @@ pub async fn verify(
             external,
             progress: show_progress.then_some(&progress as &(dyn Fn(u64, u64) + Sync)),
             threads: 0,
+            key: segment_key,
         };
         let started = std::time::Instant::now();
         let report = verify_with(&store, &opts);

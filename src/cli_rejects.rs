@@ -59,7 +59,8 @@ pub fn run(command: RejectsCommand) -> Result<i32> {
     let key = config.privacy.key().map_err(anyhow::Error::msg)?;
     let sealer = RejectSealer::new(&key);
     let path = store.unwrap_or_else(|| config.store.path.clone());
-    let store = Store::open_existing(&path)
+    let segment_key = config.store.segment_key().map_err(anyhow::Error::msg)?;
+    let store = Store::open_existing_with(&path, segment_key)
         .with_context(|| format!("cannot open the store {}", path.display()))?;
     let chains = match (stream, partition) {
         (Some(stream), Some(partition)) => {

@@ -252,6 +252,22 @@ fn init_logging(filter: &str, format: LogFormat) -> Result<()> {
     Ok(())
 }
 
+/// The segment key of the commands that take a store folder without a
+/// configuration (`verify`, `prove`, `consistency`, `query`): from
+/// `CUSTOS_STORE_ENCRYPTION_KEY` or `CUSTOS_STORE_ENCRYPTION_KEY_FILE`, the
+/// variables that set `store.encryption_key` and `store.encryption_key_file`.
+fn segment_key_from_env() -> Result<Option<custos::ledger::SegmentKey>> {
+    let store = custos::config::StoreConfig {
+        encryption_key: std::env::var("CUSTOS_STORE_ENCRYPTION_KEY")
+            .ok()
+            .map(custos::config::Secret),
+        encryption_key_file: std::env::var_os("CUSTOS_STORE_ENCRYPTION_KEY_FILE")
+            .map(PathBuf::from),
+        ..custos::config::StoreConfig::default()
+    };
+    store.segment_key().map_err(anyhow::Error::msg)
+}
+
 fn load(args: &ConfigArgs) -> Result<Config> {
     Ok(Config::load(
         args.config.as_deref(),
@@ -356,6 +372,10 @@ async fn stages(config: &Config) -> Result<Stages> {
     );
     let mut options = config.store.options();
     options.pseudonym_key_id = Some(pseudonymizer.key_id().to_owned());
+    options.encryption = config.store.segment_key().map_err(anyhow::Error::msg)?;
+    if let Some(key) = &options.encryption {
+        tracing::info!(segment_key_id = key.id(), "segments are encrypted at rest");
+    }
     let store = Store::open(&config.store.path, options)
         .with_context(|| format!("cannot open the store {}", config.store.path.display()))?;
     if config.http.enabled {
@@ -531,7 +551,8 @@ async fn ingest(config: Config, files: Vec<PathBuf>) -> Result<i32> {
 }
 
 async fn query(store: PathBuf, sql: String, format: OutputFormat) -> Result<i32> {
-    let batches = custos::query::run(&store, &sql).await?;
+    let key = segment_key_from_env()?;
+    let batches = custos::query::run(&store, key.as_ref(), &sql).await?;
     let mut out = std::io::stdout().lock();
     match format {
         OutputFormat::Table => {

@@ -67,6 +67,13 @@ pub struct StoreConfig {
     /// then hourly; `custos prune` does it for chains nobody owns. Leaf
     /// hashes are kept, so checkpoints and proofs still hold.
     pub retention_days: u64,
+    /// 64 hex digits of key material: new segments are encrypted (Parquet
+    /// modular encryption, AES-256-GCM, encrypted footer) under a key
+    /// derived from it, and encrypted segments read with it. Unset:
+    /// segments are written in plaintext.
+    pub encryption_key: Option<Secret>,
+    /// Or a file holding them.
+    pub encryption_key_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -228,6 +235,8 @@ impl Default for StoreConfig {
             snapshot_interval_secs: 60,
             replay_max_events: 1_000_000,
             retention_days: 0,
+            encryption_key: None,
+            encryption_key_file: None,
         }
     }
 }
@@ -465,6 +474,28 @@ impl StoreConfig {
             fsync: self.fsync,
             // Set by whoever holds the key (`custos` sets it from `privacy`).
             pseudonym_key_id: None,
+            // Set from `segment_key`, which reads a file.
+            encryption: None,
+        }
+    }
+
+    /// The segment encryption key, if one is configured.
+    pub fn segment_key(&self) -> Result<Option<crate::ledger::SegmentKey>, String> {
+        use crate::ledger::SegmentKey;
+        match (&self.encryption_key, &self.encryption_key_file) {
+            (None, None) => Ok(None),
+            (Some(k), None) => SegmentKey::from_hex(&k.0)
+                .map(Some)
+                .map_err(|e| format!("store.encryption_key: {e}")),
+            (None, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(text) => SegmentKey::from_hex(&text)
+                    .map(Some)
+                    .map_err(|e| format!("store.encryption_key_file {}: {e}", path.display())),
+                Err(e) => Err(format!("store.encryption_key_file {}: {e}", path.display())),
+            },
+            (Some(_), Some(_)) => {
+                Err("set only one of store.encryption_key and store.encryption_key_file".into())
+            }
         }
     }
 }

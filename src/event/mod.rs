@@ -23,6 +23,7 @@ mod strict_json;
 
 pub use canonical::canonical_json;
 pub use decode::{Decoder, MAX_MESSAGE_BYTES};
+pub(crate) use pseudonym::key_id;
 pub use pseudonym::{PseudonymKey, Pseudonymizer};
 pub use seal::{RejectSealer, SEAL_OVERHEAD, SEAL_SCHEME, SealError, SealedPart};
 

@@ -51,6 +51,15 @@ pub enum LedgerError {
     #[error("writer of chain {chain} failed earlier and must be reopened")]
     Poisoned { chain: String },
 
+    /// A segment is encrypted and the key it needs is not the configured
+    /// one (or none is configured).
+    #[error("{} is encrypted with key {needed}, {}: set store.encryption_key (CUSTOS_STORE_ENCRYPTION_KEY) to that key", path.display(), match have { Some(id) => format!("the configured key is {id}"), None => "no key is configured".to_owned() })]
+    KeyNeeded {
+        path: PathBuf,
+        needed: String,
+        have: Option<String>,
+    },
+
     /// A bug: an invariant of this module did not hold.
     #[error("internal error (a bug in custos): {0}")]
     Internal(String),

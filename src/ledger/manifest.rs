@@ -53,6 +53,10 @@ pub struct ManifestLine {
     pub flush: u64,
     /// How many segments (lines) that flush wrote.
     pub flush_segments: u32,
+    /// The id of the key the segment is encrypted with (`sk1-…`); absent
+    /// for a plaintext segment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     /// What later amendment lines did to the segment (never written in
     /// the line itself: [`apply_amendment`] sets it).
     #[serde(skip)]
@@ -110,6 +114,10 @@ pub struct Amendment {
     pub bytes: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub erased_rows: Option<u64>,
+    /// erase only: the id of the key the rewritten file is encrypted with;
+    /// absent for a plaintext file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     /// When, UTC, RFC 3339 to the second.
     pub time: String,
     /// Why: the erasure request's reference, or `retention`.
@@ -168,7 +176,8 @@ pub(crate) fn apply_amendment<'a>(
             let extra = amendment.file.is_some()
                 || amendment.file_blake3.is_some()
                 || amendment.bytes.is_some()
-                || amendment.erased_rows.is_some();
+                || amendment.erased_rows.is_some()
+                || amendment.key_id.is_some();
             if extra {
                 return Err("a prune amendment names a file".into());
             }
@@ -203,6 +212,7 @@ pub(crate) fn apply_amendment<'a>(
             line.file = file.clone();
             line.file_blake3 = digest.clone();
             line.bytes = bytes;
+            line.key_id = amendment.key_id.clone();
             line.amended.generation = generation;
             line.amended.erased_rows = rows;
         }
@@ -335,6 +345,7 @@ mod tests {
             max_time_us: None,
             flush,
             flush_segments: of,
+            key_id: None,
             amended: Amended::default(),
         }
     }

@@ -40,6 +40,8 @@
 //! (hashing, Parquet encoding): async callers run it on a blocking thread.
 
 pub mod checkpoint;
+mod crypt;
+pub use crypt::SegmentKey;
 mod checkpoints;
 pub use checkpoints::CheckpointLine;
 mod error;

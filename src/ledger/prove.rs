@@ -101,7 +101,7 @@ impl Store {
                     continue;
                 }
                 let path = self.root().join(&line.file);
-                for batch in read_columns(&path, &["id", "seq"], None)? {
+                for batch in read_columns(&path, &["id", "seq"], None, self.key())? {
                     let (Some(ids), Some(seqs)) =
                         (batch.column_by_name("id"), batch.column_by_name("seq"))
                     else {
@@ -267,7 +267,7 @@ impl Store {
             Table::Rejects => &["record"],
         };
         let row = (seq - line.first_seq) as usize;
-        let batches = read_columns(&path, columns, Some(row))?;
+        let batches = read_columns(&path, columns, Some(row), self.key())?;
         let batch = batches
             .iter()
             .find(|b| b.num_rows() > 0)

@@ -42,7 +42,7 @@ impl Store {
             }
             let path = self.root().join(&line.file);
             let mut ids = Vec::with_capacity(line.rows as usize);
-            for batch in read_columns(&path, &["id", "time", "offset"], None)? {
+            for batch in read_columns(&path, &["id", "time", "offset"], None, self.key())? {
                 let (id, time, offset) = columns(&path, &batch)?;
                 for i in (0..batch.num_rows()).filter(|&i| !id.value(i).is_empty()) {
                     // (An erased row's id is empty.)
@@ -93,7 +93,7 @@ impl Store {
                 continue;
             }
             let path = self.root().join(&line.file);
-            for batch in read_columns(&path, &["offset", "record"], None)? {
+            for batch in read_columns(&path, &["offset", "record"], None, self.key())? {
                 let (Some(offsets), Some(records)) = (
                     batch.column_by_name("offset"),
                     batch.column_by_name("record"),

@@ -66,7 +66,7 @@ impl Store {
             let names = [
                 "seq", "offset", "reason", "detail", "key", "payload", "record",
             ];
-            for batch in read_columns(&path, &names, row)? {
+            for batch in read_columns(&path, &names, row, self.key())? {
                 for reject in rows(&path, chain, &batch)? {
                     n += 1;
                     each(reject)?;

@@ -17,13 +17,15 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::{
-    ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+    ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
 };
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
+use super::crypt::{SegmentKey, is_encrypted};
 use super::error::{IoContext, LedgerError};
 use super::hash::Hash;
 use super::manifest::Table;
@@ -225,12 +227,15 @@ pub(crate) fn write_segment(
     opts: &StoreOptions,
 ) -> Result<(Hash, u64), LedgerError> {
     let level = ZstdLevel::try_new(opts.zstd_level).map_err(|e| LedgerError::parquet(path, e))?;
-    let props = WriterProperties::builder()
+    let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_max_row_group_row_count(Some(opts.row_group_rows.max(1)))
-        .set_key_value_metadata(Some(metadata))
-        .build();
+        .set_key_value_metadata(Some(metadata));
+    if let Some(key) = &opts.encryption {
+        props = props.with_file_encryption_properties(key.encryption(path)?);
+    }
+    let props = props.build();
     let file = File::create(path).at(path)?;
     let sink = HashingFile {
         file,
@@ -261,11 +266,9 @@ pub(crate) struct SegmentReader {
 }
 
 impl SegmentReader {
-    pub fn open(path: &Path) -> Result<SegmentReader, LedgerError> {
-        let file = File::open(path).at(path)?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| LedgerError::parquet(path, e))?
-            .with_batch_size(READ_BATCH_ROWS);
+    /// Opens a segment, decrypting it with `key` if it is encrypted.
+    pub fn open(path: &Path, key: Option<&SegmentKey>) -> Result<SegmentReader, LedgerError> {
+        let builder = reader_builder(path, key)?.with_batch_size(READ_BATCH_ROWS);
         let metadata = builder
             .metadata()
             .file_metadata()
@@ -344,16 +347,57 @@ pub(crate) fn parse_segment_file_name(name: &str) -> Option<(u64, u32)> {
     Some((digits.parse().ok()?, generation))
 }
 
+/// A reader of a segment file, decrypting with `key` (if any). An
+/// encrypted segment without a key, or whose footer names another key, is
+/// [`LedgerError::KeyNeeded`].
+fn reader_builder(
+    path: &Path,
+    key: Option<&SegmentKey>,
+) -> Result<ParquetRecordBatchReaderBuilder<File>, LedgerError> {
+    let file = File::open(path).at(path)?;
+    let mut options = ArrowReaderOptions::new();
+    if let Some(key) = key {
+        options = options.with_file_decryption_properties(key.decryption(path)?);
+    }
+    ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).map_err(|e| {
+        if is_encrypted(path) {
+            let needed = footer_key_id(path).unwrap_or_else(|| "(unnamed)".into());
+            if key.is_none_or(|k| k.id() != needed) {
+                return LedgerError::KeyNeeded {
+                    path: path.to_path_buf(),
+                    needed,
+                    have: key.map(|k| k.id().to_owned()),
+                };
+            }
+        }
+        LedgerError::parquet(path, e)
+    })
+}
+
+/// The key id an encrypted segment's footer names (its key metadata), read
+/// from the plaintext part of the file: `…‖ FileCryptoMetaData ‖ len ‖
+/// "PARE"`. Found by looking for the `sk1-` id in that tail.
+fn footer_key_id(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    let tail = &bytes[bytes.len().saturating_sub(4096)..];
+    let at = memchr::memmem::rfind(tail, b"sk1-")?;
+    let id = tail.get(at..at + 12)?;
+    let id = std::str::from_utf8(id).ok()?;
+    id[4..]
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit())
+        .then(|| id.to_owned())
+}
+
 /// Reads the named columns of a segment (look them up by name), all rows
 /// or one.
 pub(crate) fn read_columns(
     path: &Path,
     names: &[&str],
     row: Option<usize>,
+    key: Option<&SegmentKey>,
 ) -> Result<Vec<RecordBatch>, LedgerError> {
-    let file = File::open(path).map_err(|e| LedgerError::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| LedgerError::parquet(path, e))?;
+    let builder = reader_builder(path, key)?;
     let schema = builder.parquet_schema();
     let indices = schema
         .columns()

@@ -43,6 +43,10 @@ pub struct StoreOptions {
     /// an operator knows which key a segment's pseudonyms and sealed
     /// rejects need. `None` writes no such entry.
     pub pseudonym_key_id: Option<String>,
+    /// The key new segments are encrypted with (Parquet modular
+    /// encryption), and existing ones decrypted with; `None` writes them
+    /// in plaintext and cannot read encrypted ones.
+    pub encryption: Option<super::SegmentKey>,
 }
 
 impl Default for StoreOptions {
@@ -54,6 +58,7 @@ impl Default for StoreOptions {
             origin: None,
             fsync: true,
             pseudonym_key_id: None,
+            encryption: None,
         }
     }
 }
@@ -162,12 +167,21 @@ impl Store {
 
     /// Opens an existing store with whatever hash and origin it has.
     pub fn open_existing(root: &Path) -> Result<Store, LedgerError> {
+        Store::open_existing_with(root, None)
+    }
+
+    /// Opens an existing store, with the key its encrypted segments need.
+    pub fn open_existing_with(
+        root: &Path,
+        key: Option<super::SegmentKey>,
+    ) -> Result<Store, LedgerError> {
         let marker_path = root.join(MARKER_FILE);
         let bytes = fs::read(&marker_path).at(&marker_path)?;
         let (marker, hash) = parse_marker(&marker_path, &bytes)?;
         let opts = StoreOptions {
             hash,
             origin: Some(marker.origin.clone()),
+            encryption: key,
             ..StoreOptions::default()
         };
         Store::open(root, opts)
@@ -208,6 +222,11 @@ impl Store {
             Err(e) => return Err(LedgerError::io(&path, e)),
         };
         Ok(durable_lines(&path, chain, &bytes)?.0)
+    }
+
+    /// The key segments are encrypted and decrypted with, if any.
+    pub fn key(&self) -> Option<&super::SegmentKey> {
+        self.inner.opts.encryption.as_ref()
     }
 
     /// Opens a chain for appending; see [`ChainWriter`].

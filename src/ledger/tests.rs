@@ -413,7 +413,7 @@ fn rejects_read_back_as_stored_with_their_sealing_and_key_id() {
             "{dir_name}/audit/0/{}",
             segment::segment_file_name(0, 0)
         ));
-        let seg = segment::SegmentReader::open(&path).unwrap();
+        let seg = segment::SegmentReader::open(&path, None).unwrap();
         assert_eq!(
             seg.meta("custos.pseudonym_key_id"),
             Some("pk1-0a1b2c3d"),

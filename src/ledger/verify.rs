@@ -59,6 +59,9 @@ pub struct VerifyOptions<'a> {
     pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
     /// Segments read at once; 0 = one per core.
     pub threads: usize,
+    /// The key encrypted segments are decrypted with. Without it their
+    /// rows cannot be checked (a problem names each such segment).
+    pub key: Option<super::SegmentKey>,
 }
 
 /// What `verify` found.
@@ -197,6 +200,7 @@ pub fn verify_with(root: &Path, opts: &VerifyOptions<'_>) -> Result<VerifyReport
         origin: origin.as_deref(),
         verifier: opts.verifier.as_ref(),
         threads,
+        key: opts.key.as_ref(),
     };
     let mut referenced = HashSet::new();
     let mut matched_external = HashSet::new();
@@ -357,6 +361,7 @@ struct ChainCtx<'a> {
     origin: Option<&'a str>,
     verifier: Option<&'a NoteVerifier>,
     threads: usize,
+    key: Option<&'a super::SegmentKey>,
 }
 
 /// Per-table state while walking a chain's manifest.
@@ -554,7 +559,7 @@ fn scan_in_order(
     use std::sync::{Condvar, Mutex, mpsc};
     if ctx.threads <= 1 || lines.len() <= 1 {
         for (i, (_, line)) in lines.iter().enumerate() {
-            consume(i, scan_segment(ctx.root, chain, line, ctx.alg));
+            consume(i, scan_segment(ctx.root, chain, line, ctx.alg, ctx.key));
         }
         return;
     }
@@ -584,7 +589,7 @@ fn scan_in_order(
                         st.0 - 1
                     };
                     // scan_segment catches the readers' panics.
-                    let scan = scan_segment(ctx.root, chain, &lines[i].1, ctx.alg);
+                    let scan = scan_segment(ctx.root, chain, &lines[i].1, ctx.alg, ctx.key);
                     if tx.send((i, scan)).is_err() {
                         return;
                     }

@@ -183,6 +183,19 @@ impl ChainWriter {
         for table in Table::ALL {
             sweep_segment_dir(&store, &chain, table, &lines, durable[table as usize].0)?;
         }
+        // Every segment must be readable: refuse at open, naming the key,
+        // rather than fail later in a read.
+        let have = store.key().map(|k| k.id());
+        if let Some(line) = lines
+            .iter()
+            .find(|l| !l.is_pruned() && l.key_id.is_some() && l.key_id.as_deref() != have)
+        {
+            return Err(LedgerError::KeyNeeded {
+                path: store.root().join(&line.file),
+                needed: line.key_id.clone().unwrap_or_default(),
+                have: have.map(str::to_owned),
+            });
+        }
 
         Ok(ChainWriter {
             store,
@@ -442,6 +455,7 @@ impl ChainWriter {
             max_time_us: times.1,
             flush: self.next_flush,
             flush_segments,
+            key_id: opts.encryption.as_ref().map(|k| k.id().to_owned()),
             amended: super::manifest::Amended::default(),
         })
     }

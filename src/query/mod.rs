@@ -17,7 +17,9 @@ use datafusion::datasource::listing::{
 };
 use datafusion::execution::context::{SQLOptions, SessionContext};
 
-use crate::ledger::{LedgerError, Store, Table, events_schema, rejects_schema};
+use datafusion::common::config::{ConfigFileDecryptionProperties, TableParquetOptions};
+
+use crate::ledger::{LedgerError, SegmentKey, Store, Table, events_schema, rejects_schema};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -29,12 +31,30 @@ pub enum QueryError {
     NoStore(String),
 }
 
-/// A session with the store's tables registered.
-pub async fn session(root: &Path) -> Result<SessionContext, QueryError> {
+/// A session with the store's tables registered; `key` decrypts
+/// encrypted segments.
+pub async fn session(root: &Path, key: Option<&SegmentKey>) -> Result<SessionContext, QueryError> {
     if !root.join("custos-store.json").is_file() {
         return Err(QueryError::NoStore(root.display().to_string()));
     }
-    let store = Store::open_existing(root)?;
+    let store = Store::open_existing_with(root, key.cloned())?;
+    // A segment under another key would fail the whole query later with a
+    // less clear error.
+    let have = key.map(SegmentKey::id);
+    for chain in store.chains()? {
+        if let Some(line) = store
+            .manifest(&chain)?
+            .into_iter()
+            .find(|l| !l.is_pruned() && l.key_id.is_some() && l.key_id.as_deref() != have)
+        {
+            return Err(LedgerError::KeyNeeded {
+                path: store.root().join(&line.file),
+                needed: line.key_id.unwrap_or_default(),
+                have: have.map(str::to_owned),
+            }
+            .into());
+        }
+    }
     let root = root.canonicalize().map_err(|e| LedgerError::io(root, e))?;
     let mut events = Vec::new();
     let mut rejects = Vec::new();
@@ -52,8 +72,8 @@ pub async fn session(root: &Path) -> Result<SessionContext, QueryError> {
         }
     }
     let ctx = SessionContext::new();
-    register(&ctx, "events", events_schema(), events)?;
-    register(&ctx, "rejects", rejects_schema(), rejects)?;
+    register(&ctx, "events", events_schema(), events, key)?;
+    register(&ctx, "rejects", rejects_schema(), rejects, key)?;
     Ok(ctx)
 }
 
@@ -62,6 +82,7 @@ fn register(
     name: &str,
     schema: SchemaRef,
     files: Vec<String>,
+    key: Option<&SegmentKey>,
 ) -> Result<(), QueryError> {
     if files.is_empty() {
         let empty = MemTable::try_new(schema, vec![vec![]])?;
@@ -72,8 +93,16 @@ fn register(
         .iter()
         .map(ListingTableUrl::parse)
         .collect::<Result<Vec<_>, _>>()?;
-    let options =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let mut format = ParquetFormat::default();
+    if let Some(key) = key {
+        let mut options = TableParquetOptions::default();
+        options.crypto.file_decryption = Some(ConfigFileDecryptionProperties {
+            footer_key_as_hex: key.parquet_key_hex(),
+            ..ConfigFileDecryptionProperties::default()
+        });
+        format = format.with_options(options);
+    }
+    let options = ListingOptions::new(Arc::new(format)).with_file_extension(".parquet");
     let config = ListingTableConfig::new_with_multi_paths(urls)
         .with_listing_options(options)
         .with_schema(schema);
@@ -82,8 +111,12 @@ fn register(
 }
 
 /// Runs one read-only statement.
-pub async fn run(store: &Path, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
-    let ctx = session(store).await?;
+pub async fn run(
+    store: &Path,
+    key: Option<&SegmentKey>,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, QueryError> {
+    let ctx = session(store, key).await?;
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)

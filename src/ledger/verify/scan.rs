@@ -13,6 +13,7 @@ use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType, UInt64Typ
 
 use super::view::{RecordView, parse_record};
 use super::{MAX_ROW_PROBLEMS_PER_FILE, Problem, file_digest};
+use crate::ledger::crypt::{SegmentKey, is_encrypted};
 use crate::ledger::hash::{Hash, parse_hash};
 use crate::ledger::manifest::{ManifestLine, Table};
 use crate::ledger::merkle::HashAlg;
@@ -98,6 +99,7 @@ pub(super) fn scan_segment(
     chain: &ChainId,
     line: &ManifestLine,
     alg: HashAlg,
+    key: Option<&SegmentKey>,
 ) -> SegmentScan {
     let mut scan = SegmentScan::default();
     let rel = Path::new(&line.file);
@@ -144,7 +146,7 @@ pub(super) fn scan_segment(
     // The Parquet and Arrow readers can panic on malformed input (a
     // tampered file is exactly that), so a panic is a finding, not a crash.
     let read = panic::catch_unwind(AssertUnwindSafe(|| {
-        read_rows(&path, chain, line, alg, &mut scan, &mut times)
+        read_rows(&path, chain, line, alg, key, &mut scan, &mut times)
     }));
     let read_rows = scan.leaves.len() as u64;
     match read {
@@ -209,11 +211,29 @@ fn read_rows(
     chain: &ChainId,
     line: &ManifestLine,
     alg: HashAlg,
+    key: Option<&SegmentKey>,
     scan: &mut SegmentScan,
     times: &mut Vec<i64>,
 ) -> bool {
-    let segment = match SegmentReader::open(path) {
+    if line.key_id.is_some() != is_encrypted(path) {
+        scan.file(
+            line,
+            match &line.key_id {
+                Some(id) => {
+                    format!("the manifest says the file is encrypted (key {id}); it is not")
+                }
+                None => "the file is encrypted; the manifest says it is not".to_owned(),
+            },
+        );
+    }
+    let segment = match SegmentReader::open(path, key) {
         Ok(segment) => segment,
+        Err(e @ LedgerError::KeyNeeded { .. }) => {
+            // Not damage: the rows cannot be checked without the key.
+            scan.file(line, format!("rows not checked: {e}"));
+            scan.unreadable = true;
+            return false;
+        }
         Err(e) => {
             let cause = match e {
                 LedgerError::Parquet { source, .. } => source.to_string(),

@@ -151,6 +151,7 @@ impl ChainWriter {
                 file_blake3: None,
                 bytes: None,
                 erased_rows: None,
+                key_id: None,
                 time: time.clone(),
                 reason: "retention".into(),
             });
@@ -223,7 +224,7 @@ impl ChainWriter {
         select: &mut dyn FnMut(Table, StoredRow<'_>) -> bool,
     ) -> Result<Option<(Amendment, u64)>, LedgerError> {
         let path = self.store.root().join(&line.file);
-        let segment = SegmentReader::open(&path)?;
+        let segment = SegmentReader::open(&path, self.store.key())?;
         let metadata: Vec<KeyValue> = segment
             .metadata
             .iter()
@@ -320,6 +321,7 @@ impl ChainWriter {
             file_blake3: Some(hex::encode(digest)),
             bytes: Some(bytes),
             erased_rows: Some(before + erased),
+            key_id: opts.encryption.as_ref().map(|k| k.id().to_owned()),
             time: time.to_owned(),
             reason: reason.to_owned(),
         };
