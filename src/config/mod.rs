@@ -482,7 +482,16 @@ impl StoreConfig {
     /// The segment encryption key, if one is configured.
     pub fn segment_key(&self) -> Result<Option<crate::ledger::SegmentKey>, String> {
         use crate::ledger::SegmentKey;
-        match (&self.encryption_key, &self.encryption_key_file) {
+        // An empty value (e.g. `CUSTOS_STORE_ENCRYPTION_KEY=`) is unset.
+        let key = self
+            .encryption_key
+            .as_ref()
+            .filter(|k| !k.0.trim().is_empty());
+        let file = self
+            .encryption_key_file
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty());
+        match (key, file) {
             (None, None) => Ok(None),
             (Some(k), None) => SegmentKey::from_hex(&k.0)
                 .map(Some)

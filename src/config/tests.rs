@@ -125,3 +125,44 @@ fn librdkafka_properties_take_dotted_names_and_reserved_ones_are_refused() {
     .to_string();
     assert!(err.contains("enable.auto.commit"), "{err}");
 }
+
+#[test]
+fn the_segment_key_comes_from_text_or_a_file_never_both() {
+    let load = |pairs: &[(&str, &str)]| {
+        let mut all = vec![("CUSTOS_PRIVACY_PSEUDONYM_KEY", KEY)];
+        all.extend_from_slice(pairs);
+        Config::load(None, env(&all), &[])
+            .unwrap()
+            .store
+            .segment_key()
+    };
+    assert!(load(&[]).unwrap().is_none());
+    assert!(
+        load(&[("CUSTOS_STORE_ENCRYPTION_KEY", "")])
+            .unwrap()
+            .is_none()
+    );
+    let key = load(&[("CUSTOS_STORE_ENCRYPTION_KEY", KEY)])
+        .unwrap()
+        .unwrap();
+    assert!(key.id().starts_with("sk1-") && key.id().len() == 12);
+    assert!(!format!("{key:?}").contains(&key.parquet_key_hex()));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("segment.key");
+    std::fs::write(&file, format!("{KEY}\n")).unwrap();
+    let path = file.display().to_string();
+    let from_file = load(&[("CUSTOS_STORE_ENCRYPTION_KEY_FILE", &path)])
+        .unwrap()
+        .unwrap();
+    assert_eq!(from_file.id(), key.id());
+    let err = load(&[("CUSTOS_STORE_ENCRYPTION_KEY", "abc")]).unwrap_err();
+    assert!(
+        err.contains("64 hex digits") && !err.contains("abc"),
+        "{err}"
+    );
+    let both = [
+        ("CUSTOS_STORE_ENCRYPTION_KEY", KEY),
+        ("CUSTOS_STORE_ENCRYPTION_KEY_FILE", &path),
+    ];
+    assert!(load(&both).unwrap_err().contains("only one"));
+}

@@ -46,10 +46,10 @@ impl SegmentKey {
     /// The key made from 64 hex digits of key material (surrounding
     /// whitespace ignored).
     pub fn from_hex(text: &str) -> Result<Self, String> {
-        let bytes = hex::decode(text.trim()).map_err(|_| "the key is not hex".to_owned())?;
-        let material: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| "the key must be 64 hex digits (32 bytes)".to_owned())?;
+        let wrong =
+            || "the key must be 64 hex digits (32 bytes; `custos keygen` makes them)".to_owned();
+        let bytes = hex::decode(text.trim()).map_err(|_| wrong())?;
+        let material: [u8; 32] = bytes.try_into().map_err(|_| wrong())?;
         Ok(SegmentKey::from_material(&material))
     }
 
