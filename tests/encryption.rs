@@ -5,38 +5,16 @@
 //! or with another one, custos refuses clearly and changes nothing;
 //! erasure rewrites encrypted segments encrypted.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
-const PSEUDONYM_KEY: &str = "c0ffee5e1ec7ed0a11ce5b0b7e57ab1e0ddba11facade0123456789abcdef004";
+use common::run;
+
 const SEGMENT_KEY: &str = "5e6e3e47c0de5e6e3e47c0de5e6e3e47c0de5e6e3e47c0de5e6e3e47c0de0001";
 const OTHER_KEY: &str = "0000000000000000000000000000000000000000000000000000000000000002";
-
-struct Run {
-    code: i32,
-    out: String,
-    err: String,
-}
-
-fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custos"));
-    cmd.args(args)
-        .env("CUSTOS_PRIVACY_PSEUDONYM_KEY", PSEUDONYM_KEY)
-        .env("CUSTOS_HTTP_ENABLED", "false")
-        .env_remove("CUSTOS_STORE_ENCRYPTION_KEY")
-        .env("CUSTOS_LOG", "info");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run custos");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        out: String::from_utf8_lossy(&out.stdout).into_owned(),
-        err: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// `n` events whose actor, role and department are distinctive texts.
 fn input(prefix: &str, n: usize) -> String {

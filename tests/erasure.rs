@@ -5,8 +5,9 @@
 //! passes with the logs' sizes and roots unchanged, a proof taken before
 //! still checks, and SQL sees the tombstones.
 
+mod common;
+
 use std::path::Path;
-use std::process::Command;
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::DataType;
@@ -14,33 +15,11 @@ use custos::event::{PseudonymKey, Pseudonymizer, RejectSealer, SealedPart};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 
-const KEY: &str = "c0ffee5e1ec7ed0a11ce5b0b7e57ab1e0ddba11facade0123456789abcdef004";
+use common::{KEY, run};
+
 const ERASED: &str = "MRN-ERASE-7731";
 /// Shares a prefix with [`ERASED`]: must survive its erasure.
 const NEIGHBOUR: &str = "MRN-ERASE-77310";
-
-struct Run {
-    code: i32,
-    out: String,
-    err: String,
-}
-
-fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_custos"));
-    cmd.args(args)
-        .env("CUSTOS_PRIVACY_PSEUDONYM_KEY", KEY)
-        .env("CUSTOS_HTTP_ENABLED", "false")
-        .env("CUSTOS_LOG", "info");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().expect("run custos");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        out: String::from_utf8_lossy(&out.stdout).into_owned(),
-        err: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 fn event(id: &str, time: &str, patient: &str) -> String {
     format!(

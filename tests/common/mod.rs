@@ -172,6 +172,34 @@ pub fn custos(args: &[&str]) -> (i32, String) {
     )
 }
 
+/// What a finished run of the binary printed.
+pub struct Run {
+    pub code: i32,
+    pub out: String,
+    pub err: String,
+}
+
+/// Runs the binary to completion with the pseudonym key [`KEY`], HTTP off,
+/// `info` logs, no segment key, and `env` on top.
+pub fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(bin());
+    cmd.args(args)
+        .env("CUSTOS_PRIVACY_PSEUDONYM_KEY", KEY)
+        .env("CUSTOS_HTTP_ENABLED", "false")
+        .env_remove("CUSTOS_STORE_ENCRYPTION_KEY")
+        .env_remove("CUSTOS_STORE_ENCRYPTION_KEY_FILE")
+        .env("CUSTOS_LOG", "info");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run custos");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+        err: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
 /// A loopback address with a port free at the time of the call.
 pub fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
