@@ -68,17 +68,7 @@ fn an_encrypted_store_verifies_answers_sql_and_holds_no_plaintext() {
     std::fs::write(at("plain.jsonl"), input("plain", 300)).unwrap();
     std::fs::write(at("secret.jsonl"), input("secret", 300)).unwrap();
     let signer = at("signer.key");
-    let keygen = run(
-        &[
-            "keygen",
-            "--checkpoint",
-            "test.example/custos",
-            "--out",
-            &signer,
-        ],
-        &[],
-    );
-    assert_eq!(keygen.code, 0, "{}", keygen.err);
+    common::keygen_checkpoint(&signer);
     let keyed = [("CUSTOS_STORE_ENCRYPTION_KEY", SEGMENT_KEY)];
     let signed = ("CUSTOS_CHECKPOINTS_KEY_FILE", signer.as_str());
     let plain_env = [("CUSTOS_STORE_PATH", store.as_str()), signed];

@@ -148,18 +148,7 @@ fn erase_a_patient_then_prune_old_flushes_and_every_proof_still_holds() {
     let dir = tempfile::tempdir().unwrap();
     let at = |name: &str| dir.path().join(name).display().to_string();
     let (signer, verifier, store) = (at("signer.key"), at("verifier.key"), at("store"));
-    let keygen = run(
-        &[
-            "keygen",
-            "--checkpoint",
-            "test.example/custos",
-            "--out",
-            &signer,
-        ],
-        &[],
-    );
-    assert_eq!(keygen.code, 0, "{}", keygen.err);
-    std::fs::write(&verifier, &keygen.out).unwrap();
+    std::fs::write(&verifier, common::keygen_checkpoint(&signer)).unwrap();
     std::fs::write(at("old.jsonl"), old_input()).unwrap();
     std::fs::write(at("new.jsonl"), new_input("new")).unwrap();
     let env = [

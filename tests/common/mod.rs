@@ -200,6 +200,21 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
+/// `custos keygen --checkpoint test.example/custos --out SIGNER`: writes a
+/// checkpoint signer key to `signer`, returns the verifier key text.
+pub fn keygen_checkpoint(signer: &str) -> String {
+    let args = [
+        "keygen",
+        "--checkpoint",
+        "test.example/custos",
+        "--out",
+        signer,
+    ];
+    let keygen = run(&args, &[]);
+    assert_eq!(keygen.code, 0, "{}", keygen.err);
+    keygen.out
+}
+
 /// A loopback address with a port free at the time of the call.
 pub fn free_addr() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
