@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use base64::Engine;
 use clap::Subcommand;
 use custos::event::{RejectSealer, SealedPart};
-use custos::ledger::{ChainId, Store, StoredReject};
+use custos::ledger::{ChainId, Store, StoredReject, Table};
 
 #[derive(Subcommand)]
 pub enum RejectsCommand {
@@ -100,6 +100,16 @@ pub fn run(command: RejectsCommand) -> Result<i32> {
         if let Some(seq) = seq
             && shown == 0
         {
+            let pruned = store.manifest(chain)?.iter().any(|l| {
+                l.table == Table::Rejects
+                    && l.is_pruned()
+                    && (l.first_seq..l.end_seq()).contains(&seq)
+            });
+            if pruned {
+                bail!(
+                    "reject seq {seq} of chain {chain} was pruned (retention): only its leaf hash is kept"
+                );
+            }
             bail!("chain {chain} holds no reject with seq {seq}");
         }
     }

@@ -466,10 +466,10 @@ fn verify_chain(
             walk.root_diverged = true;
         }
         if line.is_pruned() {
+            // (A pruned file still present is reported by its scan.)
             report.pruned += line.rows;
-        } else {
-            referenced.insert(line.file.clone());
         }
+        referenced.insert(line.file.clone());
         report.segments += 1;
         report.erased += scan.erased;
         let read = scan.leaves.len() as u64;

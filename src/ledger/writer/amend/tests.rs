@@ -506,3 +506,32 @@ fn a_changed_row_is_not_erased() {
             .all(|l| l.generation() == 0)
     );
 }
+
+#[test]
+fn a_crash_in_a_pruning_is_completed_by_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, chain) = populated(dir.path());
+    let seg = dir
+        .path()
+        .join("events/audit/0/00000000000000000000.parquet");
+    let saved = fs::read(&seg).unwrap();
+    let mut w = store.chain_writer(&chain).unwrap();
+    let before = time("2026-03-02T00:00:00Z").timestamp_micros();
+    let stats = w.prune(before, time("2026-03-10T00:00:00Z")).unwrap();
+    assert_eq!((stats.events, stats.rejects), (25, 1));
+    drop(w);
+    // Crash after the amendment, before the deletion: the expired rows are
+    // still on disk, verify says so once, and the next open deletes them.
+    fs::write(&seg, &saved).unwrap();
+    let report = verify_with(dir.path(), &VerifyOptions::default()).unwrap();
+    let about: Vec<_> = report
+        .problems
+        .iter()
+        .filter(|p| p.file.ends_with("00000000000000000000.parquet"))
+        .collect();
+    assert_eq!(about.len(), 1, "{:#?}", report.problems);
+    assert!(about[0].what.contains("pruned"), "{:#?}", about);
+    drop(store.chain_writer(&chain).unwrap());
+    assert!(!seg.exists());
+    assert_eq!(verified(dir.path()).pruned, 26);
+}
