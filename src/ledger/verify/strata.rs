@@ -55,12 +55,12 @@ impl Strata {
     /// The next hash of the stratum at `height`, which must be number
     /// `index`; `None` (reported once) if the file cannot give it.
     fn next(&mut self, height: u32, index: u64, report: &mut VerifyReport) -> Option<Hash> {
-        let file = self.file(height);
-        let path = self.root.join(&file);
-        let s = &mut self.strata[(height / STRIDE) as usize];
-        debug_assert_eq!(s.read, index, "strata are read in order");
-        if let State::Unopened = s.state {
-            s.state = match File::open(&path) {
+        let at = (height / STRIDE) as usize;
+        debug_assert_eq!(self.strata[at].read, index, "strata are read in order");
+        if let State::Unopened = self.strata[at].state {
+            // (Paths are made only here and on errors: this runs per leaf.)
+            let file = self.file(height);
+            self.strata[at].state = match File::open(self.root.join(&file)) {
                 Ok(f) => State::Open(BufReader::with_capacity(1 << 16, f)),
                 Err(e) => {
                     let what = if e.kind() == std::io::ErrorKind::NotFound {
@@ -73,6 +73,7 @@ impl Strata {
                 }
             };
         }
+        let s = &mut self.strata[at];
         let State::Open(reader) = &mut s.state else {
             return None;
         };
@@ -90,8 +91,8 @@ impl Strata {
                 } else {
                     format!("cannot read: {e}")
                 };
-                report.problems.push(Problem::file(&file, what));
                 s.state = State::Gone;
+                report.problems.push(Problem::file(self.file(height), what));
                 None
             }
         }
