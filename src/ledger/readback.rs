@@ -67,7 +67,7 @@ impl Store {
     pub fn offset_of_newest_events(&self, chain: &ChainId, count: u64) -> Result<i64, LedgerError> {
         let mut held = 0;
         for line in self.manifest(chain)?.iter().rev() {
-            if line.table != Table::Events {
+            if line.table != Table::Events || line.is_pruned() {
                 continue;
             }
             held += line.rows;
