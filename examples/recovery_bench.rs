@@ -21,21 +21,29 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
+use anyhow::{Context, Result};
+
 use custos::detect::{DetectorConfig, Detectors};
 use custos::ledger::{ChainId, SNAPSHOT_VERSION, Snapshot, Store, Table};
 use custos::pipeline::{Continuity, open_chains};
 
-fn main() {
+fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let root = Path::new(args.get(1).map_or("/tmp/bench-store", String::as_str)).to_path_buf();
-    let rounds: usize = args.get(2).map_or(3, |r| r.parse().expect("a number"));
-    let store = Store::open_existing(&root).expect("open the store");
-    let chains = store.chains().expect("chains");
+    let rounds: usize = match args.get(2) {
+        Some(r) => r
+            .parse()
+            .with_context(|| format!("ROUNDS {r:?} is not a number"))?,
+        None => 3,
+    };
+    let store = Store::open_existing(&root)
+        .with_context(|| format!("cannot open the store {}", root.display()))?;
+    let chains = store.chains()?;
     let configs = vec![DetectorConfig::default()];
-    let events: u64 = chains
-        .iter()
-        .map(|c| store.tree_size(c, Table::Events).expect("size"))
-        .sum();
+    let mut events = 0u64;
+    for chain in &chains {
+        events += store.tree_size(chain, Table::Events)?;
+    }
     println!(
         "store {}: {} chains, {events} events",
         root.display(),
@@ -44,20 +52,20 @@ fn main() {
     for round in 1..=rounds + 1 {
         let with_snapshots = round <= rounds;
         for chain in &chains {
-            damage(&store, chain);
+            damage(&store, chain)?;
             let snapshot = root.join(format!(
                 "snapshots/{}/{}.json",
                 chain.stream, chain.partition
             ));
             if with_snapshots {
-                snapshot_one_segment_behind(&store, chain, &configs);
+                snapshot_one_segment_behind(&store, chain, &configs)?;
             } else {
                 let _ = std::fs::remove_file(&snapshot);
             }
         }
         let started = Instant::now();
         for opened in open_chains(&store, &chains, &configs, Continuity::default()) {
-            opened.expect("the chain recovers");
+            opened.context("a chain did not recover")?;
         }
         let secs = started.elapsed().as_secs_f64();
         println!(
@@ -69,13 +77,16 @@ fn main() {
             }
         );
     }
+    Ok(())
 }
 
 /// Leaves a chain as a crash in the middle of a flush does.
-fn damage(store: &Store, chain: &ChainId) {
+fn damage(store: &Store, chain: &ChainId) -> Result<()> {
     let root = store.root();
-    let lines = store.manifest(chain).expect("manifest");
-    let last = lines.last().expect("a non-empty chain");
+    let lines = store.manifest(chain)?;
+    let last = lines
+        .last()
+        .with_context(|| format!("chain {chain} is empty"))?;
     let next = last.first_seq + last.rows;
     let seg_dir = root.join(format!("events/{}/{}", chain.stream, chain.partition));
     // A segment written and renamed, a later one still temporary.
@@ -83,12 +94,12 @@ fn damage(store: &Store, chain: &ChainId) {
         root.join(&last.file),
         seg_dir.join(format!("{next:020}.parquet")),
     )
-    .expect("copy a segment");
+    .context("copy a segment")?;
     std::fs::write(
         seg_dir.join(format!("{:020}.parquet.tmp", next + 1)),
         b"partial",
     )
-    .expect("write a temporary segment");
+    .context("write a temporary segment")?;
     // Tree strata appended, manifest line torn.
     let mut stratum = std::fs::OpenOptions::new()
         .append(true)
@@ -96,26 +107,33 @@ fn damage(store: &Store, chain: &ChainId) {
             "tree/events/{}/{}/0.hashes",
             chain.stream, chain.partition
         )))
-        .expect("open stratum 0");
+        .context("open stratum 0")?;
     stratum
         .write_all(&[7u8; 32 * 100])
-        .expect("extend stratum 0");
+        .context("extend stratum 0")?;
     let mut manifest = std::fs::OpenOptions::new()
         .append(true)
         .open(root.join(format!(
             "manifests/{}/{}.jsonl",
             chain.stream, chain.partition
         )))
-        .expect("open the manifest");
+        .context("open the manifest")?;
     manifest
         .write_all(br#"{"table":"events","file":"events/x","first_seq":"#)
-        .expect("tear the manifest");
+        .context("tear the manifest")?;
+    Ok(())
 }
 
 /// A snapshot as of the chain's second-to-last segment.
-fn snapshot_one_segment_behind(store: &Store, chain: &ChainId, configs: &[DetectorConfig]) {
-    let lines = store.manifest(chain).expect("manifest");
-    let last = lines.last().expect("a non-empty chain");
+fn snapshot_one_segment_behind(
+    store: &Store,
+    chain: &ChainId,
+    configs: &[DetectorConfig],
+) -> Result<()> {
+    let lines = store.manifest(chain)?;
+    let last = lines
+        .last()
+        .with_context(|| format!("chain {chain} is empty"))?;
     store
         .write_snapshot(
             chain,
@@ -127,5 +145,5 @@ fn snapshot_one_segment_behind(store: &Store, chain: &ChainId, configs: &[Detect
                 state: Detectors::new(configs).save(),
             },
         )
-        .expect("write a snapshot");
+        .context("write a snapshot")
 }

@@ -8,14 +8,12 @@
 //! the command exits 1 so the request can be run again.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use chrono::Utc;
 use custos::event::{Pseudonymizer, RejectSealer, SealedPart};
-use custos::ledger::{
-    AmendStats, ChainId, ChainWriter, Erasure, LedgerError, Store, StoredRow, Table,
-};
+use custos::ledger::{AmendStats, ChainWriter, Erasure, LedgerError, Store, StoredRow, Table};
 
 #[derive(clap::Args)]
 pub struct EraseArgs {
@@ -112,7 +110,7 @@ pub fn erase(args: EraseArgs) -> Result<i32> {
     };
     let path = args.store.unwrap_or_else(|| config.store.path.clone());
     let segment_key = config.store.segment_key().map_err(anyhow::Error::msg)?;
-    let code = each_chain(&path, segment_key, args.wait, "erase", |writer| {
+    let code = each_chain(&path, segment_key, args.wait, "erased", |writer| {
         writer.erase(&erasure, &mut select)
     })?;
     if unopened.get() > 0 {
@@ -144,7 +142,7 @@ pub fn prune(args: PruneArgs) -> Result<i32> {
     let now = Utc::now();
     let path = args.store.unwrap_or_else(|| config.store.path.clone());
     let key = config.store.segment_key().map_err(anyhow::Error::msg)?;
-    each_chain(&path, key, args.wait, "prune", |writer| {
+    each_chain(&path, key, args.wait, "pruned", |writer| {
         writer.prune(before.timestamp_micros(), now)
     })
 }
@@ -155,7 +153,7 @@ fn each_chain(
     path: &std::path::Path,
     key: Option<custos::ledger::SegmentKey>,
     wait: u64,
-    verb: &str,
+    done: &str,
     mut amend: impl FnMut(&mut ChainWriter) -> Result<AmendStats, LedgerError>,
 ) -> Result<i32> {
     let store = Store::open_existing_with(path, key)
@@ -163,7 +161,7 @@ fn each_chain(
     let mut total = AmendStats::default();
     let mut skipped = 0;
     for chain in store.chains()? {
-        let mut writer = match lock(&store, &chain, Duration::from_secs(wait)) {
+        let mut writer = match store.chain_writer_waiting(&chain, Duration::from_secs(wait)) {
             Ok(writer) => writer,
             Err(LedgerError::Locked { .. }) => {
                 eprintln!(
@@ -174,8 +172,7 @@ fn each_chain(
             }
             Err(e) => return Err(e).with_context(|| format!("cannot open chain {chain}")),
         };
-        let stats =
-            amend(&mut writer).with_context(|| format!("{verb} failed in chain {chain}"))?;
+        let stats = amend(&mut writer).with_context(|| format!("chain {chain}: not {done}"))?;
         if stats.segments > 0 {
             println!(
                 "{chain}: {} events and {} rejects in {} segment(s)",
@@ -186,28 +183,11 @@ fn each_chain(
         total.events += stats.events;
         total.rejects += stats.rejects;
     }
-    let done = match verb {
-        "erase" => "erased",
-        _ => "pruned",
-    };
     println!(
         "{done} {} events and {} rejects in {} segment(s); {skipped} chain(s) skipped",
         total.events, total.rejects, total.segments
     );
     Ok(if skipped == 0 { 0 } else { 1 })
-}
-
-/// Opens a chain for writing, retrying while another process holds it.
-fn lock(store: &Store, chain: &ChainId, wait: Duration) -> Result<ChainWriter, LedgerError> {
-    let deadline = Instant::now() + wait;
-    loop {
-        match store.chain_writer(chain) {
-            Err(LedgerError::Locked { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            other => return other,
-        }
-    }
 }
 
 /// The `payload_sealed` label of a reject record.

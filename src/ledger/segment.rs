@@ -378,9 +378,13 @@ fn reader_builder(
 /// from the plaintext part of the file: `…‖ FileCryptoMetaData ‖ len ‖
 /// "PARE"`. Found by looking for the `sk1-` id in that tail.
 fn footer_key_id(path: &Path) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
-    let tail = &bytes[bytes.len().saturating_sub(4096)..];
-    let at = memchr::memmem::rfind(tail, b"sk1-")?;
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
+    let mut tail = Vec::with_capacity(4096);
+    file.read_to_end(&mut tail).ok()?;
+    let at = memchr::memmem::rfind(&tail, b"sk1-")?;
     let id = tail.get(at..at + 12)?;
     let id = std::str::from_utf8(id).ok()?;
     id[4..]

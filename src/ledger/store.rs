@@ -229,9 +229,46 @@ impl Store {
         self.inner.opts.encryption.as_ref()
     }
 
+    /// Whether this store's key can read a segment: `KeyNeeded` naming the
+    /// segment's key when it is encrypted under another one, or when no
+    /// key is configured.
+    pub fn check_key(&self, line: &ManifestLine) -> Result<(), LedgerError> {
+        let have = self.key().map(|k| k.id());
+        match &line.key_id {
+            Some(needed) if Some(needed.as_str()) != have => Err(LedgerError::KeyNeeded {
+                path: self.root().join(&line.file),
+                needed: needed.clone(),
+                have: have.map(str::to_owned),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Opens a chain for appending; see [`ChainWriter`].
     pub fn chain_writer(&self, chain: &ChainId) -> Result<ChainWriter, LedgerError> {
         ChainWriter::open(self.clone(), chain.clone())
+    }
+
+    /// [`Store::chain_writer`], waiting up to `wait` (retrying with a
+    /// growing pause) while another writer holds the chain.
+    pub fn chain_writer_waiting(
+        &self,
+        chain: &ChainId,
+        wait: std::time::Duration,
+    ) -> Result<ChainWriter, LedgerError> {
+        use std::time::{Duration, Instant};
+        let deadline = Instant::now() + wait;
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.chain_writer(chain) {
+                Err(LedgerError::Locked { .. }) if Instant::now() < deadline => {
+                    tracing::warn!(chain = %chain, "the chain is locked by another writer; waiting");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
     }
 
     pub(crate) fn manifest_path(&self, chain: &ChainId) -> PathBuf {

@@ -185,16 +185,8 @@ impl ChainWriter {
         }
         // Every segment must be readable: refuse at open, naming the key,
         // rather than fail later in a read.
-        let have = store.key().map(|k| k.id());
-        if let Some(line) = lines
-            .iter()
-            .find(|l| !l.is_pruned() && l.key_id.is_some() && l.key_id.as_deref() != have)
-        {
-            return Err(LedgerError::KeyNeeded {
-                path: store.root().join(&line.file),
-                needed: line.key_id.clone().unwrap_or_default(),
-                have: have.map(str::to_owned),
-            });
+        for line in lines.iter().filter(|l| !l.is_pruned()) {
+            store.check_key(line)?;
         }
 
         Ok(ChainWriter {

@@ -683,21 +683,6 @@ pub fn open_chains(
 /// system has not yet released) before it gives up.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 
-fn open_writer(store: &Store, chain: &ChainId) -> Result<ChainWriter, LedgerError> {
-    let deadline = Instant::now() + LOCK_WAIT;
-    let mut pause = Duration::from_millis(50);
-    loop {
-        match store.chain_writer(chain) {
-            Err(LedgerError::Locked { .. }) if Instant::now() < deadline => {
-                tracing::warn!(chain = %chain, "the chain is locked by another writer; waiting");
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_secs(2));
-            }
-            other => return other,
-        }
-    }
-}
-
 /// A chain opened for appending, with its state rebuilt from the ledger.
 pub struct Opened {
     writer: ChainWriter,
@@ -717,7 +702,7 @@ pub fn open_chain(
     continuity: Continuity,
 ) -> Result<Opened, LedgerError> {
     let started = Instant::now();
-    let mut writer = open_writer(store, chain)?;
+    let mut writer = store.chain_writer_waiting(chain, LOCK_WAIT)?;
     let next_offset = writer.last_offset().map_or(0, |o| o + 1);
     if let Some(keep) = continuity.retention {
         apply_retention(&mut writer, keep)?;

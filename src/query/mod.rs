@@ -38,23 +38,6 @@ pub async fn session(root: &Path, key: Option<&SegmentKey>) -> Result<SessionCon
         return Err(QueryError::NoStore(root.display().to_string()));
     }
     let store = Store::open_existing_with(root, key.cloned())?;
-    // A segment under another key would fail the whole query later with a
-    // less clear error.
-    let have = key.map(SegmentKey::id);
-    for chain in store.chains()? {
-        if let Some(line) = store
-            .manifest(&chain)?
-            .into_iter()
-            .find(|l| !l.is_pruned() && l.key_id.is_some() && l.key_id.as_deref() != have)
-        {
-            return Err(LedgerError::KeyNeeded {
-                path: store.root().join(&line.file),
-                needed: line.key_id.unwrap_or_default(),
-                have: have.map(str::to_owned),
-            }
-            .into());
-        }
-    }
     let root = root.canonicalize().map_err(|e| LedgerError::io(root, e))?;
     let mut events = Vec::new();
     let mut rejects = Vec::new();
@@ -64,6 +47,9 @@ pub async fn session(root: &Path, key: Option<&SegmentKey>) -> Result<SessionCon
             .into_iter()
             .filter(|l| !l.is_pruned())
         {
+            // A segment under another key would fail the whole query later
+            // with a less clear error.
+            store.check_key(&line)?;
             let path = root.join(&line.file).display().to_string();
             match line.table {
                 Table::Events => events.push(path),
