@@ -17,7 +17,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::{
-    ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection,
     RowSelector,
 };
 use parquet::arrow::{ArrowWriter, ProjectionMask};
@@ -268,7 +268,48 @@ pub(crate) struct SegmentReader {
 impl SegmentReader {
     /// Opens a segment, decrypting it with `key` if it is encrypted.
     pub fn open(path: &Path, key: Option<&SegmentKey>) -> Result<SegmentReader, LedgerError> {
-        let builder = reader_builder(path, key)?.with_batch_size(READ_BATCH_ROWS);
+        Self::open_as(path, key, false)
+    }
+
+    /// Like [`SegmentReader::open`], but the batches hold strings and bytes
+    /// as views (`Utf8View`, `BinaryView`) into the decoded pages instead of
+    /// copies: for readers that only look at each value once. `schema` is
+    /// still the file's own.
+    pub fn open_views(path: &Path, key: Option<&SegmentKey>) -> Result<SegmentReader, LedgerError> {
+        Self::open_as(path, key, true)
+    }
+
+    fn open_as(
+        path: &Path,
+        key: Option<&SegmentKey>,
+        views: bool,
+    ) -> Result<SegmentReader, LedgerError> {
+        let mut builder = reader_builder(path, key)?.with_batch_size(READ_BATCH_ROWS);
+        let schema = builder.schema().clone();
+        if views {
+            let viewed: Vec<Field> = schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    let as_view = match f.data_type() {
+                        DataType::Utf8 => DataType::Utf8View,
+                        DataType::Binary => DataType::BinaryView,
+                        other => other.clone(),
+                    };
+                    f.as_ref().clone().with_data_type(as_view)
+                })
+                .collect();
+            let hint = Arc::new(Schema::new_with_metadata(viewed, schema.metadata().clone()));
+            let mut options = ArrowReaderOptions::new().with_schema(hint);
+            if let Some(key) = key {
+                options = options.with_file_decryption_properties(key.decryption(path)?);
+            }
+            let metadata = ArrowReaderMetadata::try_new(builder.metadata().clone(), options)
+                .map_err(|e| LedgerError::parquet(path, e))?;
+            let file = File::open(path).at(path)?;
+            builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata)
+                .with_batch_size(READ_BATCH_ROWS);
+        }
         let metadata = builder
             .metadata()
             .file_metadata()
@@ -279,7 +320,6 @@ impl SegmentReader {
                     .collect()
             })
             .unwrap_or_default();
-        let schema = builder.schema().clone();
         let reader = builder.build().map_err(|e| LedgerError::parquet(path, e))?;
         Ok(SegmentReader {
             metadata,

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Component, Path};
 
-use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::array::{Array, AsArray, RecordBatch, StringViewArray};
 use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType, UInt64Type};
 
 use super::view::{RecordView, parse_record};
@@ -68,7 +68,7 @@ impl SegmentScan {
 #[derive(Default)]
 pub(super) struct EventIds {
     /// (first row of the batch, its ids)
-    batches: Vec<(u64, StringArray)>,
+    batches: Vec<(u64, StringViewArray)>,
 }
 
 impl EventIds {
@@ -226,7 +226,7 @@ fn read_rows(
             },
         );
     }
-    let segment = match SegmentReader::open(path, key) {
+    let segment = match SegmentReader::open_views(path, key) {
         Ok(segment) => segment,
         Err(e @ LedgerError::KeyNeeded { .. }) => {
             // Not damage: the rows cannot be checked without the key.
@@ -307,10 +307,10 @@ fn check_batch(
     // types below are known.
     let col = |name: &str| batch.column_by_name(name).expect("schema checked");
     let seqs = col("seq").as_primitive::<UInt64Type>();
-    let streams = col("stream").as_string::<i32>();
+    let streams = col("stream").as_string_view();
     let partitions = col("partition").as_primitive::<Int32Type>();
     let offsets = col("offset").as_primitive::<Int64Type>();
-    let records = col("record").as_string::<i32>();
+    let records = col("record").as_string_view();
     let typed = match line.table {
         Table::Events => Typed::Events(EventCols::of(batch)),
         Table::Rejects => Typed::Rejects(RejectCols::of(batch)),
@@ -434,27 +434,27 @@ enum Typed<'a> {
 }
 
 struct EventCols<'a> {
-    id: &'a StringArray,
+    id: &'a StringViewArray,
     time: &'a arrow::array::TimestampMicrosecondArray,
-    kind: &'a StringArray,
-    actor_id: &'a StringArray,
-    actor_role: &'a StringArray,
-    actor_dept: &'a StringArray,
-    patient: &'a StringArray,
-    action: &'a StringArray,
-    purpose: &'a StringArray,
-    outcome: &'a StringArray,
+    kind: &'a StringViewArray,
+    actor_id: &'a StringViewArray,
+    actor_role: &'a StringViewArray,
+    actor_dept: &'a StringViewArray,
+    patient: &'a StringViewArray,
+    action: &'a StringViewArray,
+    purpose: &'a StringViewArray,
+    outcome: &'a StringViewArray,
     records: &'a arrow::array::Int64Array,
-    model: &'a StringArray,
+    model: &'a StringViewArray,
 }
 
 impl<'a> EventCols<'a> {
     fn of(batch: &'a RecordBatch) -> Self {
-        let s = |name: &str| -> &'a StringArray {
+        let s = |name: &str| -> &'a StringViewArray {
             batch
                 .column_by_name(name)
                 .expect("schema checked")
-                .as_string()
+                .as_string_view()
         };
         EventCols {
             id: s("id"),
@@ -479,7 +479,7 @@ impl<'a> EventCols<'a> {
     }
 }
 
-fn opt_str(a: &StringArray, i: usize) -> Option<&str> {
+fn opt_str(a: &StringViewArray, i: usize) -> Option<&str> {
     a.is_valid(i).then(|| a.value(i))
 }
 
@@ -520,20 +520,20 @@ fn check_event_columns(
 }
 
 struct RejectCols<'a> {
-    reason: &'a StringArray,
-    detail: &'a StringArray,
-    payload: &'a arrow::array::BinaryArray,
-    key: &'a arrow::array::BinaryArray,
+    reason: &'a StringViewArray,
+    detail: &'a StringViewArray,
+    payload: &'a arrow::array::BinaryViewArray,
+    key: &'a arrow::array::BinaryViewArray,
 }
 
 impl<'a> RejectCols<'a> {
     fn of(batch: &'a RecordBatch) -> Self {
         let col = |name: &str| batch.column_by_name(name).expect("schema checked");
         RejectCols {
-            reason: col("reason").as_string(),
-            detail: col("detail").as_string(),
-            payload: col("payload").as_binary(),
-            key: col("key").as_binary(),
+            reason: col("reason").as_string_view(),
+            detail: col("detail").as_string_view(),
+            payload: col("payload").as_binary_view(),
+            key: col("key").as_binary_view(),
         }
     }
 }
