@@ -74,6 +74,12 @@ pub struct StoreConfig {
     pub encryption_key: Option<Secret>,
     /// Or a file holding them.
     pub encryption_key_file: Option<PathBuf>,
+    /// In a bucket (`path = "s3://bucket/prefix"`): seconds a chain
+    /// writer's lease lasts without renewal; the writer renews it at every
+    /// flush, and after a crash another process takes the chain over once
+    /// it has expired. Safety does not depend on it (every append is a
+    /// conditional write), only how soon a dead writer's chain moves.
+    pub lease_secs: u64,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -237,6 +243,7 @@ impl Default for StoreConfig {
             retention_days: 0,
             encryption_key: None,
             encryption_key_file: None,
+            lease_secs: 10,
         }
     }
 }
@@ -346,6 +353,9 @@ impl Config {
         }
         if s.retention_days > 365 * 1000 {
             problems.push("store.retention_days must be at most 365000".into());
+        }
+        if !(1..=3600).contains(&s.lease_secs) {
+            problems.push("store.lease_secs must be 1 to 3600".into());
         }
         if s.snapshot_interval_secs == 0 {
             problems.push("store.snapshot_interval_secs must be at least 1".into());
@@ -476,6 +486,7 @@ impl StoreConfig {
             pseudonym_key_id: None,
             // Set from `segment_key`, which reads a file.
             encryption: None,
+            lease: std::time::Duration::from_secs(self.lease_secs),
         }
     }
 

@@ -9,16 +9,14 @@
 //! The note is the evidence; `table` and `time` (when it was signed, UTC)
 //! are for finding it. Sizes only grow from line to line of one table.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::{Checkpoint, NoteSigner, unverified_text};
-use super::error::{IoContext, LedgerError};
-use super::fsutil::{ensure_dir, sync_dir};
+use super::error::LedgerError;
 use super::manifest::{ParsedLines, Table, parse_lines};
+use super::storage::Storage;
 
 /// One stored checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,8 +35,10 @@ pub(crate) fn parse(bytes: &[u8]) -> ParsedLines<CheckpointLine> {
 /// The appender of a chain's checkpoint file. The chain writer owns it
 /// (under the chain's lock).
 pub(crate) struct CheckpointLog {
-    path: PathBuf,
-    file: File,
+    storage: Arc<dyn Storage>,
+    rel: String,
+    /// Durable length of the file.
+    len: u64,
     /// Size of each table's last checkpoint (index = `Table as usize`).
     last: [u64; 2],
 }
@@ -46,28 +46,14 @@ pub(crate) struct CheckpointLog {
 impl CheckpointLog {
     /// Opens (creating) the file; a torn last line (a crash during append)
     /// is cut off. A line that does not parse is corruption.
-    pub fn open(path: &Path) -> Result<CheckpointLog, LedgerError> {
-        let dir = path
-            .parent()
-            .ok_or_else(|| LedgerError::Internal("checkpoint path".into()))?;
-        ensure_dir(dir)?;
-        let is_new = !path.exists();
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .at(path)?;
-        if is_new {
-            sync_dir(dir)?;
-        }
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).at(path)?;
+    pub fn open(storage: Arc<dyn Storage>, rel: String) -> Result<CheckpointLog, LedgerError> {
+        let path = storage.describe(&rel);
+        let bytes = storage.read(&rel)?.unwrap_or_default();
         let parsed = parse(&bytes);
         let mut last = [0u64; 2];
         let mut len = 0;
         for (no, end, line) in parsed.lines {
-            let bad = |what: String| LedgerError::corrupt(path, format!("line {no}: {what}"));
+            let bad = |what: String| LedgerError::corrupt(&path, format!("line {no}: {what}"));
             let line = line.map_err(bad)?;
             let checkpoint = unverified_text(&line.note)
                 .and_then(Checkpoint::parse)
@@ -78,12 +64,12 @@ impl CheckpointLog {
         }
         if parsed.torn_tail {
             tracing::warn!(file = %path.display(), "checkpoint file ends in a torn line (crash during append); truncating it");
-            file.set_len(len).at(path)?;
-            file.sync_all().at(path)?;
+            storage.truncate(&rel, len)?;
         }
         Ok(CheckpointLog {
-            path: path.to_path_buf(),
-            file,
+            storage,
+            rel,
+            len,
             last,
         })
     }
@@ -112,8 +98,10 @@ impl CheckpointLog {
         let mut text = serde_json::to_string(&line)
             .map_err(|e| LedgerError::Internal(format!("checkpoint line: {e}")))?;
         text.push('\n');
-        self.file.write_all(text.as_bytes()).at(&self.path)?;
-        self.file.sync_data().at(&self.path)?;
+        let n = text.len() as u64;
+        self.storage
+            .append(&self.rel, self.len, text.into(), true)?;
+        self.len += n;
         let slot = &mut self.last[table as usize];
         *slot = (*slot).max(checkpoint.size);
         Ok(line)
@@ -122,16 +110,15 @@ impl CheckpointLog {
 
 /// Reads a chain's checkpoint lines (for serving them); a torn tail is left
 /// out, a line that does not parse is an error.
-pub(crate) fn read(path: &Path) -> Result<Vec<CheckpointLine>, LedgerError> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(LedgerError::io(path, e)),
+pub(crate) fn read(storage: &dyn Storage, rel: &str) -> Result<Vec<CheckpointLine>, LedgerError> {
+    let Some(bytes) = storage.read(rel)? else {
+        return Ok(Vec::new());
     };
+    let path = storage.describe(rel);
     parse(&bytes)
         .lines
         .into_iter()
-        .map(|(_, _, line)| line.map_err(|what| LedgerError::corrupt(path, what)))
+        .map(|(_, _, line)| line.map_err(|what| LedgerError::corrupt(&path, what)))
         .collect()
 }
 

@@ -82,17 +82,3 @@ impl SegmentKey {
             .map_err(|e| LedgerError::parquet(path, e))
     }
 }
-
-/// Whether a Parquet file has an encrypted footer (it ends in `PARE`, not
-/// `PAR1`).
-pub(crate) fn is_encrypted(path: &Path) -> bool {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut tail = [0u8; 4];
-    std::fs::File::open(path)
-        .and_then(|mut f| {
-            f.seek(SeekFrom::End(-4))?;
-            f.read_exact(&mut tail)
-        })
-        .is_ok()
-        && &tail == b"PARE"
-}

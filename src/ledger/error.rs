@@ -45,6 +45,12 @@ pub enum LedgerError {
     #[error("chain {chain} is already open for writing elsewhere")]
     Locked { chain: String },
 
+    /// Another writer changed a file this writer was about to write (in a
+    /// bucket: a conditional write failed): the chain is being written
+    /// elsewhere. Nothing was overwritten.
+    #[error("{} was written by another writer: {what}", path.display())]
+    Conflict { path: PathBuf, what: String },
+
     /// A previous flush of this writer failed part-way; its in-memory chain
     /// state may be ahead of the disk. Drop the writer and open the chain
     /// again: reopening recovers the durable state.

@@ -2,7 +2,6 @@
 //! entries survive a crash, atomic small-file writes.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::path::Path;
 
 use super::error::{IoContext, LedgerError};
@@ -29,21 +28,6 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<(), LedgerError> {
         Err(e) => return Err(LedgerError::io(dir, e)),
     }
     match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(parent) => sync_dir(parent),
-        None => Ok(()),
-    }
-}
-
-/// Writes `bytes` to `path` via a fsynced temporary file and a rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LedgerError> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = Path::new(&tmp);
-    let mut file = File::create(tmp).at(tmp)?;
-    file.write_all(bytes).at(tmp)?;
-    file.sync_all().at(tmp)?;
-    fs::rename(tmp, path).at(path)?;
-    match path.parent() {
         Some(parent) => sync_dir(parent),
         None => Ok(()),
     }

@@ -59,6 +59,7 @@ mod rejects;
 pub use rejects::StoredReject;
 mod segment;
 mod snapshot;
+pub mod storage;
 pub use snapshot::{SNAPSHOT_VERSION, Snapshot};
 mod store;
 pub mod tree;

@@ -61,8 +61,9 @@ impl Store {
     /// The checkpoints stored for a chain, oldest first.
     pub fn checkpoints(&self, chain: &ChainId) -> Result<Vec<StoredCheckpoint>, LedgerError> {
         chain.validate()?;
-        let path = self.checkpoint_path(chain);
-        checkpoints::read(&path)?
+        let rel = super::store::checkpoint_rel_path(chain);
+        let path = self.storage().describe(&rel);
+        checkpoints::read(self.storage(), &rel)?
             .into_iter()
             .map(|line| stored(chain, line, &path))
             .collect()
@@ -100,8 +101,9 @@ impl Store {
                 if line.table != Table::Events || line.is_pruned() {
                     continue;
                 }
-                let path = self.root().join(&line.file);
-                for batch in read_columns(&path, &["id", "seq"], None, self.key())? {
+                let file = self.segment(&line.file)?;
+                let path = &file.path;
+                for batch in read_columns(&file, &["id", "seq"], None, self.key())? {
                     let (Some(ids), Some(seqs)) =
                         (batch.column_by_name("id"), batch.column_by_name("seq"))
                     else {
@@ -163,7 +165,11 @@ impl Store {
             });
         };
         let tree_size = checkpoint.checkpoint.size;
-        let mut tree = TreeReader::open(&self.tree_dir(table, chain), self.alg())?;
+        let mut tree = TreeReader::open_in(
+            self.shared_storage(),
+            &super::store::tree_rel_dir(table, chain),
+            self.alg(),
+        )?;
         let path = tree.inclusion_proof(seq, tree_size)?;
         let leaf = tree.leaf(seq)?;
         let mut proof = InclusionProof::new(self.alg(), log, seq, tree_size, leaf, path);
@@ -197,7 +203,11 @@ impl Store {
                 size,
             });
         }
-        let mut tree = TreeReader::open(&self.tree_dir(table, chain), self.alg())?;
+        let mut tree = TreeReader::open_in(
+            self.shared_storage(),
+            &super::store::tree_rel_dir(table, chain),
+            self.alg(),
+        )?;
         let path = tree.consistency_proof(old, new)?;
         let (old_root, new_root) = (tree.root(old)?, tree.root(new)?);
         let mut proof = ConsistencyProof::new(self.alg(), log, old, old_root, new, new_root, path);
@@ -222,7 +232,11 @@ impl Store {
                 size: durable,
             });
         }
-        let mut tree = TreeReader::open(&self.tree_dir(table, chain), self.alg())?;
+        let mut tree = TreeReader::open_in(
+            self.shared_storage(),
+            &super::store::tree_rel_dir(table, chain),
+            self.alg(),
+        )?;
         Ok(tree.root(size)?)
     }
 
@@ -261,13 +275,14 @@ impl Store {
         if line.is_pruned() {
             return Ok(None);
         }
-        let path = self.root().join(&line.file);
+        let file = self.segment(&line.file)?;
+        let path = &file.path;
         let columns: &[&str] = match table {
             Table::Events => &["record", "id"],
             Table::Rejects => &["record"],
         };
         let row = (seq - line.first_seq) as usize;
-        let batches = read_columns(&path, columns, Some(row), self.key())?;
+        let batches = read_columns(&file, columns, Some(row), self.key())?;
         let batch = batches
             .iter()
             .find(|b| b.num_rows() > 0)

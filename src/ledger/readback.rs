@@ -40,9 +40,10 @@ impl Store {
             if held >= max {
                 break;
             }
-            let path = self.root().join(&line.file);
+            let file = self.segment(&line.file)?;
+            let path = &file.path;
             let mut ids = Vec::with_capacity(line.rows as usize);
-            for batch in read_columns(&path, &["id", "time", "offset"], None, self.key())? {
+            for batch in read_columns(&file, &["id", "time", "offset"], None, self.key())? {
                 let (id, time, offset) = columns(&path, &batch)?;
                 for i in (0..batch.num_rows()).filter(|&i| !id.value(i).is_empty()) {
                     // (An erased row's id is empty.)
@@ -92,8 +93,9 @@ impl Store {
             if line.table != Table::Events || line.last_offset < from_offset || line.is_pruned() {
                 continue;
             }
-            let path = self.root().join(&line.file);
-            for batch in read_columns(&path, &["offset", "record"], None, self.key())? {
+            let file = self.segment(&line.file)?;
+            let path = &file.path;
+            for batch in read_columns(&file, &["offset", "record"], None, self.key())? {
                 let (Some(offsets), Some(records)) = (
                     batch.column_by_name("offset"),
                     batch.column_by_name("record"),

@@ -62,11 +62,12 @@ impl Store {
                 }
                 Some(_) => continue,
             };
-            let path = self.root().join(&line.file);
+            let file = self.segment(&line.file)?;
+            let path = &file.path;
             let names = [
                 "seq", "offset", "reason", "detail", "key", "payload", "record",
             ];
-            for batch in read_columns(&path, &names, row, self.key())? {
+            for batch in read_columns(&file, &names, row, self.key())? {
                 for reject in rows(&path, chain, &batch)? {
                     n += 1;
                     each(reject)?;

@@ -6,9 +6,7 @@
 //! `row_group_rows` rows, and carries the table and chain in its key-value
 //! metadata (`custos.*` keys, see `docs/ledger-format.md`).
 
-use std::fs::File;
-use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -17,16 +15,18 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection,
-    RowSelector,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
 };
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-use super::crypt::{SegmentKey, is_encrypted};
-use super::error::{IoContext, LedgerError};
+use bytes::Bytes;
+
+use super::crypt::SegmentKey;
+use super::error::LedgerError;
 use super::hash::Hash;
 use super::manifest::Table;
 use super::record::EventColumns;
@@ -197,35 +197,15 @@ pub(crate) fn segment_metadata(
     kv
 }
 
-/// A `Write` that hashes and counts what goes through it.
-struct HashingFile {
-    file: File,
-    hasher: blake3::Hasher,
-    bytes: u64,
-}
-
-impl Write for HashingFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.bytes += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
-/// Writes `batches` to `path` (created or truncated) and fsyncs it.
-/// Returns the file's BLAKE3 and length.
-pub(crate) fn write_segment(
+/// Encodes `batches` as a segment file in memory (`path` names it in
+/// errors). Returns the file's bytes and their BLAKE3.
+pub(crate) fn encode_segment(
     path: &Path,
     schema: SchemaRef,
     batches: impl IntoIterator<Item = Result<RecordBatch, LedgerError>>,
     metadata: Vec<KeyValue>,
     opts: &StoreOptions,
-) -> Result<(Hash, u64), LedgerError> {
+) -> Result<(Bytes, Hash), LedgerError> {
     let level = ZstdLevel::try_new(opts.zstd_level).map_err(|e| LedgerError::parquet(path, e))?;
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
@@ -236,26 +216,32 @@ pub(crate) fn write_segment(
         props = props.with_file_encryption_properties(key.encryption(path)?);
     }
     let props = props.build();
-    let file = File::create(path).at(path)?;
-    let sink = HashingFile {
-        file,
-        hasher: blake3::Hasher::new(),
-        bytes: 0,
-    };
-    let mut writer = ArrowWriter::try_new(sink, schema, Some(props))
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props))
         .map_err(|e| LedgerError::parquet(path, e))?;
     for batch in batches {
         writer
             .write(&batch?)
             .map_err(|e| LedgerError::parquet(path, e))?;
     }
-    let sink = writer
+    let bytes = writer
         .into_inner()
         .map_err(|e| LedgerError::parquet(path, e))?;
-    if opts.fsync {
-        sink.file.sync_all().at(path)?;
+    let hash = *blake3::hash(&bytes).as_bytes();
+    Ok((Bytes::from(bytes), hash))
+}
+
+/// A segment file read whole, and the name it is known by in messages.
+#[derive(Clone)]
+pub(crate) struct SegmentFile {
+    pub path: PathBuf,
+    pub bytes: Bytes,
+}
+
+impl SegmentFile {
+    /// Whether it has an encrypted footer (it ends in `PARE`, not `PAR1`).
+    pub fn is_encrypted(&self) -> bool {
+        self.bytes.ends_with(b"PARE")
     }
-    Ok((*sink.hasher.finalize().as_bytes(), sink.bytes))
 }
 
 /// An open segment: its key-value metadata and a reader of its batches.
@@ -267,24 +253,31 @@ pub(crate) struct SegmentReader {
 
 impl SegmentReader {
     /// Opens a segment, decrypting it with `key` if it is encrypted.
-    pub fn open(path: &Path, key: Option<&SegmentKey>) -> Result<SegmentReader, LedgerError> {
-        Self::open_as(path, key, false)
+    pub fn open(
+        file: &SegmentFile,
+        key: Option<&SegmentKey>,
+    ) -> Result<SegmentReader, LedgerError> {
+        Self::open_as(file, key, false)
     }
 
     /// Like [`SegmentReader::open`], but the batches hold strings and bytes
     /// as views (`Utf8View`, `BinaryView`) into the decoded pages instead of
     /// copies: for readers that only look at each value once. `schema` is
     /// still the file's own.
-    pub fn open_views(path: &Path, key: Option<&SegmentKey>) -> Result<SegmentReader, LedgerError> {
-        Self::open_as(path, key, true)
+    pub fn open_views(
+        file: &SegmentFile,
+        key: Option<&SegmentKey>,
+    ) -> Result<SegmentReader, LedgerError> {
+        Self::open_as(file, key, true)
     }
 
     fn open_as(
-        path: &Path,
+        file: &SegmentFile,
         key: Option<&SegmentKey>,
         views: bool,
     ) -> Result<SegmentReader, LedgerError> {
-        let mut builder = reader_builder(path, key)?.with_batch_size(READ_BATCH_ROWS);
+        let path = &file.path;
+        let mut builder = reader_builder(file, key)?.with_batch_size(READ_BATCH_ROWS);
         let schema = builder.schema().clone();
         if views {
             let viewed: Vec<Field> = schema
@@ -306,9 +299,9 @@ impl SegmentReader {
             }
             let metadata = ArrowReaderMetadata::try_new(builder.metadata().clone(), options)
                 .map_err(|e| LedgerError::parquet(path, e))?;
-            let file = File::open(path).at(path)?;
-            builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata)
-                .with_batch_size(READ_BATCH_ROWS);
+            builder =
+                ParquetRecordBatchReaderBuilder::new_with_metadata(file.bytes.clone(), metadata)
+                    .with_batch_size(READ_BATCH_ROWS);
         }
         let metadata = builder
             .metadata()
@@ -391,40 +384,37 @@ pub(crate) fn parse_segment_file_name(name: &str) -> Option<(u64, u32)> {
 /// encrypted segment without a key, or whose footer names another key, is
 /// [`LedgerError::KeyNeeded`].
 fn reader_builder(
-    path: &Path,
+    file: &SegmentFile,
     key: Option<&SegmentKey>,
-) -> Result<ParquetRecordBatchReaderBuilder<File>, LedgerError> {
-    let file = File::open(path).at(path)?;
+) -> Result<ParquetRecordBatchReaderBuilder<Bytes>, LedgerError> {
+    let path = &file.path;
     let mut options = ArrowReaderOptions::new();
     if let Some(key) = key {
         options = options.with_file_decryption_properties(key.decryption(path)?);
     }
-    ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).map_err(|e| {
-        if is_encrypted(path) {
-            let needed = footer_key_id(path).unwrap_or_else(|| "(unnamed)".into());
-            if key.is_none_or(|k| k.id() != needed) {
-                return LedgerError::KeyNeeded {
-                    path: path.to_path_buf(),
-                    needed,
-                    have: key.map(|k| k.id().to_owned()),
-                };
+    ParquetRecordBatchReaderBuilder::try_new_with_options(file.bytes.clone(), options).map_err(
+        |e| {
+            if file.is_encrypted() {
+                let needed = footer_key_id(&file.bytes).unwrap_or_else(|| "(unnamed)".into());
+                if key.is_none_or(|k| k.id() != needed) {
+                    return LedgerError::KeyNeeded {
+                        path: path.clone(),
+                        needed,
+                        have: key.map(|k| k.id().to_owned()),
+                    };
+                }
             }
-        }
-        LedgerError::parquet(path, e)
-    })
+            LedgerError::parquet(path, e)
+        },
+    )
 }
 
 /// The key id an encrypted segment's footer names (its key metadata), read
 /// from the plaintext part of the file: `…‖ FileCryptoMetaData ‖ len ‖
 /// "PARE"`. Found by looking for the `sk1-` id in that tail.
-fn footer_key_id(path: &Path) -> Option<String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
-    file.seek(SeekFrom::Start(len.saturating_sub(4096))).ok()?;
-    let mut tail = Vec::with_capacity(4096);
-    file.read_to_end(&mut tail).ok()?;
-    let at = memchr::memmem::rfind(&tail, b"sk1-")?;
+fn footer_key_id(bytes: &[u8]) -> Option<String> {
+    let tail = &bytes[bytes.len().saturating_sub(4096)..];
+    let at = memchr::memmem::rfind(tail, b"sk1-")?;
     let id = tail.get(at..at + 12)?;
     let id = std::str::from_utf8(id).ok()?;
     id[4..]
@@ -436,12 +426,13 @@ fn footer_key_id(path: &Path) -> Option<String> {
 /// Reads the named columns of a segment (look them up by name), all rows
 /// or one.
 pub(crate) fn read_columns(
-    path: &Path,
+    file: &SegmentFile,
     names: &[&str],
     row: Option<usize>,
     key: Option<&SegmentKey>,
 ) -> Result<Vec<RecordBatch>, LedgerError> {
-    let builder = reader_builder(path, key)?;
+    let path = &file.path;
+    let builder = reader_builder(file, key)?;
     let schema = builder.parquet_schema();
     let indices = schema
         .columns()

@@ -17,12 +17,9 @@
 //! snapshot that does not parse, or that claims more than the ledger
 //! holds, is ignored (and the state is rebuilt by replaying the ledger).
 
-use std::path::PathBuf;
-
 use serde::{Deserialize, Serialize};
 
 use super::error::LedgerError;
-use super::fsutil::{ensure_dir, write_atomic};
 use super::{ChainId, Store};
 
 pub const SNAPSHOT_VERSION: u64 = 1;
@@ -41,32 +38,25 @@ pub struct Snapshot {
 }
 
 impl Store {
-    fn snapshot_path(&self, chain: &ChainId) -> PathBuf {
-        self.root()
-            .join("snapshots")
-            .join(&chain.stream)
-            .join(format!("{}.json", chain.partition))
+    fn snapshot_rel(&self, chain: &ChainId) -> String {
+        format!("snapshots/{}/{}.json", chain.stream, chain.partition)
     }
 
     /// Replaces the chain's snapshot.
     pub fn write_snapshot(&self, chain: &ChainId, snapshot: &Snapshot) -> Result<(), LedgerError> {
-        let path = self.snapshot_path(chain);
-        if let Some(dir) = path.parent() {
-            ensure_dir(dir)?;
-        }
         let bytes = serde_json::to_vec(snapshot)
             .map_err(|e| LedgerError::Internal(format!("snapshot: {e}")))?;
-        write_atomic(&path, &bytes)
+        self.storage()
+            .replace(&self.snapshot_rel(chain), bytes.into())
     }
 
     /// The chain's snapshot, if there is a readable one. A damaged file is
     /// reported (`Err`) so the caller can log it and rebuild instead.
     pub fn read_snapshot(&self, chain: &ChainId) -> Result<Option<Snapshot>, LedgerError> {
-        let path = self.snapshot_path(chain);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(LedgerError::io(&path, e)),
+        let rel = self.snapshot_rel(chain);
+        let path = self.storage().describe(&rel);
+        let Some(bytes) = self.storage().read(&rel)? else {
+            return Ok(None);
         };
         let snapshot: Snapshot = serde_json::from_slice(&bytes)
             .map_err(|e| LedgerError::corrupt(&path, format!("snapshot does not parse: {e}")))?;

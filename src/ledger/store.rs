@@ -1,16 +1,16 @@
 //! A store folder: its marker file, its chains, and read-only access to
 //! their manifests. Appending is [`ChainWriter`](super::ChainWriter)'s job.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::{IoContext, LedgerError};
-use super::fsutil::{ensure_dir, list_dir, sync_dir, write_atomic};
+use super::error::LedgerError;
 use super::manifest::{self, Entry, Groups, ManifestLine, Table};
 use super::merkle::HashAlg;
+use super::segment::SegmentFile;
+use super::storage::{Bucket, Local, Storage, is_bucket_url};
 use super::{ChainId, ChainWriter};
 
 /// The marker file at the root of every store.
@@ -47,6 +47,9 @@ pub struct StoreOptions {
     /// encryption), and existing ones decrypted with; `None` writes them
     /// in plaintext and cannot read encrypted ones.
     pub encryption: Option<super::SegmentKey>,
+    /// How long a writer's lease on a chain in a bucket lasts without
+    /// renewal (see [`super::storage`]); unused in a folder.
+    pub lease: std::time::Duration,
 }
 
 impl Default for StoreOptions {
@@ -59,6 +62,7 @@ impl Default for StoreOptions {
             fsync: true,
             pseudonym_key_id: None,
             encryption: None,
+            lease: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -71,7 +75,9 @@ pub struct Store {
 
 #[derive(Debug)]
 struct Inner {
+    /// The folder or `s3://` URL the store was opened at.
     root: PathBuf,
+    storage: Arc<dyn Storage>,
     opts: StoreOptions,
     marker: Marker,
 }
@@ -87,9 +93,11 @@ pub(crate) struct Marker {
 }
 
 impl Store {
-    /// Opens the store at `root`, creating the folder and its layout if it
-    /// does not exist or is empty. Refuses a folder whose marker names
-    /// another format, version or hash, and a non-empty folder without one.
+    /// Opens the store at `root` (a folder, or an `s3://bucket/prefix` URL:
+    /// see [`super::storage`]), creating its layout if it does not exist or
+    /// is empty. Refuses a store whose marker names another format, version
+    /// or hash, a non-empty folder or prefix without one, and a bucket that
+    /// cannot be reached.
     pub fn open(root: &Path, opts: StoreOptions) -> Result<Store, LedgerError> {
         if !(1..=22).contains(&opts.zstd_level) || opts.row_group_rows == 0 {
             return Err(LedgerError::InvalidOptions(format!(
@@ -104,10 +112,11 @@ impl Store {
                 "origin {origin:?} must be 1 to 200 bytes, without spaces, `+` or control characters"
             )));
         }
-        ensure_dir(root)?;
-        let marker_path = root.join(MARKER_FILE);
-        let marker = match fs::read(&marker_path) {
-            Ok(bytes) => {
+        let storage = storage_at(root, opts.lease)?;
+        storage.make_dir("")?;
+        let marker_path = storage.describe(MARKER_FILE);
+        let marker = match storage.read(MARKER_FILE)? {
+            Some(bytes) => {
                 let (marker, alg) = parse_marker(&marker_path, &bytes)?;
                 let refuse = |what: String| LedgerError::NotAStore {
                     path: marker_path.clone(),
@@ -130,15 +139,15 @@ impl Store {
                 }
                 marker
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if !list_dir(root)?.is_empty() {
+            None => {
+                if !storage.list("")?.is_empty() {
                     return Err(LedgerError::NotAStore {
                         path: root.to_path_buf(),
                         what: format!("the folder is not empty and has no {MARKER_FILE}"),
                     });
                 }
                 for dir in LAYOUT_DIRS {
-                    ensure_dir(&root.join(dir))?;
+                    storage.make_dir(dir)?;
                 }
                 let marker = Marker {
                     format: STORE_FORMAT.into(),
@@ -150,15 +159,16 @@ impl Store {
                     .map_err(|e| LedgerError::Internal(format!("marker: {e}")))?;
                 text.push('\n');
                 // The marker goes last: a folder with a marker has a layout.
-                write_atomic(&marker_path, text.as_bytes())?;
-                sync_dir(root)?;
+                // In a bucket, of two processes creating one store at once
+                // only one succeeds.
+                storage.create(MARKER_FILE, text.into(), true)?;
                 marker
             }
-            Err(e) => return Err(LedgerError::io(&marker_path, e)),
         };
         Ok(Store {
             inner: Arc::new(Inner {
                 root: root.to_path_buf(),
+                storage,
                 opts,
                 marker,
             }),
@@ -175,8 +185,14 @@ impl Store {
         root: &Path,
         key: Option<super::SegmentKey>,
     ) -> Result<Store, LedgerError> {
-        let marker_path = root.join(MARKER_FILE);
-        let bytes = fs::read(&marker_path).at(&marker_path)?;
+        let storage = storage_at(root, StoreOptions::default().lease)?;
+        let marker_path = storage.describe(MARKER_FILE);
+        let bytes = storage
+            .read(MARKER_FILE)?
+            .ok_or_else(|| LedgerError::NotAStore {
+                path: root.to_path_buf(),
+                what: format!("it has no {MARKER_FILE}"),
+            })?;
         let (marker, hash) = parse_marker(&marker_path, &bytes)?;
         let opts = StoreOptions {
             hash,
@@ -197,8 +213,35 @@ impl Store {
         &self.inner.marker.origin
     }
 
+    /// The folder or `s3://` URL the store was opened at.
     pub fn root(&self) -> &Path {
         &self.inner.root
+    }
+
+    /// The store's files.
+    pub(crate) fn storage(&self) -> &dyn Storage {
+        self.inner.storage.as_ref()
+    }
+
+    pub(crate) fn shared_storage(&self) -> Arc<dyn Storage> {
+        self.inner.storage.clone()
+    }
+
+    /// The bucket the store is in, if it is in one.
+    pub fn bucket(&self) -> Option<&Bucket> {
+        self.inner.storage.as_bucket()
+    }
+
+    /// A segment file, read whole.
+    pub(crate) fn segment(&self, rel: &str) -> Result<SegmentFile, LedgerError> {
+        let path = self.storage().describe(rel);
+        match self.storage().read(rel)? {
+            Some(bytes) => Ok(SegmentFile { path, bytes }),
+            None => Err(LedgerError::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "segment file is missing"),
+            )),
+        }
     }
 
     pub fn options(&self) -> &StoreOptions {
@@ -207,7 +250,7 @@ impl Store {
 
     /// Every chain that has a manifest, in order.
     pub fn chains(&self) -> Result<Vec<ChainId>, LedgerError> {
-        list_chains(self.root())
+        list_chains(self.storage())
     }
 
     /// The durable segments of a chain, in order: its manifest lines,
@@ -215,13 +258,11 @@ impl Store {
     /// that the next writer repairs). Errors on any other bad line.
     pub fn manifest(&self, chain: &ChainId) -> Result<Vec<ManifestLine>, LedgerError> {
         chain.validate()?;
-        let path = self.manifest_path(chain);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(LedgerError::io(&path, e)),
+        let rel = manifest::manifest_rel_path(chain);
+        let Some(bytes) = self.storage().read(&rel)? else {
+            return Ok(Vec::new());
         };
-        Ok(durable_lines(&path, chain, &bytes)?.0)
+        Ok(durable_lines(&self.storage().describe(&rel), chain, &bytes)?.0)
     }
 
     /// The key segments are encrypted and decrypted with, if any.
@@ -236,7 +277,7 @@ impl Store {
         let have = self.key().map(|k| k.id());
         match &line.key_id {
             Some(needed) if Some(needed.as_str()) != have => Err(LedgerError::KeyNeeded {
-                path: self.root().join(&line.file),
+                path: self.storage().describe(&line.file),
                 needed: needed.clone(),
                 have: have.map(str::to_owned),
             }),
@@ -271,26 +312,9 @@ impl Store {
         }
     }
 
-    pub(crate) fn manifest_path(&self, chain: &ChainId) -> PathBuf {
-        self.root().join(manifest::manifest_rel_path(chain))
-    }
-
-    /// The folder of a log's Merkle tree strata.
-    pub(crate) fn tree_dir(&self, table: Table, chain: &ChainId) -> PathBuf {
-        self.root().join(tree_rel_dir(table, chain))
-    }
-
-    /// The checkpoint file of a chain.
-    pub(crate) fn checkpoint_path(&self, chain: &ChainId) -> PathBuf {
-        self.root().join(checkpoint_rel_path(chain))
-    }
-
-    /// The folder of a table's segments of a chain.
-    pub(crate) fn segment_dir(&self, table: Table, chain: &ChainId) -> PathBuf {
-        self.root()
-            .join(table.as_str())
-            .join(&chain.stream)
-            .join(chain.partition.to_string())
+    /// The folder of a table's segments of a chain, relative to the root.
+    pub(crate) fn segment_dir(&self, table: Table, chain: &ChainId) -> String {
+        format!("{}/{}/{}", table.as_str(), chain.stream, chain.partition)
     }
 }
 
@@ -346,16 +370,25 @@ pub(crate) fn parse_marker(path: &Path, bytes: &[u8]) -> Result<(Marker, HashAlg
     Ok((marker, alg))
 }
 
-/// Chains found under `root/manifests`, sorted.
-pub(crate) fn list_chains(root: &Path) -> Result<Vec<ChainId>, LedgerError> {
-    let dir = root.join("manifests");
+/// The storage of a store location: a folder, or a bucket for `s3://`.
+pub(crate) fn storage_at(
+    root: &Path,
+    lease: std::time::Duration,
+) -> Result<Arc<dyn Storage>, LedgerError> {
+    match root.to_str().filter(|r| is_bucket_url(r)) {
+        Some(url) => Ok(Arc::new(Bucket::connect(url, lease)?)),
+        None => Ok(Arc::new(Local::new(root))),
+    }
+}
+
+/// Chains found under `manifests/`, sorted.
+pub(crate) fn list_chains(storage: &dyn Storage) -> Result<Vec<ChainId>, LedgerError> {
     let mut chains = Vec::new();
-    for stream in list_dir(&dir)? {
-        let stream_dir = dir.join(&stream);
-        if !stream_dir.is_dir() {
+    for stream in storage.list("manifests")? {
+        if stream.ends_with(".jsonl") {
             continue;
         }
-        for name in list_dir(&stream_dir)? {
+        for name in storage.list(&format!("manifests/{stream}"))? {
             let Some(partition) = name.strip_suffix(".jsonl").and_then(|p| p.parse().ok()) else {
                 continue;
             };
@@ -425,10 +458,6 @@ pub(crate) fn durable_lines(
 /// Whether a file name in a segment folder is a leftover temporary file.
 pub(crate) fn is_tmp(name: &str) -> bool {
     name.ends_with(".parquet.tmp")
-}
-
-pub(crate) fn remove(path: &Path) -> Result<(), LedgerError> {
-    fs::remove_file(path).at(path)
 }
 
 /// The tree folder of a log, relative to the store root.

@@ -413,7 +413,11 @@ fn rejects_read_back_as_stored_with_their_sealing_and_key_id() {
             "{dir_name}/audit/0/{}",
             segment::segment_file_name(0, 0)
         ));
-        let seg = segment::SegmentReader::open(&path, None).unwrap();
+        let file = segment::SegmentFile {
+            bytes: std::fs::read(&path).unwrap().into(),
+            path,
+        };
+        let seg = segment::SegmentReader::open(&file, None).unwrap();
         assert_eq!(
             seg.meta("custos.pseudonym_key_id"),
             Some("pk1-0a1b2c3d"),

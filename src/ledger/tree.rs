@@ -15,15 +15,13 @@
 //! reopening truncates them (see [`TreeAppender::open`]).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::error::{IoContext, LedgerError};
-use super::fsutil::{ensure_dir, sync_dir};
+use super::error::LedgerError;
 use super::hash::Hash;
 use super::merkle::HashAlg;
+use super::storage::{Local, ReadAt, Storage, join};
 
 /// Heights between strata.
 pub const STRIDE: u32 = 8;
@@ -33,6 +31,11 @@ const STRATA: usize = 8;
 /// The file of the stratum at `height` in a log's tree folder.
 pub fn stratum_path(dir: &Path, height: u32) -> PathBuf {
     dir.join(format!("{height}.hashes"))
+}
+
+/// [`stratum_path`] relative to the store root.
+fn stratum_rel(dir: &str, height: u32) -> String {
+    join(dir, &format!("{height}.hashes"))
 }
 
 /// Complete subtrees at the right edge of a tree, largest first: the
@@ -96,23 +99,30 @@ impl Frontier {
 /// Random access to the strata of one log.
 pub struct TreeReader {
     alg: HashAlg,
-    dir: PathBuf,
-    files: Vec<Option<File>>,
+    storage: Arc<dyn Storage>,
+    dir: String,
+    files: Vec<Option<Box<dyn ReadAt>>>,
     /// Leaves the strata hold (length of stratum 0), read at open.
     leaves: u64,
 }
 
 impl TreeReader {
+    /// Opens the strata in a local folder.
     pub fn open(dir: &Path, alg: HashAlg) -> Result<TreeReader, LedgerError> {
-        let path = stratum_path(dir, 0);
-        let leaves = match std::fs::metadata(&path) {
-            Ok(m) => m.len() / 32,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(LedgerError::io(&path, e)),
-        };
+        TreeReader::open_in(Arc::new(Local::new(dir)), "", alg)
+    }
+
+    /// Opens the strata in folder `dir` of a store's files.
+    pub(crate) fn open_in(
+        storage: Arc<dyn Storage>,
+        dir: &str,
+        alg: HashAlg,
+    ) -> Result<TreeReader, LedgerError> {
+        let leaves = storage.len(&stratum_rel(dir, 0))?.unwrap_or(0) / 32;
         Ok(TreeReader {
             alg,
-            dir: dir.to_path_buf(),
+            storage,
+            dir: dir.to_owned(),
             files: (0..STRATA).map(|_| None).collect(),
             leaves,
         })
@@ -127,7 +137,7 @@ impl TreeReader {
     fn check_size(&self, size: u64) -> Result<(), LedgerError> {
         if size > self.leaves {
             return Err(LedgerError::corrupt(
-                stratum_path(&self.dir, 0),
+                self.storage.describe(&stratum_rel(&self.dir, 0)),
                 format!("the tree holds {} leaves, not {size}", self.leaves),
             ));
         }
@@ -136,19 +146,21 @@ impl TreeReader {
 
     /// Reads `n` consecutive hashes of a stratum from `index` on.
     fn read(&mut self, stratum: usize, index: u64, n: usize) -> Result<Vec<Hash>, LedgerError> {
-        let path = stratum_path(&self.dir, stratum as u32 * STRIDE);
+        let rel = stratum_rel(&self.dir, stratum as u32 * STRIDE);
+        let short = || {
+            LedgerError::corrupt(
+                self.storage.describe(&rel),
+                "the stratum is shorter than the tree needs",
+            )
+        };
         let file = match &mut self.files[stratum] {
             Some(file) => file,
-            slot => slot.insert(File::open(&path).at(&path)?),
+            slot => slot.insert(self.storage.open(&rel)?.ok_or_else(short)?),
         };
-        let mut bytes = vec![0u8; n * 32];
-        file.read_exact_at(&mut bytes, index * 32).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                LedgerError::corrupt(&path, "the stratum is shorter than the tree needs")
-            } else {
-                LedgerError::io(&path, e)
-            }
-        })?;
+        if index * 32 + n as u64 * 32 > file.len() {
+            return Err(short());
+        }
+        let bytes = file.read_at(index * 32, n * 32)?;
         Ok(bytes
             .chunks_exact(32)
             .map(|c| c.try_into().expect("32-byte chunks"))
@@ -274,9 +286,11 @@ fn split(n: u64) -> u64 {
 
 /// The appender of one log's strata.
 pub struct TreeAppender {
-    dir: PathBuf,
+    storage: Arc<dyn Storage>,
+    dir: String,
     frontier: Frontier,
-    files: Vec<Option<File>>,
+    /// Durable length of each stratum file.
+    lens: Vec<u64>,
     /// Hashes waiting to be appended, per stratum.
     pending: Vec<Vec<u8>>,
 }
@@ -286,53 +300,51 @@ impl TreeAppender {
     /// manifest): strata longer than that are truncated (a crash between
     /// their append and the manifest's); shorter is corruption.
     pub fn open(dir: &Path, alg: HashAlg, size: u64) -> Result<TreeAppender, LedgerError> {
-        ensure_dir(dir)?;
-        let mut files = Vec::with_capacity(STRATA);
-        let mut created = false;
+        TreeAppender::open_in(Arc::new(Local::new(dir)), "", alg, size)
+    }
+
+    /// [`TreeAppender::open`] for the strata in folder `dir` of a store's
+    /// files.
+    pub(crate) fn open_in(
+        storage: Arc<dyn Storage>,
+        dir: &str,
+        alg: HashAlg,
+        size: u64,
+    ) -> Result<TreeAppender, LedgerError> {
+        storage.make_dir(dir)?;
+        let mut lens = Vec::with_capacity(STRATA);
         for stratum in 0..STRATA {
             let height = stratum as u32 * STRIDE;
-            let path = stratum_path(dir, height);
+            let rel = stratum_rel(dir, height);
             let want = if height < 64 {
                 (size >> height) * 32
             } else {
                 0
             };
-            if want == 0 && !path.exists() {
-                files.push(None);
-                continue;
-            }
-            created |= !path.exists();
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .at(&path)?;
-            let len = file.metadata().at(&path)?.len();
+            let len = storage.len(&rel)?.unwrap_or(0);
             if len < want {
                 return Err(LedgerError::corrupt(
-                    &path,
+                    storage.describe(&rel),
                     format!("the stratum has {len} bytes; the manifest's tree needs {want}"),
                 ));
             }
             if len > want {
                 tracing::warn!(
-                    file = %path.display(),
+                    file = %storage.describe(&rel).display(),
                     dropped_bytes = len - want,
                     "tree stratum is ahead of the manifest (crash before the manifest append); truncating it"
                 );
-                file.set_len(want).at(&path)?;
-                file.sync_all().at(&path)?;
+                storage.truncate(&rel, want)?;
             }
-            files.push(Some(file));
+            lens.push(want);
         }
-        if created {
-            sync_dir(dir)?;
-        }
-        let frontier = rebuild_frontier(dir, alg, size)?;
+        let mut reader = TreeReader::open_in(storage.clone(), dir, alg)?;
+        let frontier = rebuild_frontier(&mut reader, alg, size)?;
         Ok(TreeAppender {
-            dir: dir.to_path_buf(),
+            storage,
+            dir: dir.to_owned(),
             frontier,
-            files,
+            lens,
             pending: vec![Vec::new(); STRATA],
         })
     }
@@ -358,40 +370,26 @@ impl TreeAppender {
     /// Appends the buffered hashes to the strata and, with `sync`, fsyncs
     /// them.
     pub fn write(&mut self, sync: bool) -> Result<(), LedgerError> {
-        let mut created = false;
         for (stratum, bytes) in self.pending.iter_mut().enumerate() {
             if bytes.is_empty() {
                 continue;
             }
-            let path = stratum_path(&self.dir, stratum as u32 * STRIDE);
-            let file = match &mut self.files[stratum] {
-                Some(file) => file,
-                slot => {
-                    created = true;
-                    let file = OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&path)
-                        .at(&path)?;
-                    slot.insert(file)
-                }
-            };
-            file.write_all(bytes).at(&path)?;
-            if sync {
-                file.sync_data().at(&path)?;
-            }
-            bytes.clear();
-        }
-        if created && sync {
-            sync_dir(&self.dir)?;
+            let rel = stratum_rel(&self.dir, stratum as u32 * STRIDE);
+            let n = bytes.len() as u64;
+            let chunk = bytes::Bytes::from(std::mem::take(bytes));
+            self.storage.append(&rel, self.lens[stratum], chunk, sync)?;
+            self.lens[stratum] += n;
         }
         Ok(())
     }
 }
 
 /// The frontier of the tree of `size` leaves, from the strata.
-fn rebuild_frontier(dir: &Path, alg: HashAlg, size: u64) -> Result<Frontier, LedgerError> {
-    let mut reader = TreeReader::open(dir, alg)?;
+fn rebuild_frontier(
+    reader: &mut TreeReader,
+    alg: HashAlg,
+    size: u64,
+) -> Result<Frontier, LedgerError> {
     let mut nodes = Vec::new();
     let mut start = 0u64;
     for height in (0..64).rev() {

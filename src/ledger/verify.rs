@@ -18,18 +18,18 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
-use std::fs;
 use std::path::Path;
+use std::sync::Arc;
 
 use super::ChainId;
 use super::checkpoint::{Checkpoint, NoteVerifier, unverified_text};
 use super::checkpoints::{self, CheckpointLine};
 use super::error::{IoContext, LedgerError};
-use super::fsutil::list_dir;
 use super::hash::{Hash, parse_hash};
 use super::manifest::{self, Entry, Groups, ManifestLine, Table};
 use super::merkle::HashAlg;
 use super::segment::{parse_segment_file_name, segment_rel_path};
+use super::storage::Storage;
 use super::store::{
     MARKER_FILE, checkpoint_rel_path, is_tmp, list_chains, parse_marker, tree_rel_dir,
 };
@@ -157,14 +157,19 @@ pub fn verify(root: &Path) -> Result<VerifyReport, LedgerError> {
 /// Verifies the store at `root`. `Err` only when the root itself cannot be
 /// read; every problem with its content is in the report.
 pub fn verify_with(root: &Path, opts: &VerifyOptions<'_>) -> Result<VerifyReport, LedgerError> {
-    fs::read_dir(root).at(root)?;
+    let storage = super::store::storage_at(root, super::StoreOptions::default().lease)?;
+    if storage.as_bucket().is_none() {
+        std::fs::read_dir(root).at(root)?;
+    }
+    let shared = storage.clone();
+    let storage = storage.as_ref();
     let mut report = VerifyReport {
         signatures_checked: opts.verifier.is_some(),
         ..VerifyReport::default()
     };
-    let (alg, origin) = check_marker(root, &mut report);
+    let (alg, origin) = check_marker(storage, &mut report);
 
-    let chains = match list_chains(root) {
+    let chains = match list_chains(storage) {
         Ok(chains) => chains,
         Err(e) => {
             report
@@ -176,7 +181,7 @@ pub fn verify_with(root: &Path, opts: &VerifyOptions<'_>) -> Result<VerifyReport
     let manifests: Vec<(ChainId, Option<Manifest>)> = chains
         .into_iter()
         .map(|chain| {
-            let manifest = read_manifest(root, &chain, &mut report);
+            let manifest = read_manifest(storage, &chain, &mut report);
             (chain, manifest)
         })
         .collect();
@@ -195,7 +200,7 @@ pub fn verify_with(root: &Path, opts: &VerifyOptions<'_>) -> Result<VerifyReport
         n => n,
     };
     let ctx = ChainCtx {
-        root,
+        storage: shared,
         alg,
         origin: origin.as_deref(),
         verifier: opts.verifier.as_ref(),
@@ -231,7 +236,7 @@ pub fn verify_with(root: &Path, opts: &VerifyOptions<'_>) -> Result<VerifyReport
         }
     }
     for table in Table::ALL {
-        find_strays(root, table, &referenced, &mut report);
+        find_strays(storage, table, &referenced, &mut report);
     }
     Ok(report)
 }
@@ -253,11 +258,12 @@ impl Progress<'_> {
 
 /// Checks the marker; returns the store's hash function (BLAKE3 if the
 /// marker is unreadable, so the rest can still be checked) and origin.
-fn check_marker(root: &Path, report: &mut VerifyReport) -> (HashAlg, Option<String>) {
-    let path = root.join(MARKER_FILE);
-    let problem = match fs::read(&path) {
+fn check_marker(storage: &dyn Storage, report: &mut VerifyReport) -> (HashAlg, Option<String>) {
+    let path = storage.describe(MARKER_FILE);
+    let problem = match storage.read(MARKER_FILE) {
         Err(e) => format!("cannot read: {e}"),
-        Ok(bytes) => match parse_marker(&path, &bytes) {
+        Ok(None) => "cannot read: it is missing".to_owned(),
+        Ok(Some(bytes)) => match parse_marker(&path, &bytes) {
             Ok((marker, alg)) => return (alg, Some(marker.origin)),
             Err(LedgerError::NotAStore { what, .. }) => what,
             Err(e) => e.to_string(),
@@ -273,10 +279,20 @@ struct Manifest {
     lines: Vec<(usize, ManifestLine)>,
 }
 
-fn read_manifest(root: &Path, chain: &ChainId, report: &mut VerifyReport) -> Option<Manifest> {
+fn read_manifest(
+    storage: &dyn Storage,
+    chain: &ChainId,
+    report: &mut VerifyReport,
+) -> Option<Manifest> {
     let rel = manifest::manifest_rel_path(chain);
-    let bytes = match fs::read(root.join(&rel)) {
-        Ok(bytes) => bytes,
+    let bytes = match storage.read(&rel) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            report
+                .problems
+                .push(Problem::file(&rel, "cannot read: it is missing"));
+            return None;
+        }
         Err(e) => {
             report
                 .problems
@@ -356,7 +372,7 @@ fn parse_external(
 
 /// What every chain's check needs.
 struct ChainCtx<'a> {
-    root: &'a Path,
+    storage: Arc<dyn Storage>,
     alg: HashAlg,
     origin: Option<&'a str>,
     verifier: Option<&'a NoteVerifier>,
@@ -386,13 +402,13 @@ struct TableWalk {
 }
 
 impl TableWalk {
-    fn new(root: &Path, alg: HashAlg, chain: &ChainId, table: Table) -> Self {
+    fn new(storage: &Arc<dyn Storage>, alg: HashAlg, chain: &ChainId, table: Table) -> Self {
         TableWalk {
             next_seq: 0,
             last_offset: None,
             rows: Frontier::new(alg),
             stored: None,
-            strata: Strata::new(root, tree_rel_dir(table, chain)),
+            strata: Strata::new(storage.clone(), tree_rel_dir(table, chain)),
             root_diverged: false,
             unlisted: 0,
             wanted: BTreeSet::new(),
@@ -422,7 +438,7 @@ fn verify_chain(
     progress: &mut Progress<'_>,
 ) {
     let rel = manifest.rel.as_str();
-    let mut walks = Table::ALL.map(|t| TableWalk::new(ctx.root, ctx.alg, chain, t));
+    let mut walks = Table::ALL.map(|t| TableWalk::new(&ctx.storage, ctx.alg, chain, t));
 
     let mut claims = read_checkpoints(ctx, chain, report);
     if let Some(origin) = ctx.origin {
@@ -559,7 +575,10 @@ fn scan_in_order(
     use std::sync::{Condvar, Mutex, mpsc};
     if ctx.threads <= 1 || lines.len() <= 1 {
         for (i, (_, line)) in lines.iter().enumerate() {
-            consume(i, scan_segment(ctx.root, chain, line, ctx.alg, ctx.key));
+            consume(
+                i,
+                scan_segment(ctx.storage.as_ref(), chain, line, ctx.alg, ctx.key),
+            );
         }
         return;
     }
@@ -589,7 +608,8 @@ fn scan_in_order(
                         st.0 - 1
                     };
                     // scan_segment catches the readers' panics.
-                    let scan = scan_segment(ctx.root, chain, &lines[i].1, ctx.alg, ctx.key);
+                    let scan =
+                        scan_segment(ctx.storage.as_ref(), chain, &lines[i].1, ctx.alg, ctx.key);
                     if tx.send((i, scan)).is_err() {
                         return;
                     }
@@ -869,9 +889,9 @@ fn close_group(
 /// verifier key if there is one); problems for lines that do not parse.
 fn read_checkpoints(ctx: &ChainCtx<'_>, chain: &ChainId, report: &mut VerifyReport) -> Vec<Claim> {
     let rel = checkpoint_rel_path(chain);
-    let bytes = match fs::read(ctx.root.join(&rel)) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+    let bytes = match ctx.storage.read(&rel) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Vec::new(),
         Err(e) => {
             report
                 .problems
@@ -969,25 +989,25 @@ fn check_claim(claim: &Claim, walk: &TableWalk, report: &mut VerifyReport) {
 }
 
 /// Files under `<table>/` that no manifest line names.
-fn find_strays(root: &Path, table: Table, referenced: &HashSet<String>, report: &mut VerifyReport) {
-    let top = root.join(table.as_str());
+fn find_strays(
+    storage: &dyn Storage,
+    table: Table,
+    referenced: &HashSet<String>,
+    report: &mut VerifyReport,
+) {
     let walk = |rel: String, report: &mut VerifyReport| -> Result<Vec<String>, ()> {
-        let dir = root.join(&rel);
-        if !dir.is_dir() {
+        if let Ok(Some(_)) = storage.len(&rel) {
             report
                 .problems
                 .push(Problem::file(&rel, "unexpected file in a segment folder"));
             return Err(());
         }
-        list_dir(&dir).map_err(|e| {
+        storage.list(&rel).map_err(|e| {
             report
                 .problems
                 .push(Problem::file(&rel, format!("cannot list: {e}")));
         })
     };
-    if !top.is_dir() {
-        return;
-    }
     let Ok(streams) = walk(table.as_str().to_owned(), report) else {
         return;
     };
@@ -1015,12 +1035,4 @@ fn find_strays(root: &Path, table: Table, referenced: &HashSet<String>, report: 
             }
         }
     }
-}
-
-/// BLAKE3 and length of a file.
-pub(crate) fn file_digest(path: &Path) -> std::io::Result<(Hash, u64)> {
-    let mut hasher = blake3::Hasher::new();
-    let mut file = fs::File::open(path)?;
-    let n = std::io::copy(&mut file, &mut hasher)?;
-    Ok((*hasher.finalize().as_bytes(), n))
 }

@@ -21,21 +21,18 @@
 mod amend;
 pub use amend::{AmendStats, Erasure, StoredRow};
 
-use std::fs::{File, OpenOptions, TryLockError};
-use std::io::{Read, Write};
-
 use super::checkpoint::{Checkpoint, NoteSigner};
 use super::checkpoints::{CheckpointLine, CheckpointLog};
-use super::error::{IoContext, LedgerError};
-use super::fsutil::{ensure_dir, list_dir, sync_dir};
+use super::error::LedgerError;
 use super::hash::{Hash, parse_hash};
 use super::manifest::{ManifestLine, Table};
 use super::record::{EventColumns, RejectBytes, event_record, reject_record};
 use super::segment::{
-    EventRow, RejectRow, event_batch, parse_segment_file_name, reject_batch, schema_of,
-    segment_file_name, segment_metadata, segment_rel_path, write_segment,
+    EventRow, RejectRow, encode_segment, event_batch, parse_segment_file_name, reject_batch,
+    schema_of, segment_metadata, segment_rel_path,
 };
-use super::store::{durable_lines, is_tmp, remove};
+use super::storage::{ChainLock, join};
+use super::store::{checkpoint_rel_path, durable_lines, is_tmp, tree_rel_dir};
 use super::tree::TreeAppender;
 use super::{ChainId, Origin, Store, log_origin};
 use crate::event::{Event, Reject};
@@ -58,7 +55,11 @@ pub struct FlushStats {
 pub struct ChainWriter {
     store: Store,
     chain: ChainId,
-    manifest: File,
+    /// Held until dropped: no other writer appends to the chain.
+    lock: Box<dyn ChainLock>,
+    /// The manifest's path and its durable length.
+    manifest: String,
+    manifest_len: u64,
     events: Vec<EventRow>,
     rejects: Vec<RejectRow>,
     /// Per table (index = `Table as usize`): the Merkle tree (buffered
@@ -75,16 +76,15 @@ pub struct ChainWriter {
 impl ChainWriter {
     pub(crate) fn open(store: Store, chain: ChainId) -> Result<ChainWriter, LedgerError> {
         chain.validate()?;
-        let path = store.manifest_path(&chain);
-        let dir = path
-            .parent()
-            .ok_or_else(|| LedgerError::Internal("manifest path".into()))?;
-        ensure_dir(dir)?;
-        let is_new = !path.exists();
+        let storage = store.storage();
+        let manifest = super::manifest::manifest_rel_path(&chain);
+        let path = storage.describe(&manifest);
+        let is_new = storage.len(&manifest)?.is_none();
         if is_new {
             for table in Table::ALL {
                 let seg_dir = store.segment_dir(table, &chain);
-                if list_dir(&seg_dir)?
+                if storage
+                    .list(&seg_dir)?
                     .iter()
                     .any(|n| parse_segment_file_name(n).is_some())
                 {
@@ -92,33 +92,15 @@ impl ChainWriter {
                         &path,
                         format!(
                             "the manifest is missing but {} holds segments",
-                            seg_dir.display()
+                            storage.describe(&seg_dir).display()
                         ),
                     ));
                 }
             }
         }
-        let mut manifest = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .at(&path)?;
-        if is_new {
-            sync_dir(dir)?;
-        }
-        match manifest.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(LedgerError::Locked {
-                    chain: chain.to_string(),
-                });
-            }
-            Err(TryLockError::Error(e)) => return Err(LedgerError::io(&path, e)),
-        }
+        let lock = storage.lock(&manifest, &chain.to_string())?;
 
-        let mut bytes = Vec::new();
-        manifest.read_to_end(&mut bytes).at(&path)?;
+        let bytes = storage.read(&manifest)?.unwrap_or_default();
         let (lines, len, repaired) = durable_lines(&path, &chain, &bytes)?;
         if repaired {
             tracing::warn!(
@@ -126,8 +108,7 @@ impl ChainWriter {
                 dropped_bytes = bytes.len() as u64 - len,
                 "manifest ends in an unfinished flush (crash during append); truncating it"
             );
-            manifest.set_len(len).at(&path)?;
-            manifest.sync_all().at(&path)?;
+            storage.truncate(&manifest, len)?;
         }
 
         let alg = store.alg();
@@ -149,11 +130,11 @@ impl ChainWriter {
         let next_flush = lines.last().map_or(0, |l| l.flush + 1);
         // Before anything is repaired: a checkpoint beyond the manifest means
         // signed rows are gone, which no crash explains.
-        let checkpoints = CheckpointLog::open(&store.checkpoint_path(&chain))?;
+        let checkpoints = CheckpointLog::open(store.shared_storage(), checkpoint_rel_path(&chain))?;
         for table in Table::ALL {
             if checkpoints.last_size(table) > durable[table as usize].0 {
                 return Err(LedgerError::corrupt(
-                    store.checkpoint_path(&chain),
+                    storage.describe(&checkpoint_rel_path(&chain)),
                     format!(
                         "a checkpoint covers {} {} rows but the log holds {} (rows were removed)",
                         checkpoints.last_size(table),
@@ -165,11 +146,11 @@ impl ChainWriter {
         }
         let open_tree = |table: Table| -> Result<TreeAppender, LedgerError> {
             let (size, root) = durable[table as usize];
-            let dir = store.tree_dir(table, &chain);
-            let tree = TreeAppender::open(&dir, alg, size)?;
+            let dir = tree_rel_dir(table, &chain);
+            let tree = TreeAppender::open_in(store.shared_storage(), &dir, alg, size)?;
             if tree.root() != root {
                 return Err(LedgerError::corrupt(
-                    &dir,
+                    storage.describe(&dir),
                     format!(
                         "the {} tree's root at size {size} is not the manifest's",
                         table.as_str()
@@ -192,7 +173,9 @@ impl ChainWriter {
         Ok(ChainWriter {
             store,
             chain,
+            lock,
             manifest,
+            manifest_len: len,
             events: Vec::new(),
             rejects: Vec::new(),
             trees,
@@ -318,6 +301,7 @@ impl ChainWriter {
             return Ok(None);
         }
         self.poisoned = true;
+        self.lock.renew()?;
         let stats = self.flush_buffered()?;
         self.poisoned = false;
         Ok(Some(stats))
@@ -348,16 +332,11 @@ impl ChainWriter {
             text.push_str(&json);
             text.push('\n');
         }
-        let path = self.store.manifest_path(&self.chain);
-        if crate::failpoint::due("manifest.torn") {
-            // Half a flush group on disk, as a crash mid-write leaves it.
-            let _ = self.manifest.write_all(&text.as_bytes()[..text.len() / 2]);
-            crate::failpoint::crash("manifest.torn");
-        }
-        self.manifest.write_all(text.as_bytes()).at(&path)?;
-        if sync {
-            self.manifest.sync_data().at(&path)?;
-        }
+        let appended = text.len() as u64;
+        self.store
+            .storage()
+            .append(&self.manifest, self.manifest_len, text.into(), sync)?;
+        self.manifest_len += appended;
         crate::failpoint::hit("manifest.written");
 
         let last_offset = lines.iter().map(|l| l.last_offset).max();
@@ -387,10 +366,8 @@ impl ChainWriter {
         flush_segments: u32,
     ) -> Result<ManifestLine, LedgerError> {
         let first_seq = self.durable[table as usize].0;
-        let dir = self.store.segment_dir(table, &self.chain);
-        let name = segment_file_name(first_seq, 0);
-        let path = dir.join(&name);
-        let tmp = dir.join(format!("{name}.tmp"));
+        let rel = segment_rel_path(table, &self.chain, first_seq, 0);
+        let path = self.store.storage().describe(&rel);
         let opts = self.store.options();
         let chunk = opts.row_group_rows.max(1);
         let metadata = segment_metadata(
@@ -399,11 +376,11 @@ impl ChainWriter {
             first_seq,
             opts.pseudonym_key_id.as_deref(),
         );
-        let (rows, first_offset, last_offset, times, (file_hash, bytes)) = match table {
+        let (rows, first_offset, last_offset, times, (file, file_hash)) = match table {
             Table::Events => {
                 let rows = &self.events;
                 let batches = rows.chunks(chunk).map(|c| event_batch(&self.chain, c));
-                let written = write_segment(&tmp, schema_of(table), batches, metadata, opts)?;
+                let written = encode_segment(&path, schema_of(table), batches, metadata, opts)?;
                 let times = rows.iter().map(|r| r.cols.time_us);
                 let span = (times.clone().min(), times.max());
                 let ends = (
@@ -415,7 +392,7 @@ impl ChainWriter {
             Table::Rejects => {
                 let rows = &self.rejects;
                 let batches = rows.chunks(chunk).map(|c| reject_batch(&self.chain, c));
-                let written = write_segment(&tmp, schema_of(table), batches, metadata, opts)?;
+                let written = encode_segment(&path, schema_of(table), batches, metadata, opts)?;
                 let ends = (
                     rows.first().map(|r| r.offset),
                     rows.last().map(|r| r.offset),
@@ -423,11 +400,8 @@ impl ChainWriter {
                 (rows.len(), ends.0, ends.1, (None, None), written)
             }
         };
-        crate::failpoint::hit("segment.written");
-        std::fs::rename(&tmp, &path).at(&path)?;
-        if opts.fsync {
-            sync_dir(&dir)?;
-        }
+        let bytes = file.len() as u64;
+        self.store.storage().create(&rel, file, opts.fsync)?;
         crate::failpoint::hit("segment.renamed");
 
         let tree = &self.trees[table as usize];
@@ -435,7 +409,7 @@ impl ChainWriter {
         let missing = || LedgerError::Internal("segment without rows".into());
         Ok(ManifestLine {
             table,
-            file: segment_rel_path(table, &self.chain, first_seq, 0),
+            file: rel,
             first_seq,
             rows: rows as u64,
             first_offset: first_offset.ok_or_else(missing)?,
@@ -476,16 +450,16 @@ pub(crate) fn sweep_segment_dir(
     lines: &[ManifestLine],
     next_seq: u64,
 ) -> Result<(), LedgerError> {
+    let storage = store.storage();
     let dir = store.segment_dir(table, chain);
-    ensure_dir(&dir)?;
+    storage.make_dir(&dir)?;
     let listed: std::collections::HashMap<u64, &ManifestLine> = lines
         .iter()
         .filter(|l| l.table == table)
         .map(|l| (l.first_seq, l))
         .collect();
-    let mut removed = false;
-    for name in list_dir(&dir)? {
-        let path = dir.join(&name);
+    for name in storage.list(&dir)? {
+        let rel = join(&dir, &name);
         let why = if is_tmp(&name) {
             "a temporary segment left by a crash"
         } else {
@@ -506,18 +480,14 @@ pub(crate) fn sweep_segment_dir(
                 }
                 _ => {
                     return Err(LedgerError::corrupt(
-                        &path,
+                        storage.describe(&rel),
                         "segment file is not in the manifest and no crash explains it",
                     ));
                 }
             }
         };
-        tracing::warn!(file = %path.display(), "deleting {why}");
-        remove(&path)?;
-        removed = true;
-    }
-    if removed {
-        sync_dir(&dir)?;
+        tracing::warn!(file = %storage.describe(&rel).display(), "deleting {why}");
+        storage.delete(&rel)?;
     }
     Ok(())
 }

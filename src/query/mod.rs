@@ -34,11 +34,29 @@ pub enum QueryError {
 /// A session with the store's tables registered; `key` decrypts
 /// encrypted segments.
 pub async fn session(root: &Path, key: Option<&SegmentKey>) -> Result<SessionContext, QueryError> {
-    if !root.join("custos-store.json").is_file() {
+    let bucket = root
+        .to_str()
+        .is_some_and(crate::ledger::storage::is_bucket_url);
+    if !bucket && !root.join("custos-store.json").is_file() {
         return Err(QueryError::NoStore(root.display().to_string()));
     }
     let store = Store::open_existing_with(root, key.cloned())?;
-    let root = root.canonicalize().map_err(|e| LedgerError::io(root, e))?;
+    let ctx = SessionContext::new();
+    // Files are named by URL: `file:///…` in a folder, `s3://…` in a
+    // bucket, read through the store's own client.
+    let url_of: Box<dyn Fn(&str) -> String> = match store.bucket() {
+        Some(bucket) => {
+            let base = url::Url::parse(&bucket.url_of(""))
+                .map_err(|e| LedgerError::InvalidOptions(format!("bucket URL: {e}")))?;
+            ctx.register_object_store(&base, bucket.object_store());
+            let bucket = bucket.clone();
+            Box::new(move |rel| bucket.url_of(rel))
+        }
+        None => {
+            let root = root.canonicalize().map_err(|e| LedgerError::io(root, e))?;
+            Box::new(move |rel| root.join(rel).display().to_string())
+        }
+    };
     let mut events = Vec::new();
     let mut rejects = Vec::new();
     for chain in store.chains()? {
@@ -50,14 +68,13 @@ pub async fn session(root: &Path, key: Option<&SegmentKey>) -> Result<SessionCon
             // A segment under another key would fail the whole query later
             // with a less clear error.
             store.check_key(&line)?;
-            let path = root.join(&line.file).display().to_string();
+            let path = url_of(&line.file);
             match line.table {
                 Table::Events => events.push(path),
                 Table::Rejects => rejects.push(path),
             }
         }
     }
-    let ctx = SessionContext::new();
     register(&ctx, "events", events_schema(), events, key)?;
     register(&ctx, "rejects", rejects_schema(), rejects, key)?;
     Ok(ctx)

@@ -40,6 +40,73 @@ pub fn kafka() -> &'static str {
     })
 }
 
+/// Environment every custos child of this test binary gets on top (the
+/// S3 endpoint of [`moto`], once started).
+pub fn child_env() -> Vec<(String, String)> {
+    MOTO.get().map(|m| m.env.clone()).unwrap_or_default()
+}
+
+/// An S3-compatible server for the tests: moto's standalone server (PyPI
+/// `moto[server]`), on a free port, with bucket [`BUCKET`] created. It is
+/// stopped when the test binary exits.
+pub struct Moto {
+    pub endpoint: String,
+    /// `AWS_*` variables that point a client at it.
+    pub env: Vec<(String, String)>,
+}
+
+pub const BUCKET: &str = "custos-test";
+static MOTO: OnceLock<Moto> = OnceLock::new();
+
+pub fn moto() -> &'static Moto {
+    MOTO.get_or_init(|| {
+        let addr = free_addr();
+        let port = addr.rsplit(':').next().unwrap().to_owned();
+        // A watchdog stops the server when this process is gone.
+        let script = format!(
+            "python3 -m moto.server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+             while kill -0 {pid} 2>/dev/null; do sleep 1; done; kill $m"
+        ,
+            pid = std::process::id()
+        );
+        Command::new("bash")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let up = wait_until(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(&addr).is_ok()
+        });
+        assert!(
+            up,
+            "moto's S3 server did not start on {addr}: install it with `pip install 'moto[server]'`"
+        );
+        // Create the bucket: moto takes an unsigned PUT.
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            conn,
+            "PUT /{BUCKET} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "create bucket: {answer}");
+        let endpoint = format!("http://{addr}");
+        let env = [
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Moto { endpoint, env }
+    })
+}
+
 /// A name no other test run uses.
 pub fn unique(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -62,6 +129,7 @@ impl Custos {
             .arg(config)
             .env("CUSTOS_PRIVACY_PSEUDONYM_KEY", KEY)
             .env("CUSTOS_LOG", "info")
+            .envs(child_env())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -189,6 +257,7 @@ pub fn run(args: &[&str], env: &[(&str, &str)]) -> Run {
         .env_remove("CUSTOS_STORE_ENCRYPTION_KEY")
         .env_remove("CUSTOS_STORE_ENCRYPTION_KEY_FILE")
         .env("CUSTOS_LOG", "info");
+    cmd.envs(child_env());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -365,6 +434,7 @@ fn run_query(store: &Path, sql: &str) -> std::io::Result<std::process::Output> {
             sql,
         ])
         .env("CUSTOS_LOG", "error")
+        .envs(child_env())
         .output()
 }
 

@@ -12,13 +12,14 @@ use arrow::array::{Array, AsArray, RecordBatch, StringViewArray};
 use arrow::datatypes::{Int32Type, Int64Type, TimestampMicrosecondType, UInt64Type};
 
 use super::view::{RecordView, parse_record};
-use super::{MAX_ROW_PROBLEMS_PER_FILE, Problem, file_digest};
-use crate::ledger::crypt::{SegmentKey, is_encrypted};
+use super::{MAX_ROW_PROBLEMS_PER_FILE, Problem};
+use crate::ledger::crypt::SegmentKey;
 use crate::ledger::hash::{Hash, parse_hash};
 use crate::ledger::manifest::{ManifestLine, Table};
 use crate::ledger::merkle::HashAlg;
 use crate::ledger::record::{ColumnsView, SEAL_SCHEMES, blake3_hex, tombstone_record};
-use crate::ledger::segment::{SegmentReader, schema_of};
+use crate::ledger::segment::{SegmentFile, SegmentReader, schema_of};
+use crate::ledger::storage::Storage;
 use crate::ledger::{ChainId, LedgerError};
 
 /// What scanning one segment found.
@@ -95,7 +96,7 @@ pub(super) enum Disagreement {
 /// Scans one segment: everything that can be checked from the file and its
 /// manifest line alone.
 pub(super) fn scan_segment(
-    root: &Path,
+    storage: &dyn Storage,
     chain: &ChainId,
     line: &ManifestLine,
     alg: HashAlg,
@@ -107,10 +108,9 @@ pub(super) fn scan_segment(
         scan.file(line, "the manifest names a path outside the store");
         return scan;
     }
-    let path = root.join(rel);
     if line.is_pruned() {
         // Its rows are gone by design: the tree's leaves stand for them.
-        if path.exists() {
+        if matches!(storage.len(&line.file), Ok(Some(_))) {
             scan.file(
                 line,
                 "the segment was pruned but its file is still there (a crash before its deletion; opening the chain for writing deletes it)",
@@ -118,8 +118,8 @@ pub(super) fn scan_segment(
         }
         return scan;
     }
-    match file_digest(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let file = match storage.read(&line.file) {
+        Ok(None) => {
             scan.file(line, "file is missing");
             return scan;
         }
@@ -127,26 +127,32 @@ pub(super) fn scan_segment(
             scan.file(line, format!("cannot read: {e}"));
             return scan;
         }
-        Ok((digest, bytes)) => {
-            if bytes != line.bytes {
-                scan.file(
-                    line,
-                    format!("file is {bytes} bytes; the manifest says {}", line.bytes),
-                );
-            }
-            if hex::encode(digest) != line.file_blake3 {
-                scan.file(line, "file BLAKE3 does not match the manifest");
-            }
-            if bytes != line.bytes || hex::encode(digest) != line.file_blake3 {
-                scan.disagreements.push(Disagreement::Digest);
-            }
-        }
+        Ok(Some(bytes)) => SegmentFile {
+            path: storage.describe(&line.file),
+            bytes,
+        },
+    };
+    let (digest, bytes) = (
+        hex::encode(blake3::hash(&file.bytes).as_bytes()),
+        file.bytes.len() as u64,
+    );
+    if bytes != line.bytes {
+        scan.file(
+            line,
+            format!("file is {bytes} bytes; the manifest says {}", line.bytes),
+        );
+    }
+    if digest != line.file_blake3 {
+        scan.file(line, "file BLAKE3 does not match the manifest");
+    }
+    if bytes != line.bytes || digest != line.file_blake3 {
+        scan.disagreements.push(Disagreement::Digest);
     }
     let mut times = Vec::new();
     // The Parquet and Arrow readers can panic on malformed input (a
     // tampered file is exactly that), so a panic is a finding, not a crash.
     let read = panic::catch_unwind(AssertUnwindSafe(|| {
-        read_rows(&path, chain, line, alg, key, &mut scan, &mut times)
+        read_rows(&file, chain, line, alg, key, &mut scan, &mut times)
     }));
     let read_rows = scan.leaves.len() as u64;
     match read {
@@ -207,7 +213,7 @@ pub(super) fn scan_segment(
 }
 
 fn read_rows(
-    path: &Path,
+    file: &SegmentFile,
     chain: &ChainId,
     line: &ManifestLine,
     alg: HashAlg,
@@ -215,7 +221,7 @@ fn read_rows(
     scan: &mut SegmentScan,
     times: &mut Vec<i64>,
 ) -> bool {
-    if line.key_id.is_some() != is_encrypted(path) {
+    if line.key_id.is_some() != file.is_encrypted() {
         scan.file(
             line,
             match &line.key_id {
@@ -226,7 +232,7 @@ fn read_rows(
             },
         );
     }
-    let segment = match SegmentReader::open_views(path, key) {
+    let segment = match SegmentReader::open_views(file, key) {
         Ok(segment) => segment,
         Err(e @ LedgerError::KeyNeeded { .. }) => {
             // Not damage: the rows cannot be checked without the key.

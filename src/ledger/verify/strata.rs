@@ -1,19 +1,24 @@
 //! Reading a log's tree strata in order while `verify` recomputes them.
 
-use std::fs::File;
-use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
 
 use super::{MAX_ROW_PROBLEMS_PER_FILE, Problem, VerifyReport};
 use crate::ledger::hash::Hash;
+use crate::ledger::storage::{ReadAt, Storage};
 use crate::ledger::tree::STRIDE;
+
+/// Bytes read from a stratum at a time.
+const CHUNK: u64 = 1 << 16;
 
 /// Strata heights a verifier looks at: 0, 8, …, 56.
 const HEIGHTS: u32 = 8;
 
 enum State {
     Unopened,
-    Open(BufReader<File>),
+    /// The file, the chunk read last and the file offset after it.
+    Open(Box<dyn ReadAt>, Bytes, u64),
     /// Missing, unreadable or too short: reported once, then skipped.
     Gone,
 }
@@ -27,15 +32,15 @@ struct Stratum {
 
 /// The strata of one log, read front to back.
 pub(super) struct Strata {
-    root: PathBuf,
+    storage: Arc<dyn Storage>,
     rel_dir: String,
     strata: Vec<Stratum>,
 }
 
 impl Strata {
-    pub fn new(root: &Path, rel_dir: String) -> Self {
+    pub fn new(storage: Arc<dyn Storage>, rel_dir: String) -> Self {
         Strata {
-            root: root.to_path_buf(),
+            storage,
             rel_dir,
             strata: (0..HEIGHTS)
                 .map(|_| Stratum {
@@ -60,37 +65,56 @@ impl Strata {
         if let State::Unopened = self.strata[at].state {
             // (Paths are made only here and on errors: this runs per leaf.)
             let file = self.file(height);
-            self.strata[at].state = match File::open(self.root.join(&file)) {
-                Ok(f) => State::Open(BufReader::with_capacity(1 << 16, f)),
+            self.strata[at].state = match self.storage.open(&file) {
+                Ok(Some(f)) => State::Open(f, Bytes::new(), 0),
+                Ok(None) => {
+                    report
+                        .problems
+                        .push(Problem::file(&file, "tree file is missing"));
+                    State::Gone
+                }
                 Err(e) => {
-                    let what = if e.kind() == std::io::ErrorKind::NotFound {
-                        "tree file is missing".to_owned()
-                    } else {
-                        format!("cannot read: {e}")
-                    };
-                    report.problems.push(Problem::file(&file, what));
+                    report
+                        .problems
+                        .push(Problem::file(&file, format!("cannot read: {e}")));
                     State::Gone
                 }
             };
         }
         let s = &mut self.strata[at];
-        let State::Open(reader) = &mut s.state else {
+        let State::Open(file, chunk, end) = &mut s.state else {
             return None;
         };
-        let mut hash = [0u8; 32];
-        match reader.read_exact(&mut hash) {
-            Ok(()) => {
+        if chunk.len() < 32 {
+            let want = CHUNK.min(file.len().saturating_sub(*end)) & !31;
+            let read = if want == 0 {
+                Ok(Bytes::new())
+            } else {
+                file.read_at(*end, want as usize)
+            };
+            match read {
+                Ok(bytes) => {
+                    *end += bytes.len() as u64;
+                    *chunk = bytes;
+                }
+                Err(e) => {
+                    s.state = State::Gone;
+                    let what = format!("cannot read: {e}");
+                    report.problems.push(Problem::file(self.file(height), what));
+                    return None;
+                }
+            }
+        }
+        match chunk.get(..32).and_then(|h| <[u8; 32]>::try_from(h).ok()) {
+            Some(hash) => {
+                *chunk = chunk.slice(32..);
                 s.read += 1;
                 Some(hash)
             }
-            Err(e) => {
-                let what = if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                    format!(
-                        "tree file ends after {index} hashes; the log needs more (it was truncated)"
-                    )
-                } else {
-                    format!("cannot read: {e}")
-                };
+            None => {
+                let what = format!(
+                    "tree file ends after {index} hashes; the log needs more (it was truncated)"
+                );
                 s.state = State::Gone;
                 report.problems.push(Problem::file(self.file(height), what));
                 None
@@ -131,11 +155,11 @@ impl Strata {
     pub fn finish(&mut self, size: u64, cut: bool, report: &mut VerifyReport) {
         for height in (0..HEIGHTS).map(|i| i * STRIDE) {
             let file = self.file(height);
-            let Ok(meta) = std::fs::metadata(self.root.join(&file)) else {
+            let Ok(Some(len)) = self.storage.len(&file) else {
                 continue; // missing where needed was reported when read
             };
             let want = (size >> height) * 32;
-            if meta.len() > want {
+            if len > want {
                 let why = if cut {
                     "a checkpoint covers more, so the manifest lost lines"
                 } else {
@@ -145,7 +169,7 @@ impl Strata {
                     file,
                     format!(
                         "holds {} byte(s) beyond the log's {size} leaves ({why})",
-                        meta.len() - want
+                        len - want
                     ),
                 ));
             }

@@ -15,7 +15,6 @@
 //! as they were, so every root, checkpoint and proof of the remaining rows
 //! still holds.
 
-use std::io::Write;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -26,11 +25,11 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use parquet::file::metadata::KeyValue;
 
 use super::ChainWriter;
-use crate::ledger::error::{IoContext, LedgerError};
-use crate::ledger::fsutil::sync_dir;
+use crate::ledger::error::LedgerError;
 use crate::ledger::manifest::{AmendKind, Amendment, ManifestLine, Table};
 use crate::ledger::record::{is_tombstone, tombstone_record};
-use crate::ledger::segment::{SegmentReader, schema_of, segment_rel_path, write_segment};
+use crate::ledger::segment::{SegmentReader, encode_segment, schema_of, segment_rel_path};
+use crate::ledger::store::tree_rel_dir;
 use crate::ledger::tree::TreeReader;
 
 /// Why and when rows are erased; recorded in every tombstone and in the
@@ -193,23 +192,15 @@ impl ChainWriter {
             text.push_str(&json);
             text.push('\n');
         }
-        let path = self.store.manifest_path(&self.chain);
-        self.manifest.write_all(text.as_bytes()).at(&path)?;
-        self.manifest.sync_data().at(&path)?;
+        self.lock.renew()?;
+        let appended = text.len() as u64;
+        self.store
+            .storage()
+            .append(&self.manifest, self.manifest_len, text.into(), true)?;
+        self.manifest_len += appended;
         crate::failpoint::hit("amend.written");
-        let mut dirs = std::collections::BTreeSet::new();
         for line in replaced {
-            let file = self.store.root().join(&line.file);
-            match std::fs::remove_file(&file) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                other => other.at(&file)?,
-            }
-            if let Some(dir) = file.parent() {
-                dirs.insert(dir.to_path_buf());
-            }
-        }
-        for dir in dirs {
-            sync_dir(&dir)?;
+            self.store.storage().delete(&line.file)?;
         }
         Ok(())
     }
@@ -223,8 +214,9 @@ impl ChainWriter {
         time: &str,
         select: &mut dyn FnMut(Table, StoredRow<'_>) -> bool,
     ) -> Result<Option<(Amendment, u64)>, LedgerError> {
-        let path = self.store.root().join(&line.file);
-        let segment = SegmentReader::open(&path, self.store.key())?;
+        let file = self.store.segment(&line.file)?;
+        let path = &file.path;
+        let segment = SegmentReader::open(&file, self.store.key())?;
         let metadata: Vec<KeyValue> = segment
             .metadata
             .iter()
@@ -239,7 +231,11 @@ impl ChainWriter {
             .collect::<Result<Vec<RecordBatch>, _>>()
             .map_err(|e| LedgerError::corrupt(&path, e.to_string()))?;
         let alg = self.store.alg();
-        let mut tree = TreeReader::open(&self.store.tree_dir(line.table, &self.chain), alg)?;
+        let mut tree = TreeReader::open_in(
+            self.store.shared_storage(),
+            &tree_rel_dir(line.table, &self.chain),
+            alg,
+        )?;
         let mut at = 0u64;
         let mut erased = 0u64;
         let mut rewritten = Vec::with_capacity(batches.len());
@@ -300,18 +296,16 @@ impl ChainWriter {
         }
         let generation = line.generation() + 1;
         let rel = segment_rel_path(line.table, &self.chain, line.first_seq, generation);
-        let new_path = self.store.root().join(&rel);
-        let tmp = new_path.with_extension("parquet.tmp");
+        let new_path = self.store.storage().describe(&rel);
         let out = batches
             .iter()
             .zip(rewritten)
             .map(|(batch, (mask, tombstones))| erase_rows(batch, line.table, &mask, tombstones));
         let opts = self.store.options();
-        let (digest, bytes) = write_segment(&tmp, schema_of(line.table), out, metadata, opts)?;
-        std::fs::rename(&tmp, &new_path).at(&new_path)?;
-        if let Some(dir) = new_path.parent() {
-            sync_dir(dir)?;
-        }
+        let (encoded, digest) =
+            encode_segment(&new_path, schema_of(line.table), out, metadata, opts)?;
+        let bytes = encoded.len() as u64;
+        self.store.storage().create(&rel, encoded, true)?;
         let before = line.amended.erased_rows;
         let amendment = Amendment {
             amend: AmendKind::Erase,

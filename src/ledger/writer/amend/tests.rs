@@ -208,7 +208,12 @@ fn erasure_removes_the_rows_and_keeps_every_proof() {
     assert!(store.locate_event("e-1-1").unwrap().is_empty());
 
     // Again: nothing left to erase, nothing written.
-    let manifest = fs::read(store.manifest_path(&chain)).unwrap();
+    let manifest = fs::read(
+        store
+            .root()
+            .join(crate::ledger::manifest::manifest_rel_path(&chain)),
+    )
+    .unwrap();
     let mut w = store.chain_writer(&chain).unwrap();
     let stats = w
         .erase(&erasure(), &mut patient(&pseudonym, "MRN-1"))
@@ -219,7 +224,16 @@ fn erasure_removes_the_rows_and_keeps_every_proof() {
     let stats = w.erase(&erasure(), &mut patient(&mrn2, "MRN-2")).unwrap();
     assert_eq!((stats.events, stats.rejects), (20, 1));
     drop(w);
-    assert!(fs::read(store.manifest_path(&chain)).unwrap().len() > manifest.len());
+    assert!(
+        fs::read(
+            store
+                .root()
+                .join(crate::ledger::manifest::manifest_rel_path(&chain))
+        )
+        .unwrap()
+        .len()
+            > manifest.len()
+    );
     let report = verified(dir.path());
     assert_eq!(report.erased, 42);
     assert!(
@@ -352,7 +366,9 @@ fn a_crash_in_an_erasure_is_completed_by_the_next_open() {
 fn verify_catches_a_forged_tombstone_and_a_forged_amendment() {
     let dir = tempfile::tempdir().unwrap();
     let (store, chain) = populated(dir.path());
-    let manifest = store.manifest_path(&chain);
+    let manifest = store
+        .root()
+        .join(crate::ledger::manifest::manifest_rel_path(&chain));
     let original = fs::read_to_string(&manifest).unwrap();
 
     // Someone hides rows by writing a prune amendment (and deleting the
