@@ -348,7 +348,9 @@ fn a_store_in_a_bucket_survives_a_crash_at_every_protocol_step() {
     let moto = moto();
     let store = format!("s3://{BUCKET}/{}", unique("crash"));
     let setup = setup_at("bucket-crash", kafka(), true, Some(store));
-    const TOTAL: u64 = 12_000;
+    // About 60 s of traffic, so every crash point is reached while it
+    // flows (restarts wait out the dead writer's 2 s lease).
+    const TOTAL: u64 = 36_000;
     let producer = produce_paced(
         &setup.brokers,
         &setup.topic,

@@ -107,7 +107,7 @@ impl Store {
                     let (Some(ids), Some(seqs)) =
                         (batch.column_by_name("id"), batch.column_by_name("seq"))
                     else {
-                        return Err(LedgerError::corrupt(&path, "no id or seq column"));
+                        return Err(LedgerError::corrupt(path, "no id or seq column"));
                     };
                     let (ids, seqs) = (ids.as_string::<i32>(), seqs.as_primitive::<UInt64Type>());
                     for i in 0..batch.num_rows() {
@@ -286,12 +286,12 @@ impl Store {
         let batch = batches
             .iter()
             .find(|b| b.num_rows() > 0)
-            .ok_or_else(|| LedgerError::corrupt(&path, format!("row {row} is missing")))?;
+            .ok_or_else(|| LedgerError::corrupt(path, format!("row {row} is missing")))?;
         let text = |name: &str| {
             batch
                 .column_by_name(name)
                 .map(|c| c.as_string::<i32>().value(0).to_owned())
-                .ok_or_else(|| LedgerError::corrupt(&path, format!("no column {name}")))
+                .ok_or_else(|| LedgerError::corrupt(path, format!("no column {name}")))
         };
         let record = text("record")?;
         if is_tombstone(&record) {

@@ -44,7 +44,7 @@ impl Store {
             let path = &file.path;
             let mut ids = Vec::with_capacity(line.rows as usize);
             for batch in read_columns(&file, &["id", "time", "offset"], None, self.key())? {
-                let (id, time, offset) = columns(&path, &batch)?;
+                let (id, time, offset) = columns(path, &batch)?;
                 for i in (0..batch.num_rows()).filter(|&i| !id.value(i).is_empty()) {
                     // (An erased row's id is empty.)
                     ids.push(StoredId {
@@ -100,7 +100,7 @@ impl Store {
                     batch.column_by_name("offset"),
                     batch.column_by_name("record"),
                 ) else {
-                    return Err(LedgerError::corrupt(&path, "no offset or record column"));
+                    return Err(LedgerError::corrupt(path, "no offset or record column"));
                 };
                 let offsets = offsets.as_primitive::<Int64Type>();
                 let records = records.as_string::<i32>();

@@ -68,7 +68,7 @@ impl Store {
                 "seq", "offset", "reason", "detail", "key", "payload", "record",
             ];
             for batch in read_columns(&file, &names, row, self.key())? {
-                for reject in rows(&path, chain, &batch)? {
+                for reject in rows(path, chain, &batch)? {
                     n += 1;
                     each(reject)?;
                 }

@@ -38,6 +38,9 @@ pub fn is_bucket_url(location: &str) -> bool {
 pub trait ReadAt: Send {
     /// Its length in bytes.
     fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Reads `len` bytes from `offset`; fewer than asked is an error.
     fn read_at(&mut self, offset: u64, len: usize) -> Result<Bytes, LedgerError>;
 }

@@ -83,10 +83,14 @@ impl ChainWriter {
         if is_new {
             for table in Table::ALL {
                 let seg_dir = store.segment_dir(table, &chain);
+                // Files of seq 0 are a first flush that crashed before its
+                // manifest append (in a bucket the manifest only exists
+                // once a flush commits); the sweep below deletes them.
                 if storage
                     .list(&seg_dir)?
                     .iter()
-                    .any(|n| parse_segment_file_name(n).is_some())
+                    .filter_map(|n| parse_segment_file_name(n))
+                    .any(|(first_seq, generation)| (first_seq, generation) != (0, 0))
                 {
                     return Err(LedgerError::corrupt(
                         &path,

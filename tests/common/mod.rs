@@ -69,11 +69,13 @@ pub fn moto() -> &'static Moto {
         ,
             pid = std::process::id()
         );
-        Command::new("bash")
+        // Detached on purpose: the watchdog outlives the handle.
+        let watchdog = Command::new("bash")
             .args(["-c", &script])
             .stdin(Stdio::null())
             .spawn()
             .expect("start moto");
+        std::mem::forget(watchdog);
         let up = wait_until(Duration::from_secs(30), || {
             std::net::TcpStream::connect(&addr).is_ok()
         });

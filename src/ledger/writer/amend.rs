@@ -229,7 +229,7 @@ impl ChainWriter {
         let batches = segment
             .reader
             .collect::<Result<Vec<RecordBatch>, _>>()
-            .map_err(|e| LedgerError::corrupt(&path, e.to_string()))?;
+            .map_err(|e| LedgerError::corrupt(path, e.to_string()))?;
         let alg = self.store.alg();
         let mut tree = TreeReader::open_in(
             self.store.shared_storage(),
@@ -243,7 +243,7 @@ impl ChainWriter {
             let col = |name: &str| {
                 batch
                     .column_by_name(name)
-                    .ok_or_else(|| LedgerError::corrupt(&path, format!("no column {name}")))
+                    .ok_or_else(|| LedgerError::corrupt(path, format!("no column {name}")))
             };
             let records = col("record")?.as_string::<i32>();
             let rejects = match line.table {
@@ -275,13 +275,13 @@ impl ChainWriter {
                     let seq = line.first_seq + at;
                     if tree.leaf(seq)? != leaf {
                         return Err(LedgerError::corrupt(
-                            &path,
+                            path,
                             format!("row {at} (seq {seq}) does not hash to its leaf in the tree: not erasing a changed row (run `custos verify`)"),
                         ));
                     }
                     Some(
                         tombstone_record(&leaf, reason, time, record)
-                            .map_err(|what| LedgerError::corrupt(&path, what))?,
+                            .map_err(|what| LedgerError::corrupt(path, what))?,
                     )
                 } else {
                     None
