@@ -283,23 +283,22 @@ fn finish_and_check(setup: &Setup, total: u64) {
     }
 }
 
-#[test]
-fn killed_at_every_protocol_step_and_at_random_stores_each_event_once() {
-    let setup = setup("crash", kafka(), true);
-    const TOTAL: u64 = 30_000;
-    // About 50 s of traffic: the kills below all happen while it flows.
-    let t0 = Instant::now();
-    let producer = produce_paced(
+/// Produces events `0..total` to the setup's topic at 600 a second.
+fn traffic(setup: &Setup, total: u64) -> std::thread::JoinHandle<()> {
+    produce_paced(
         &setup.brokers,
         &setup.topic,
-        (0..TOTAL).map(event).collect(),
+        (0..total).map(event).collect(),
         600,
-    );
+    )
+}
 
-    // One abort at each step of the protocol. The count after the colon
-    // lets a few rounds pass first, so the crash lands mid-stream.
+/// Runs custos once per step of the write protocol, aborting it there
+/// (`CUSTOS_CRASH_AT`; the count after the colon lets a few rounds pass
+/// first, so the crash lands mid-stream).
+fn crash_at_every_point(setup: &Setup) {
     for point in custos::failpoint::POINTS {
-        let mut custos = start(&setup, Some(&format!("{point}:2")));
+        let mut custos = start(setup, Some(&format!("{point}:2")));
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
             if let Some(status) = custos.child.try_wait().unwrap() {
@@ -307,7 +306,8 @@ fn killed_at_every_protocol_step_and_at_random_stores_each_event_once() {
             }
             assert!(
                 Instant::now() < deadline,
-                "crash point {point} was never reached"
+                "crash point {point} was never reached (store {})",
+                setup.store.display()
             );
             std::thread::sleep(Duration::from_millis(50));
         };
@@ -317,6 +317,17 @@ fn killed_at_every_protocol_step_and_at_random_stores_each_event_once() {
             "custos should have aborted at {point}, but exited with {status:?}"
         );
     }
+}
+
+#[test]
+fn killed_at_every_protocol_step_and_at_random_stores_each_event_once() {
+    let setup = setup("crash", kafka(), true);
+    const TOTAL: u64 = 30_000;
+    // About 50 s of traffic: the kills below all happen while it flows.
+    let t0 = Instant::now();
+    let producer = traffic(&setup, TOTAL);
+
+    crash_at_every_point(&setup);
 
     eprintln!("{:?}: crash points done", t0.elapsed());
     // Twenty SIGKILLs at random moments, startup and recovery included.
@@ -345,38 +356,14 @@ fn killed_at_every_protocol_step_and_at_random_stores_each_event_once() {
 /// leave every event stored exactly once and a store that verifies.
 #[test]
 fn a_store_in_a_bucket_survives_a_crash_at_every_protocol_step() {
-    let moto = moto();
+    moto();
     let store = format!("s3://{BUCKET}/{}", unique("crash"));
     let setup = setup_at("bucket-crash", kafka(), true, Some(store));
     // About 60 s of traffic, so every crash point is reached while it
     // flows (restarts wait out the dead writer's 2 s lease).
     const TOTAL: u64 = 36_000;
-    let producer = produce_paced(
-        &setup.brokers,
-        &setup.topic,
-        (0..TOTAL).map(event).collect(),
-        600,
-    );
-    for point in custos::failpoint::POINTS {
-        let mut custos = start(&setup, Some(&format!("{point}:2")));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(status) = custos.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "crash point {point} was never reached (bucket at {})",
-                moto.endpoint
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        assert_eq!(
-            status.signal(),
-            Some(6),
-            "custos should have aborted at {point}, but exited with {status:?}"
-        );
-    }
+    let producer = traffic(&setup, TOTAL);
+    crash_at_every_point(&setup);
     let mut rng = rand::rngs::StdRng::seed_from_u64(20261129);
     for _ in 0..5 {
         let mut custos = start(&setup, None);
