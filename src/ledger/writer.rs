@@ -336,11 +336,7 @@ impl ChainWriter {
             text.push_str(&json);
             text.push('\n');
         }
-        let appended = text.len() as u64;
-        self.store
-            .storage()
-            .append(&self.manifest, self.manifest_len, text.into(), sync)?;
-        self.manifest_len += appended;
+        self.append_manifest(text, sync)?;
         crate::failpoint::hit("manifest.written");
 
         let last_offset = lines.iter().map(|l| l.last_offset).max();
@@ -360,6 +356,17 @@ impl ChainWriter {
         self.events.clear();
         self.rejects.clear();
         Ok(stats)
+    }
+
+    /// Appends lines to the manifest (one append: the commit point of a
+    /// flush or an amendment).
+    fn append_manifest(&mut self, text: String, sync: bool) -> Result<(), LedgerError> {
+        let appended = text.len() as u64;
+        self.store
+            .storage()
+            .append(&self.manifest, self.manifest_len, text.into(), sync)?;
+        self.manifest_len += appended;
+        Ok(())
     }
 
     /// Writes the buffered rows of one table as a durable segment file and

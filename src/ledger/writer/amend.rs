@@ -193,11 +193,7 @@ impl ChainWriter {
             text.push('\n');
         }
         self.lock.renew()?;
-        let appended = text.len() as u64;
-        self.store
-            .storage()
-            .append(&self.manifest, self.manifest_len, text.into(), true)?;
-        self.manifest_len += appended;
+        self.append_manifest(text, true)?;
         crate::failpoint::hit("amend.written");
         for line in replaced {
             self.store.storage().delete(&line.file)?;
