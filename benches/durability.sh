@@ -10,10 +10,8 @@
 # off/on (the issue's target: fsync on within 20% of off).
 set -euo pipefail
 bin=$1 events=${2:-1000000} rounds=${3:-3}
-work=$(mktemp -d /tmp/custos-durability-XXXX)
-trap 'rm -rf "$work"' EXIT
-"$bin" synth --events "$events" --seed 11 --out "$work/in.jsonl"
 source "$(dirname "${BASH_SOURCE[0]}")/ingest-rate.sh"
+bench_input durability "$bin" "$events"
 run() { # fsync flush_rows
   echo "$1 $2 $(ingest_rate "$bin" "$work/in.jsonl" "$work/store" \
     CUSTOS_STORE_FSYNC="$1" CUSTOS_STORE_FLUSH_ROWS="$2")"

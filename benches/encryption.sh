@@ -6,10 +6,8 @@
 #   benches/encryption.sh BINARY [EVENTS] [ROUNDS]
 set -euo pipefail
 bin=$1 events=${2:-1000000} rounds=${3:-3}
-work=$(mktemp -d /tmp/custos-encryption-XXXX)
-trap 'rm -rf "$work"' EXIT
-"$bin" synth --events "$events" --seed 11 --out "$work/in.jsonl"
 source "$(dirname "${BASH_SOURCE[0]}")/ingest-rate.sh"
+bench_input encryption "$bin" "$events"
 key=$("$bin" keygen)
 verify_rate() { # store [key]
   env CUSTOS_STORE_ENCRYPTION_KEY="${2:-}" "$bin" verify "$1" | sed -nE 's/.*\(([0-9]+) rows\/s\).*/\1/p'

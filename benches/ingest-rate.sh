@@ -1,4 +1,12 @@
-# Sourced by the benchmark scripts.
+# Sourced by the benchmark scripts, after `set -euo pipefail`.
+# bench_input NAME BINARY EVENTS: a temporary folder `$work` (deleted on
+# exit) holding `$work/in.jsonl`, EVENTS synthetic events (seed 11).
+bench_input() {
+  work=$(mktemp -d "/tmp/custos-$1-XXXX")
+  trap 'rm -rf "$work"' EXIT
+  "$2" synth --events "$3" --seed 11 --out "$work/in.jsonl"
+}
+
 # ingest_rate BINARY INPUT STORE [VAR=VALUE...]: ingests INPUT into a fresh
 # STORE (demo key, no HTTP; extra CUSTOS_* settings as arguments) and
 # prints the events/s `custos ingest` reports.

@@ -45,7 +45,6 @@ pub use crypt::SegmentKey;
 mod checkpoints;
 pub use checkpoints::CheckpointLine;
 mod error;
-mod fsutil;
 mod hash;
 mod manifest;
 pub mod merkle;

@@ -42,16 +42,19 @@ pub struct Bucket {
 /// The runtime the bucket's requests run on: the ledger's callers are
 /// synchronous (blocking threads, the CLI), so each call is handed to
 /// this runtime and waited for.
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("custos-bucket")
-            .enable_all()
-            .build()
-            .expect("a tokio runtime for bucket requests")
-    })
+fn runtime() -> Result<&'static tokio::runtime::Runtime, LedgerError> {
+    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("custos-bucket")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| LedgerError::Internal(format!("cannot start bucket request threads: {e}")))
 }
 
 fn block<F>(future: F) -> Result<F::Output, LedgerError>
@@ -59,7 +62,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    futures::executor::block_on(runtime().spawn(future))
+    futures::executor::block_on(runtime()?.spawn(future))
         .map_err(|e| LedgerError::Internal(format!("bucket request task: {e}")))
 }
 

@@ -9,7 +9,6 @@ use bytes::Bytes;
 
 use super::{ChainLock, ReadAt, Storage};
 use crate::ledger::error::{IoContext, LedgerError};
-use crate::ledger::fsutil::{ensure_dir, list_dir, sync_dir};
 
 /// A store folder.
 #[derive(Debug, Clone)]
@@ -41,6 +40,24 @@ impl Local {
             Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
             _ => Ok(()),
         }
+    }
+
+    /// Opens an append-only file, creating it (and its folder) if missing;
+    /// with `sync` a new file's folder entry is made durable.
+    fn open_append(path: &Path, sync: bool) -> Result<File, LedgerError> {
+        let exists = path.exists();
+        if !exists {
+            Local::ensure_parent(path)?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .at(path)?;
+        if !exists && sync {
+            Local::sync_parent(path)?;
+        }
+        Ok(file)
     }
 
     /// Writes `bytes` to `path` through a fsynced temporary file and a
@@ -148,18 +165,7 @@ impl Storage for Local {
 
     fn append(&self, rel: &str, at: u64, bytes: Bytes, sync: bool) -> Result<(), LedgerError> {
         let path = self.path(rel);
-        let exists = path.exists();
-        if !exists {
-            Local::ensure_parent(&path)?;
-        }
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .at(&path)?;
-        if !exists && sync {
-            Local::sync_parent(&path)?;
-        }
+        let mut file = Local::open_append(&path, sync)?;
         let len = file.metadata().at(&path)?.len();
         if len != at {
             return Err(LedgerError::Conflict {
@@ -197,19 +203,7 @@ impl Storage for Local {
 
     fn lock(&self, rel: &str, chain: &str) -> Result<Box<dyn ChainLock>, LedgerError> {
         let path = self.path(rel);
-        let exists = path.exists();
-        if !exists {
-            Local::ensure_parent(&path)?;
-        }
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .at(&path)?;
-        if !exists {
-            Local::sync_parent(&path)?;
-        }
+        let file = Local::open_append(&path, true)?;
         match file.try_lock() {
             Ok(()) => Ok(Box::new(FileLock { _file: file })),
             Err(TryLockError::WouldBlock) => Err(LedgerError::Locked {
@@ -218,4 +212,47 @@ impl Storage for Local {
             Err(TryLockError::Error(e)) => Err(LedgerError::io(&path, e)),
         }
     }
+}
+
+/// Fsyncs a directory, so that entries created, renamed or removed in it
+/// survive a crash.
+fn sync_dir(dir: &Path) -> Result<(), LedgerError> {
+    File::open(dir).at(dir)?.sync_all().at(dir)
+}
+
+/// Creates `dir` and any missing parents, fsyncing the parent of each
+/// folder it creates.
+fn ensure_dir(dir: &Path) -> Result<(), LedgerError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        ensure_dir(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        // Another writer may have created it meanwhile.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+        Err(e) => return Err(LedgerError::io(dir, e)),
+    }
+    match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => sync_dir(parent),
+        None => Ok(()),
+    }
+}
+
+/// The names of the entries of a folder (empty if it does not exist).
+fn list_dir(dir: &Path) -> Result<Vec<String>, LedgerError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(LedgerError::io(dir, e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.at(dir)?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
 }
