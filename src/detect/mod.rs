@@ -98,6 +98,9 @@ pub struct Finding {
     pub severity: Severity,
     /// The actor (user, service, API client) the finding is about.
     pub actor: String,
+    /// The patient pseudonym it is about, when it is about one patient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
     #[serde(with = "crate::event::rfc3339")]
     pub window_start: DateTime<Utc>,
     #[serde(with = "crate::event::rfc3339")]

@@ -271,6 +271,7 @@ impl Detector for AccessRate {
                 Severity::Medium
             },
             actor: event.actor.id.clone(),
+            patient: None,
             window_start: start,
             window_end: start + chrono::Duration::seconds(self.cfg.window_secs as i64),
             score,
