@@ -15,6 +15,7 @@
 //! contract asks.
 
 mod rate;
+pub mod reference;
 
 pub use rate::{AccessRate, RateConfig};
 

@@ -1,0 +1,314 @@
+//! Reference tables: what the hospital knows besides the event stream.
+//!
+//! - `vip`: flagged patients (VIPs, restricted records, employees as
+//!   patients), with a category;
+//! - `roster`: the workforce (actor, role, department, hire and
+//!   termination times);
+//! - `care_team`: who is assigned to treat whom (an actor or a whole
+//!   department, optionally within a time range);
+//! - `consent`: patients' consent decisions per purpose of use, in time;
+//! - `export_allow`: destinations exports may go to.
+//!
+//! A [`Reference`] is one immutable snapshot of all five; detectors read it
+//! through an `Arc` and never see a half-loaded table. Patient identifiers
+//! in it are pseudonyms, made by the same [`crate::event::Pseudonymizer`]
+//! as the events' (the files hold raw identifiers; they are pseudonymized
+//! on load and the raw values are dropped).
+//!
+//! Every lookup is answered "as of" an event time, so a replayed or late
+//! event is judged by the roster and consents in force when it happened.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+/// One member of the workforce.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Staff {
+    pub role: Option<String>,
+    pub dept: Option<String>,
+    pub hired: Option<DateTime<Utc>>,
+    pub terminated: Option<DateTime<Utc>>,
+}
+
+/// One care-team assignment: an actor, or every member of a department,
+/// treats the patient from `start` (or always) until `end` (or for good).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CareAssignment {
+    pub actor: Option<String>,
+    pub dept: Option<String>,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+impl CareAssignment {
+    fn covers(&self, actor: &str, dept: Option<&str>, at: DateTime<Utc>) -> bool {
+        let who = match (&self.actor, &self.dept) {
+            (Some(a), _) if a == actor => true,
+            (None, Some(d)) => dept == Some(d.as_str()),
+            _ => false,
+        };
+        who && self.start.is_none_or(|s| s <= at) && self.end.is_none_or(|e| at < e)
+    }
+}
+
+/// A patient's consent decision for one purpose of use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentStatus {
+    Granted,
+    Withdrawn,
+}
+
+impl ConsentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentStatus::Granted => "granted",
+            ConsentStatus::Withdrawn => "withdrawn",
+        }
+    }
+}
+
+/// What the consent table says about a patient and purpose at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consent {
+    /// The newest decision at that time is a grant.
+    Granted,
+    /// The newest decision at that time is a withdrawal.
+    Withdrawn,
+    /// No decision recorded for that patient and purpose before that time.
+    Absent,
+}
+
+/// One snapshot of every reference table. Empty tables answer as if the
+/// table were not configured; `has_*` tells the two apart where a detector
+/// must (a missing consent table is not a missing consent).
+#[derive(Debug, Clone, Default)]
+pub struct Reference {
+    vip: HashMap<String, String>,
+    roster: HashMap<String, Staff>,
+    care: HashMap<String, Vec<CareAssignment>>,
+    /// (patient, purpose) → decisions sorted by time.
+    consent: HashMap<(String, String), Vec<(DateTime<Utc>, ConsentStatus)>>,
+    /// Exact destinations, and prefixes (entries that ended in `*`).
+    allow_exact: std::collections::HashSet<String>,
+    allow_prefix: Vec<String>,
+    loaded: Loaded,
+}
+
+/// Which tables were configured and loaded (even if empty).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Loaded {
+    pub vip: bool,
+    pub roster: bool,
+    pub care_team: bool,
+    pub consent: bool,
+    pub export_allow: bool,
+}
+
+impl Reference {
+    /// Which tables are configured.
+    pub fn loaded(&self) -> Loaded {
+        self.loaded
+    }
+
+    pub fn mark_loaded(&mut self, loaded: Loaded) {
+        self.loaded = loaded;
+    }
+
+    // ---- building (the loader and tests) ----
+
+    pub fn add_vip(&mut self, patient: String, category: String) {
+        self.vip.insert(patient, category);
+    }
+
+    pub fn add_staff(&mut self, actor: String, staff: Staff) {
+        self.roster.insert(actor, staff);
+    }
+
+    pub fn add_care(&mut self, patient: String, assignment: CareAssignment) {
+        self.care.entry(patient).or_default().push(assignment);
+    }
+
+    pub fn add_consent(
+        &mut self,
+        patient: String,
+        purpose: String,
+        at: DateTime<Utc>,
+        status: ConsentStatus,
+    ) {
+        let list = self.consent.entry((patient, purpose)).or_default();
+        let i = list.partition_point(|(t, _)| *t <= at);
+        list.insert(i, (at, status));
+    }
+
+    /// An allowed export destination; an entry ending in `*` allows every
+    /// destination that starts with the text before it.
+    pub fn add_export_allow(&mut self, entry: String) {
+        match entry.strip_suffix('*') {
+            Some(prefix) => self.allow_prefix.push(prefix.to_owned()),
+            None => {
+                self.allow_exact.insert(entry);
+            }
+        }
+    }
+
+    // ---- lookups ----
+
+    /// The flag category of a patient (`vip`, `restricted`, …), if flagged.
+    pub fn vip(&self, patient: &str) -> Option<&str> {
+        self.vip.get(patient).map(String::as_str)
+    }
+
+    pub fn staff(&self, actor: &str) -> Option<&Staff> {
+        self.roster.get(actor)
+    }
+
+    /// Whether the care-team table assigns the patient to the actor, or to
+    /// the actor's department, at `at`.
+    pub fn on_care_team(
+        &self,
+        patient: &str,
+        actor: &str,
+        dept: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> bool {
+        self.care
+            .get(patient)
+            .is_some_and(|list| list.iter().any(|a| a.covers(actor, dept, at)))
+    }
+
+    /// The consent in force for a patient and purpose at `at`.
+    pub fn consent(&self, patient: &str, purpose: &str, at: DateTime<Utc>) -> Consent {
+        let key = (patient.to_owned(), purpose.to_owned());
+        let Some(list) = self.consent.get(&key) else {
+            return Consent::Absent;
+        };
+        let i = list.partition_point(|(t, _)| *t <= at);
+        match i.checked_sub(1).map(|i| list[i].1) {
+            Some(ConsentStatus::Granted) => Consent::Granted,
+            Some(ConsentStatus::Withdrawn) => Consent::Withdrawn,
+            None => Consent::Absent,
+        }
+    }
+
+    /// Whether exports to `destination` are allowed.
+    pub fn export_allowed(&self, destination: &str) -> bool {
+        self.allow_exact.contains(destination)
+            || self
+                .allow_prefix
+                .iter()
+                .any(|p| destination.starts_with(p.as_str()))
+    }
+
+    // ---- whole tables (for SQL) ----
+
+    pub fn vip_rows(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.vip.iter().map(|(p, c)| (p.as_str(), c.as_str()))
+    }
+
+    pub fn roster_rows(&self) -> impl Iterator<Item = (&str, &Staff)> {
+        self.roster.iter().map(|(a, s)| (a.as_str(), s))
+    }
+
+    pub fn care_rows(&self) -> impl Iterator<Item = (&str, &CareAssignment)> {
+        self.care
+            .iter()
+            .flat_map(|(p, l)| l.iter().map(move |a| (p.as_str(), a)))
+    }
+
+    pub fn consent_rows(&self) -> impl Iterator<Item = (&str, &str, DateTime<Utc>, ConsentStatus)> {
+        self.consent.iter().flat_map(|((p, purpose), l)| {
+            l.iter()
+                .map(move |(t, s)| (p.as_str(), purpose.as_str(), *t, *s))
+        })
+    }
+
+    pub fn export_allow_rows(&self) -> impl Iterator<Item = String> + '_ {
+        self.allow_exact
+            .iter()
+            .cloned()
+            .chain(self.allow_prefix.iter().map(|p| format!("{p}*")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn consent_is_the_newest_decision_at_the_time() {
+        let mut r = Reference::default();
+        r.add_consent(
+            "p".into(),
+            "HRESCH".into(),
+            t("2026-01-02T00:00:00Z"),
+            ConsentStatus::Withdrawn,
+        );
+        r.add_consent(
+            "p".into(),
+            "HRESCH".into(),
+            t("2026-01-01T00:00:00Z"),
+            ConsentStatus::Granted,
+        );
+        assert_eq!(
+            r.consent("p", "HRESCH", t("2025-12-31T00:00:00Z")),
+            Consent::Absent
+        );
+        assert_eq!(
+            r.consent("p", "HRESCH", t("2026-01-01T12:00:00Z")),
+            Consent::Granted
+        );
+        assert_eq!(
+            r.consent("p", "HRESCH", t("2026-01-03T00:00:00Z")),
+            Consent::Withdrawn
+        );
+        assert_eq!(
+            r.consent("p", "PUBHLTH", t("2026-01-03T00:00:00Z")),
+            Consent::Absent
+        );
+    }
+
+    #[test]
+    fn care_team_covers_actor_or_department_within_its_range() {
+        let mut r = Reference::default();
+        r.add_care(
+            "p".into(),
+            CareAssignment {
+                actor: Some("a".into()),
+                dept: None,
+                start: None,
+                end: Some(t("2026-01-02T00:00:00Z")),
+            },
+        );
+        r.add_care(
+            "p".into(),
+            CareAssignment {
+                actor: None,
+                dept: Some("icu".into()),
+                ..Default::default()
+            },
+        );
+        let before = t("2026-01-01T00:00:00Z");
+        let after = t("2026-01-03T00:00:00Z");
+        assert!(r.on_care_team("p", "a", None, before));
+        assert!(!r.on_care_team("p", "a", None, after));
+        assert!(r.on_care_team("p", "b", Some("icu"), after));
+        assert!(!r.on_care_team("p", "b", Some("er"), after));
+        assert!(!r.on_care_team("q", "a", None, before));
+    }
+
+    #[test]
+    fn export_allow_list_matches_exactly_or_by_prefix() {
+        let mut r = Reference::default();
+        r.add_export_allow("sftp://research.local/".into());
+        r.add_export_allow("s3://hospital-archive/*".into());
+        assert!(r.export_allowed("sftp://research.local/"));
+        assert!(!r.export_allowed("sftp://research.local/x"));
+        assert!(r.export_allowed("s3://hospital-archive/2026/x.csv"));
+        assert!(!r.export_allowed("dropbox.com"));
+    }
+}
