@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
-use custos::detect::{DetectorConfig, Detectors};
+use custos::detect::{DetectorConfig, DetectorSetup};
 use custos::ledger::{ChainId, SNAPSHOT_VERSION, Snapshot, Store, Table};
 use custos::pipeline::{Continuity, open_chains};
 
@@ -39,7 +39,7 @@ fn main() -> Result<()> {
     let store = Store::open_existing(&root)
         .with_context(|| format!("cannot open the store {}", root.display()))?;
     let chains = store.chains()?;
-    let configs = vec![DetectorConfig::default()];
+    let configs = DetectorSetup::new(vec![DetectorConfig::default()]);
     let mut events = 0u64;
     for chain in &chains {
         events += store.tree_size(chain, Table::Events)?;
@@ -128,7 +128,7 @@ fn damage(store: &Store, chain: &ChainId) -> Result<()> {
 fn snapshot_one_segment_behind(
     store: &Store,
     chain: &ChainId,
-    configs: &[DetectorConfig],
+    configs: &DetectorSetup,
 ) -> Result<()> {
     let lines = store.manifest(chain)?;
     let last = lines
@@ -142,7 +142,7 @@ fn snapshot_one_segment_behind(
                 next_offset: last.first_offset,
                 events: last.first_seq,
                 written: chrono::Utc::now(),
-                state: Detectors::new(configs).save(),
+                state: configs.build().save(),
             },
         )
         .context("write a snapshot")

@@ -14,10 +14,29 @@
 //! partition: producers key messages by actor (or caller), as the event
 //! contract asks.
 
+mod count;
+mod hours;
+mod kinds;
+mod memory;
+mod policy;
 mod rate;
 pub mod reference;
+mod relations;
+#[cfg(test)]
+mod tests;
 
+pub use count::{CountConfig, CountDetector, CountParams};
+pub use hours::{OffHours, OffHoursConfig};
+pub use kinds::{Breadth, BreakGlass, DeniedBurst, NoRelationship, Volume};
+pub use policy::{
+    BulkExport, ConsentCheck, ConsentConfig, ExportConfig, Termination, TerminationConfig, Vip,
+    VipConfig,
+};
 pub use rate::{AccessRate, RateConfig};
+pub use reference::Reference;
+pub use relations::{Relation, Relations};
+
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -25,12 +44,28 @@ use serde::{Deserialize, Serialize};
 use crate::event::Event;
 use crate::metrics::metrics;
 
+/// What the detectors know about an event besides the event itself,
+/// worked out once per event by [`Detectors`].
+pub struct Context<'a> {
+    /// The reference tables in force.
+    pub reference: &'a Reference,
+    /// Event time in UTC.
+    pub time: DateTime<Utc>,
+    /// The actor's role and department: the event's, else the roster's.
+    pub role: Option<&'a str>,
+    pub dept: Option<&'a str>,
+    /// A stable hash of the patient pseudonym, if the event has one.
+    pub patient_key: Option<u64>,
+    /// How the actor stands to the patient, before this event.
+    pub relation: Relation,
+}
+
 /// One detector over the stream.
 pub trait Detector: Send {
     /// Stable name, used in findings and as a metric label.
     fn name(&self) -> &'static str;
     /// Updates state with `event`; appends a finding when it fires.
-    fn observe(&mut self, event: &Event, findings: &mut Vec<Finding>);
+    fn observe(&mut self, event: &Event, ctx: &Context, findings: &mut Vec<Finding>);
     /// Keys currently held.
     fn keys(&self) -> usize;
     /// Keys evicted so far to stay within the cap.
@@ -56,11 +91,23 @@ pub(crate) mod exact_f64 {
     }
 }
 
-/// The closed list of detector types the configuration may name.
+/// The closed list of detector types the configuration may name (a
+/// `[[detectors]]` table with `type = "..."`); each type's parameters and
+/// defaults are documented on its config struct and in docs/detection.md.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DetectorConfig {
     AccessRate(RateConfig),
+    Volume(CountConfig<Volume>),
+    Breadth(CountConfig<Breadth>),
+    NoRelationship(CountConfig<NoRelationship>),
+    DeniedBurst(CountConfig<DeniedBurst>),
+    BreakGlass(CountConfig<BreakGlass>),
+    OffHours(OffHoursConfig),
+    Vip(VipConfig),
+    Termination(TerminationConfig),
+    BulkExport(ExportConfig),
+    Consent(ConsentConfig),
 }
 
 impl Default for DetectorConfig {
@@ -70,15 +117,52 @@ impl Default for DetectorConfig {
 }
 
 impl DetectorConfig {
+    /// One detector of every access type with its defaults: the set a
+    /// deployment starts from.
+    pub fn access_defaults() -> Vec<DetectorConfig> {
+        vec![
+            DetectorConfig::Volume(Default::default()),
+            DetectorConfig::Breadth(Default::default()),
+            DetectorConfig::NoRelationship(Default::default()),
+            DetectorConfig::DeniedBurst(Default::default()),
+            DetectorConfig::BreakGlass(Default::default()),
+            DetectorConfig::OffHours(Default::default()),
+            DetectorConfig::Vip(Default::default()),
+            DetectorConfig::Termination(Default::default()),
+            DetectorConfig::BulkExport(Default::default()),
+            DetectorConfig::Consent(Default::default()),
+        ]
+    }
+
     pub fn build(&self) -> Box<dyn Detector> {
         match self {
             DetectorConfig::AccessRate(c) => Box::new(AccessRate::new(c.clone())),
+            DetectorConfig::Volume(c) => Box::new(CountDetector::new(c)),
+            DetectorConfig::Breadth(c) => Box::new(CountDetector::new(c)),
+            DetectorConfig::NoRelationship(c) => Box::new(CountDetector::new(c)),
+            DetectorConfig::DeniedBurst(c) => Box::new(CountDetector::new(c)),
+            DetectorConfig::BreakGlass(c) => Box::new(CountDetector::new(c)),
+            DetectorConfig::OffHours(c) => Box::new(OffHours::new(c)),
+            DetectorConfig::Vip(c) => Box::new(Vip::new(c)),
+            DetectorConfig::Termination(c) => Box::new(Termination::new(c)),
+            DetectorConfig::BulkExport(c) => Box::new(BulkExport::new(c)),
+            DetectorConfig::Consent(c) => Box::new(ConsentCheck::new(c)),
         }
     }
 
     pub fn validate(&self, at: &str, problems: &mut Vec<String>) {
         match self {
             DetectorConfig::AccessRate(c) => c.validate(at, problems),
+            DetectorConfig::Volume(c) => c.validate(at, problems),
+            DetectorConfig::Breadth(c) => c.validate(at, problems),
+            DetectorConfig::NoRelationship(c) => c.validate(at, problems),
+            DetectorConfig::DeniedBurst(c) => c.validate(at, problems),
+            DetectorConfig::BreakGlass(c) => c.validate(at, problems),
+            DetectorConfig::OffHours(c) => c.validate(at, problems),
+            DetectorConfig::BulkExport(c) => c.validate(at, problems),
+            DetectorConfig::Vip(_)
+            | DetectorConfig::Termination(_)
+            | DetectorConfig::Consent(_) => {}
         }
     }
 }
@@ -116,34 +200,65 @@ pub struct Finding {
     pub evidence_total: u64,
 }
 
-/// All configured detectors of one chain, fed in order.
+/// What every chain's [`Detectors`] are built from: the configured list
+/// and the reference tables in force.
+#[derive(Debug, Clone, Default)]
+pub struct DetectorSetup {
+    pub configs: Vec<DetectorConfig>,
+    pub reference: Arc<Reference>,
+}
+
+impl DetectorSetup {
+    pub fn new(configs: Vec<DetectorConfig>) -> Self {
+        DetectorSetup {
+            configs,
+            reference: Arc::default(),
+        }
+    }
+
+    pub fn build(&self) -> Detectors {
+        Detectors::new(&self.configs, self.reference.clone())
+    }
+}
+
+/// All configured detectors of one chain, fed in order, with what they
+/// share: the reference tables and the learned treatment relationships.
 pub struct Detectors {
     configs: Vec<DetectorConfig>,
     list: Vec<Box<dyn Detector>>,
+    reference: Arc<Reference>,
+    relations: Relations,
     findings: Vec<Finding>,
     /// Identifies the configuration a saved state belongs to.
     config_id: String,
     /// Evictions already added to the metric, per detector.
     reported_evictions: Vec<u64>,
+    reported_relations: u64,
 }
 
 impl Detectors {
-    pub fn new(configs: &[DetectorConfig]) -> Self {
+    pub fn new(configs: &[DetectorConfig], reference: Arc<Reference>) -> Self {
         let config_json = serde_json::to_vec(configs).unwrap_or_default();
         Detectors {
             configs: configs.to_vec(),
             list: configs.iter().map(DetectorConfig::build).collect(),
+            reference,
+            relations: Relations::default(),
             findings: Vec::new(),
             config_id: blake3::hash(&config_json).to_hex()[..16].to_owned(),
             reported_evictions: vec![0; configs.len()],
+            reported_relations: 0,
         }
+    }
+
+    /// Replaces the reference tables (after a reload).
+    pub fn set_reference(&mut self, reference: Arc<Reference>) {
+        self.reference = reference;
     }
 
     /// Feeds one event to every detector and returns what they found.
     pub fn observe(&mut self, event: &Event) -> std::vec::Drain<'_, Finding> {
-        for d in &mut self.list {
-            d.observe(event, &mut self.findings);
-        }
+        self.feed(event);
         for f in &self.findings {
             metrics().findings.with_label_values(&[&f.detector]).inc();
         }
@@ -153,10 +268,35 @@ impl Detectors {
     /// Feeds one event without keeping findings: state rebuilt from the
     /// ledger, whose findings were raised when the events first came.
     pub fn replay(&mut self, event: &Event) {
-        for d in &mut self.list {
-            d.observe(event, &mut self.findings);
-        }
+        self.feed(event);
         self.findings.clear();
+    }
+
+    fn feed(&mut self, event: &Event) {
+        let time = event.time.with_timezone(&Utc);
+        let staff = self.reference.staff(&event.actor.id);
+        let role = event
+            .actor
+            .role
+            .as_deref()
+            .or_else(|| staff.and_then(|s| s.role.as_deref()));
+        let dept = event
+            .actor
+            .dept
+            .as_deref()
+            .or_else(|| staff.and_then(|s| s.dept.as_deref()));
+        let ctx = Context {
+            reference: &self.reference,
+            time,
+            role,
+            dept,
+            patient_key: event.patient().map(|p| memory::key_hash(&[p])),
+            relation: self.relations.classify(event, dept, &self.reference, time),
+        };
+        for d in &mut self.list {
+            d.observe(event, &ctx, &mut self.findings);
+        }
+        self.relations.learn(event, dept);
     }
 
     /// Every detector's state, tagged with the configuration.
@@ -164,6 +304,7 @@ impl Detectors {
         serde_json::json!({
             "config": self.config_id,
             "detectors": self.list.iter().map(|d| d.save()).collect::<Vec<_>>(),
+            "relations": self.relations.save(),
         })
     }
 
@@ -190,8 +331,12 @@ impl Detectors {
                 .map_err(|e| format!("{}: {e}", rebuilt.name()))?;
             fresh.push(rebuilt);
         }
+        let mut relations = Relations::default();
+        relations.load(m.remove("relations").unwrap_or_default())?;
         self.list = fresh;
+        self.relations = relations;
         self.reported_evictions = self.list.iter().map(|d| d.evictions()).collect();
+        self.reported_relations = self.relations.forgotten();
         Ok(())
     }
 
@@ -208,6 +353,15 @@ impl Detectors {
                 .inc_by(delta);
             keys.push((d.name(), d.keys()));
         }
+        let delta = self
+            .relations
+            .forgotten()
+            .saturating_sub(self.reported_relations);
+        self.reported_relations = self.relations.forgotten();
+        m.detector_evictions
+            .with_label_values(&["relations"])
+            .inc_by(delta);
+        keys.push(("relations", self.relations.keys()));
         keys
     }
 }

@@ -231,7 +231,7 @@ impl Detector for AccessRate {
         "access_rate"
     }
 
-    fn observe(&mut self, event: &Event, findings: &mut Vec<Finding>) {
+    fn observe(&mut self, event: &Event, _: &super::Context, findings: &mut Vec<Finding>) {
         if event.kind() != Kind::Access {
             return;
         }

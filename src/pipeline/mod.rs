@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::dedup::IdWindow;
 use crate::alert::{Alert, Alerter};
-use crate::detect::{DetectorConfig, Detectors};
+use crate::detect::{DetectorConfig, DetectorSetup, Detectors, Reference};
 use crate::event::{Decoder, Kind, Reject, RejectReason, RejectSealer, SealError};
 use crate::failpoint;
 use crate::ledger::checkpoint::NoteSigner;
@@ -141,7 +141,7 @@ pub struct Pipeline {
     decoder: Decoder,
     store: Store,
     chains: HashMap<ChainId, ChainState>,
-    detectors: Vec<DetectorConfig>,
+    detectors: DetectorSetup,
     continuity: Continuity,
     alerter: Alerter,
     dead_letters: Option<DeadLetters>,
@@ -173,7 +173,7 @@ impl Pipeline {
             decoder,
             store,
             chains: HashMap::new(),
-            detectors,
+            detectors: DetectorSetup::new(detectors),
             continuity: Continuity::default(),
             alerter,
             dead_letters,
@@ -184,6 +184,21 @@ impl Pipeline {
             summary: Summary::default(),
             accepted: Kind::ALL.map(|k| m.events_accepted.with_label_values(&[k.as_str()])),
         }
+    }
+
+    /// Judges events against these reference tables (replaced on every
+    /// chain by [`Pipeline::set_reference`]).
+    pub fn with_reference(mut self, reference: Arc<Reference>) -> Self {
+        self.detectors.reference = reference;
+        self
+    }
+
+    /// Swaps in reloaded reference tables for every chain.
+    pub fn set_reference(&mut self, reference: Arc<Reference>) {
+        for state in self.chains.values_mut() {
+            state.detectors.set_reference(reference.clone());
+        }
+        self.detectors.reference = reference;
     }
 
     /// Signs checkpoints with this policy.
@@ -643,7 +658,7 @@ fn note_checkpoints(written: usize) {
 pub fn open_chains(
     store: &Store,
     chains: &[ChainId],
-    configs: &[DetectorConfig],
+    setup: &DetectorSetup,
     continuity: Continuity,
 ) -> Vec<Result<Opened, LedgerError>> {
     let threads = std::thread::available_parallelism()
@@ -658,7 +673,7 @@ pub fn open_chains(
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(chain) = chains.get(i) else { return };
-                    let opened = open_chain(store, chain, configs, continuity);
+                    let opened = open_chain(store, chain, setup, continuity);
                     if let Ok(mut slot) = results[i].lock() {
                         *slot = Some(opened);
                     }
@@ -698,7 +713,7 @@ pub struct Opened {
 pub fn open_chain(
     store: &Store,
     chain: &ChainId,
-    configs: &[DetectorConfig],
+    setup: &DetectorSetup,
     continuity: Continuity,
 ) -> Result<Opened, LedgerError> {
     let started = Instant::now();
@@ -708,7 +723,7 @@ pub fn open_chain(
         apply_retention(&mut writer, keep)?;
     }
 
-    let mut detectors = Detectors::new(configs);
+    let mut detectors = setup.build();
     let mut from = 0;
     match store.read_snapshot(chain) {
         Ok(None) => {}
@@ -728,7 +743,7 @@ pub fn open_chain(
         tracing::warn!(chain = %chain, from, newest,
             "the detector state is older than the replay limit (store.replay_max_events): \
              replaying the newest events only, so baselines are rebuilt from part of the history");
-        detectors = Detectors::new(configs);
+        detectors = setup.build();
         from = newest;
     }
     let mut bad = 0u64;

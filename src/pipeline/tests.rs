@@ -40,13 +40,16 @@ fn store_with_events(dir: &std::path::Path) -> (Store, Vec<crate::event::Event>)
     (store, events)
 }
 
-fn configs() -> Vec<DetectorConfig> {
-    vec![DetectorConfig::default()]
+/// Every detector type, so snapshots and replays cover all their states.
+fn setup() -> DetectorSetup {
+    let mut configs = DetectorConfig::access_defaults();
+    configs.push(DetectorConfig::default());
+    DetectorSetup::new(configs)
 }
 
 /// The state detectors reach on `events`, saved.
 fn state_after(events: &[crate::event::Event]) -> serde_json::Value {
-    let mut d = Detectors::new(&configs());
+    let mut d = setup().build();
     for e in events {
         d.replay(e);
     }
@@ -69,7 +72,7 @@ fn snapshot(store: &Store, next_offset: i64, state: serde_json::Value) {
 }
 
 fn restored(store: &Store, continuity: Continuity) -> Opened {
-    open_chain(store, &chain(), &configs(), continuity).unwrap()
+    open_chain(store, &chain(), &setup(), continuity).unwrap()
 }
 
 #[test]
@@ -118,7 +121,7 @@ fn unusable_snapshots_fall_back_to_a_replay() {
         window_secs: 30,
         ..Default::default()
     })];
-    let mut d = Detectors::new(&other);
+    let mut d = DetectorSetup::new(other).build();
     d.replay(&events[0]);
     snapshot(&store, 600, d.save());
     assert_eq!(

@@ -177,6 +177,11 @@ impl Reference {
             .is_some_and(|list| list.iter().any(|a| a.covers(actor, dept, at)))
     }
 
+    /// Whether the care-team table assigns the patient to anyone, ever.
+    pub fn has_care(&self, patient: &str) -> bool {
+        self.care.contains_key(patient)
+    }
+
     /// The consent in force for a patient and purpose at `at`.
     pub fn consent(&self, patient: &str, purpose: &str, at: DateTime<Utc>) -> Consent {
         let key = (patient.to_owned(), purpose.to_owned());

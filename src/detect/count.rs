@@ -1,0 +1,446 @@
+//! Windowed counts per actor against the actor's own baseline and their
+//! peer group's: the engine behind `volume`, `breadth`, `no_relationship`,
+//! `denied_burst` and `break_glass`.
+//!
+//! Model: in each event-time window (tumbling, aligned to the epoch) an
+//! actor does some amount of a thing — accesses, distinct patients opened,
+//! patients opened without a treatment relationship, denied accesses,
+//! break-the-glass accesses. How much is normal depends on who they are
+//! (an emergency physician opens many more charts than a cardiology
+//! nurse) and, for volume, on the time of the week. So each actor has
+//!
+//! - an **own baseline**: a robust running mean and variance
+//!   ([`Baseline`]) of their count in the windows in which they were active
+//!   at all (a window with no access of any kind teaches nothing: absence
+//!   is the off-hours detector's business), optionally one per part of the
+//!   week (`seasonal`: 6-hour day parts × weekday/weekend);
+//! - a **peer baseline**: the same over every active window of every actor
+//!   with the same role and department (from the event, else the roster).
+//!
+//! A window fires once, as soon as its running count `c` reaches
+//! `min_count` and `score = min(own z, peer z) >= threshold`, where
+//! `z = (c - mean) / spread` and spread is at least the Poisson spread of
+//! the mean. Taking the smaller z means the count must be unusual against
+//! both references that are warm (own: `warmup_windows` windows; peers:
+//! `peer_warmup` actor-windows), so an actor whose own habit is wide is
+//! not flagged because their peers are narrower, and a new hire without
+//! history is judged against their peers. With neither warm it cannot fire.
+//!
+//! Bounds: at most `max_actors` actors (the least recently active tenth is
+//! evicted when full), at most 10,000 peer groups, at most
+//! `max_evidence` evidence ids per window, and distinct counts stop at 4096
+//! per window (enough to fire).
+
+use std::collections::{BTreeSet, HashMap};
+use std::marker::PhantomData;
+
+use serde::{Deserialize, Serialize};
+
+use super::memory::{Baseline, key_hash};
+use super::{Context, Finding, Severity};
+use crate::event::Event;
+
+/// Peer groups held at most; actors of further groups have no peers.
+const MAX_GROUPS: usize = 10_000;
+/// Distinct keys counted per actor and window at most.
+const MAX_DISTINCT: usize = 4096;
+
+/// What one event adds to its actor's window.
+pub enum Measure {
+    /// Not an event this detector looks at (the window is not touched).
+    Skip,
+    /// The actor was active; nothing to count.
+    Touch,
+    /// Count this much.
+    Add(u32),
+    /// Count this key once per window (distinct counting).
+    Distinct(u64),
+}
+
+/// The per-detector part: what is counted and how it is described.
+pub trait CountKind: Send + 'static {
+    const NAME: &'static str;
+    /// The defaults of the detector's parameters.
+    fn defaults() -> CountParams;
+    fn measure(event: &Event, ctx: &Context) -> Measure;
+    /// "41 distinct patients" for a count of 41.
+    fn describe(count: u32) -> String;
+}
+
+/// Parameters shared by every count detector (defaults differ per type).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountParams {
+    /// Window length in seconds.
+    pub window_secs: u64,
+    /// Score (in spreads above the mean) at which a window fires.
+    pub threshold: f64,
+    /// Smallest count that can ever fire.
+    pub min_count: u32,
+    /// EWMA weight of a new window in the actor's own baseline.
+    pub alpha: f64,
+    /// Active windows of an actor's history before their own baseline counts.
+    pub warmup_windows: u32,
+    /// EWMA weight of a new actor-window in the peer baseline.
+    pub peer_alpha: f64,
+    /// Actor-windows of a peer group before the peer baseline counts.
+    pub peer_warmup: u32,
+    /// Keep one own baseline per part of the week (4 day parts ×
+    /// weekday/weekend) besides the overall one.
+    pub seasonal: bool,
+    /// Actors held at most.
+    pub max_actors: usize,
+    /// Evidence event ids kept per finding.
+    pub max_evidence: usize,
+}
+
+/// A count detector's configuration: [`CountParams`] with the defaults of
+/// detector type `K`.
+#[derive(Serialize, Deserialize)]
+#[serde(transparent, bound = "")]
+pub struct CountConfig<K: CountKind> {
+    pub params: CountParamsSer,
+    #[serde(skip)]
+    kind: PhantomData<K>,
+}
+
+/// [`CountParams`] with every key optional in the file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CountParamsSer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_count: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_windows: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_alpha: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_warmup: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seasonal: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_actors: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_evidence: Option<usize>,
+}
+
+impl<K: CountKind> Clone for CountConfig<K> {
+    fn clone(&self) -> Self {
+        CountConfig {
+            params: self.params,
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<K: CountKind> Default for CountConfig<K> {
+    fn default() -> Self {
+        CountConfig {
+            params: CountParamsSer::default(),
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<K: CountKind> std::fmt::Debug for CountConfig<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.resolved().fmt(f)
+    }
+}
+
+impl<K: CountKind> CountConfig<K> {
+    /// The parameters, with the type's defaults where the file is silent.
+    pub fn resolved(&self) -> CountParams {
+        let d = K::defaults();
+        let p = &self.params;
+        CountParams {
+            window_secs: p.window_secs.unwrap_or(d.window_secs),
+            threshold: p.threshold.unwrap_or(d.threshold),
+            min_count: p.min_count.unwrap_or(d.min_count),
+            alpha: p.alpha.unwrap_or(d.alpha),
+            warmup_windows: p.warmup_windows.unwrap_or(d.warmup_windows),
+            peer_alpha: p.peer_alpha.unwrap_or(d.peer_alpha),
+            peer_warmup: p.peer_warmup.unwrap_or(d.peer_warmup),
+            seasonal: p.seasonal.unwrap_or(d.seasonal),
+            max_actors: p.max_actors.unwrap_or(d.max_actors),
+            max_evidence: p.max_evidence.unwrap_or(d.max_evidence),
+        }
+    }
+
+    pub fn validate(&self, at: &str, problems: &mut Vec<String>) {
+        let p = self.resolved();
+        if p.window_secs == 0 || p.window_secs > 7 * 86_400 {
+            problems.push(format!("{at}.window_secs must be between 1 and 604800"));
+        }
+        if !(p.threshold > 0.0 && p.threshold.is_finite()) {
+            problems.push(format!("{at}.threshold must be a positive number"));
+        }
+        if p.min_count == 0 {
+            problems.push(format!("{at}.min_count must be at least 1"));
+        }
+        for (name, a) in [("alpha", p.alpha), ("peer_alpha", p.peer_alpha)] {
+            if !(a > 0.0 && a < 1.0) {
+                problems.push(format!("{at}.{name} must be between 0 and 1 (exclusive)"));
+            }
+        }
+        if p.max_actors == 0 {
+            problems.push(format!("{at}.max_actors must be at least 1"));
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ActorCount {
+    window: i64,
+    count: u32,
+    fired: bool,
+    /// Peer group of the current window (0: none).
+    group: u64,
+    /// Keys counted in the current window (ordered, so equal states save
+    /// to equal bytes).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    distinct: BTreeSet<u64>,
+    evidence: Vec<String>,
+    own: Baseline,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    slots: Vec<Baseline>,
+}
+
+/// A count detector of type `K`.
+pub struct CountDetector<K: CountKind> {
+    p: CountParams,
+    actors: HashMap<String, ActorCount>,
+    peers: HashMap<u64, Baseline>,
+    evictions: u64,
+    kind: PhantomData<K>,
+}
+
+/// The part of the week of a window start: 4 day parts × weekday/weekend.
+fn slot_of(secs: i64) -> usize {
+    let day = secs.div_euclid(86_400);
+    // 1970-01-01 was a Thursday: day 2 (Sat) and 3 (Sun) of each week.
+    let weekend = matches!(day.rem_euclid(7), 2 | 3);
+    let part = (secs.rem_euclid(86_400) / 21_600) as usize;
+    part + if weekend { 4 } else { 0 }
+}
+
+impl<K: CountKind> CountDetector<K> {
+    pub fn new(cfg: &CountConfig<K>) -> Self {
+        CountDetector {
+            p: cfg.resolved(),
+            actors: HashMap::new(),
+            peers: HashMap::new(),
+            evictions: 0,
+            kind: PhantomData,
+        }
+    }
+
+    /// Drops the least recently active tenth of the actors.
+    fn evict(&mut self) {
+        let mut order: Vec<(i64, &String)> =
+            self.actors.iter().map(|(k, s)| (s.window, k)).collect();
+        let k = (order.len() / 10).max(1);
+        order.select_nth_unstable(k - 1);
+        let victims: Vec<String> = order[..k].iter().map(|(_, id)| (*id).clone()).collect();
+        for id in &victims {
+            self.actors.remove(id);
+        }
+        self.evictions += victims.len() as u64;
+    }
+
+    /// Folds the actor's finished window into their baselines and their
+    /// peers', and starts window `w`.
+    fn close(p: &CountParams, peers: &mut HashMap<u64, Baseline>, s: &mut ActorCount, w: i64) {
+        let x = f64::from(s.count);
+        s.own.learn(x, p.alpha, p.threshold);
+        if p.seasonal {
+            if s.slots.is_empty() {
+                s.slots = vec![Baseline::default(); 8];
+            }
+            let slot = slot_of(s.window * p.window_secs as i64);
+            s.slots[slot].learn(x, p.alpha, p.threshold);
+        }
+        if s.group != 0 && (peers.len() < MAX_GROUPS || peers.contains_key(&s.group)) {
+            peers
+                .entry(s.group)
+                .or_default()
+                .learn(x, p.peer_alpha, p.threshold);
+        }
+        s.window = w;
+        s.count = 0;
+        s.fired = false;
+        s.distinct.clear();
+        s.evidence.clear();
+    }
+}
+
+impl<K: CountKind> super::Detector for CountDetector<K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+
+    fn observe(&mut self, event: &Event, ctx: &Context, findings: &mut Vec<Finding>) {
+        let m = K::measure(event, ctx);
+        if matches!(m, Measure::Skip) {
+            return;
+        }
+        let secs = ctx.time.timestamp();
+        let w = secs.div_euclid(self.p.window_secs as i64);
+        if !self.actors.contains_key(&event.actor.id) && self.actors.len() >= self.p.max_actors {
+            self.evict();
+        }
+        let p = &self.p;
+        let s = self
+            .actors
+            .entry(event.actor.id.clone())
+            .or_insert_with(|| ActorCount {
+                window: w,
+                count: 0,
+                fired: false,
+                group: 0,
+                distinct: BTreeSet::new(),
+                evidence: Vec::new(),
+                own: Baseline::default(),
+                slots: Vec::new(),
+            });
+        // A late event (an earlier window) counts in the current one.
+        if w > s.window {
+            Self::close(p, &mut self.peers, s, w);
+        }
+        if let (Some(role), Some(dept)) = (ctx.role, ctx.dept) {
+            s.group = key_hash(&[role, dept]);
+        }
+        let added = match m {
+            Measure::Skip | Measure::Touch => false,
+            Measure::Add(n) => {
+                s.count = s.count.saturating_add(n);
+                n > 0
+            }
+            Measure::Distinct(key) => {
+                s.distinct.len() < MAX_DISTINCT && s.distinct.insert(key) && {
+                    s.count += 1;
+                    true
+                }
+            }
+        };
+        if !added {
+            return;
+        }
+        if s.evidence.len() < p.max_evidence {
+            s.evidence.push(event.id.clone());
+        }
+        if s.fired || s.count < p.min_count {
+            return;
+        }
+        let c = f64::from(s.count);
+        let own = match s.slots.get(slot_of(s.window * p.window_secs as i64)) {
+            Some(slot) if slot.n >= p.warmup_windows => Some(*slot),
+            _ => (s.own.n >= p.warmup_windows).then_some(s.own),
+        };
+        let peer = self
+            .peers
+            .get(&s.group)
+            .filter(|b| s.group != 0 && b.n >= p.peer_warmup)
+            .copied();
+        let score = match (own, peer) {
+            (None, None) => return,
+            (Some(o), None) => o.score(c),
+            (None, Some(q)) => q.score(c),
+            (Some(o), Some(q)) => o.score(c).min(q.score(c)),
+        };
+        if score < p.threshold {
+            return;
+        }
+        s.fired = true;
+        let mut reason = format!("{} in {}", K::describe(s.count), span(p.window_secs));
+        if let Some(o) = own {
+            reason += &format!("; own usual {:.1} ± {:.1}", o.mean, o.var.sqrt());
+        }
+        match (peer, ctx.role, ctx.dept) {
+            (Some(q), Some(r), Some(d)) => {
+                reason += &format!("; peers ({r}, {d}) {:.1} ± {:.1}", q.mean, q.var.sqrt());
+            }
+            _ => reason += "; no peer baseline",
+        }
+        reason += &format!(" (score {score:.1})");
+        let expected = match (own, peer) {
+            (Some(o), Some(q)) => o.mean.max(q.mean),
+            (Some(b), None) | (None, Some(b)) => b.mean,
+            (None, None) => 0.0,
+        };
+        let start = chrono::DateTime::from_timestamp(s.window * p.window_secs as i64, 0)
+            .unwrap_or_default();
+        findings.push(Finding {
+            detector: K::NAME.to_owned(),
+            severity: if score >= 2.0 * p.threshold {
+                Severity::High
+            } else {
+                Severity::Medium
+            },
+            actor: event.actor.id.clone(),
+            patient: None,
+            window_start: start,
+            window_end: start + chrono::Duration::seconds(p.window_secs as i64),
+            score,
+            observed: c,
+            expected,
+            summary: reason,
+            evidence: s.evidence.clone(),
+            evidence_total: u64::from(s.count),
+        });
+    }
+
+    fn keys(&self) -> usize {
+        self.actors.len()
+    }
+
+    fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    fn save(&self) -> serde_json::Value {
+        let actors: std::collections::BTreeMap<&String, &ActorCount> = self.actors.iter().collect();
+        let peers: std::collections::BTreeMap<String, &Baseline> =
+            self.peers.iter().map(|(k, v)| (k.to_string(), v)).collect();
+        serde_json::json!({ "actors": actors, "peers": peers, "evictions": self.evictions })
+    }
+
+    fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
+        #[derive(Deserialize)]
+        struct Saved {
+            actors: HashMap<String, ActorCount>,
+            peers: HashMap<String, Baseline>,
+            evictions: u64,
+        }
+        let saved: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        self.actors = saved.actors;
+        self.peers = saved
+            .peers
+            .into_iter()
+            .map(|(k, v)| {
+                k.parse()
+                    .map(|k| (k, v))
+                    .map_err(|_| "bad peer key".to_owned())
+            })
+            .collect::<Result<_, _>>()?;
+        self.evictions = saved.evictions;
+        Ok(())
+    }
+}
+
+/// "10 min", "1 h", "90 s".
+pub fn span(secs: u64) -> String {
+    if secs % 3600 == 0 {
+        format!("{} h", secs / 3600)
+    } else if secs % 60 == 0 {
+        format!("{} min", secs / 60)
+    } else {
+        format!("{secs} s")
+    }
+}

@@ -1,0 +1,264 @@
+//! `off_hours`: activity at hours where the actor's own history is near
+//! zero.
+//!
+//! Model: each actor has a habit of hours. custos keeps, per actor, a
+//! 24-slot histogram of the hours (of the day, UTC — the habit is the
+//! actor's own, so the time zone does not matter) in which they were
+//! active, one count per active hour and day, decayed by `decay` per day
+//! so the habit follows shift changes within weeks. An hour `h` is off
+//! hours for the actor when their history covers at least `min_days`
+//! active days and every hour within `gap_hours` of `h` has a share of the
+//! active days below `max_share`. The gap requirement is what separates
+//! the middle of the night from overtime at the edge of a shift.
+//!
+//! It fires once per off-hours run (activity with no break longer than an
+//! hour) when the run reaches `min_events` accesses, so one stray login
+//! does not alert. An actor with too little history (a new hire) cannot
+//! fire: their habit is not known yet.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Context, Detector, Finding, Severity};
+use crate::event::{Body, Event};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OffHoursConfig {
+    /// Active days of history needed before an actor can fire.
+    pub min_days: f64,
+    /// Share of active days below which an hour counts as unused.
+    pub max_share: f64,
+    /// Hours on each side of the event's hour that must be unused too.
+    pub gap_hours: u32,
+    /// Accesses in one off-hours run at which it fires.
+    pub min_events: u32,
+    /// Daily decay of the histogram (0 < decay <= 1).
+    pub decay: f64,
+    pub max_actors: usize,
+    pub max_evidence: usize,
+}
+
+impl Default for OffHoursConfig {
+    fn default() -> Self {
+        OffHoursConfig {
+            min_days: 3.0,
+            max_share: 0.05,
+            gap_hours: 2,
+            min_events: 5,
+            decay: 0.97,
+            max_actors: 200_000,
+            max_evidence: 20,
+        }
+    }
+}
+
+impl OffHoursConfig {
+    pub fn validate(&self, at: &str, problems: &mut Vec<String>) {
+        if !(self.decay > 0.0 && self.decay <= 1.0) {
+            problems.push(format!("{at}.decay must be in (0, 1]"));
+        }
+        if !(self.max_share > 0.0 && self.max_share < 1.0) {
+            problems.push(format!("{at}.max_share must be between 0 and 1"));
+        }
+        if self.gap_hours > 11 || self.min_events == 0 || self.max_actors == 0 {
+            problems.push(format!(
+                "{at}: gap_hours must be at most 11, min_events and max_actors at least 1"
+            ));
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Habit {
+    /// Finished active days seen, decayed.
+    #[serde(with = "super::exact_f64")]
+    days: f64,
+    /// Per hour of day: finished days with activity in that hour, decayed.
+    hours: Vec<f32>,
+    /// Current day and the hours already counted in it (bit per hour).
+    day: i64,
+    day_hours: u32,
+    /// The current off-hours run: last event second, accesses, fired.
+    run_last: i64,
+    run_count: u32,
+    run_fired: bool,
+    evidence: Vec<String>,
+}
+
+pub struct OffHours {
+    cfg: OffHoursConfig,
+    actors: HashMap<String, Habit>,
+    evictions: u64,
+}
+
+impl OffHours {
+    pub fn new(cfg: &OffHoursConfig) -> Self {
+        OffHours {
+            cfg: cfg.clone(),
+            actors: HashMap::new(),
+            evictions: 0,
+        }
+    }
+
+    fn evict(&mut self) {
+        let mut order: Vec<(i64, &String)> =
+            self.actors.iter().map(|(k, s)| (s.run_last, k)).collect();
+        let k = (order.len() / 10).max(1);
+        order.select_nth_unstable(k - 1);
+        let victims: Vec<String> = order[..k].iter().map(|(_, id)| (*id).clone()).collect();
+        for id in &victims {
+            self.actors.remove(id);
+        }
+        self.evictions += victims.len() as u64;
+    }
+}
+
+impl Habit {
+    /// Whether hour `h` and its neighbours are unused in this history.
+    fn unusual(&self, h: usize, cfg: &OffHoursConfig) -> bool {
+        if self.days < cfg.min_days {
+            return false;
+        }
+        let g = cfg.gap_hours as usize;
+        (0..=2 * g).all(|i| {
+            let hour = (h + 24 + i - g) % 24;
+            f64::from(self.hours[hour]) / self.days < cfg.max_share
+        })
+    }
+
+    /// Records activity in hour `h` of day `day`. A day enters the
+    /// history when it is over, so an event is never judged against its
+    /// own day.
+    fn learn(&mut self, day: i64, h: usize, decay: f64) {
+        if day > self.day {
+            if self.day_hours != 0 {
+                self.days += 1.0;
+                for (i, x) in self.hours.iter_mut().enumerate() {
+                    if self.day_hours & (1 << i) != 0 {
+                        *x += 1.0;
+                    }
+                }
+            }
+            let factor = decay.powi((day - self.day).min(1000) as i32);
+            self.days *= factor;
+            for x in &mut self.hours {
+                *x = (f64::from(*x) * factor) as f32;
+            }
+            self.day = day;
+            self.day_hours = 0;
+        }
+        self.day_hours |= 1 << h;
+    }
+}
+
+impl Detector for OffHours {
+    fn name(&self) -> &'static str {
+        "off_hours"
+    }
+
+    fn observe(&mut self, event: &Event, ctx: &Context, findings: &mut Vec<Finding>) {
+        if !matches!(event.body, Body::Access(_)) {
+            return;
+        }
+        let secs = ctx.time.timestamp();
+        let (day, h) = (
+            secs.div_euclid(86_400),
+            (secs.rem_euclid(86_400) / 3600) as usize,
+        );
+        if !self.actors.contains_key(&event.actor.id) && self.actors.len() >= self.cfg.max_actors {
+            self.evict();
+        }
+        let cfg = &self.cfg;
+        let s = self
+            .actors
+            .entry(event.actor.id.clone())
+            .or_insert_with(|| Habit {
+                days: 0.0,
+                hours: vec![0.0; 24],
+                day: day - 1,
+                day_hours: 0,
+                run_last: i64::MIN,
+                run_count: 0,
+                run_fired: false,
+                evidence: Vec::new(),
+            });
+        // Judged against the history before this event's day was learned.
+        let unusual = s.unusual(h, cfg);
+        if unusual {
+            if secs.saturating_sub(s.run_last) > 3600 {
+                s.run_count = 0;
+                s.run_fired = false;
+                s.evidence.clear();
+            }
+            s.run_last = secs;
+            s.run_count += 1;
+            if s.evidence.len() < cfg.max_evidence {
+                s.evidence.push(event.id.clone());
+            }
+            if !s.run_fired && s.run_count >= cfg.min_events {
+                s.run_fired = true;
+                let share = f64::from(s.hours[h]) / s.days;
+                let usual: Vec<String> = (0..24)
+                    .filter(|&x| f64::from(s.hours[x]) / s.days >= cfg.max_share)
+                    .map(|x| format!("{x:02}"))
+                    .collect();
+                let summary = format!(
+                    "{} accesses at {h:02}:00 UTC, an hour active on {:.0}% of {:.0} days of history \
+                     (usual hours: {})",
+                    s.run_count,
+                    100.0 * share,
+                    s.days,
+                    if usual.is_empty() {
+                        "none".into()
+                    } else {
+                        usual.join(",")
+                    }
+                );
+                let start = chrono::DateTime::from_timestamp(secs - secs.rem_euclid(3600), 0)
+                    .unwrap_or_default();
+                findings.push(Finding {
+                    detector: "off_hours".into(),
+                    severity: Severity::Medium,
+                    actor: event.actor.id.clone(),
+                    patient: None,
+                    window_start: start,
+                    window_end: start + chrono::Duration::hours(1),
+                    score: 1.0 - share / cfg.max_share,
+                    observed: f64::from(s.run_count),
+                    expected: share * f64::from(cfg.min_events),
+                    summary,
+                    evidence: s.evidence.clone(),
+                    evidence_total: u64::from(s.run_count),
+                });
+            }
+        }
+        s.learn(day, h, cfg.decay);
+    }
+
+    fn keys(&self) -> usize {
+        self.actors.len()
+    }
+
+    fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    fn save(&self) -> serde_json::Value {
+        let actors: std::collections::BTreeMap<&String, &Habit> = self.actors.iter().collect();
+        serde_json::json!({ "actors": actors, "evictions": self.evictions })
+    }
+
+    fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
+        #[derive(Deserialize)]
+        struct Saved {
+            actors: HashMap<String, Habit>,
+            evictions: u64,
+        }
+        let s: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        self.actors = s.actors;
+        self.evictions = s.evictions;
+        Ok(())
+    }
+}

@@ -1,0 +1,168 @@
+//! The five count detectors: what each counts. The engine, its baselines
+//! and its firing rule are in [`super::count`].
+
+use super::count::{CountKind, CountParams, Measure};
+use super::{Context, Relation};
+use crate::event::{Body, Event};
+
+fn defaults() -> CountParams {
+    CountParams {
+        window_secs: 600,
+        threshold: 4.0,
+        min_count: 10,
+        alpha: 0.05,
+        warmup_windows: 12,
+        peer_alpha: 0.01,
+        peer_warmup: 30,
+        seasonal: false,
+        max_actors: 200_000,
+        max_evidence: 20,
+    }
+}
+
+/// `volume`: accesses per actor in a 10-minute window, against the actor's
+/// own baseline for that part of the week (seasonal) and their peers'.
+/// Fires on a burst of activity — scripted scraping, a compromised
+/// account, a user paging through charts — that is unusual both for this
+/// person at this time and for people in the same job.
+pub struct Volume;
+
+impl CountKind for Volume {
+    const NAME: &'static str = "volume";
+    fn defaults() -> CountParams {
+        CountParams {
+            min_count: 30,
+            threshold: 5.0,
+            seasonal: true,
+            ..defaults()
+        }
+    }
+    fn measure(event: &Event, _: &Context) -> Measure {
+        match event.body {
+            Body::Access(_) => Measure::Add(1),
+            _ => Measure::Skip,
+        }
+    }
+    fn describe(count: u32) -> String {
+        format!("{count} accesses")
+    }
+}
+
+/// `breadth`: distinct patients opened per actor in an hour, against the
+/// actor's own and their peers' usual breadth. An emergency physician's
+/// wide breadth is normal for emergency physicians; a ward nurse opening
+/// three times the charts of any ward nurse is not.
+pub struct Breadth;
+
+impl CountKind for Breadth {
+    const NAME: &'static str = "breadth";
+    fn defaults() -> CountParams {
+        CountParams {
+            window_secs: 3600,
+            min_count: 15,
+            threshold: 4.0,
+            ..defaults()
+        }
+    }
+    fn measure(event: &Event, ctx: &Context) -> Measure {
+        match &event.body {
+            Body::Access(a) if a.outcome == "success" => match ctx.patient_key {
+                Some(k) => Measure::Distinct(k),
+                None => Measure::Touch,
+            },
+            Body::Access(_) => Measure::Touch,
+            _ => Measure::Skip,
+        }
+    }
+    fn describe(count: u32) -> String {
+        format!("{count} distinct patients opened")
+    }
+}
+
+/// `no_relationship`: distinct patients opened in an hour that neither the
+/// actor nor the actor's department has treated before (see
+/// [`Relation`]), against the actor's and peers' usual number. Snooping
+/// on coworkers, neighbours, family or patients of other wards is a run
+/// of such accesses; departments whose work is to see new patients
+/// (emergency, registration, radiology) have high peer baselines.
+pub struct NoRelationship;
+
+impl CountKind for NoRelationship {
+    const NAME: &'static str = "no_relationship";
+    fn defaults() -> CountParams {
+        CountParams {
+            window_secs: 3600,
+            min_count: 4,
+            threshold: 4.0,
+            ..defaults()
+        }
+    }
+    fn measure(event: &Event, ctx: &Context) -> Measure {
+        match &event.body {
+            Body::Access(a) if a.outcome == "success" => match (ctx.relation, ctx.patient_key) {
+                (Relation::Unrelated | Relation::FirstSeen, Some(k)) => Measure::Distinct(k),
+                _ => Measure::Touch,
+            },
+            Body::Access(_) => Measure::Touch,
+            _ => Measure::Skip,
+        }
+    }
+    fn describe(count: u32) -> String {
+        format!("{count} patients opened with no treatment relationship")
+    }
+}
+
+/// `denied_burst`: denied accesses per actor in 10 minutes, against the
+/// actor's and peers' usual number. A run of refusals is probing: someone
+/// trying records they are not allowed to open.
+pub struct DeniedBurst;
+
+impl CountKind for DeniedBurst {
+    const NAME: &'static str = "denied_burst";
+    fn defaults() -> CountParams {
+        CountParams {
+            min_count: 6,
+            threshold: 4.0,
+            ..defaults()
+        }
+    }
+    fn measure(event: &Event, _: &Context) -> Measure {
+        match &event.body {
+            Body::Access(a) if a.outcome == "denied" => Measure::Add(1),
+            Body::Access(_) => Measure::Touch,
+            _ => Measure::Skip,
+        }
+    }
+    fn describe(count: u32) -> String {
+        format!("{count} denied accesses")
+    }
+}
+
+/// `break_glass`: emergency-access (`ETREAT`, break-the-glass) accesses
+/// per actor in a 12-hour shift, against the actor's and peers' usual
+/// number. Break-the-glass bypasses access control for emergencies; used
+/// as a habit it is a way around it.
+pub struct BreakGlass;
+
+impl CountKind for BreakGlass {
+    const NAME: &'static str = "break_glass";
+    fn defaults() -> CountParams {
+        CountParams {
+            window_secs: 43_200,
+            min_count: 4,
+            threshold: 4.0,
+            warmup_windows: 4,
+            ..defaults()
+        }
+    }
+    fn measure(event: &Event, _: &Context) -> Measure {
+        match &event.body {
+            Body::Access(a) if a.purpose.as_deref() == Some("ETREAT") => Measure::Add(1),
+            Body::Access(_) => Measure::Touch,
+            _ => Measure::Skip,
+        }
+    }
+    fn describe(count: u32) -> String {
+        format!("{count} break-the-glass (ETREAT) accesses")
+    }
+}

@@ -1,0 +1,481 @@
+//! Rule detectors over the reference tables: each event is judged against
+//! what the hospital knows (flagged patients, the roster, consents, the
+//! export allow-list) rather than against a learned baseline.
+//!
+//! - `vip`: a flagged (VIP, restricted, employee) patient opened by an
+//!   actor with no treatment relationship to them (see [`Relation`]);
+//!   one finding per actor, patient and `renotify_secs`.
+//! - `termination`: any event by an actor after their roster termination
+//!   time (critical), or before their hire time (high); one finding per
+//!   actor and `renotify_secs`.
+//! - `bulk_export`: records exported or printed per actor in a window to
+//!   destinations not on the allow-list (with no allow-list loaded, every
+//!   destination counts); fires once per window at `min_records`.
+//! - `consent`: a secondary-use access (`purposes`, default research and
+//!   marketing codes) to a patient whose consent for that purpose is
+//!   withdrawn, or absent, at the event's time; needs the consent table.
+//!
+//! State: recently fired keys ([`RecentSet`], bounded) and, for exports,
+//! a per-actor window sum (bounded like the count detectors).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::count::span;
+use super::memory::{RecentSet, key_hash};
+use super::reference::Consent;
+use super::{Context, Detector, Finding, Relation, Severity};
+use crate::event::{Body, Event};
+
+/// Fired keys remembered at most per rule detector.
+const MAX_FIRED: usize = 200_000;
+
+fn finding(
+    detector: &str,
+    severity: Severity,
+    event: &Event,
+    ctx: &Context,
+    window_secs: u64,
+    summary: String,
+) -> Finding {
+    let start = ctx.time;
+    Finding {
+        detector: detector.to_owned(),
+        severity,
+        actor: event.actor.id.clone(),
+        patient: event.patient().map(str::to_owned),
+        window_start: start,
+        window_end: start + chrono::Duration::seconds(window_secs as i64),
+        score: 1.0,
+        observed: 1.0,
+        expected: 0.0,
+        summary,
+        evidence: vec![event.id.clone()],
+        evidence_total: 1,
+    }
+}
+
+fn period(t: DateTime<Utc>, secs: u64) -> String {
+    t.timestamp().div_euclid(secs.max(1) as i64).to_string()
+}
+
+macro_rules! fired_state {
+    () => {
+        fn keys(&self) -> usize {
+            self.fired.len()
+        }
+        fn evictions(&self) -> u64 {
+            self.fired.forgotten()
+        }
+        fn save(&self) -> serde_json::Value {
+            self.fired.save()
+        }
+        fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
+            self.fired.load(state)
+        }
+    };
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VipConfig {
+    /// Seconds before the same actor and patient fire again.
+    pub renotify_secs: u64,
+}
+
+impl Default for VipConfig {
+    fn default() -> Self {
+        VipConfig {
+            renotify_secs: 86_400,
+        }
+    }
+}
+
+pub struct Vip {
+    cfg: VipConfig,
+    fired: RecentSet,
+}
+
+impl Vip {
+    pub fn new(cfg: &VipConfig) -> Self {
+        Vip {
+            cfg: cfg.clone(),
+            fired: RecentSet::new(MAX_FIRED),
+        }
+    }
+}
+
+impl Detector for Vip {
+    fn name(&self) -> &'static str {
+        "vip"
+    }
+
+    fn observe(&mut self, event: &Event, ctx: &Context, findings: &mut Vec<Finding>) {
+        let Body::Access(a) = &event.body else { return };
+        let Some(patient) = a.patient.as_deref() else {
+            return;
+        };
+        let Some(category) = ctx.reference.vip(patient) else {
+            return;
+        };
+        if matches!(ctx.relation, Relation::Treating) {
+            return;
+        }
+        let key = key_hash(&[
+            &event.actor.id,
+            patient,
+            &period(ctx.time, self.cfg.renotify_secs),
+        ]);
+        if !self.fired.insert(key) {
+            return;
+        }
+        let how = if a.outcome == "success" {
+            "opened"
+        } else {
+            "tried to open"
+        };
+        let summary = format!(
+            "{how} the chart of a {category} patient ({} {}) with no treatment relationship \
+             (not on the care team, never treated by the actor or their department)",
+            a.action,
+            a.purpose.as_deref().unwrap_or("no purpose"),
+        );
+        findings.push(finding("vip", Severity::High, event, ctx, 0, summary));
+    }
+
+    fired_state!();
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TerminationConfig {
+    /// Seconds before the same actor fires again.
+    pub renotify_secs: u64,
+}
+
+impl Default for TerminationConfig {
+    fn default() -> Self {
+        TerminationConfig {
+            renotify_secs: 3600,
+        }
+    }
+}
+
+pub struct Termination {
+    cfg: TerminationConfig,
+    fired: RecentSet,
+}
+
+impl Termination {
+    pub fn new(cfg: &TerminationConfig) -> Self {
+        Termination {
+            cfg: cfg.clone(),
+            fired: RecentSet::new(MAX_FIRED),
+        }
+    }
+}
+
+impl Detector for Termination {
+    fn name(&self) -> &'static str {
+        "termination"
+    }
+
+    fn observe(&mut self, event: &Event, ctx: &Context, findings: &mut Vec<Finding>) {
+        let Some(staff) = ctx.reference.staff(&event.actor.id) else {
+            return;
+        };
+        let (severity, summary) = match (staff.terminated, staff.hired) {
+            (Some(end), _) if ctx.time >= end => (
+                Severity::Critical,
+                format!(
+                    "{} by an account terminated {} before (at {})",
+                    what(event),
+                    ago(ctx.time - end),
+                    end.to_rfc3339()
+                ),
+            ),
+            (_, Some(start)) if ctx.time < start => (
+                Severity::High,
+                format!(
+                    "{} by an account whose holder starts {} later (hired {})",
+                    what(event),
+                    ago(start - ctx.time),
+                    start.to_rfc3339()
+                ),
+            ),
+            _ => return,
+        };
+        let key = key_hash(&[&event.actor.id, &period(ctx.time, self.cfg.renotify_secs)]);
+        if !self.fired.insert(key) {
+            return;
+        }
+        findings.push(finding("termination", severity, event, ctx, 0, summary));
+    }
+
+    fired_state!();
+}
+
+fn what(event: &Event) -> String {
+    match &event.body {
+        Body::Access(a) => format!("{} ({})", a.action, a.outcome),
+        Body::Inference(i) => format!("inference on {}", i.model_id),
+        Body::Lineage(l) => format!("lineage {}", l.op),
+    }
+}
+
+fn ago(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..120 => format!("{s} s"),
+        120..7200 => format!("{} min", s / 60),
+        7200..172_800 => format!("{} h", s / 3600),
+        _ => format!("{} days", s / 86_400),
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    pub window_secs: u64,
+    /// Records to destinations off the allow-list, per actor and window,
+    /// at which it fires.
+    pub min_records: u64,
+    /// Actions that move records out.
+    pub actions: Vec<String>,
+    pub max_actors: usize,
+    pub max_evidence: usize,
+}
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        ExportConfig {
+            window_secs: 3600,
+            min_records: 50,
+            actions: vec!["export".into(), "print".into()],
+            max_actors: 200_000,
+            max_evidence: 20,
+        }
+    }
+}
+
+impl ExportConfig {
+    pub fn validate(&self, at: &str, problems: &mut Vec<String>) {
+        if self.window_secs == 0 || self.min_records == 0 || self.max_actors == 0 {
+            problems.push(format!(
+                "{at}: window_secs, min_records and max_actors must be at least 1"
+            ));
+        }
+        if self.actions.is_empty() {
+            problems.push(format!("{at}.actions must name at least one action"));
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct ExportWindow {
+    window: i64,
+    records: u64,
+    destinations: Vec<String>,
+    evidence: Vec<String>,
+    fired: bool,
+}
+
+pub struct BulkExport {
+    cfg: ExportConfig,
+    actors: HashMap<String, ExportWindow>,
+    evictions: u64,
+}
+
+impl BulkExport {
+    pub fn new(cfg: &ExportConfig) -> Self {
+        BulkExport {
+            cfg: cfg.clone(),
+            actors: HashMap::new(),
+            evictions: 0,
+        }
+    }
+}
+
+impl Detector for BulkExport {
+    fn name(&self) -> &'static str {
+        "bulk_export"
+    }
+
+    fn observe(&mut self, event: &Event, ctx: &Context, findings: &mut Vec<Finding>) {
+        let Body::Access(a) = &event.body else { return };
+        if a.outcome != "success" || !self.cfg.actions.iter().any(|x| *x == a.action) {
+            return;
+        }
+        let dest = a.destination.as_deref().unwrap_or("");
+        let allow = ctx.reference.loaded().export_allow;
+        if allow && !dest.is_empty() && ctx.reference.export_allowed(dest) {
+            return;
+        }
+        let w = ctx.time.timestamp().div_euclid(self.cfg.window_secs as i64);
+        if !self.actors.contains_key(&event.actor.id) && self.actors.len() >= self.cfg.max_actors {
+            // Exports are rare: dropping the stalest actor one at a time is cheap.
+            if let Some(k) = self
+                .actors
+                .iter()
+                .min_by_key(|(_, s)| s.window)
+                .map(|(k, _)| k.clone())
+            {
+                self.actors.remove(&k);
+                self.evictions += 1;
+            }
+        }
+        let s = self.actors.entry(event.actor.id.clone()).or_default();
+        if w > s.window {
+            *s = ExportWindow {
+                window: w,
+                ..Default::default()
+            };
+        }
+        s.records = s.records.saturating_add(a.records);
+        let shown = if dest.is_empty() {
+            "(no destination)"
+        } else {
+            dest
+        };
+        if s.destinations.len() < 5 && !s.destinations.iter().any(|d| d == shown) {
+            s.destinations.push(shown.to_owned());
+        }
+        if s.evidence.len() < self.cfg.max_evidence {
+            s.evidence.push(event.id.clone());
+        }
+        if s.fired || s.records < self.cfg.min_records {
+            return;
+        }
+        s.fired = true;
+        let list = if allow {
+            "not on the allow-list"
+        } else {
+            "no allow-list loaded"
+        };
+        let summary = format!(
+            "{} records exported or printed in {} to {} ({list}); threshold {}",
+            s.records,
+            span(self.cfg.window_secs),
+            s.destinations.join(", "),
+            self.cfg.min_records
+        );
+        let start =
+            DateTime::from_timestamp(w * self.cfg.window_secs as i64, 0).unwrap_or_default();
+        findings.push(Finding {
+            detector: "bulk_export".into(),
+            severity: if s.records >= 10 * self.cfg.min_records {
+                Severity::Critical
+            } else {
+                Severity::High
+            },
+            actor: event.actor.id.clone(),
+            patient: None,
+            window_start: start,
+            window_end: start + chrono::Duration::seconds(self.cfg.window_secs as i64),
+            score: s.records as f64 / self.cfg.min_records as f64,
+            observed: s.records as f64,
+            expected: self.cfg.min_records as f64,
+            summary,
+            evidence: s.evidence.clone(),
+            evidence_total: s.evidence.len() as u64,
+        });
+    }
+
+    fn keys(&self) -> usize {
+        self.actors.len()
+    }
+
+    fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    fn save(&self) -> serde_json::Value {
+        let actors: std::collections::BTreeMap<&String, &ExportWindow> =
+            self.actors.iter().collect();
+        serde_json::json!({ "actors": actors, "evictions": self.evictions })
+    }
+
+    fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
+        #[derive(Deserialize)]
+        struct Saved {
+            actors: HashMap<String, ExportWindow>,
+            evictions: u64,
+        }
+        let s: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        self.actors = s.actors;
+        self.evictions = s.evictions;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsentConfig {
+    /// Purposes of use that need the patient's consent (HL7 PurposeOfUse).
+    pub purposes: Vec<String>,
+    /// Seconds before the same actor fires again (a sweep over many
+    /// patients is one finding per period, its first patient as evidence).
+    pub renotify_secs: u64,
+}
+
+impl Default for ConsentConfig {
+    fn default() -> Self {
+        ConsentConfig {
+            purposes: ["HRESCH", "CLINTRCH", "HMARKT", "HDIRECT"]
+                .map(String::from)
+                .to_vec(),
+            renotify_secs: 3600,
+        }
+    }
+}
+
+pub struct ConsentCheck {
+    cfg: ConsentConfig,
+    fired: RecentSet,
+}
+
+impl ConsentCheck {
+    pub fn new(cfg: &ConsentConfig) -> Self {
+        ConsentCheck {
+            cfg: cfg.clone(),
+            fired: RecentSet::new(MAX_FIRED),
+        }
+    }
+}
+
+impl Detector for ConsentCheck {
+    fn name(&self) -> &'static str {
+        "consent"
+    }
+
+    fn observe(&mut self, event: &Event, ctx: &Context, findings: &mut Vec<Finding>) {
+        if !ctx.reference.loaded().consent {
+            return;
+        }
+        let (Some(patient), Some(purpose)) = (event.patient(), event.purpose()) else {
+            return;
+        };
+        if !self.cfg.purposes.iter().any(|p| p == purpose) {
+            return;
+        }
+        let state = ctx.reference.consent(patient, purpose, ctx.time);
+        let (severity, why) = match state {
+            Consent::Granted => return,
+            Consent::Withdrawn => (Severity::High, "withdrawn"),
+            Consent::Absent => (Severity::Medium, "not recorded"),
+        };
+        let key = key_hash(&[&event.actor.id, &period(ctx.time, self.cfg.renotify_secs)]);
+        if !self.fired.insert(key) {
+            return;
+        }
+        let summary = format!(
+            "{} for purpose {purpose} on a patient whose consent for {purpose} is {why}",
+            what(event)
+        );
+        findings.push(finding("consent", severity, event, ctx, 0, summary));
+    }
+
+    fired_state!();
+}
