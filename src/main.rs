@@ -20,6 +20,7 @@ use custos::source::synth::{Workload, WorkloadConfig};
 use custos::source::{NoCommit, file};
 
 mod cli_erase;
+mod cli_eval;
 mod cli_ledger;
 mod cli_rejects;
 
@@ -179,6 +180,15 @@ enum Command {
         #[arg(long)]
         labels: Option<PathBuf>,
     },
+    /// Run the configured detectors over a labelled workload (from `custos
+    /// gen`) and print recall per scenario, time to detect and false alerts
+    /// per 1,000 benign actor-days.
+    Eval {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        args: cli_eval::EvalArgs,
+    },
     /// Validate the configuration and list every problem.
     CheckConfig {
         #[command(flatten)]
@@ -287,6 +297,7 @@ async fn dispatch(command: Command) -> Result<i32> {
             seed,
         } => demo(duration, rate, history, store, http, seed).await,
         Command::Run { config } => run_kafka(load(&config)?).await,
+        Command::Eval { config, args } => cli_eval::eval(load(&config)?, args),
         Command::Ingest { config, files } => ingest(load(&config)?, files).await,
         Command::Verify {
             store,

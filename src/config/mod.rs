@@ -221,7 +221,11 @@ impl Default for Config {
             privacy: PrivacyConfig::default(),
             checkpoints: CheckpointsConfig::default(),
             http: HttpConfig::default(),
-            detectors: vec![DetectorConfig::default()],
+            detectors: {
+                let mut all = vec![DetectorConfig::default()];
+                all.extend(DetectorConfig::access_defaults());
+                all
+            },
             sinks: vec![SinkConfig::default()],
         }
     }

@@ -15,6 +15,7 @@
 //! contract asks.
 
 mod count;
+pub mod eval;
 mod hours;
 mod kinds;
 mod memory;

@@ -1,0 +1,230 @@
+//! Scoring detectors against labelled misuse: recall per scenario type,
+//! time to detect, and false alerts per 1,000 benign actor-days.
+//!
+//! A finding *matches* a labelled instance when it names the instance's
+//! actor and either cites one of the instance's events as evidence or was
+//! raised between the instance's start and one hour after its end. An
+//! instance is detected when at least one finding matches it; its time to
+//! detect is the event time of the event that raised the first matching
+//! finding minus the instance's `detectable_at` (the first moment the
+//! misuse could be seen at all), never below zero. Every finding that
+//! matches no instance is a false alert. Actor-days are the (actor, UTC
+//! day) pairs with any event; benign ones are those without a labelled
+//! instance of that actor overlapping that day.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::Finding;
+
+/// One labelled misuse instance (a line of `labels.jsonl`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Label {
+    pub scenario: String,
+    pub actor: String,
+    #[serde(with = "crate::event::rfc3339")]
+    pub start: DateTime<Utc>,
+    #[serde(with = "crate::event::rfc3339")]
+    pub end: DateTime<Utc>,
+    #[serde(with = "crate::event::rfc3339")]
+    pub detectable_at: DateTime<Utc>,
+    pub events: Vec<String>,
+}
+
+/// A finding and the event time of the event that raised it.
+pub struct Raised {
+    pub finding: Finding,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ScenarioScore {
+    pub instances: usize,
+    pub detected: usize,
+    /// Seconds from `detectable_at` to the first matching finding, per
+    /// detected instance.
+    pub delays: Vec<f64>,
+    /// Detectors that matched, with the instances each matched.
+    pub by_detector: BTreeMap<String, usize>,
+}
+
+impl ScenarioScore {
+    pub fn recall(&self) -> f64 {
+        if self.instances == 0 {
+            return 0.0;
+        }
+        self.detected as f64 / self.instances as f64
+    }
+
+    /// The `q` quantile of the delays (nearest rank), if any.
+    pub fn delay(&self, q: f64) -> Option<f64> {
+        let mut d = self.delays.clone();
+        d.sort_by(f64::total_cmp);
+        let i = ((q * d.len() as f64).ceil() as usize).clamp(1, d.len().max(1)) - 1;
+        d.get(i).copied()
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Report {
+    pub scenarios: BTreeMap<String, ScenarioScore>,
+    pub findings: usize,
+    pub false_alerts: usize,
+    pub false_by_detector: BTreeMap<String, usize>,
+    pub actor_days: usize,
+    pub benign_actor_days: usize,
+}
+
+impl Report {
+    pub fn false_per_1000_actor_days(&self) -> f64 {
+        if self.benign_actor_days == 0 {
+            return 0.0;
+        }
+        1000.0 * self.false_alerts as f64 / self.benign_actor_days as f64
+    }
+}
+
+const SLACK_SECS: i64 = 3600;
+
+fn day(t: DateTime<Utc>) -> i64 {
+    t.timestamp().div_euclid(86_400)
+}
+
+/// Scores `raised` against `labels`; `actor_days` are the (actor, day)
+/// pairs with any event.
+pub fn score(labels: &[Label], raised: &[Raised], actor_days: &HashSet<(String, i64)>) -> Report {
+    let mut report = Report {
+        findings: raised.len(),
+        actor_days: actor_days.len(),
+        ..Default::default()
+    };
+    let mut by_actor: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, l) in labels.iter().enumerate() {
+        by_actor.entry(&l.actor).or_default().push(i);
+        report.scenarios.entry(l.scenario.clone()).or_default().instances += 1;
+    }
+    let events: Vec<HashSet<&str>> = labels
+        .iter()
+        .map(|l| l.events.iter().map(String::as_str).collect())
+        .collect();
+    // First matching finding per label: (time, detector).
+    let mut first: Vec<Option<(DateTime<Utc>, &str)>> = vec![None; labels.len()];
+    let mut matched_detectors: Vec<HashSet<&str>> = vec![HashSet::new(); labels.len()];
+    for r in raised {
+        let f = &r.finding;
+        let mut matched = false;
+        for &i in by_actor.get(f.actor.as_str()).into_iter().flatten() {
+            let l = &labels[i];
+            let cites = f.evidence.iter().any(|id| events[i].contains(id.as_str()));
+            let during =
+                r.at >= l.start && r.at <= l.end + chrono::Duration::seconds(SLACK_SECS);
+            if cites || during {
+                matched = true;
+                matched_detectors[i].insert(&f.detector);
+                if first[i].is_none_or(|(t, _)| r.at < t) {
+                    first[i] = Some((r.at, &f.detector));
+                }
+            }
+        }
+        if !matched {
+            report.false_alerts += 1;
+            *report.false_by_detector.entry(f.detector.clone()).or_default() += 1;
+        }
+    }
+    for (i, l) in labels.iter().enumerate() {
+        let s = report.scenarios.entry(l.scenario.clone()).or_default();
+        if let Some((t, _)) = first[i] {
+            s.detected += 1;
+            s.delays
+                .push(((t - l.detectable_at).num_milliseconds() as f64 / 1000.0).max(0.0));
+            for d in &matched_detectors[i] {
+                *s.by_detector.entry((*d).to_owned()).or_default() += 1;
+            }
+        }
+    }
+    let mut misuse_days: HashSet<(&str, i64)> = HashSet::new();
+    for l in labels {
+        for d in day(l.start)..=day(l.end) {
+            misuse_days.insert((&l.actor, d));
+        }
+    }
+    report.benign_actor_days = actor_days
+        .iter()
+        .filter(|(a, d)| !misuse_days.contains(&(a.as_str(), *d)))
+        .count();
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::Severity;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_772_409_600 + secs, 0).unwrap()
+    }
+
+    fn finding(actor: &str, evidence: &[&str]) -> Finding {
+        Finding {
+            detector: "d".into(),
+            severity: Severity::High,
+            actor: actor.into(),
+            patient: None,
+            window_start: t(0),
+            window_end: t(0),
+            score: 1.0,
+            observed: 1.0,
+            expected: 0.0,
+            summary: String::new(),
+            evidence: evidence.iter().map(|s| s.to_string()).collect(),
+            evidence_total: evidence.len() as u64,
+        }
+    }
+
+    fn label(scenario: &str, actor: &str, start: i64, end: i64, events: &[&str]) -> Label {
+        Label {
+            scenario: scenario.into(),
+            actor: actor.into(),
+            start: t(start),
+            end: t(end),
+            detectable_at: t(start + 10),
+            events: events.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn matches_by_evidence_or_time_and_counts_the_rest_as_false() {
+        let labels = vec![
+            label("snooping", "a", 100, 200, &["e1", "e2"]),
+            label("snooping", "b", 100, 200, &["e3"]),
+            label("vip_curiosity", "c", 100, 200, &["e4"]),
+        ];
+        let raised = vec![
+            // Cites e2, raised well after the end: still a match.
+            Raised { finding: finding("a", &["e2"]), at: t(90_000) },
+            // Raised during b's instance, citing other events.
+            Raised { finding: finding("b", &["x"]), at: t(150) },
+            // The same actor a day later, nothing cited: false.
+            Raised { finding: finding("b", &["y"]), at: t(90_000) },
+            // Nobody's misuse: false.
+            Raised { finding: finding("z", &["q"]), at: t(150) },
+        ];
+        let days: HashSet<(String, i64)> = ["a", "b", "c", "z"]
+            .iter()
+            .flat_map(|a| (20514..20516).map(move |d| (a.to_string(), d)))
+            .collect();
+        let r = score(&labels, &raised, &days);
+        let s = &r.scenarios["snooping"];
+        assert_eq!((s.instances, s.detected), (2, 2));
+        assert_eq!(s.recall(), 1.0);
+        assert_eq!(r.scenarios["vip_curiosity"].recall(), 0.0);
+        assert_eq!(r.false_alerts, 2);
+        // 8 actor-days, 3 of them hold misuse.
+        assert_eq!((r.actor_days, r.benign_actor_days), (8, 5));
+        assert_eq!(r.false_per_1000_actor_days(), 400.0);
+        // Delays: b at 150 - 110 = 40 s; a at 90000 - 110.
+        assert_eq!(s.delay(0.0), Some(40.0));
+    }
+}
