@@ -31,12 +31,12 @@
 //! `max_evidence` evidence ids per window, and distinct counts stop at 4096
 //! per window (enough to fire).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::marker::PhantomData;
 
 use serde::{Deserialize, Serialize};
 
-use super::memory::{Baseline, key_hash};
+use super::memory::{Baseline, Map, key_hash};
 use super::{Context, Finding, Severity};
 use crate::event::Event;
 
@@ -215,8 +215,8 @@ struct ActorCount {
 /// A count detector of type `K`.
 pub struct CountDetector<K: CountKind> {
     p: CountParams,
-    actors: HashMap<String, ActorCount>,
-    peers: HashMap<u64, Baseline>,
+    actors: Map<String, ActorCount>,
+    peers: Map<u64, Baseline>,
     evictions: u64,
     kind: PhantomData<K>,
 }
@@ -234,8 +234,8 @@ impl<K: CountKind> CountDetector<K> {
     pub fn new(cfg: &CountConfig<K>) -> Self {
         CountDetector {
             p: cfg.resolved(),
-            actors: HashMap::new(),
-            peers: HashMap::new(),
+            actors: Map::default(),
+            peers: Map::default(),
             evictions: 0,
             kind: PhantomData,
         }
@@ -256,7 +256,7 @@ impl<K: CountKind> CountDetector<K> {
 
     /// Folds the actor's finished window into their baselines and their
     /// peers', and starts window `w`.
-    fn close(p: &CountParams, peers: &mut HashMap<u64, Baseline>, s: &mut ActorCount, w: i64) {
+    fn close(p: &CountParams, peers: &mut Map<u64, Baseline>, s: &mut ActorCount, w: i64) {
         let x = f64::from(s.count);
         s.own.learn(x, p.alpha, p.threshold);
         if p.seasonal {
@@ -296,19 +296,25 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
             self.evict();
         }
         let p = &self.p;
-        let s = self
-            .actors
-            .entry(event.actor.id.clone())
-            .or_insert_with(|| ActorCount {
-                window: w,
-                count: 0,
-                fired: false,
-                group: 0,
-                distinct: BTreeSet::new(),
-                evidence: Vec::new(),
-                own: Baseline::default(),
-                slots: Vec::new(),
-            });
+        // Looked up before inserting, so a known actor costs no allocation.
+        if !self.actors.contains_key(&event.actor.id) {
+            self.actors.insert(
+                event.actor.id.clone(),
+                ActorCount {
+                    window: w,
+                    count: 0,
+                    fired: false,
+                    group: 0,
+                    distinct: BTreeSet::new(),
+                    evidence: Vec::new(),
+                    own: Baseline::default(),
+                    slots: Vec::new(),
+                },
+            );
+        }
+        let Some(s) = self.actors.get_mut(&event.actor.id) else {
+            return;
+        };
         // A late event (an earlier window) counts in the current one.
         if w > s.window {
             Self::close(p, &mut self.peers, s, w);
@@ -414,8 +420,8 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
     fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
         #[derive(Deserialize)]
         struct Saved {
-            actors: HashMap<String, ActorCount>,
-            peers: HashMap<String, Baseline>,
+            actors: Map<String, ActorCount>,
+            peers: Map<String, Baseline>,
             evictions: u64,
         }
         let saved: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;

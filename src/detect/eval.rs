@@ -103,7 +103,11 @@ pub fn score(labels: &[Label], raised: &[Raised], actor_days: &HashSet<(String, 
     let mut by_actor: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, l) in labels.iter().enumerate() {
         by_actor.entry(&l.actor).or_default().push(i);
-        report.scenarios.entry(l.scenario.clone()).or_default().instances += 1;
+        report
+            .scenarios
+            .entry(l.scenario.clone())
+            .or_default()
+            .instances += 1;
     }
     let events: Vec<HashSet<&str>> = labels
         .iter()
@@ -118,8 +122,7 @@ pub fn score(labels: &[Label], raised: &[Raised], actor_days: &HashSet<(String, 
         for &i in by_actor.get(f.actor.as_str()).into_iter().flatten() {
             let l = &labels[i];
             let cites = f.evidence.iter().any(|id| events[i].contains(id.as_str()));
-            let during =
-                r.at >= l.start && r.at <= l.end + chrono::Duration::seconds(SLACK_SECS);
+            let during = r.at >= l.start && r.at <= l.end + chrono::Duration::seconds(SLACK_SECS);
             if cites || during {
                 matched = true;
                 matched_detectors[i].insert(&f.detector);
@@ -130,7 +133,10 @@ pub fn score(labels: &[Label], raised: &[Raised], actor_days: &HashSet<(String, 
         }
         if !matched {
             report.false_alerts += 1;
-            *report.false_by_detector.entry(f.detector.clone()).or_default() += 1;
+            *report
+                .false_by_detector
+                .entry(f.detector.clone())
+                .or_default() += 1;
         }
     }
     for (i, l) in labels.iter().enumerate() {
@@ -203,13 +209,25 @@ mod tests {
         ];
         let raised = vec![
             // Cites e2, raised well after the end: still a match.
-            Raised { finding: finding("a", &["e2"]), at: t(90_000) },
+            Raised {
+                finding: finding("a", &["e2"]),
+                at: t(90_000),
+            },
             // Raised during b's instance, citing other events.
-            Raised { finding: finding("b", &["x"]), at: t(150) },
+            Raised {
+                finding: finding("b", &["x"]),
+                at: t(150),
+            },
             // The same actor a day later, nothing cited: false.
-            Raised { finding: finding("b", &["y"]), at: t(90_000) },
+            Raised {
+                finding: finding("b", &["y"]),
+                at: t(90_000),
+            },
             // Nobody's misuse: false.
-            Raised { finding: finding("z", &["q"]), at: t(150) },
+            Raised {
+                finding: finding("z", &["q"]),
+                at: t(150),
+            },
         ];
         let days: HashSet<(String, i64)> = ["a", "b", "c", "z"]
             .iter()

@@ -16,10 +16,9 @@
 //! does not alert. An actor with too little history (a new hire) cannot
 //! fire: their habit is not known yet.
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
+use super::memory::Map;
 use super::{Context, Detector, Finding, Severity};
 use crate::event::{Body, Event};
 
@@ -89,7 +88,7 @@ struct Habit {
 
 pub struct OffHours {
     cfg: OffHoursConfig,
-    actors: HashMap<String, Habit>,
+    actors: Map<String, Habit>,
     evictions: u64,
 }
 
@@ -97,7 +96,7 @@ impl OffHours {
     pub fn new(cfg: &OffHoursConfig) -> Self {
         OffHours {
             cfg: cfg.clone(),
-            actors: HashMap::new(),
+            actors: Map::default(),
             evictions: 0,
         }
     }
@@ -171,19 +170,24 @@ impl Detector for OffHours {
             self.evict();
         }
         let cfg = &self.cfg;
-        let s = self
-            .actors
-            .entry(event.actor.id.clone())
-            .or_insert_with(|| Habit {
-                days: 0.0,
-                hours: vec![0.0; 24],
-                day: day - 1,
-                day_hours: 0,
-                run_last: i64::MIN,
-                run_count: 0,
-                run_fired: false,
-                evidence: Vec::new(),
-            });
+        if !self.actors.contains_key(&event.actor.id) {
+            self.actors.insert(
+                event.actor.id.clone(),
+                Habit {
+                    days: 0.0,
+                    hours: vec![0.0; 24],
+                    day: day - 1,
+                    day_hours: 0,
+                    run_last: i64::MIN,
+                    run_count: 0,
+                    run_fired: false,
+                    evidence: Vec::new(),
+                },
+            );
+        }
+        let Some(s) = self.actors.get_mut(&event.actor.id) else {
+            return;
+        };
         // Judged against the history before this event's day was learned.
         let unusual = s.unusual(h, cfg);
         if unusual {
@@ -253,7 +257,7 @@ impl Detector for OffHours {
     fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
         #[derive(Deserialize)]
         struct Saved {
-            actors: HashMap<String, Habit>,
+            actors: Map<String, Habit>,
             evictions: u64,
         }
         let s: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;

@@ -5,7 +5,10 @@
 //! (floats as IEEE bits, sets as sorted numbers), so a restored detector
 //! decides bit for bit as the saved one would have.
 
-use std::collections::HashSet;
+/// Hash maps and sets of detector state (foldhash: fast, seeded per
+/// process; iteration order is never relied on — saved state is sorted).
+pub type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub type Set<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use serde::{Deserialize, Serialize};
 
@@ -76,8 +79,8 @@ impl Baseline {
 /// so keys in use stay and the least recently used are forgotten first.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RecentSet {
-    young: HashSet<u64>,
-    old: HashSet<u64>,
+    young: Set<u64>,
+    old: Set<u64>,
     cap: usize,
     forgotten: u64,
 }
