@@ -158,10 +158,16 @@ enum Command {
     /// Run one read-only SQL statement over a store.
     Query {
         sql: String,
-        #[arg(long, default_value = "custos-store")]
-        store: PathBuf,
+        /// The store folder (default: the config's `store.path`, else
+        /// `custos-store`).
+        #[arg(long)]
+        store: Option<PathBuf>,
         #[arg(long, default_value = "table")]
         format: OutputFormat,
+        /// Also load the config's `[reference]` tables (as `ref_*`),
+        /// pseudonymized with its key.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Write a synthetic workload as JSON lines (for ingest benchmarks).
     Synth {
@@ -321,7 +327,12 @@ async fn dispatch(command: Command) -> Result<i32> {
         Command::Rejects { command } => cli_rejects::run(command),
         Command::Erase(args) => cli_erase::erase(args),
         Command::Prune(args) => cli_erase::prune(args),
-        Command::Query { sql, store, format } => query(store, sql, format).await,
+        Command::Query {
+            sql,
+            store,
+            format,
+            config,
+        } => query(store, config, sql, format).await,
         Command::Synth {
             events,
             rate,
@@ -561,9 +572,33 @@ async fn ingest(config: Config, files: Vec<PathBuf>) -> Result<i32> {
     Ok(0)
 }
 
-async fn query(store: PathBuf, sql: String, format: OutputFormat) -> Result<i32> {
-    let key = segment_key_from_env()?;
-    let batches = custos::query::run(&store, key.as_ref(), &sql).await?;
+async fn query(
+    store: Option<PathBuf>,
+    config: Option<PathBuf>,
+    sql: String,
+    format: OutputFormat,
+) -> Result<i32> {
+    let mut key = segment_key_from_env()?;
+    let (store, reference) = match config {
+        None => (store.unwrap_or_else(|| "custos-store".into()), None),
+        Some(file) => {
+            let config = load(&ConfigArgs {
+                config: Some(file),
+                sets: Vec::new(),
+            })?;
+            if key.is_none() {
+                key = config.store.segment_key().map_err(anyhow::Error::msg)?;
+            }
+            let pseudo = Pseudonymizer::new(&config.privacy.key().map_err(anyhow::Error::msg)?);
+            let (reference, problems) =
+                custos::detect::reference::load(&config.reference, &pseudo)?;
+            for p in &problems {
+                eprintln!("skipped reference row: {p}");
+            }
+            (store.unwrap_or(config.store.path), Some(reference))
+        }
+    };
+    let batches = custos::query::run_with(&store, key.as_ref(), reference.as_ref(), &sql).await?;
     let mut out = std::io::stdout().lock();
     match format {
         OutputFormat::Table => {

@@ -38,6 +38,9 @@ pub struct Metrics {
     pub dead_letters_produced: IntCounter,
     pub pipeline_ready: Gauge,
     pub event_time_lag_seconds: Gauge,
+    pub reference_rows: IntGaugeVec,
+    pub reference_row_problems: IntCounterVec,
+    pub reference_reload_failures: IntCounter,
 }
 
 /// Registers `metric` (names are fixed here, so a clash is a bug).
@@ -206,6 +209,23 @@ impl Metrics {
             "custos_event_time_lag_seconds",
             "Wall clock minus the newest event time in the last batch.",
         );
+        let reference_rows = gauge_vec(
+            &r,
+            "custos_reference_rows",
+            "Rows in force in a reference table (vip, roster, care_team, consent, export_allow).",
+            &["table"],
+        );
+        let reference_row_problems = counter_vec(
+            &r,
+            "custos_reference_row_problems_total",
+            "Reference-file rows skipped as bad, counted at every load, by table.",
+            &["table"],
+        );
+        let reference_reload_failures = counter(
+            &r,
+            "custos_reference_reload_failures_total",
+            "Reference reloads refused (a file unreadable or missing a column); the previous tables stay in force.",
+        );
         Metrics {
             registry: r,
             messages_consumed,
@@ -231,6 +251,9 @@ impl Metrics {
             dead_letters_produced,
             pipeline_ready,
             event_time_lag_seconds,
+            reference_rows,
+            reference_row_problems,
+            reference_reload_failures,
         }
     }
 

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::SinkConfig;
 use crate::detect::DetectorConfig;
+use crate::detect::reference::ReferenceConfig;
 use crate::ledger::HashAlg;
 use crate::ledger::checkpoint::NoteSigner;
 
@@ -30,6 +31,9 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     pub checkpoints: CheckpointsConfig,
     pub http: HttpConfig,
+    /// Reference tables (VIPs, roster, care teams, consents, export
+    /// allow-list) and their files.
+    pub reference: ReferenceConfig,
     pub detectors: Vec<DetectorConfig>,
     pub sinks: Vec<SinkConfig>,
 }
@@ -221,6 +225,7 @@ impl Default for Config {
             privacy: PrivacyConfig::default(),
             checkpoints: CheckpointsConfig::default(),
             http: HttpConfig::default(),
+            reference: ReferenceConfig::default(),
             detectors: {
                 let mut all = vec![DetectorConfig::default()];
                 all.extend(DetectorConfig::access_defaults());
@@ -412,6 +417,7 @@ impl Config {
                 self.http.listen
             ));
         }
+        self.reference.validate("reference", problems);
         for (i, d) in self.detectors.iter().enumerate() {
             d.validate(&format!("detectors[{i}]"), problems);
         }

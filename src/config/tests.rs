@@ -166,3 +166,45 @@ fn the_segment_key_comes_from_text_or_a_file_never_both() {
     ];
     assert!(load(&both).unwrap_err().contains("only one"));
 }
+
+#[test]
+fn reference_files_come_from_the_file_env_and_flags_and_must_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let care = dir.path().join("care team.csv");
+    let vip = dir.path().join("vip.parquet");
+    std::fs::write(&care, "patient,dept\n").unwrap();
+    std::fs::write(&vip, "").unwrap();
+    let file = dir.path().join("custos.toml");
+    std::fs::write(&file, "[reference]\nroster = \"absent.csv\"\n").unwrap();
+    let err = Config::load(
+        Some(&file),
+        env(&[("CUSTOS_PRIVACY_PSEUDONYM_KEY", KEY)]),
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("reference.roster absent.csv: no such file"),
+        "{err}"
+    );
+    let c = Config::load(
+        Some(&file),
+        env(&[
+            ("CUSTOS_PRIVACY_PSEUDONYM_KEY", KEY),
+            ("CUSTOS_REFERENCE_CARE_TEAM", &care.display().to_string()),
+            ("CUSTOS_REFERENCE_ROSTER", ""),
+            ("CUSTOS_REFERENCE_RELOAD_SECS", "5"),
+        ]),
+        &[format!("reference.vip={}", vip.display())],
+    )
+    .unwrap();
+    assert_eq!(c.reference.care_team.as_deref(), Some(care.as_path()));
+    assert_eq!(c.reference.vip.as_deref(), Some(vip.as_path()));
+    assert_eq!(c.reference.reload_secs, 5);
+    let tables: Vec<&str> = c.reference.files().iter().map(|(t, _)| *t).collect();
+    assert_eq!(
+        tables,
+        ["vip", "care_team"],
+        "an empty value unsets a table"
+    );
+}

@@ -2,7 +2,8 @@
 //!
 //! Tables: `events` and `rejects`, over exactly the segments the chains'
 //! manifests name as durable (a segment being written, or left by a crash,
-//! is never read). Only queries are allowed: DDL, DML and statements such as
+//! is never read); with a [`Reference`] snapshot, also its `ref_*` tables
+//! (in memory, see [`crate::detect::reference::tables`]). Only queries are allowed: DDL, DML and statements such as
 //! `SET` are refused by DataFusion's SQL options before planning.
 
 use std::path::Path;
@@ -19,6 +20,7 @@ use datafusion::execution::context::{SQLOptions, SessionContext};
 
 use datafusion::common::config::{ConfigFileDecryptionProperties, TableParquetOptions};
 
+use crate::detect::reference::{Reference, tables};
 use crate::ledger::{LedgerError, SegmentKey, Store, Table, events_schema, rejects_schema};
 
 #[derive(Debug, thiserror::Error)]
@@ -113,13 +115,36 @@ fn register(
     Ok(())
 }
 
+/// Registers the reference tables (`ref_vip`, `ref_roster`,
+/// `ref_care_team`, `ref_consent`, `ref_export_allow`) of one snapshot.
+pub fn register_reference(ctx: &SessionContext, reference: &Reference) -> Result<(), QueryError> {
+    for (name, batch) in tables(reference) {
+        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+        ctx.register_table(name, Arc::new(table))?;
+    }
+    Ok(())
+}
+
 /// Runs one read-only statement.
 pub async fn run(
     store: &Path,
     key: Option<&SegmentKey>,
     sql: &str,
 ) -> Result<Vec<RecordBatch>, QueryError> {
+    run_with(store, key, None, sql).await
+}
+
+/// Runs one read-only statement, with the reference tables if given.
+pub async fn run_with(
+    store: &Path,
+    key: Option<&SegmentKey>,
+    reference: Option<&Reference>,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, QueryError> {
     let ctx = session(store, key).await?;
+    if let Some(reference) = reference {
+        register_reference(&ctx, reference)?;
+    }
     let options = SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)

@@ -17,6 +17,19 @@
 //!
 //! Every lookup is answered "as of" an event time, so a replayed or late
 //! event is judged by the roster and consents in force when it happened.
+//!
+//! The tables come from files ([`load()`], CSV or Parquet), are kept
+//! current by a [`ReferenceWatch`], and are offered to SQL as `ref_*`
+//! tables ([`tables()`]).
+
+mod file;
+pub mod load;
+pub mod tables;
+pub mod watch;
+
+pub use load::{ReferenceConfig, ReferenceError, RowProblem, TABLES, load};
+pub use tables::tables;
+pub use watch::ReferenceWatch;
 
 use std::collections::HashMap;
 
@@ -79,6 +92,9 @@ pub enum Consent {
     Absent,
 }
 
+/// One patient's decisions for one purpose, oldest first.
+type Decisions = Vec<(DateTime<Utc>, ConsentStatus)>;
+
 /// One snapshot of every reference table. Empty tables answer as if the
 /// table were not configured; `has_*` tells the two apart where a detector
 /// must (a missing consent table is not a missing consent).
@@ -88,7 +104,7 @@ pub struct Reference {
     roster: HashMap<String, Staff>,
     care: HashMap<String, Vec<CareAssignment>>,
     /// (patient, purpose) → decisions sorted by time.
-    consent: HashMap<(String, String), Vec<(DateTime<Utc>, ConsentStatus)>>,
+    consent: HashMap<(String, String), Decisions>,
     /// Exact destinations, and prefixes (entries that ended in `*`).
     allow_exact: std::collections::HashSet<String>,
     allow_prefix: Vec<String>,
@@ -206,6 +222,21 @@ impl Reference {
     }
 
     // ---- whole tables (for SQL) ----
+
+    /// Rows held per table, in the order of [`TABLES`].
+    pub fn row_counts(&self) -> [(&'static str, usize); 5] {
+        let [vip, roster, care_team, consent, export_allow] = TABLES;
+        [
+            (vip, self.vip.len()),
+            (roster, self.roster.len()),
+            (care_team, self.care.values().map(Vec::len).sum()),
+            (consent, self.consent.values().map(Vec::len).sum()),
+            (
+                export_allow,
+                self.allow_exact.len() + self.allow_prefix.len(),
+            ),
+        ]
+    }
 
     pub fn vip_rows(&self) -> impl Iterator<Item = (&str, &str)> {
         self.vip.iter().map(|(p, c)| (p.as_str(), c.as_str()))
