@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::alert::SinkConfig;
 use crate::detect::DetectorConfig;
+use crate::detect::sql::SqlDetectorsConfig;
 use crate::ledger::HashAlg;
 use crate::ledger::checkpoint::NoteSigner;
 
@@ -31,6 +32,7 @@ pub struct Config {
     pub checkpoints: CheckpointsConfig,
     pub http: HttpConfig,
     pub detectors: Vec<DetectorConfig>,
+    pub sql_detectors: SqlDetectorsConfig,
     pub sinks: Vec<SinkConfig>,
 }
 
@@ -222,6 +224,7 @@ impl Default for Config {
             checkpoints: CheckpointsConfig::default(),
             http: HttpConfig::default(),
             detectors: vec![DetectorConfig::default()],
+            sql_detectors: SqlDetectorsConfig::default(),
             sinks: vec![SinkConfig::default()],
         }
     }
@@ -411,6 +414,7 @@ impl Config {
         for (i, d) in self.detectors.iter().enumerate() {
             d.validate(&format!("detectors[{i}]"), problems);
         }
+        self.sql_detectors.validate("sql_detectors", problems);
         for (i, s) in self.sinks.iter().enumerate() {
             s.validate(&format!("sinks[{i}]"), problems);
         }

@@ -16,6 +16,7 @@
 
 mod rate;
 pub mod reference;
+pub mod sql;
 
 pub use rate::{AccessRate, RateConfig};
 
