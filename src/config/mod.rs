@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::alert::SinkConfig;
 use crate::detect::DetectorConfig;
 use crate::detect::reference::ReferenceConfig;
+use crate::detect::sql::SqlDetectorsConfig;
 use crate::ledger::HashAlg;
 use crate::ledger::checkpoint::NoteSigner;
 
@@ -35,6 +36,7 @@ pub struct Config {
     /// allow-list) and their files.
     pub reference: ReferenceConfig,
     pub detectors: Vec<DetectorConfig>,
+    pub sql_detectors: SqlDetectorsConfig,
     pub sinks: Vec<SinkConfig>,
 }
 
@@ -231,6 +233,7 @@ impl Default for Config {
                 all.extend(DetectorConfig::access_defaults());
                 all
             },
+            sql_detectors: SqlDetectorsConfig::default(),
             sinks: vec![SinkConfig::default()],
         }
     }
@@ -421,6 +424,7 @@ impl Config {
         for (i, d) in self.detectors.iter().enumerate() {
             d.validate(&format!("detectors[{i}]"), problems);
         }
+        self.sql_detectors.validate("sql_detectors", problems);
         for (i, s) in self.sinks.iter().enumerate() {
             s.validate(&format!("sinks[{i}]"), problems);
         }

@@ -25,6 +25,7 @@ pub mod reference;
 mod relations;
 #[cfg(test)]
 mod tests;
+pub mod sql;
 
 pub use count::{CountConfig, CountDetector, CountParams};
 pub use hours::{OffHours, OffHoursConfig};
