@@ -374,6 +374,8 @@ struct Stages {
     sealer: RejectSealer,
     store: Store,
     detectors: Vec<DetectorConfig>,
+    reference: custos::detect::reference::ReferenceWatch,
+    sql: custos::detect::sql::SqlDetectors,
     continuity: Continuity,
     alerter: Alerter,
     policy: FlushPolicy,
@@ -406,6 +408,19 @@ async fn stages(config: &Config) -> Result<Stages> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(%bound, "metrics on http://{bound}/metrics");
+    }
+    let (reference, problems) = custos::detect::reference::ReferenceWatch::new(
+        config.reference.clone(),
+        pseudonymizer.clone(),
+    )
+    .context("cannot load the reference tables")?;
+    for p in &problems {
+        tracing::warn!(problem = %p, "skipped a bad reference row; the rest is loaded");
+    }
+    let (sql, problems) =
+        custos::detect::sql::SqlDetectors::load(config.sql_detectors.clone()).await;
+    for p in &problems {
+        tracing::error!(problem = %p, "a SQL detector does not load; the others run");
     }
     let mut decoder = Decoder::new(pseudonymizer);
     if config.events.max_future_secs > 0 {
@@ -440,6 +455,8 @@ async fn stages(config: &Config) -> Result<Stages> {
         sealer,
         store,
         detectors: config.detectors.clone(),
+        reference,
+        sql,
         continuity: Continuity {
             dedup_window: Duration::from_secs(config.events.dedup_window_secs),
             dedup_max_ids: config.events.dedup_max_ids,
@@ -519,7 +536,9 @@ async fn consume(
     )
     .with_checkpoints(s.checkpoints)
     .with_continuity(s.continuity)
-    .with_sealer(s.sealer);
+    .with_sealer(s.sealer)
+    .with_reference(s.reference)
+    .with_sql_detectors(s.sql);
     let result = pipeline.run(events, shutdown, move || stop.stop()).await;
     let joined = tokio::task::spawn_blocking(move || source.join()).await?;
     let summary = result?;
@@ -555,7 +574,9 @@ async fn ingest(config: Config, files: Vec<PathBuf>) -> Result<i32> {
     )
     .with_checkpoints(s.checkpoints)
     .with_continuity(s.continuity)
-    .with_sealer(s.sealer);
+    .with_sealer(s.sealer)
+    .with_reference(s.reference)
+    .with_sql_detectors(s.sql);
     let on_stop = move || stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let summary = pipeline.run(rx, terminated(), on_stop).await?;
     let lines = reader.await?.context("reading input")?;

@@ -35,6 +35,9 @@ pub struct Metrics {
     pub alert_deliveries: IntCounterVec,
     pub detector_keys: IntGaugeVec,
     pub detector_evictions: IntCounterVec,
+    pub sql_detector_failures: IntCounterVec,
+    pub sql_window_rows: Gauge,
+    pub sql_window_dropped: IntCounter,
     pub dead_letters_produced: IntCounter,
     pub pipeline_ready: Gauge,
     pub event_time_lag_seconds: Gauge,
@@ -194,6 +197,22 @@ impl Metrics {
             "Keys evicted from a detector's state to keep it within its cap.",
             &["detector"],
         );
+        let sql_detector_failures = counter_vec(
+            &r,
+            "custos_sql_detector_failures_total",
+            "Runs of a SQL detector that failed (error or time limit).",
+            &["detector"],
+        );
+        let sql_window_rows = gauge(
+            &r,
+            "custos_sql_window_rows",
+            "Rows in the SQL detectors' window of recent events.",
+        );
+        let sql_window_dropped = counter(
+            &r,
+            "custos_sql_window_dropped_total",
+            "Rows dropped from the SQL detectors' window to stay within sql_detectors.max_rows.",
+        );
         let dead_letters_produced = counter(
             &r,
             "custos_dead_letters_produced_total",
@@ -248,6 +267,9 @@ impl Metrics {
             alert_deliveries,
             detector_keys,
             detector_evictions,
+            sql_detector_failures,
+            sql_window_rows,
+            sql_window_dropped,
             dead_letters_produced,
             pipeline_ready,
             event_time_lag_seconds,

@@ -15,7 +15,8 @@ fn defaults_need_only_a_key() {
     assert!(err.contains("privacy.pseudonym_key is not set"), "{err}");
     let c = Config::load(None, env(&[("CUSTOS_PRIVACY_PSEUDONYM_KEY", KEY)]), &[]).unwrap();
     assert_eq!(c.kafka.group_id, "custos");
-    assert_eq!(c.detectors.len(), 1);
+    // `access_rate` and one detector of every access type.
+    assert_eq!(c.detectors.len(), 11);
 }
 
 #[test]

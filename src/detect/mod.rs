@@ -23,9 +23,9 @@ mod policy;
 mod rate;
 pub mod reference;
 mod relations;
+pub mod sql;
 #[cfg(test)]
 mod tests;
-pub mod sql;
 
 pub use count::{CountConfig, CountDetector, CountParams};
 pub use hours::{OffHours, OffHoursConfig};

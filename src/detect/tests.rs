@@ -573,3 +573,19 @@ fn count_detector_parameters_validate_and_default_per_type() {
     assert!(toml::from_str::<DetectorConfig>("type = \"volume\"\nwindow = 3").is_err());
     assert!(toml::from_str::<DetectorConfig>("type = \"snooping\"").is_err());
 }
+
+#[test]
+fn reference_tables_have_the_schemas_sql_detectors_plan_against() {
+    let tables = reference::tables(&Reference::default());
+    assert_eq!(tables.len(), sql::REFERENCE_TABLES.len());
+    for (name, batch) in tables {
+        let expected = sql::reference_schema(name).unwrap();
+        let shape = |s: &arrow::datatypes::Schema| -> Vec<(String, arrow::datatypes::DataType)> {
+            s.fields()
+                .iter()
+                .map(|f| (f.name().clone(), f.data_type().clone()))
+                .collect()
+        };
+        assert_eq!(shape(&batch.schema()), shape(&expected), "{name}");
+    }
+}

@@ -36,6 +36,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::dedup::IdWindow;
 use crate::alert::{Alert, Alerter};
+use crate::detect::reference::{ReferenceWatch, tables as reference_tables};
+use crate::detect::sql::{SqlDetectors, SqlReport};
 use crate::detect::{DetectorConfig, DetectorSetup, Detectors, Reference};
 use crate::event::{Decoder, Kind, Reject, RejectReason, RejectSealer, SealError};
 use crate::failpoint;
@@ -153,6 +155,14 @@ pub struct Pipeline {
     summary: Summary,
     /// `custos_events_accepted_total` by kind, looked up once.
     accepted: [prometheus::IntCounter; 3],
+    /// Reloads the reference tables when their files change.
+    reference: Option<ReferenceWatch>,
+    /// The reference tables as Arrow batches, for the SQL detectors.
+    reference_tables: Vec<(&'static str, arrow::record_batch::RecordBatch)>,
+    /// The SQL detectors: one window of recent events for the process
+    /// (fed by every chain), run on their own task.
+    sql: Option<SqlDetectors>,
+    sql_reports: (mpsc::Sender<SqlReport>, Option<mpsc::Receiver<SqlReport>>),
 }
 
 impl Pipeline {
@@ -183,22 +193,121 @@ impl Pipeline {
             sealer: None,
             summary: Summary::default(),
             accepted: Kind::ALL.map(|k| m.events_accepted.with_label_values(&[k.as_str()])),
+            reference: None,
+            reference_tables: Vec::new(),
+            sql: None,
+            sql_reports: {
+                let (tx, rx) = mpsc::channel(4);
+                (tx, Some(rx))
+            },
         }
     }
 
-    /// Judges events against these reference tables (replaced on every
-    /// chain by [`Pipeline::set_reference`]).
-    pub fn with_reference(mut self, reference: Arc<Reference>) -> Self {
-        self.detectors.reference = reference;
+    /// Judges events against the reference tables `watch` holds, and
+    /// reloads them when their files change (checked every
+    /// `reference.reload_secs`; a reload that fails keeps the tables in
+    /// force).
+    pub fn with_reference(mut self, watch: ReferenceWatch) -> Self {
+        self.set_reference(watch.current());
+        self.reference = Some(watch);
         self
     }
 
-    /// Swaps in reloaded reference tables for every chain.
-    pub fn set_reference(&mut self, reference: Arc<Reference>) {
+    /// Runs these SQL detectors over the events of every chain.
+    pub fn with_sql_detectors(mut self, sql: SqlDetectors) -> Self {
+        self.sql = Some(sql);
+        self
+    }
+
+    /// Swaps in reference tables for every chain and the SQL detectors.
+    fn set_reference(&mut self, reference: Arc<Reference>) {
         for state in self.chains.values_mut() {
             state.detectors.set_reference(reference.clone());
         }
+        self.reference_tables = reference_tables(&reference);
         self.detectors.reference = reference;
+    }
+
+    /// Reloads the reference tables if their reload period has passed and
+    /// a file changed. The files are small tables read in place.
+    fn reference_due(&mut self) {
+        let Some(watch) = &mut self.reference else {
+            return;
+        };
+        if !watch.due(Instant::now()) {
+            return;
+        }
+        match watch.reload_if_changed() {
+            None | Some(Err(_)) => {}
+            Some(Ok(_)) => {
+                let current = watch.current();
+                self.set_reference(current);
+            }
+        }
+    }
+
+    /// Raises the findings of a finished SQL detector run.
+    async fn sql_report(&mut self, report: SqlReport) {
+        let m = metrics();
+        for failure in &report.failures {
+            m.sql_detector_failures
+                .with_label_values(&[&failure.detector])
+                .inc();
+            tracing::error!(error = %failure, "a SQL detector failed");
+        }
+        if report.skipped_rows > 0 {
+            tracing::warn!(
+                rows = report.skipped_rows,
+                "SQL detector result rows without a valid actor or severity were skipped"
+            );
+        }
+        let raised_at = Utc::now();
+        for finding in report.findings {
+            m.findings.with_label_values(&[&finding.detector]).inc();
+            self.summary.alerts += 1;
+            self.alerter
+                .send(Alert::from_finding(finding, raised_at))
+                .await;
+        }
+    }
+
+    /// At the end of the input: waits for the run in flight, then runs the
+    /// SQL detectors once more over the window as it ends, so the events
+    /// after the last scheduled run are judged too.
+    async fn finish_sql(&mut self, reports: Option<&mut mpsc::Receiver<SqlReport>>) {
+        let (Some(sql), Some(rx)) = (&mut self.sql, reports) else {
+            return;
+        };
+        if sql.in_flight()
+            && let Some(report) = rx.recv().await
+        {
+            self.sql_report(report).await;
+        }
+        let Some(sql) = &mut self.sql else { return };
+        if let Some(run) = sql.finish(&self.reference_tables) {
+            let report = run.execute().await;
+            self.sql_report(report).await;
+        }
+    }
+
+    /// Starts a SQL detector run if one is due at event time `newest_us`.
+    fn sql_due(&mut self, newest_us: i64) {
+        let Some(sql) = &mut self.sql else { return };
+        let Some(now) = chrono::DateTime::from_timestamp_micros(newest_us) else {
+            return;
+        };
+        let dropped = sql.dropped();
+        let run = sql.tick(now, &self.reference_tables);
+        let m = metrics();
+        m.sql_window_rows.set(sql.rows() as f64);
+        m.sql_window_dropped
+            .inc_by(sql.dropped().saturating_sub(dropped));
+        if let Some(run) = run {
+            let tx = self.sql_reports.0.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(run.execute().await).await;
+            });
+        }
     }
 
     /// Signs checkpoints with this policy.
@@ -236,6 +345,7 @@ impl Pipeline {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         let mut on_shutdown = Some(on_shutdown);
+        let mut sql_reports = self.sql_reports.1.take();
         metrics().pipeline_ready.set(1.0);
         let result = loop {
             tokio::select! {
@@ -262,7 +372,12 @@ impl Pipeline {
                         if let Err(e) = r { break Err(e); }
                     }
                 },
+                Some(report) = async { match &mut sql_reports {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                } } => self.sql_report(report).await,
                 _ = tick.tick() => {
+                    self.reference_due();
                     if let Err(e) = self.flush_due().await { break Err(e); }
                     if let Err(e) = self.checkpoint_due().await { break Err(e); }
                 }
@@ -280,6 +395,9 @@ impl Pipeline {
         drop(events);
         let flushed = self.flush_all().await;
         crate::detect::report_keys(self.chains.values_mut().map(|s| &mut s.detectors));
+        if result.is_ok() {
+            self.finish_sql(sql_reports.as_mut()).await;
+        }
         self.alerter.close().await;
         result.and(flushed).map(|()| self.summary)
     }
@@ -409,6 +527,9 @@ impl Pipeline {
                     writer.push_event(origin, &event);
                     newest = newest.max(Some(event.time_micros()));
                     state.observed = true;
+                    if let Some(sql) = &mut self.sql {
+                        sql.push(&event);
+                    }
                     alerts.extend(
                         state
                             .detectors
@@ -451,6 +572,7 @@ impl Pipeline {
         if let Some(t) = newest {
             let lag = (Utc::now().timestamp_micros() - t) as f64 / 1e6;
             metrics().event_time_lag_seconds.set(lag);
+            self.sql_due(t);
         }
         for alert in alerts {
             self.summary.alerts += 1;

@@ -252,6 +252,20 @@ impl SqlDetectors {
         }))
     }
 
+    /// Whether a run handed out by [`SqlDetectors::tick`] is still going.
+    pub fn in_flight(&self) -> bool {
+        Arc::strong_count(&self.running) > 1
+    }
+
+    /// A run over the window as it is now, whether or not one is due (at
+    /// the end of the input); `None` while a run is in flight or with no
+    /// events.
+    pub fn finish(&mut self, reference: &[(&str, RecordBatch)]) -> Option<SqlRun> {
+        let newest = self.window.newest()?;
+        self.next_run = None;
+        self.tick(DateTime::from_timestamp_micros(newest)?, reference)
+    }
+
     /// Rows in the window (sealed and open).
     pub fn rows(&self) -> usize {
         self.window.rows()
