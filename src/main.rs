@@ -15,6 +15,7 @@ use custos::ledger::Store;
 use custos::metrics::metrics;
 use custos::pipeline::{CheckpointPolicy, Continuity, FlushPolicy, Pipeline, Summary};
 use custos::source::demo::{DemoCluster, ProducerSettings, WorkloadProducer};
+use custos::source::hospital::{self, GenConfig};
 use custos::source::kafka::{DeadLetters, KafkaSettings, KafkaSource};
 use custos::source::synth::{Workload, WorkloadConfig};
 use custos::source::{NoCommit, file};
@@ -195,6 +196,26 @@ enum Command {
         #[command(flatten)]
         args: cli_eval::EvalArgs,
     },
+    /// Write a labelled synthetic hospital workload (events, reference
+    /// tables, misuse labels, a config) for evaluating detectors.
+    Gen {
+        /// Output folder (created if needed; files in it are replaced).
+        #[arg(long)]
+        out: PathBuf,
+        /// Simulated days.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Staff employed during the run.
+        #[arg(long, default_value_t = 240)]
+        staff: usize,
+        #[arg(long, default_value_t = 6000)]
+        patients: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// First instant of the run (RFC 3339).
+        #[arg(long, default_value = "2026-03-02T00:00:00Z")]
+        start: String,
+    },
     /// Validate the configuration and list every problem.
     CheckConfig {
         #[command(flatten)]
@@ -340,6 +361,14 @@ async fn dispatch(command: Command) -> Result<i32> {
             out,
             labels,
         } => synth(events, rate, seed, out, labels),
+        Command::Gen {
+            out,
+            days,
+            staff,
+            patients,
+            seed,
+            start,
+        } => gen_workload(out, days, staff, patients, seed, &start),
         Command::CheckConfig { config } => {
             let c = load(&config)?;
             println!(
@@ -685,6 +714,45 @@ fn synth(
     if let Some(l) = &mut labels {
         l.flush()?;
     }
+    Ok(0)
+}
+
+fn gen_workload(
+    out: PathBuf,
+    days: u32,
+    staff: usize,
+    patients: usize,
+    seed: u64,
+    start: &str,
+) -> Result<i32> {
+    if days == 0 || days > 366 {
+        bail!("--days must be between 1 and 366");
+    }
+    if !(20..=100_000).contains(&staff) {
+        bail!("--staff must be between 20 and 100000");
+    }
+    if !(100..=10_000_000).contains(&patients) {
+        bail!("--patients must be between 100 and 10000000");
+    }
+    let start = chrono::DateTime::parse_from_rfc3339(start)
+        .context("--start must be an RFC 3339 time")?
+        .to_utc();
+    let began = Instant::now();
+    let workload = hospital::generate(&GenConfig {
+        seed,
+        days,
+        staff,
+        patients,
+        start,
+    });
+    hospital::write_dir(&workload, &out)
+        .with_context(|| format!("cannot write into {}", out.display()))?;
+    print!("{}", workload.summary);
+    println!(
+        "written to {} in {:.1}s",
+        out.display(),
+        began.elapsed().as_secs_f64()
+    );
     Ok(0)
 }
 

@@ -8,6 +8,9 @@
 //! - [`file`]: JSON lines from files or stdin, for backfills and replays.
 //! - [`demo`]: librdkafka's in-process mock cluster fed by [`synth`], the
 //!   synthetic hospital workload.
+//! - [`hospital`]: a labelled multi-day hospital workload with reference
+//!   tables and injected misuse, written to files by `custos gen` for
+//!   evaluating detectors.
 //!
 //! A source never decodes or stores anything: it hands bytes and their
 //! coordinates to the pipeline and commits only what the pipeline says is
@@ -15,6 +18,7 @@
 
 pub mod demo;
 pub mod file;
+pub mod hospital;
 pub mod kafka;
 pub mod synth;
 

@@ -20,7 +20,7 @@ const NEEDS_ESCAPE: [bool; 256] = {
 };
 
 /// Writes a JSON string literal, escaping `"`, `\` and control characters.
-pub(super) fn push_str(b: &mut Vec<u8>, s: &str) {
+pub(crate) fn push_str(b: &mut Vec<u8>, s: &str) {
     b.push(b'"');
     let bytes = s.as_bytes();
     if !bytes.iter().any(|&c| NEEDS_ESCAPE[c as usize]) {
@@ -49,7 +49,7 @@ pub(super) fn push_str(b: &mut Vec<u8>, s: &str) {
 /// Writes a string literal that needs no escaping (identifiers and
 /// vocabulary this module produces itself).
 #[inline]
-pub(super) fn push_plain(b: &mut Vec<u8>, s: &str) {
+pub(crate) fn push_plain(b: &mut Vec<u8>, s: &str) {
     debug_assert!(s.bytes().all(|c| !NEEDS_ESCAPE[c as usize]), "{s:?}");
     b.push(b'"');
     b.extend_from_slice(s.as_bytes());
@@ -58,7 +58,7 @@ pub(super) fn push_plain(b: &mut Vec<u8>, s: &str) {
 
 /// Writes `,"name":"value"` for a value that needs no escaping.
 #[inline]
-pub(super) fn push_field_str(b: &mut Vec<u8>, name: &str, value: &str) {
+pub(crate) fn push_field_str(b: &mut Vec<u8>, name: &str, value: &str) {
     b.extend_from_slice(b",\"");
     b.extend_from_slice(name.as_bytes());
     b.extend_from_slice(b"\":");
@@ -66,7 +66,7 @@ pub(super) fn push_field_str(b: &mut Vec<u8>, name: &str, value: &str) {
 }
 
 /// Writes `,"actor":{…}`.
-pub(super) fn write_actor(
+pub(crate) fn write_actor(
     b: &mut Vec<u8>,
     id: &str,
     role: Option<&str>,
@@ -93,7 +93,7 @@ pub(super) fn write_actor(
 
 /// The decimal digits of `n`, written at the end of `tmp`.
 #[inline]
-pub(super) fn digits(tmp: &mut [u8; 20], mut n: u64) -> &[u8] {
+pub(crate) fn digits(tmp: &mut [u8; 20], mut n: u64) -> &[u8] {
     let mut i = tmp.len();
     loop {
         i -= 1;
@@ -107,14 +107,14 @@ pub(super) fn digits(tmp: &mut [u8; 20], mut n: u64) -> &[u8] {
 }
 
 #[inline]
-pub(super) fn push_u64(b: &mut Vec<u8>, n: u64) {
+pub(crate) fn push_u64(b: &mut Vec<u8>, n: u64) {
     let mut tmp = [0u8; 20];
     b.extend_from_slice(digits(&mut tmp, n));
 }
 
 /// Writes a fixed-point decimal number with `decimals` digits after the point.
 #[inline]
-pub(super) fn push_fixed(b: &mut Vec<u8>, v: f64, decimals: u32) {
+pub(crate) fn push_fixed(b: &mut Vec<u8>, v: f64, decimals: u32) {
     const SCALES: [u64; 5] = [1, 10, 100, 1000, 10_000];
     let scale = SCALES[decimals.min(4) as usize];
     let decimals = decimals.min(4);
@@ -143,7 +143,7 @@ pub(super) fn push_fixed(b: &mut Vec<u8>, v: f64, decimals: u32) {
     }
 }
 
-pub(super) fn push_hex(b: &mut Vec<u8>, v: u64, digits: u32) {
+pub(crate) fn push_hex(b: &mut Vec<u8>, v: u64, digits: u32) {
     for i in (0..digits).rev() {
         b.push(b"0123456789abcdef"[((v >> (i * 4)) & 0xF) as usize]);
     }
@@ -152,7 +152,7 @@ pub(super) fn push_hex(b: &mut Vec<u8>, v: u64, digits: u32) {
 /// Writes `"<prefix>MRN-…"`: the medical record number of `patient` as a
 /// JSON string, after `prefix` (which needs no escaping).
 #[inline]
-pub(super) fn push_mrn(b: &mut Vec<u8>, prefix: &str, patient: u32) {
+pub(crate) fn push_mrn(b: &mut Vec<u8>, prefix: &str, patient: u32) {
     b.push(b'"');
     b.extend_from_slice(prefix.as_bytes());
     b.extend_from_slice(b"MRN-");
@@ -161,17 +161,17 @@ pub(super) fn push_mrn(b: &mut Vec<u8>, prefix: &str, patient: u32) {
 }
 
 /// Writes `name` with `-` replaced by `_`.
-pub(super) fn push_snake(b: &mut Vec<u8>, name: &str) {
+pub(crate) fn push_snake(b: &mut Vec<u8>, name: &str) {
     b.extend(name.bytes().map(|c| if c == b'-' { b'_' } else { c }));
 }
 
-pub(super) fn push_cohort(b: &mut Vec<u8>, n: u64) {
+pub(crate) fn push_cohort(b: &mut Vec<u8>, n: u64) {
     b.extend_from_slice(b"\"dataset:cohort-");
     push_u64(b, n);
     b.push(b'"');
 }
 
-pub(super) fn push_model_ref(b: &mut Vec<u8>, name: &str, version: &str) {
+pub(crate) fn push_model_ref(b: &mut Vec<u8>, name: &str, version: &str) {
     b.extend_from_slice(b"\"model:");
     b.extend_from_slice(name.as_bytes());
     b.push(b'@');
@@ -211,7 +211,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 /// milliseconds) shown at UTC offset `offset_min` minutes (`Some(0)` → `Z`,
 /// `None` → no offset at all, which is invalid), with milliseconds or whole
 /// seconds.
-pub(super) fn write_time(b: &mut Vec<u8>, ms: i64, offset_min: Option<i32>, millis: bool) {
+pub(crate) fn write_time(b: &mut Vec<u8>, ms: i64, offset_min: Option<i32>, millis: bool) {
     let off = offset_min.unwrap_or(0);
     let local = ms + i64::from(off) * MINUTE;
     let days = local.div_euclid(86_400_000);
@@ -251,20 +251,20 @@ pub(super) fn write_time(b: &mut Vec<u8>, ms: i64, offset_min: Option<i32>, mill
 /// true)`), remembering the `YYYY-MM-DDTHH:MM:SS` of the last second
 /// written: consecutive events mostly fall in the same second.
 #[derive(Debug, Clone)]
-pub(super) struct UtcTimeWriter {
+pub(crate) struct UtcTimeWriter {
     sec: i64,
     text: [u8; 19],
 }
 
 impl UtcTimeWriter {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             sec: i64::MIN,
             text: [0; 19],
         }
     }
 
-    pub(super) fn write(&mut self, b: &mut Vec<u8>, ms: i64) {
+    pub(crate) fn write(&mut self, b: &mut Vec<u8>, ms: i64) {
         let sec = ms.div_euclid(1000);
         if self.sec != sec {
             let mut t = Vec::with_capacity(24);

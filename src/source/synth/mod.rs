@@ -97,11 +97,11 @@ use chrono::{DateTime, Utc};
 mod anomalies;
 mod defects;
 mod events;
-mod json;
+pub(crate) mod json;
 mod lineage;
 mod normal;
 mod population;
-mod rng;
+pub(crate) mod rng;
 #[cfg(test)]
 mod tests;
 mod vocab;

@@ -6,12 +6,12 @@
 //! or order of draws anywhere changes every stream that follows.
 
 #[derive(Debug, Clone)]
-pub(super) struct Rng {
+pub(crate) struct Rng {
     s: [u64; 4],
 }
 
 impl Rng {
-    pub(super) fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         let mut x = seed ^ 0x6375_7374_6f73_2121;
         let mut s = [0u64; 4];
         for v in &mut s {
@@ -25,7 +25,7 @@ impl Rng {
     }
 
     #[inline]
-    pub(super) fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         let s = &mut self.s;
         let result = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
         let t = s[1] << 17;
@@ -40,40 +40,40 @@ impl Rng {
 
     /// Uniform in `0..n` (`n > 0`; multiply-shift, bias below 2^-40 here).
     #[inline]
-    pub(super) fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 
     #[inline]
-    pub(super) fn index(&mut self, n: usize) -> usize {
+    pub(crate) fn index(&mut self, n: usize) -> usize {
         self.below(n as u64) as usize
     }
 
     /// Uniform in `lo..=hi`.
     #[inline]
-    pub(super) fn between(&mut self, lo: u64, hi: u64) -> u64 {
+    pub(crate) fn between(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.below(hi - lo + 1)
     }
 
     /// Uniform in `[0, 1)`.
     #[inline]
-    pub(super) fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / 9_007_199_254_740_992.0)
     }
 
     #[inline]
-    pub(super) fn chance(&mut self, p: f64) -> bool {
+    pub(crate) fn chance(&mut self, p: f64) -> bool {
         self.unit() < p
     }
 
     /// Per mille.
     #[inline]
-    pub(super) fn permille(&mut self, p: u64) -> bool {
+    pub(crate) fn permille(&mut self, p: u64) -> bool {
         self.below(1000) < p
     }
 
     /// Standard normal (Box–Muller), for setup.
-    pub(super) fn normal(&mut self) -> f64 {
+    pub(crate) fn normal(&mut self) -> f64 {
         let u1 = 1.0 - self.unit();
         let u2 = self.unit();
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
@@ -81,7 +81,7 @@ impl Rng {
 
     /// Approximately standard normal (Irwin–Hall, 4 terms from one draw), cheap.
     #[inline]
-    pub(super) fn approx_normal(&mut self) -> f64 {
+    pub(crate) fn approx_normal(&mut self) -> f64 {
         let x = self.next_u64();
         let s = (x & 0xFFFF) + ((x >> 16) & 0xFFFF) + ((x >> 32) & 0xFFFF) + (x >> 48);
         (s as f64 / 65_535.0 - 2.0) * 1.732_050_807_568_877_2
@@ -89,16 +89,16 @@ impl Rng {
 
     /// Exponential with mean 1.
     #[inline]
-    pub(super) fn exp(&mut self) -> f64 {
+    pub(crate) fn exp(&mut self) -> f64 {
         -(1.0 - self.unit()).ln()
     }
 
     #[inline]
-    pub(super) fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
+    pub(crate) fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
         &xs[self.index(xs.len())]
     }
 
-    pub(super) fn choose<T: Copy>(&mut self, table: &[(T, u32)]) -> T {
+    pub(crate) fn choose<T: Copy>(&mut self, table: &[(T, u32)]) -> T {
         let total: u64 = table.iter().map(|&(_, w)| u64::from(w)).sum();
         let mut r = self.below(total);
         for &(v, w) in table {
@@ -115,7 +115,7 @@ impl Rng {
 /// on the hour of the day: one alias table (Walker/Vose) per hour, O(1) per
 /// draw.
 #[derive(Debug, Clone)]
-pub(super) struct HourlyPick {
+pub(crate) struct HourlyPick {
     members: Vec<u32>,
     totals: [f64; 24],
     /// Per hour: (probability of keeping slot i, alias of slot i).
@@ -124,7 +124,7 @@ pub(super) struct HourlyPick {
 
 impl HourlyPick {
     /// `weight(member, hour)` is the weight of a member at an hour.
-    pub(super) fn new(members: Vec<u32>, weight: impl Fn(usize, usize) -> f64) -> Self {
+    pub(crate) fn new(members: Vec<u32>, weight: impl Fn(usize, usize) -> f64) -> Self {
         let mut totals = [0.0; 24];
         let tables = (0..24)
             .map(|h| {
@@ -140,17 +140,17 @@ impl HourlyPick {
         }
     }
 
-    pub(super) fn members(&self) -> &[u32] {
+    pub(crate) fn members(&self) -> &[u32] {
         &self.members
     }
 
     /// The sum of the weights at `hour`.
-    pub(super) fn total(&self, hour: usize) -> f64 {
+    pub(crate) fn total(&self, hour: usize) -> f64 {
         self.totals[hour]
     }
 
     /// A member, or `None` when no member has weight at `hour`.
-    pub(super) fn sample(&self, rng: &mut Rng, hour: usize) -> Option<usize> {
+    pub(crate) fn sample(&self, rng: &mut Rng, hour: usize) -> Option<usize> {
         let table = &self.tables[hour];
         if table.is_empty() {
             return None;
