@@ -17,8 +17,14 @@
 //! - a **peer baseline**: the same over every active window of every actor
 //!   with the same role and department (from the event, else the roster).
 //!
-//! A window fires once, as soon as its running count `c` reaches
-//! `min_count` and `score = min(own z, peer z) >= threshold`, where
+//! The baselines learn from tumbling windows (aligned to the epoch). The
+//! firing rule looks at the current tumbling window, or (`sliding`, for
+//! the long windows of `no_relationship` and `break_glass`) at a sliding
+//! window of the same length ending at the current event, so misuse that
+//! straddles a boundary is counted whole. An actor fires as soon as the
+//! count `c` reaches `min_count` and `score = min(own z, peer z) >=
+//! threshold`, and then not again in that window (sliding: for one window
+//! length); where
 //! `z = (c - mean) / spread` and spread is at least the Poisson spread of
 //! the mean. Taking the smaller z means the count must be unusual against
 //! both references that are warm (own: `warmup_windows` windows; peers:
@@ -27,9 +33,9 @@
 //! history is judged against their peers. With neither warm it cannot fire.
 //!
 //! Bounds: at most `max_actors` actors (the least recently active tenth is
-//! evicted when full), at most 10,000 peer groups, at most
-//! `max_evidence` evidence ids per window, and distinct counts stop at 4096
-//! per window (enough to fire).
+//! evicted when full), at most 10,000 peer groups, the newest
+//! `max_evidence` evidence ids per actor, 512 entries in a sliding window
+//! and 4096 distinct keys per tumbling window (enough to fire).
 
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
@@ -42,6 +48,9 @@ use crate::event::Event;
 
 /// Peer groups held at most; actors of further groups have no peers.
 const MAX_GROUPS: usize = 10_000;
+/// Counted events held in an actor's sliding window at most (beyond, the
+/// oldest are dropped: the count saturates, it does not wrap).
+const MAX_RECENT: usize = 512;
 /// Distinct keys counted per actor and window at most.
 const MAX_DISTINCT: usize = 4096;
 
@@ -60,6 +69,8 @@ pub enum Measure {
 /// The per-detector part: what is counted and how it is described.
 pub trait CountKind: Send + 'static {
     const NAME: &'static str;
+    /// Whether [`CountKind::measure`] returns distinct keys (else amounts).
+    const DISTINCT: bool;
     /// The defaults of the detector's parameters.
     fn defaults() -> CountParams;
     fn measure(event: &Event, ctx: &Context) -> Measure;
@@ -88,6 +99,12 @@ pub struct CountParams {
     /// Keep one own baseline per part of the week (4 day parts ×
     /// weekday/weekend) besides the overall one.
     pub seasonal: bool,
+    /// Fire on a sliding window ending at each event instead of the
+    /// tumbling window the baselines learn from. For long windows (a
+    /// shift), so misuse straddling a boundary is counted whole; short
+    /// windows keep the tumbling one, whose counts are exactly what the
+    /// baselines learned (a sliding window's running maximum is larger).
+    pub sliding: bool,
     /// Actors held at most.
     pub max_actors: usize,
     /// Evidence event ids kept per finding.
@@ -124,6 +141,8 @@ pub struct CountParamsSer {
     pub peer_warmup: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seasonal: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sliding: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_actors: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -168,6 +187,7 @@ impl<K: CountKind> CountConfig<K> {
             peer_alpha: p.peer_alpha.unwrap_or(d.peer_alpha),
             peer_warmup: p.peer_warmup.unwrap_or(d.peer_warmup),
             seasonal: p.seasonal.unwrap_or(d.seasonal),
+            sliding: p.sliding.unwrap_or(d.sliding),
             max_actors: p.max_actors.unwrap_or(d.max_actors),
             max_evidence: p.max_evidence.unwrap_or(d.max_evidence),
         }
@@ -198,15 +218,23 @@ impl<K: CountKind> CountConfig<K> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ActorCount {
     window: i64,
+    /// The tumbling window's count (what the baselines learn).
     count: u32,
-    fired: bool,
+    /// The sliding window: (second, key or amount) of each counted event
+    /// within `window_secs` of the newest, oldest first.
+    recent: std::collections::VecDeque<(i64, u64)>,
+    /// Sum of the amounts in `recent` (its length for distinct counts).
+    sliding: u64,
+    /// When this actor last fired (it fires again only a window later).
+    fired_at: i64,
     /// Peer group of the current window (0: none).
     group: u64,
     /// Keys counted in the current window (ordered, so equal states save
     /// to equal bytes).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     distinct: BTreeSet<u64>,
-    evidence: Vec<String>,
+    /// The newest counted events' ids (at most `max_evidence`).
+    evidence: std::collections::VecDeque<String>,
     own: Baseline,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     slots: Vec<Baseline>,
@@ -274,9 +302,7 @@ impl<K: CountKind> CountDetector<K> {
         }
         s.window = w;
         s.count = 0;
-        s.fired = false;
         s.distinct.clear();
-        s.evidence.clear();
     }
 }
 
@@ -303,10 +329,12 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
                 ActorCount {
                     window: w,
                     count: 0,
-                    fired: false,
+                    recent: Default::default(),
+                    sliding: 0,
+                    fired_at: i64::MIN,
                     group: 0,
                     distinct: BTreeSet::new(),
-                    evidence: Vec::new(),
+                    evidence: Default::default(),
                     own: Baseline::default(),
                     slots: Vec::new(),
                 },
@@ -322,30 +350,59 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
         if let (Some(role), Some(dept)) = (ctx.role, ctx.dept) {
             s.group = key_hash(&[role, dept]);
         }
+        // Slide: forget what left the window.
+        let horizon = secs.saturating_sub(p.window_secs as i64);
+        while s.recent.front().is_some_and(|&(t, _)| t <= horizon) {
+            let (_, x) = s.recent.pop_front().unwrap_or_default();
+            s.sliding -= if K::DISTINCT { 1 } else { x };
+        }
         let added = match m {
             Measure::Skip | Measure::Touch => false,
             Measure::Add(n) => {
                 s.count = s.count.saturating_add(n);
+                if n > 0 {
+                    s.recent.push_back((secs, u64::from(n)));
+                    s.sliding += u64::from(n);
+                }
                 n > 0
             }
             Measure::Distinct(key) => {
-                s.distinct.len() < MAX_DISTINCT && s.distinct.insert(key) && {
+                if s.distinct.len() < MAX_DISTINCT && s.distinct.insert(key) {
                     s.count += 1;
-                    true
                 }
+                let fresh = !s.recent.iter().any(|&(_, k)| k == key);
+                if fresh {
+                    s.recent.push_back((secs, key));
+                    s.sliding += 1;
+                }
+                fresh
             }
         };
+        if s.recent.len() > MAX_RECENT {
+            let (_, x) = s.recent.pop_front().unwrap_or_default();
+            s.sliding -= if K::DISTINCT { 1 } else { x };
+        }
         if !added {
             return;
         }
-        if s.evidence.len() < p.max_evidence {
-            s.evidence.push(event.id.clone());
+        if s.evidence.len() >= p.max_evidence {
+            s.evidence.pop_front();
         }
-        if s.fired || s.count < p.min_count {
+        s.evidence.push_back(event.id.clone());
+        let (count, fired_recently) = if p.sliding {
+            let count = u32::try_from(s.sliding).unwrap_or(u32::MAX);
+            (
+                count,
+                secs.saturating_sub(s.fired_at) < p.window_secs as i64,
+            )
+        } else {
+            (s.count, s.fired_at >= s.window * p.window_secs as i64)
+        };
+        if fired_recently || count < p.min_count {
             return;
         }
-        let c = f64::from(s.count);
-        let own = match s.slots.get(slot_of(s.window * p.window_secs as i64)) {
+        let c = f64::from(count);
+        let own = match s.slots.get(slot_of(secs)) {
             Some(slot) if slot.n >= p.warmup_windows => Some(*slot),
             _ => (s.own.n >= p.warmup_windows).then_some(s.own),
         };
@@ -363,8 +420,8 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
         if score < p.threshold {
             return;
         }
-        s.fired = true;
-        let mut reason = format!("{} in {}", K::describe(s.count), span(p.window_secs));
+        s.fired_at = secs;
+        let mut reason = format!("{} in {}", K::describe(count), span(p.window_secs));
         if let Some(o) = own {
             reason += &format!("; own usual {:.1} ± {:.1}", o.mean, o.var.sqrt());
         }
@@ -380,8 +437,12 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
             (Some(b), None) | (None, Some(b)) => b.mean,
             (None, None) => 0.0,
         };
-        let start = chrono::DateTime::from_timestamp(s.window * p.window_secs as i64, 0)
-            .unwrap_or_default();
+        let from = if p.sliding {
+            horizon
+        } else {
+            s.window * p.window_secs as i64
+        };
+        let start = chrono::DateTime::from_timestamp(from, 0).unwrap_or_default();
         findings.push(Finding {
             detector: K::NAME.to_owned(),
             severity: if score >= 2.0 * p.threshold {
@@ -397,8 +458,8 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
             observed: c,
             expected,
             summary: reason,
-            evidence: s.evidence.clone(),
-            evidence_total: u64::from(s.count),
+            evidence: s.evidence.iter().cloned().collect(),
+            evidence_total: u64::from(count),
         });
     }
 

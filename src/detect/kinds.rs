@@ -15,6 +15,7 @@ fn defaults() -> CountParams {
         peer_alpha: 0.01,
         peer_warmup: 30,
         seasonal: false,
+        sliding: false,
         max_actors: 200_000,
         max_evidence: 20,
     }
@@ -28,6 +29,7 @@ fn defaults() -> CountParams {
 pub struct Volume;
 
 impl CountKind for Volume {
+    const DISTINCT: bool = false;
     const NAME: &'static str = "volume";
     fn defaults() -> CountParams {
         CountParams {
@@ -55,6 +57,7 @@ impl CountKind for Volume {
 pub struct Breadth;
 
 impl CountKind for Breadth {
+    const DISTINCT: bool = true;
     const NAME: &'static str = "breadth";
     fn defaults() -> CountParams {
         CountParams {
@@ -79,7 +82,7 @@ impl CountKind for Breadth {
     }
 }
 
-/// `no_relationship`: distinct patients opened in an hour that neither the
+/// `no_relationship`: distinct patients opened in 8 hours (a shift) that neither the
 /// actor nor the actor's department has treated before (see
 /// [`Relation`]), against the actor's and peers' usual number. Snooping
 /// on coworkers, neighbours, family or patients of other wards is a run
@@ -88,12 +91,14 @@ impl CountKind for Breadth {
 pub struct NoRelationship;
 
 impl CountKind for NoRelationship {
+    const DISTINCT: bool = true;
     const NAME: &'static str = "no_relationship";
     fn defaults() -> CountParams {
         CountParams {
-            window_secs: 3600,
+            window_secs: 28_800,
             min_count: 4,
             threshold: 4.0,
+            sliding: true,
             ..defaults()
         }
     }
@@ -118,6 +123,7 @@ impl CountKind for NoRelationship {
 pub struct DeniedBurst;
 
 impl CountKind for DeniedBurst {
+    const DISTINCT: bool = false;
     const NAME: &'static str = "denied_burst";
     fn defaults() -> CountParams {
         CountParams {
@@ -145,6 +151,7 @@ impl CountKind for DeniedBurst {
 pub struct BreakGlass;
 
 impl CountKind for BreakGlass {
+    const DISTINCT: bool = false;
     const NAME: &'static str = "break_glass";
     fn defaults() -> CountParams {
         CountParams {
@@ -152,6 +159,7 @@ impl CountKind for BreakGlass {
             min_count: 4,
             threshold: 4.0,
             warmup_windows: 4,
+            sliding: true,
             ..defaults()
         }
     }

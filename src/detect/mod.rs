@@ -60,6 +60,9 @@ pub struct Context<'a> {
     pub patient_key: Option<u64>,
     /// How the actor stands to the patient, before this event.
     pub relation: Relation,
+    /// The event's purpose of use is not treatment, and is one the actor or
+    /// their peer group routinely works under (billing, research, …).
+    pub routine_purpose: bool,
 }
 
 /// One detector over the stream.
@@ -294,11 +297,12 @@ impl Detectors {
             dept,
             patient_key: event.patient().map(|p| memory::key_hash(&[p])),
             relation: self.relations.classify(event, dept, &self.reference, time),
+            routine_purpose: self.relations.routine_purpose(event, role, dept),
         };
         for d in &mut self.list {
             d.observe(event, &ctx, &mut self.findings);
         }
-        self.relations.learn(event, dept);
+        self.relations.learn(event, role, dept);
     }
 
     /// Every detector's state, tagged with the configuration.

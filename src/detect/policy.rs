@@ -120,7 +120,10 @@ impl Detector for Vip {
         let Some(category) = ctx.reference.vip(patient) else {
             return;
         };
-        if matches!(ctx.relation, Relation::Treating) {
+        // Treatment needs a treatment relationship; a job function (billing,
+        // research, operations) needs to be one the actor or their peers
+        // routinely work under.
+        if matches!(ctx.relation, Relation::Treating) || ctx.routine_purpose {
             return;
         }
         let key = key_hash(&[

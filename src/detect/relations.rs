@@ -16,7 +16,9 @@
 //! Bounded: at most `MAX_PAIRS` actor/department–patient pairs and
 //! `MAX_PATIENTS` patients per chain, the least recently used forgotten.
 
-use super::memory::{RecentSet, key_hash};
+use serde::{Deserialize, Serialize};
+
+use super::memory::{Map, RecentSet, key_hash};
 use super::reference::Reference;
 use crate::event::{Body, Event};
 
@@ -41,6 +43,7 @@ pub enum Relation {
 pub struct Relations {
     pairs: RecentSet,
     patients: RecentSet,
+    purposes: Purposes,
 }
 
 impl Default for Relations {
@@ -48,7 +51,76 @@ impl Default for Relations {
         Relations {
             pairs: RecentSet::new(MAX_PAIRS),
             patients: RecentSet::new(MAX_PATIENTS),
+            purposes: Purposes::default(),
         }
+    }
+}
+
+/// Whether a purpose of use is treatment (which needs a treatment
+/// relationship) rather than a job function such as billing or research.
+pub fn is_treatment(purpose: Option<&str>) -> bool {
+    matches!(purpose, None | Some("TREAT" | "ETREAT"))
+}
+
+/// The purposes of use an actor, and their peer group, work under: a
+/// billing clerk reads charts for `HPAYMT` all day, a researcher for
+/// `HRESCH`. Counts are halved whenever a key's total reaches 1,000, so
+/// the habit follows the recent past. At most `MAX_HABITS` keys; the least
+/// recently seen tenth is dropped when full.
+#[derive(Default)]
+struct Purposes {
+    map: Map<u64, Habit>,
+    forgotten: u64,
+}
+
+const MAX_HABITS: usize = 400_000;
+/// Events of a key's history before its habit counts, and the share of
+/// them a purpose needs to be routine.
+const HABIT_MIN_EVENTS: f32 = 30.0;
+const HABIT_MIN_SHARE: f32 = 0.2;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Habit {
+    total: f32,
+    /// (purpose, count), at most 8 purposes.
+    counts: Vec<(String, f32)>,
+    last: i64,
+}
+
+impl Purposes {
+    fn learn(&mut self, key: u64, purpose: &str, secs: i64) {
+        if !self.map.contains_key(&key) && self.map.len() >= MAX_HABITS {
+            let mut order: Vec<(i64, u64)> = self.map.iter().map(|(k, h)| (h.last, *k)).collect();
+            let n = order.len() / 10 + 1;
+            order.select_nth_unstable(n - 1);
+            for (_, k) in &order[..n] {
+                self.map.remove(k);
+            }
+            self.forgotten += n as u64;
+        }
+        let h = self.map.entry(key).or_default();
+        h.last = secs;
+        h.total += 1.0;
+        match h.counts.iter().position(|(p, _)| p == purpose) {
+            Some(i) => h.counts[i].1 += 1.0,
+            None if h.counts.len() < 8 => h.counts.push((purpose.to_owned(), 1.0)),
+            None => {}
+        }
+        if h.total >= 1000.0 {
+            h.total /= 2.0;
+            for (_, c) in &mut h.counts {
+                *c /= 2.0;
+            }
+        }
+    }
+
+    fn routine(&self, key: u64, purpose: &str) -> bool {
+        self.map.get(&key).is_some_and(|h| {
+            h.total >= HABIT_MIN_EVENTS
+                && h.counts
+                    .iter()
+                    .any(|(p, c)| p == purpose && *c >= HABIT_MIN_SHARE * h.total)
+        })
     }
 }
 
@@ -81,15 +153,34 @@ impl Relations {
         }
     }
 
+    /// Whether the event's purpose of use is a job function (not
+    /// treatment) that the actor, or their peer group, routinely works
+    /// under.
+    pub fn routine_purpose(&self, event: &Event, role: Option<&str>, dept: Option<&str>) -> bool {
+        let Some(purpose) = event.purpose().filter(|p| !is_treatment(Some(p))) else {
+            return false;
+        };
+        self.purposes
+            .routine(key_hash(&["a", &event.actor.id]), purpose)
+            || matches!((role, dept), (Some(r), Some(d))
+                if self.purposes.routine(key_hash(&["g", r, d]), purpose))
+    }
+
     /// Learns from `event` (after the detectors have seen it).
-    pub fn learn(&mut self, event: &Event, dept: Option<&str>) {
+    pub fn learn(&mut self, event: &Event, role: Option<&str>, dept: Option<&str>) {
         let Body::Access(a) = &event.body else { return };
+        let secs = event.time.timestamp();
+        let purpose = a.purpose.as_deref().unwrap_or("");
+        self.purposes
+            .learn(key_hash(&["a", &event.actor.id]), purpose, secs);
+        if let (Some(r), Some(d)) = (role, dept) {
+            self.purposes.learn(key_hash(&["g", r, d]), purpose, secs);
+        }
         let Some(patient) = a.patient.as_deref() else {
             return;
         };
         self.patients.insert(key_hash(&[patient]));
-        let treating = matches!(a.purpose.as_deref(), None | Some("TREAT" | "ETREAT"));
-        if a.outcome != "success" || !treating {
+        if a.outcome != "success" || !is_treatment(a.purpose.as_deref()) {
             return;
         }
         self.pairs.insert(pair("a", &event.actor.id, patient));
@@ -99,15 +190,25 @@ impl Relations {
     }
 
     pub fn keys(&self) -> usize {
-        self.pairs.len() + self.patients.len()
+        self.pairs.len() + self.patients.len() + self.purposes.map.len()
     }
 
     pub fn forgotten(&self) -> u64 {
-        self.pairs.forgotten() + self.patients.forgotten()
+        self.pairs.forgotten() + self.patients.forgotten() + self.purposes.forgotten
     }
 
     pub fn save(&self) -> serde_json::Value {
-        serde_json::json!({ "pairs": self.pairs.save(), "patients": self.patients.save() })
+        let habits: std::collections::BTreeMap<String, &Habit> = self
+            .purposes
+            .map
+            .iter()
+            .map(|(k, h)| (k.to_string(), h))
+            .collect();
+        serde_json::json!({
+            "pairs": self.pairs.save(),
+            "patients": self.patients.save(),
+            "purposes": { "habits": habits, "forgotten": self.purposes.forgotten },
+        })
     }
 
     pub fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
@@ -123,6 +224,20 @@ impl Relations {
             .patients
             .load(m.remove("patients").unwrap_or_default())
             .map_err(|e| format!("relations: {e}"))?;
+        #[derive(Deserialize)]
+        struct SavedPurposes {
+            habits: std::collections::HashMap<String, Habit>,
+            forgotten: u64,
+        }
+        let saved: SavedPurposes = serde_json::from_value(m.remove("purposes").unwrap_or_default())
+            .map_err(|e| format!("relations: {e}"))?;
+        for (k, h) in saved.habits {
+            let k: u64 = k
+                .parse()
+                .map_err(|_| "relations: bad habit key".to_owned())?;
+            fresh.purposes.map.insert(k, h);
+        }
+        fresh.purposes.forgotten = saved.forgotten;
         *self = fresh;
         Ok(())
     }

@@ -11,6 +11,7 @@ fn see(d: &mut AccessRate, e: &Event, out: &mut Vec<Finding>) {
         dept: None,
         patient_key: None,
         relation: crate::detect::Relation::NoPatient,
+        routine_purpose: false,
     };
     d.observe(e, &ctx, out);
 }
