@@ -25,6 +25,11 @@ pub struct EvalArgs {
     /// Also write every finding, one JSON object per line, to this file.
     #[arg(long)]
     pub findings: Option<PathBuf>,
+    /// Hours at the start of the stream in which detectors learn: instances
+    /// detectable then are reported apart, findings then are not false
+    /// alerts (see docs/detection.md).
+    #[arg(long, default_value_t = 48)]
+    pub learn_hours: u64,
 }
 
 pub fn eval(config: Config, args: EvalArgs) -> Result<i32> {
@@ -55,6 +60,7 @@ pub fn eval(config: Config, args: EvalArgs) -> Result<i32> {
     let mut actor_days: HashSet<(String, i64)> = HashSet::new();
     let (mut events, mut rejected) = (0u64, 0u64);
     let mut detect_time = std::time::Duration::ZERO;
+    let mut first_time = None;
     for line in std::io::BufReader::new(file).split(b'\n') {
         let line = line.with_context(|| format!("cannot read {}", args.events.display()))?;
         if line.is_empty() {
@@ -69,6 +75,7 @@ pub fn eval(config: Config, args: EvalArgs) -> Result<i32> {
         };
         events += 1;
         let at = event.time.with_timezone(&Utc);
+        first_time = first_time.min(Some(at)).or(Some(at));
         let day = at.timestamp().div_euclid(86_400);
         if !actor_days.contains(&(event.actor.id.clone(), day)) {
             actor_days.insert((event.actor.id.clone(), day));
@@ -85,7 +92,9 @@ pub fn eval(config: Config, args: EvalArgs) -> Result<i32> {
         }
         std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    let report = score(&labels, &raised, &actor_days);
+    let learn = chrono::Duration::hours(i64::try_from(args.learn_hours.min(1 << 30)).unwrap_or(0));
+    let learned_from = first_time.unwrap_or_default() + learn;
+    let report = score(&labels, &raised, &actor_days, learned_from);
     print!("{}", render(&report));
     println!(
         "\n{events} events ({rejected} rejected), {} labelled instances; detectors: {:.2} s, \
@@ -146,6 +155,11 @@ pub fn render(r: &Report) -> String {
         r.benign_actor_days,
         r.actor_days,
         r.false_per_1000_actor_days()
+    );
+    let _ = writeln!(
+        out,
+        "\nLearning period: {} instances were detectable in it ({} of them detected); not in the table.",
+        r.learning.0, r.learning.1
     );
     if !r.false_by_detector.is_empty() {
         let by: Vec<String> = r

@@ -11,6 +11,12 @@
 //! matches no instance is a false alert. Actor-days are the (actor, UTC
 //! day) pairs with any event; benign ones are those without a labelled
 //! instance of that actor overlapping that day.
+//!
+//! Detectors that compare an actor with their own history and their
+//! peers' need history first. The first `learn` of the stream is their
+//! learning period: instances whose `detectable_at` falls in it are
+//! reported apart (not in recall), findings raised in it are not counted
+//! as false alerts, and actor-days in it are not benign actor-days.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -70,6 +76,8 @@ impl ScenarioScore {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Report {
     pub scenarios: BTreeMap<String, ScenarioScore>,
+    /// Instances in the learning period, and how many of them were detected.
+    pub learning: (usize, usize),
     pub findings: usize,
     pub false_alerts: usize,
     pub false_by_detector: BTreeMap<String, usize>,
@@ -94,7 +102,12 @@ fn day(t: DateTime<Utc>) -> i64 {
 
 /// Scores `raised` against `labels`; `actor_days` are the (actor, day)
 /// pairs with any event.
-pub fn score(labels: &[Label], raised: &[Raised], actor_days: &HashSet<(String, i64)>) -> Report {
+pub fn score(
+    labels: &[Label],
+    raised: &[Raised],
+    actor_days: &HashSet<(String, i64)>,
+    learned_from: DateTime<Utc>,
+) -> Report {
     let mut report = Report {
         findings: raised.len(),
         actor_days: actor_days.len(),
@@ -103,11 +116,13 @@ pub fn score(labels: &[Label], raised: &[Raised], actor_days: &HashSet<(String, 
     let mut by_actor: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, l) in labels.iter().enumerate() {
         by_actor.entry(&l.actor).or_default().push(i);
-        report
-            .scenarios
-            .entry(l.scenario.clone())
-            .or_default()
-            .instances += 1;
+        if l.detectable_at >= learned_from {
+            report
+                .scenarios
+                .entry(l.scenario.clone())
+                .or_default()
+                .instances += 1;
+        }
     }
     let events: Vec<HashSet<&str>> = labels
         .iter()
@@ -131,7 +146,7 @@ pub fn score(labels: &[Label], raised: &[Raised], actor_days: &HashSet<(String, 
                 }
             }
         }
-        if !matched {
+        if !matched && r.at >= learned_from {
             report.false_alerts += 1;
             *report
                 .false_by_detector
@@ -140,6 +155,11 @@ pub fn score(labels: &[Label], raised: &[Raised], actor_days: &HashSet<(String, 
         }
     }
     for (i, l) in labels.iter().enumerate() {
+        if l.detectable_at < learned_from {
+            report.learning.0 += 1;
+            report.learning.1 += usize::from(first[i].is_some());
+            continue;
+        }
         let s = report.scenarios.entry(l.scenario.clone()).or_default();
         if let Some((t, _)) = first[i] {
             s.detected += 1;
@@ -158,7 +178,7 @@ pub fn score(labels: &[Label], raised: &[Raised], actor_days: &HashSet<(String, 
     }
     report.benign_actor_days = actor_days
         .iter()
-        .filter(|(a, d)| !misuse_days.contains(&(a.as_str(), *d)))
+        .filter(|(a, d)| *d >= day(learned_from) && !misuse_days.contains(&(a.as_str(), *d)))
         .count();
     report
 }
@@ -233,7 +253,7 @@ mod tests {
             .iter()
             .flat_map(|a| (20514..20516).map(move |d| (a.to_string(), d)))
             .collect();
-        let r = score(&labels, &raised, &days);
+        let r = score(&labels, &raised, &days, t(0));
         let s = &r.scenarios["snooping"];
         assert_eq!((s.instances, s.detected), (2, 2));
         assert_eq!(s.recall(), 1.0);
@@ -244,5 +264,13 @@ mod tests {
         assert_eq!(r.false_per_1000_actor_days(), 400.0);
         // Delays: b at 150 - 110 = 40 s; a at 90000 - 110.
         assert_eq!(s.delay(0.0), Some(40.0));
+
+        // With a learning period of one day: a's instance, the false alert
+        // on day 0 and the actor-days of day 0 drop out.
+        let r = score(&labels, &raised, &days, t(86_400));
+        assert_eq!(r.learning, (3, 2));
+        assert!(r.scenarios.is_empty());
+        assert_eq!(r.false_alerts, 1);
+        assert_eq!(r.benign_actor_days, 4);
     }
 }
