@@ -13,8 +13,10 @@
 //!
 //! It fires once per off-hours run (activity with no break longer than an
 //! hour) when the run reaches `min_events` accesses, so one stray login
-//! does not alert. An actor with too little history (a new hire) cannot
-//! fire: their habit is not known yet.
+//! does not alert. While an actor's own history is shorter than
+//! `min_days` (a new hire, a part-timer's first shifts), their peer
+//! group's (same role and department, at least 20 actor-days) stands in:
+//! a department with night staff has no off hours for its newcomers.
 
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +44,7 @@ pub struct OffHoursConfig {
 impl Default for OffHoursConfig {
     fn default() -> Self {
         OffHoursConfig {
-            min_days: 3.0,
+            min_days: 1.5,
             max_share: 0.05,
             gap_hours: 2,
             min_events: 5,
@@ -89,7 +91,31 @@ struct Habit {
 pub struct OffHours {
     cfg: OffHoursConfig,
     actors: Map<String, Habit>,
+    /// Per peer group (role and department): finished actor-days and, per
+    /// hour, those with activity in it; halved at 2,000 actor-days.
+    groups: Map<u64, Peers>,
     evictions: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Peers {
+    #[serde(with = "super::exact_f64")]
+    days: f64,
+    hours: Vec<f32>,
+}
+
+/// Actor-days a peer group needs before it stands in for a newcomer.
+const PEER_MIN_DAYS: f64 = 20.0;
+const MAX_GROUPS: usize = 10_000;
+
+/// Whether hour `h` and those within `gap` of it have a share below
+/// `max_share` of `days`.
+fn quiet(hours: &[f32], days: f64, h: usize, cfg: &OffHoursConfig) -> bool {
+    let g = cfg.gap_hours as usize;
+    (0..=2 * g).all(|i| {
+        let hour = (h + 24 + i - g) % 24;
+        f64::from(hours[hour]) / days < cfg.max_share
+    })
 }
 
 impl OffHours {
@@ -97,6 +123,7 @@ impl OffHours {
         OffHours {
             cfg: cfg.clone(),
             actors: Map::default(),
+            groups: Map::default(),
             evictions: 0,
         }
     }
@@ -115,24 +142,14 @@ impl OffHours {
 }
 
 impl Habit {
-    /// Whether hour `h` and its neighbours are unused in this history.
-    fn unusual(&self, h: usize, cfg: &OffHoursConfig) -> bool {
-        if self.days < cfg.min_days {
-            return false;
-        }
-        let g = cfg.gap_hours as usize;
-        (0..=2 * g).all(|i| {
-            let hour = (h + 24 + i - g) % 24;
-            f64::from(self.hours[hour]) / self.days < cfg.max_share
-        })
-    }
-
     /// Records activity in hour `h` of day `day`. A day enters the
     /// history when it is over, so an event is never judged against its
-    /// own day.
-    fn learn(&mut self, day: i64, h: usize, decay: f64) {
+    /// own day. Returns the hours of a day that just closed, for the peers.
+    fn learn(&mut self, day: i64, h: usize, decay: f64) -> Option<u32> {
+        let mut closed = None;
         if day > self.day {
             if self.day_hours != 0 {
+                closed = Some(self.day_hours);
                 self.days += 1.0;
                 for (i, x) in self.hours.iter_mut().enumerate() {
                     if self.day_hours & (1 << i) != 0 {
@@ -149,6 +166,7 @@ impl Habit {
             self.day_hours = 0;
         }
         self.day_hours |= 1 << h;
+        closed
     }
 }
 
@@ -188,8 +206,24 @@ impl Detector for OffHours {
         let Some(s) = self.actors.get_mut(&event.actor.id) else {
             return;
         };
-        // Judged against the history before this event's day was learned.
-        let unusual = s.unusual(h, cfg);
+        let group = match (ctx.role, ctx.dept) {
+            (Some(r), Some(d)) => super::memory::key_hash(&[r, d]),
+            _ => 0,
+        };
+        // Judged against the history before this event's day was learned:
+        // the actor's own, or while it is too short, their peers'.
+        let peers = self
+            .groups
+            .get(&group)
+            .filter(|p| group != 0 && p.days >= PEER_MIN_DAYS);
+        let (hours, days, whose): (&[f32], f64, &str) = if s.days >= cfg.min_days {
+            (&s.hours, s.days, "own")
+        } else if let Some(p) = peers {
+            (&p.hours, p.days, "peers'")
+        } else {
+            (&[], 0.0, "")
+        };
+        let unusual = days > 0.0 && quiet(hours, days, h, cfg);
         if unusual {
             if secs.saturating_sub(s.run_last) > 3600 {
                 s.run_count = 0;
@@ -203,17 +237,17 @@ impl Detector for OffHours {
             }
             if !s.run_fired && s.run_count >= cfg.min_events {
                 s.run_fired = true;
-                let share = f64::from(s.hours[h]) / s.days;
+                let share = f64::from(hours[h]) / days;
                 let usual: Vec<String> = (0..24)
-                    .filter(|&x| f64::from(s.hours[x]) / s.days >= cfg.max_share)
+                    .filter(|&x| f64::from(hours[x]) / days >= cfg.max_share)
                     .map(|x| format!("{x:02}"))
                     .collect();
                 let summary = format!(
-                    "{} accesses at {h:02}:00 UTC, an hour active on {:.0}% of {:.0} days of history \
-                     (usual hours: {})",
+                    "{} accesses at {h:02}:00 UTC, an hour active on {:.0}% of {:.0} days of {whose} \
+                     history (usual hours: {})",
                     s.run_count,
                     100.0 * share,
-                    s.days,
+                    days,
                     if usual.is_empty() {
                         "none".into()
                     } else {
@@ -238,7 +272,25 @@ impl Detector for OffHours {
                 });
             }
         }
-        s.learn(day, h, cfg.decay);
+        if let Some(bits) = s.learn(day, h, cfg.decay)
+            && group != 0
+            && (self.groups.len() < MAX_GROUPS || self.groups.contains_key(&group))
+        {
+            let p = self.groups.entry(group).or_insert_with(|| Peers {
+                days: 0.0,
+                hours: vec![0.0; 24],
+            });
+            p.days += 1.0;
+            for (i, x) in p.hours.iter_mut().enumerate() {
+                if bits & (1 << i) != 0 {
+                    *x += 1.0;
+                }
+            }
+            if p.days >= 2000.0 {
+                p.days /= 2.0;
+                p.hours.iter_mut().for_each(|x| *x /= 2.0);
+            }
+        }
     }
 
     fn keys(&self) -> usize {
@@ -251,17 +303,32 @@ impl Detector for OffHours {
 
     fn save(&self) -> serde_json::Value {
         let actors: std::collections::BTreeMap<&String, &Habit> = self.actors.iter().collect();
-        serde_json::json!({ "actors": actors, "evictions": self.evictions })
+        let groups: std::collections::BTreeMap<String, &Peers> = self
+            .groups
+            .iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        serde_json::json!({ "actors": actors, "groups": groups, "evictions": self.evictions })
     }
 
     fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
         #[derive(Deserialize)]
         struct Saved {
             actors: Map<String, Habit>,
+            groups: std::collections::HashMap<String, Peers>,
             evictions: u64,
         }
         let s: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;
         self.actors = s.actors;
+        self.groups = s
+            .groups
+            .into_iter()
+            .map(|(k, v)| {
+                k.parse()
+                    .map(|k| (k, v))
+                    .map_err(|_| "bad group key".to_owned())
+            })
+            .collect::<Result<_, _>>()?;
         self.evictions = s.evictions;
         Ok(())
     }
