@@ -99,6 +99,8 @@ impl CountKind for NoRelationship {
             min_count: 4,
             threshold: 4.0,
             sliding: true,
+            warmup_windows: 6,
+            peer_warmup: 20,
             ..defaults()
         }
     }

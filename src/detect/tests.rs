@@ -210,6 +210,23 @@ fn no_relationship_counts_patients_treated_elsewhere_not_own_or_care_team() {
             ..Default::default()
         },
     );
+    // Each ward's own patients are assigned to the ward.
+    for (dept, panel) in [
+        ("cardiology", "card-c1"),
+        ("cardiology", "card-c2"),
+        ("cardiology", "card-c3"),
+        ("oncology", "onc"),
+    ] {
+        for k in 0..5 {
+            reference.add_care(
+                format!("{panel}-{k}"),
+                CareAssignment {
+                    dept: Some(dept.into()),
+                    ..Default::default()
+                },
+            );
+        }
+    }
     let mut d = detectors(
         vec![DetectorConfig::NoRelationship(Default::default())],
         reference,
@@ -220,15 +237,15 @@ fn no_relationship_counts_patients_treated_elsewhere_not_own_or_care_team() {
             &by(a, "nurse", "cardiology"),
             &format!("card-{a}"),
             0,
-            3,
+            8,
             6,
         ));
     }
     // Oncology treats its own patients.
-    events.extend(workdays(&by("o1", "nurse", "oncology"), "onc", 0, 3, 6));
+    events.extend(workdays(&by("o1", "nurse", "oncology"), "onc", 0, 8, 6));
     events.sort_by_key(|e| e.time);
     assert!(run(&mut d, events).is_empty());
-    let t = DAY0 + 3 * 86_400 + 10 * H;
+    let t = DAY0 + 8 * 86_400 + 10 * H;
     // c1 opens oncology patients: onc-7 is on c1's care team, the rest not.
     let snoop: Vec<Event> = ["onc-0", "onc-1", "onc-2", "onc-7", "onc-3", "onc-4"]
         .iter()
@@ -242,7 +259,7 @@ fn no_relationship_counts_patients_treated_elsewhere_not_own_or_care_team() {
     let found = run(&mut d, snoop.clone());
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(
-        found[0].observed, 5.0,
+        found[0].observed, 4.0,
         "onc-7 is on the care team: {}",
         found[0].summary
     );
