@@ -42,7 +42,7 @@ use std::marker::PhantomData;
 
 use serde::{Deserialize, Serialize};
 
-use super::memory::{Baseline, Map, key_hash};
+use super::memory::{Baseline, Map};
 use super::{Context, Finding, Severity};
 use crate::event::Event;
 
@@ -347,8 +347,8 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
         if w > s.window {
             Self::close(p, &mut self.peers, s, w);
         }
-        if let (Some(role), Some(dept)) = (ctx.role, ctx.dept) {
-            s.group = key_hash(&[role, dept]);
+        if let Some(g) = ctx.group {
+            s.group = g;
         }
         // Slide: forget what left the window.
         let horizon = secs.saturating_sub(p.window_secs as i64);

@@ -206,10 +206,7 @@ impl Detector for OffHours {
         let Some(s) = self.actors.get_mut(&event.actor.id) else {
             return;
         };
-        let group = match (ctx.role, ctx.dept) {
-            (Some(r), Some(d)) => super::memory::key_hash(&[r, d]),
-            _ => 0,
-        };
+        let group = ctx.group.unwrap_or(0);
         // Judged against the history before this event's day was learned:
         // the actor's own, or while it is too short, their peers'.
         let peers = self

@@ -27,6 +27,26 @@ pub fn key_hash(parts: &[&str]) -> u64 {
     h
 }
 
+/// Combines two key hashes into one (a splitmix64 finalizer over `a` and
+/// `b` rotated): cheaper than hashing the joined strings again, and stable
+/// like [`key_hash`].
+pub fn mix(a: u64, b: u64) -> u64 {
+    let mut x = a ^ b.rotate_left(32).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The hashes of an event's keys, worked out once per event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Keys {
+    pub actor: u64,
+    pub patient: Option<u64>,
+    pub dept: Option<u64>,
+    /// Role and department together: the peer group.
+    pub group: Option<u64>,
+}
+
 /// A robust running mean and variance of a per-window count.
 ///
 /// The first samples are averaged with weight `1/n` (so the level is right

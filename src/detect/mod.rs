@@ -58,6 +58,9 @@ pub struct Context<'a> {
     pub dept: Option<&'a str>,
     /// A stable hash of the patient pseudonym, if the event has one.
     pub patient_key: Option<u64>,
+    /// A stable hash of the role and department (the peer group), if both
+    /// are known.
+    pub group: Option<u64>,
     /// How the actor stands to the patient, before this event.
     pub relation: Relation,
     /// The event's purpose of use is not treatment, and is one the actor or
@@ -290,19 +293,28 @@ impl Detectors {
             .dept
             .as_deref()
             .or_else(|| staff.and_then(|s| s.dept.as_deref()));
+        let keys = memory::Keys {
+            actor: memory::key_hash(&["a", &event.actor.id]),
+            patient: event.patient().map(|p| memory::key_hash(&[p])),
+            dept: dept.map(|d| memory::key_hash(&["d", d])),
+            group: role.zip(dept).map(|(r, d)| memory::key_hash(&[r, d])),
+        };
         let ctx = Context {
             reference: &self.reference,
             time,
             role,
             dept,
-            patient_key: event.patient().map(|p| memory::key_hash(&[p])),
-            relation: self.relations.classify(event, dept, &self.reference, time),
-            routine_purpose: self.relations.routine_purpose(event, role, dept),
+            patient_key: keys.patient,
+            group: keys.group,
+            relation: self
+                .relations
+                .classify(event, &keys, dept, &self.reference, time),
+            routine_purpose: self.relations.routine_purpose(event, &keys),
         };
         for d in &mut self.list {
             d.observe(event, &ctx, &mut self.findings);
         }
-        self.relations.learn(event, role, dept);
+        self.relations.learn(event, &keys);
     }
 
     /// Every detector's state, tagged with the configuration.

@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::memory::{Map, RecentSet, key_hash};
+use super::memory::{Keys, Map, RecentSet, mix};
 use super::reference::Reference;
 use crate::event::{Body, Event};
 
@@ -124,29 +124,27 @@ impl Purposes {
     }
 }
 
-fn pair(side: &str, who: &str, patient: &str) -> u64 {
-    key_hash(&[side, who, patient])
-}
-
 impl Relations {
     pub fn classify(
         &self,
         event: &Event,
+        keys: &Keys,
         dept: Option<&str>,
         reference: &Reference,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Relation {
-        let (Body::Access(_), Some(patient)) = (&event.body, event.patient()) else {
+        let (Body::Access(_), Some(patient), Some(p)) =
+            (&event.body, event.patient(), keys.patient)
+        else {
             return Relation::NoPatient;
         };
-        let actor = event.actor.id.as_str();
-        if reference.on_care_team(patient, actor, dept, at)
-            || self.pairs.contains(pair("a", actor, patient))
-            || dept.is_some_and(|d| self.pairs.contains(pair("d", d, patient)))
+        if self.pairs.contains(mix(keys.actor, p))
+            || keys.dept.is_some_and(|d| self.pairs.contains(mix(d, p)))
+            || reference.on_care_team(patient, &event.actor.id, dept, at)
         {
             return Relation::Treating;
         }
-        if self.patients.contains(key_hash(&[patient])) || reference.has_care(patient) {
+        if self.patients.contains(p) || reference.has_care(patient) {
             Relation::Unrelated
         } else {
             Relation::FirstSeen
@@ -156,36 +154,35 @@ impl Relations {
     /// Whether the event's purpose of use is a job function (not
     /// treatment) that the actor, or their peer group, routinely works
     /// under.
-    pub fn routine_purpose(&self, event: &Event, role: Option<&str>, dept: Option<&str>) -> bool {
+    pub fn routine_purpose(&self, event: &Event, keys: &Keys) -> bool {
         let Some(purpose) = event.purpose().filter(|p| !is_treatment(Some(p))) else {
             return false;
         };
-        self.purposes
-            .routine(key_hash(&["a", &event.actor.id]), purpose)
-            || matches!((role, dept), (Some(r), Some(d))
-                if self.purposes.routine(key_hash(&["g", r, d]), purpose))
+        self.purposes.routine(keys.actor, purpose)
+            || keys
+                .group
+                .is_some_and(|g| self.purposes.routine(g, purpose))
     }
 
     /// Learns from `event` (after the detectors have seen it).
-    pub fn learn(&mut self, event: &Event, role: Option<&str>, dept: Option<&str>) {
+    pub fn learn(&mut self, event: &Event, keys: &Keys) {
         let Body::Access(a) = &event.body else { return };
         let secs = event.time.timestamp();
         let purpose = a.purpose.as_deref().unwrap_or("");
-        self.purposes
-            .learn(key_hash(&["a", &event.actor.id]), purpose, secs);
-        if let (Some(r), Some(d)) = (role, dept) {
-            self.purposes.learn(key_hash(&["g", r, d]), purpose, secs);
+        self.purposes.learn(keys.actor, purpose, secs);
+        if let Some(g) = keys.group {
+            self.purposes.learn(g, purpose, secs);
         }
-        let Some(patient) = a.patient.as_deref() else {
+        let Some(p) = keys.patient else {
             return;
         };
-        self.patients.insert(key_hash(&[patient]));
+        self.patients.insert(p);
         if a.outcome != "success" || !is_treatment(a.purpose.as_deref()) {
             return;
         }
-        self.pairs.insert(pair("a", &event.actor.id, patient));
-        if let Some(d) = dept {
-            self.pairs.insert(pair("d", d, patient));
+        self.pairs.insert(mix(keys.actor, p));
+        if let Some(d) = keys.dept {
+            self.pairs.insert(mix(d, p));
         }
     }
 

@@ -10,6 +10,7 @@ fn see(d: &mut AccessRate, e: &Event, out: &mut Vec<Finding>) {
         role: None,
         dept: None,
         patient_key: None,
+        group: None,
         relation: crate::detect::Relation::NoPatient,
         routine_purpose: false,
     };

@@ -31,7 +31,7 @@ pub use load::{ReferenceConfig, ReferenceError, RowProblem, TABLES, load};
 pub use tables::tables;
 pub use watch::ReferenceWatch;
 
-use std::collections::HashMap;
+use super::memory::Map;
 
 use chrono::{DateTime, Utc};
 
@@ -100,11 +100,11 @@ type Decisions = Vec<(DateTime<Utc>, ConsentStatus)>;
 /// must (a missing consent table is not a missing consent).
 #[derive(Debug, Clone, Default)]
 pub struct Reference {
-    vip: HashMap<String, String>,
-    roster: HashMap<String, Staff>,
-    care: HashMap<String, Vec<CareAssignment>>,
+    vip: Map<String, String>,
+    roster: Map<String, Staff>,
+    care: Map<String, Vec<CareAssignment>>,
     /// (patient, purpose) → decisions sorted by time.
-    consent: HashMap<(String, String), Decisions>,
+    consent: Map<(String, String), Decisions>,
     /// Exact destinations, and prefixes (entries that ended in `*`).
     allow_exact: std::collections::HashSet<String>,
     allow_prefix: Vec<String>,
