@@ -105,6 +105,11 @@ pub struct CountParams {
     /// windows keep the tumbling one, whose counts are exactly what the
     /// baselines learned (a sliding window's running maximum is larger).
     pub sliding: bool,
+    /// The count must also be at least this multiple of the larger warm
+    /// mean (own or peers'). Human work is heavy-tailed: a busy hour can
+    /// sit many spreads above the mean yet be only two or three times it,
+    /// while scripted access and account misuse are multiples.
+    pub min_ratio: f64,
     /// Actors held at most.
     pub max_actors: usize,
     /// Evidence event ids kept per finding.
@@ -143,6 +148,8 @@ pub struct CountParamsSer {
     pub seasonal: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sliding: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_ratio: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_actors: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -188,6 +195,7 @@ impl<K: CountKind> CountConfig<K> {
             peer_warmup: p.peer_warmup.unwrap_or(d.peer_warmup),
             seasonal: p.seasonal.unwrap_or(d.seasonal),
             sliding: p.sliding.unwrap_or(d.sliding),
+            min_ratio: p.min_ratio.unwrap_or(d.min_ratio),
             max_actors: p.max_actors.unwrap_or(d.max_actors),
             max_evidence: p.max_evidence.unwrap_or(d.max_evidence),
         }
@@ -417,7 +425,10 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
             (None, Some(q)) => q.score(c),
             (Some(o), Some(q)) => o.score(c).min(q.score(c)),
         };
-        if score < p.threshold {
+        let level = own
+            .map_or(0.0, |o| o.mean)
+            .max(peer.map_or(0.0, |q| q.mean));
+        if score < p.threshold || c < p.min_ratio * level {
             return;
         }
         s.fired_at = secs;

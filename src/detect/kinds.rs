@@ -16,6 +16,7 @@ fn defaults() -> CountParams {
         peer_warmup: 30,
         seasonal: false,
         sliding: false,
+        min_ratio: 1.0,
         max_actors: 200_000,
         max_evidence: 20,
     }
@@ -36,6 +37,7 @@ impl CountKind for Volume {
             min_count: 30,
             threshold: 5.0,
             seasonal: true,
+            min_ratio: 4.0,
             ..defaults()
         }
     }
