@@ -279,15 +279,7 @@ impl<K: CountKind> CountDetector<K> {
 
     /// Drops the least recently active tenth of the actors.
     fn evict(&mut self) {
-        let mut order: Vec<(i64, &String)> =
-            self.actors.iter().map(|(k, s)| (s.window, k)).collect();
-        let k = (order.len() / 10).max(1);
-        order.select_nth_unstable(k - 1);
-        let victims: Vec<String> = order[..k].iter().map(|(_, id)| (*id).clone()).collect();
-        for id in &victims {
-            self.actors.remove(id);
-        }
-        self.evictions += victims.len() as u64;
+        self.evictions += super::memory::evict_stalest(&mut self.actors, |s| s.window);
     }
 
     /// Folds the actor's finished window into their baselines and their
@@ -498,15 +490,7 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
         }
         let saved: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;
         self.actors = saved.actors;
-        self.peers = saved
-            .peers
-            .into_iter()
-            .map(|(k, v)| {
-                k.parse()
-                    .map(|k| (k, v))
-                    .map_err(|_| "bad peer key".to_owned())
-            })
-            .collect::<Result<_, _>>()?;
+        self.peers = super::memory::numeric_keys(saved.peers)?;
         self.evictions = saved.evictions;
         Ok(())
     }
@@ -514,9 +498,9 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
 
 /// "10 min", "1 h", "90 s".
 pub fn span(secs: u64) -> String {
-    if secs % 3600 == 0 {
+    if secs.is_multiple_of(3600) {
         format!("{} h", secs / 3600)
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         format!("{} min", secs / 60)
     } else {
         format!("{secs} s")

@@ -129,15 +129,7 @@ impl OffHours {
     }
 
     fn evict(&mut self) {
-        let mut order: Vec<(i64, &String)> =
-            self.actors.iter().map(|(k, s)| (s.run_last, k)).collect();
-        let k = (order.len() / 10).max(1);
-        order.select_nth_unstable(k - 1);
-        let victims: Vec<String> = order[..k].iter().map(|(_, id)| (*id).clone()).collect();
-        for id in &victims {
-            self.actors.remove(id);
-        }
-        self.evictions += victims.len() as u64;
+        self.evictions += super::memory::evict_stalest(&mut self.actors, |s| s.run_last);
     }
 }
 
@@ -317,15 +309,7 @@ impl Detector for OffHours {
         }
         let s: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;
         self.actors = s.actors;
-        self.groups = s
-            .groups
-            .into_iter()
-            .map(|(k, v)| {
-                k.parse()
-                    .map(|k| (k, v))
-                    .map_err(|_| "bad group key".to_owned())
-            })
-            .collect::<Result<_, _>>()?;
+        self.groups = super::memory::numeric_keys(s.groups)?;
         self.evictions = s.evictions;
         Ok(())
     }

@@ -27,6 +27,41 @@ pub fn key_hash(parts: &[&str]) -> u64 {
     h
 }
 
+/// Drops the least recently active tenth of `map` (at least one entry),
+/// ties broken by key so actors active in the same window are not all
+/// dropped at once; returns how many were dropped.
+pub fn evict_stalest<V, S: std::hash::BuildHasher>(
+    map: &mut std::collections::HashMap<String, V, S>,
+    last_active: impl Fn(&V) -> i64,
+) -> u64 {
+    let mut order: Vec<(i64, &String)> = map.iter().map(|(k, v)| (last_active(v), k)).collect();
+    if order.is_empty() {
+        return 0;
+    }
+    let k = (order.len() / 10).max(1);
+    order.select_nth_unstable(k - 1);
+    let victims: Vec<String> = order[..k].iter().map(|(_, id)| (*id).clone()).collect();
+    for id in &victims {
+        map.remove(id);
+    }
+    victims.len() as u64
+}
+
+/// Parses the keys of a saved map of numeric keys (JSON object keys are
+/// strings).
+pub fn numeric_keys<V, M: FromIterator<(u64, V)>>(
+    saved: impl IntoIterator<Item = (String, V)>,
+) -> Result<M, String> {
+    saved
+        .into_iter()
+        .map(|(k, v)| {
+            k.parse()
+                .map(|k| (k, v))
+                .map_err(|_| format!("bad key {k:?}"))
+        })
+        .collect()
+}
+
 /// Combines two key hashes into one (a splitmix64 finalizer over `a` and
 /// `b` rotated): cheaper than hashing the joined strings again, and stable
 /// like [`key_hash`].

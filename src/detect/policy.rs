@@ -308,7 +308,7 @@ impl Detector for BulkExport {
 
     fn observe(&mut self, event: &Event, ctx: &Context, findings: &mut Vec<Finding>) {
         let Body::Access(a) = &event.body else { return };
-        if a.outcome != "success" || !self.cfg.actions.iter().any(|x| *x == a.action) {
+        if a.outcome != "success" || !self.cfg.actions.contains(&a.action) {
             return;
         }
         let dest = a.destination.as_deref().unwrap_or("");

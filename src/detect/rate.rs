@@ -131,15 +131,7 @@ impl AccessRate {
     /// broken by id, so actors active in the same window are not all
     /// dropped at once).
     fn evict(&mut self) {
-        let mut order: Vec<(i64, &String)> =
-            self.actors.iter().map(|(k, s)| (s.window, k)).collect();
-        let k = (order.len() / 10).max(1);
-        order.select_nth_unstable(k - 1);
-        let victims: Vec<String> = order[..k].iter().map(|(_, id)| (*id).clone()).collect();
-        for id in &victims {
-            self.actors.remove(id);
-        }
-        self.evictions += victims.len() as u64;
+        self.evictions += super::memory::evict_stalest(&mut self.actors, |s| s.window);
     }
 }
 
