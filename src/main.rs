@@ -506,21 +506,26 @@ async fn ctrl_c() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn terminated() {
+/// Resolves on Ctrl-C or SIGTERM. SIGTERM is caught from the moment this
+/// is called, not from the first poll: a stop asked for while the stages
+/// start (opening the store, loading reference tables and SQL detectors)
+/// is kept, and the pipeline drains as soon as it runs, instead of the
+/// process dying half-started.
+fn terminated() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => tokio::select! { _ = ctrl_c() => {}, _ = term.recv() => {} },
-            Err(_) => ctrl_c().await,
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
+            tokio::select! { _ = ctrl_c() => {}, _ = term.recv() => {} }
+            return;
         }
+        let _ = ctrl_c().await;
     }
-    #[cfg(not(unix))]
-    ctrl_c().await;
 }
 
 async fn run_kafka(config: Config) -> Result<i32> {
+    let shutdown = terminated();
     let s = stages(&config).await?;
     let k = &config.kafka;
     let dead_letters = if k.dead_letter_topic.is_empty() {
@@ -540,7 +545,7 @@ async fn run_kafka(config: Config) -> Result<i32> {
         client: k.client.clone(),
     })?;
     tracing::info!(brokers = %k.brokers, group = %k.group_id, topics = ?k.topics, "consuming");
-    let summary = consume(s, source, dead_letters, terminated()).await?;
+    let summary = consume(s, source, dead_letters, shutdown).await?;
     tracing::info!(?summary, "stopped");
     Ok(0)
 }
@@ -580,6 +585,7 @@ async fn consume(
 }
 
 async fn ingest(config: Config, files: Vec<PathBuf>) -> Result<i32> {
+    let shutdown = terminated();
     // Every input must open before anything is stored.
     for f in files.iter().filter(|f| f.as_os_str() != "-") {
         std::fs::File::open(f).with_context(|| format!("cannot read {}", f.display()))?;
@@ -607,7 +613,7 @@ async fn ingest(config: Config, files: Vec<PathBuf>) -> Result<i32> {
     .with_reference(s.reference)
     .with_sql_detectors(s.sql);
     let on_stop = move || stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let summary = pipeline.run(rx, terminated(), on_stop).await?;
+    let summary = pipeline.run(rx, shutdown, on_stop).await?;
     let lines = reader.await?.context("reading input")?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
@@ -861,13 +867,14 @@ async fn demo(
         },
     })?;
     let status = tokio::spawn(status_line(producer.produced.clone()));
+    let stop = terminated();
     let shutdown = async move {
         match duration {
             Some(secs) => tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(secs)) => {},
-                _ = terminated() => {},
+                _ = stop => {},
             },
-            None => terminated().await,
+            None => stop.await,
         }
     };
     let summary = consume(s, source, dead_letters, shutdown).await;
