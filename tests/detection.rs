@@ -107,6 +107,20 @@ fn ingest_raises_statistical_rule_and_sql_findings_with_reference_tables() {
     )
     .unwrap();
     let events = dir.path().join("events.jsonl");
+    // One export to a destination off the allow-list, a minute after the
+    // last generated event: the last SQL run, over the window as the input
+    // ends, must see it.
+    let text = std::fs::read_to_string(&events).unwrap();
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339(last["time"].as_str().unwrap()).unwrap()
+        + chrono::Duration::seconds(60);
+    let export = serde_json::json!({
+        "id": "test-export-1", "time": at.to_rfc3339(), "kind": "access",
+        "actor": {"id": "emp-test", "role": "nurse", "dept": "icu"},
+        "action": "export", "outcome": "success", "patient": "MRN-1",
+        "records": 120, "destination": "https://paste.example/x",
+    });
+    std::fs::write(&events, format!("{text}{export}\n")).unwrap();
     let (code, out) = custos(&[
         "ingest",
         "--config",
@@ -136,8 +150,10 @@ fn ingest_raises_statistical_rule_and_sql_findings_with_reference_tables() {
         );
     }
     assert!(
-        detectors.iter().any(|d| d.starts_with("sql:")),
-        "no SQL detector alert; got {detectors:?}"
+        alerts
+            .iter()
+            .any(|a| a["detector"] == "sql:new_export_destination" && a["actor"] == "emp-test"),
+        "no SQL detector alert for the export; got {detectors:?}"
     );
     let termination = alerts
         .iter()
