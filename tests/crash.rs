@@ -157,6 +157,12 @@ dead_letter_topic = ""
 {membership}"session.timeout.ms" = "6000"
 [http]
 enabled = false
+# The write protocol is under test, not detection: one light detector, so
+# restarts and the 1 s snapshots stay quick.
+[sql_detectors]
+enabled = false
+[[detectors]]
+type = "access_rate"
 "#,
             key = key.display(),
         ),
