@@ -238,7 +238,10 @@ def main(argv=None) -> int:
     if args.days < 1 or args.clinicians < 8:
         p.error("--days must be >= 1 and --clinicians >= 8")
 
-    files, summary = generate(args)
+    try:
+        files, summary = generate(args)
+    except ValueError as e:
+        p.error(str(e))
     os.makedirs(args.out, exist_ok=True)
     for name, data in files.items():
         with open(os.path.join(args.out, name), "wb") as f:

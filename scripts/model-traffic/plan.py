@@ -89,18 +89,27 @@ class Planner:
         a = self.api_ids.pop(0)
         return Actor(a, "service")
 
-    def _stolen(self, model: str, min_shifts: int) -> Clinician:
-        """A clinician whose department uses ``model`` and who works at
-        least ``min_shifts`` shifts after the quiet period."""
+    def _windows(self, c: Clinician) -> list[tuple[int, int]]:
+        """The owner's shifts after the quiet period, an hour or longer."""
+        w = [(max(s, self.from_t), min(e, self.h.end)) for s, e in c.shifts]
+        return [(s, e) for s, e in w if e - s >= HOUR]
+
+    def _stolen(self, model: str, slow: bool) -> Clinician | None:
+        """A clinician whose department uses ``model`` with shift time to
+        attack in (8 hours in all for a slow attack); the busiest are
+        preferred, their own traffic hiding the attack best. None when
+        nobody qualifies (the instance then runs from an API client)."""
         ok = []
         for c in self.h.clinicians:
             if c.actor.id in self.used or model not in c.panel:
                 continue
-            if sum(1 for s, e in c.shifts if min(e, self.h.end) - max(s, self.from_t) > 2 * HOUR) >= min_shifts:
-                ok.append(c)
-        # Prefer the busiest: their own traffic hides the attack best.
-        ok.sort(key=lambda c: (-len(c.shifts), c.actor.id))
-        c = ok[int(self.rng.integers(min(4, len(ok))))]
+            total = sum(e - s for s, e in self._windows(c))
+            if total >= (8 * HOUR if slow else HOUR):
+                ok.append((-total, c.actor.id, c))
+        if not ok:
+            return None
+        ok.sort(key=lambda v: v[:2])
+        c = ok[int(self.rng.integers(min(4, len(ok))))][2]
         self.used.add(c.actor.id)
         return c
 
@@ -133,13 +142,13 @@ class Planner:
         out["queries"] = o.used
         return o, out
 
-    def _times(self, n_queries: int, queries, slow: bool, stolen: Clinician | None) -> np.ndarray:
+    def _times(self, queries: list[attacks.Query], slow: bool, stolen: Clinician | None) -> np.ndarray:
+        n_queries = len(queries)
         rng = self.rng
         h = self.h
         if slow:
             if stolen is not None:
-                wins = [(max(s, self.from_t), min(e, h.end)) for s, e in stolen.shifts]
-                wins = [(s, e) for s, e in wins if e - s > HOUR]
+                wins = self._windows(stolen)
             else:
                 wins = []
                 for d in range(h.days):
@@ -147,17 +156,23 @@ class Planner:
                     a, b = max(a, self.from_t), min(b, h.end)
                     if b - a > HOUR:
                         wins.append((a, b))
-            return spread(rng, n_queries, wins)
+            return spread(rng, n_queries, wins or [(self.from_t, h.end)])
         mean_gap = 0.45 * SECOND if stolen is not None else 0.25 * SECOND
         est = int(n_queries * mean_gap * 1.3 + 3 * MINUTE)
         if stolen is not None:
-            shifts = [(max(s, self.from_t), min(e, h.end)) for s, e in stolen.shifts]
-            shifts = [(s, e) for s, e in shifts if e - s > est]
+            shifts = self._windows(stolen)
             s, e = shifts[int(rng.integers(len(shifts)))]
+            # An attack longer than what is left of the shift runs on past
+            # its end (the script does not stop when the owner goes home).
             t0 = s + int(rng.uniform(0, max(e - s - est, 1)))
         else:
-            t0 = self.from_t + int(rng.uniform(0, h.end - self.from_t - est - HOUR))
-        return _fast_times(rng, queries, t0, mean_gap)
+            t0 = self.from_t + int(rng.uniform(0, max(h.end - self.from_t - est - HOUR, 1)))
+        times = _fast_times(rng, queries, t0, mean_gap)
+        if times[-1] >= h.end:  # too close to the end: start earlier
+            times -= times[-1] - h.end + 1 + int(rng.uniform(1, 30) * MINUTE)
+        if times[0] < self.from_t:
+            raise ValueError("the generated period is too short for a fast attack")
+        return times
 
     def run(self) -> list[Instance]:
         out = []
@@ -165,12 +180,10 @@ class Planner:
             slow = scenario.endswith("_slow")
             clin = None
             if kind == "stolen":
-                clin = self._stolen(model, 2 if slow else 1)
-                actor = clin.actor
-            else:
-                actor = self._api()
+                clin = self._stolen(model, slow)
+            actor = clin.actor if clin is not None else self._api()
             o, outcome = self._run(idx, scenario, model, clin is not None)
-            times = self._times(len(o.log), o.log, slow, clin)
+            times = self._times(o.log, slow, clin)
             extraction = "extraction" in scenario
             full = True if (extraction or clin is None) else clin.full_scores
             purpose = "TREAT" if clin is not None else None
