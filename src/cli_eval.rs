@@ -1,7 +1,7 @@
 //! `custos eval`: runs the configured detectors over a labelled workload
 //! (from `custos gen`) and scores them (see `custos::detect::eval`).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io::BufRead;
 use std::path::PathBuf;
@@ -30,6 +30,10 @@ pub struct EvalArgs {
     /// alerts (see docs/detection.md).
     #[arg(long, default_value_t = 48)]
     pub learn_hours: u64,
+    /// Also print one row per labelled instance (detected or not, events
+    /// up to the first alert).
+    #[arg(long)]
+    pub per_instance: bool,
 }
 
 pub fn eval(config: Config, args: EvalArgs) -> Result<i32> {
@@ -47,7 +51,13 @@ pub fn eval(config: Config, args: EvalArgs) -> Result<i32> {
     for p in &problems {
         eprintln!("warning: {p}");
     }
-    let decoder = Decoder::new(pseudonymizer);
+    let decoder = Decoder::new(pseudonymizer).with_models(config.events.model_features.clone());
+    let mut sketcher = decoder.sketcher();
+    let labelled: HashSet<&str> = labels
+        .iter()
+        .flat_map(|l| l.events.iter().map(String::as_str))
+        .collect();
+    let mut times: HashMap<String, chrono::DateTime<Utc>> = HashMap::new();
     let mut detectors = DetectorSetup {
         configs: config.detectors.clone(),
         reference: Arc::new(reference),
@@ -66,7 +76,7 @@ pub fn eval(config: Config, args: EvalArgs) -> Result<i32> {
         if line.is_empty() {
             continue;
         }
-        let event = match decoder.decode(&line) {
+        let event = match decoder.decode_with(&line, Some(&mut sketcher)) {
             Ok(e) => e,
             Err(_) => {
                 rejected += 1;
@@ -75,6 +85,9 @@ pub fn eval(config: Config, args: EvalArgs) -> Result<i32> {
         };
         events += 1;
         let at = event.time.with_timezone(&Utc);
+        if labelled.contains(event.id.as_str()) {
+            times.insert(event.id.clone(), at);
+        }
         first_time = first_time.min(Some(at)).or(Some(at));
         let day = at.timestamp().div_euclid(86_400);
         if !actor_days.contains(&(event.actor.id.clone(), day)) {
@@ -94,8 +107,11 @@ pub fn eval(config: Config, args: EvalArgs) -> Result<i32> {
     }
     let learn = chrono::Duration::hours(i64::try_from(args.learn_hours.min(1 << 30)).unwrap_or(0));
     let learned_from = first_time.unwrap_or_default() + learn;
-    let report = score(&labels, &raised, &actor_days, learned_from);
+    let report = score(&labels, &raised, &actor_days, &times, learned_from);
     print!("{}", render(&report));
+    if args.per_instance {
+        print!("\n{}", render_instances(&report));
+    }
     println!(
         "\n{events} events ({rejected} rejected), {} labelled instances; detectors: {:.2} s, \
          {:.0} events/s on one core (including the reference lookups)",
@@ -124,9 +140,9 @@ pub fn render(r: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "| scenario | instances | detected | recall | time to detect p50 | p95 | max | detectors that matched |"
+        "| scenario | instances | detected | recall | time to detect p50 | p95 | max | events to detect max | detectors that matched |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for (name, s) in &r.scenarios {
         let secs = |q: f64| s.delay(q).map_or("–".into(), |d| format!("{d:.0} s"));
         let by: Vec<String> = s
@@ -136,13 +152,17 @@ pub fn render(r: &Report) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "| {name} | {} | {} | {:.2} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {:.2} | {} | {} | {} | {} | {} |",
             s.instances,
             s.detected,
             s.recall(),
             secs(0.5),
             secs(0.95),
             secs(1.0),
+            s.events_to_detect
+                .iter()
+                .max()
+                .map_or("–".into(), |n| n.to_string()),
             by.join(", ")
         );
     }
@@ -158,6 +178,19 @@ pub fn render(r: &Report) -> String {
     );
     let _ = writeln!(
         out,
+        "\nActors with a false alert: {}{}",
+        r.false_actors.len(),
+        if r.false_actors.is_empty() || r.false_actors.len() > 20 {
+            String::new()
+        } else {
+            format!(
+                " ({})",
+                r.false_actors.iter().cloned().collect::<Vec<_>>().join(", ")
+            )
+        }
+    );
+    let _ = writeln!(
+        out,
         "\nLearning period: {} instances were detectable in it ({} of them detected); not in the table.",
         r.learning.0, r.learning.1
     );
@@ -168,6 +201,29 @@ pub fn render(r: &Report) -> String {
             .map(|(d, n)| format!("{d} {n}"))
             .collect();
         let _ = writeln!(out, "\nFalse alerts by detector: {}", by.join(", "));
+    }
+    out
+}
+
+/// One row per instance outside the learning period.
+pub fn render_instances(r: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| scenario | actor | events | detected | events up to the first alert | time to detect |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---|---:|---:|");
+    for i in &r.instances {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            i.scenario,
+            i.actor,
+            i.events,
+            if i.events_to_detect.is_some() { "yes" } else { "no" },
+            i.events_to_detect.map_or("–".into(), |n| n.to_string()),
+            i.delay_secs.map_or("–".into(), |d| format!("{d:.0} s")),
+        );
     }
     out
 }

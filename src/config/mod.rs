@@ -151,6 +151,11 @@ pub struct EventsConfig {
     pub dedup_window_secs: u64,
     /// Ids remembered per partition at most (about 50 bytes each).
     pub dedup_max_ids: usize,
+    /// Input lengths of models, by `id@version` (e.g.
+    /// `"tumour-malignancy@1.0" = 30`): an inference whose `input.features`
+    /// has another length is refused. A model not named here takes the
+    /// length of the first input each partition sees for it.
+    pub model_features: std::collections::HashMap<String, usize>,
 }
 
 impl Default for EventsConfig {
@@ -159,6 +164,7 @@ impl Default for EventsConfig {
             max_future_secs: 86_400,
             dedup_window_secs: 600,
             dedup_max_ids: 200_000,
+            model_features: Default::default(),
         }
     }
 }
@@ -231,6 +237,7 @@ impl Default for Config {
             detectors: {
                 let mut all = vec![DetectorConfig::default()];
                 all.extend(DetectorConfig::access_defaults());
+                all.push(DetectorConfig::ModelAbuse(Default::default()));
                 all
             },
             sql_detectors: SqlDetectorsConfig::default(),
@@ -419,6 +426,13 @@ impl Config {
                 "http.listen `{}` is not an address like 127.0.0.1:9464",
                 self.http.listen
             ));
+        }
+        for (model, &n) in &self.events.model_features {
+            if !(1..=4096).contains(&n) || !model.contains('@') {
+                problems.push(format!(
+                    "events.model_features.`{model}` must name a model as id@version and 1 to 4096 features"
+                ));
+            }
         }
         self.reference.validate("reference", problems);
         for (i, d) in self.detectors.iter().enumerate() {

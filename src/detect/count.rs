@@ -455,6 +455,7 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
             },
             actor: event.actor.id.clone(),
             patient: None,
+            model: None,
             window_start: start,
             window_end: start + chrono::Duration::seconds(p.window_secs as i64),
             score,

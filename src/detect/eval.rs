@@ -54,6 +54,9 @@ pub struct ScenarioScore {
     pub delays: Vec<f64>,
     /// Detectors that matched, with the instances each matched.
     pub by_detector: BTreeMap<String, usize>,
+    /// Per detected instance: its events up to and including the first
+    /// alert (for attacks: the queries the attacker got in before it).
+    pub events_to_detect: Vec<usize>,
 }
 
 impl ScenarioScore {
@@ -83,6 +86,21 @@ pub struct Report {
     pub false_by_detector: BTreeMap<String, usize>,
     pub actor_days: usize,
     pub benign_actor_days: usize,
+    /// Actors with a false alert.
+    pub false_actors: std::collections::BTreeSet<String>,
+    /// Every instance outside the learning period, in label order.
+    pub instances: Vec<Instance>,
+}
+
+/// How one labelled instance fared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    pub scenario: String,
+    pub actor: String,
+    pub events: usize,
+    /// Its events up to and including the first alert, if detected.
+    pub events_to_detect: Option<usize>,
+    pub delay_secs: Option<f64>,
 }
 
 impl Report {
@@ -101,11 +119,12 @@ fn day(t: DateTime<Utc>) -> i64 {
 }
 
 /// Scores `raised` against `labels`; `actor_days` are the (actor, day)
-/// pairs with any event.
+/// pairs with any event; `times` the event times of labelled events.
 pub fn score(
     labels: &[Label],
     raised: &[Raised],
     actor_days: &HashSet<(String, i64)>,
+    times: &HashMap<String, DateTime<Utc>>,
     learned_from: DateTime<Utc>,
 ) -> Report {
     let mut report = Report {
@@ -148,6 +167,7 @@ pub fn score(
         }
         if !matched && r.at >= learned_from {
             report.false_alerts += 1;
+            report.false_actors.insert(f.actor.clone());
             *report
                 .false_by_detector
                 .entry(f.detector.clone())
@@ -161,14 +181,30 @@ pub fn score(
             continue;
         }
         let s = report.scenarios.entry(l.scenario.clone()).or_default();
+        let mut instance = Instance {
+            scenario: l.scenario.clone(),
+            actor: l.actor.clone(),
+            events: l.events.len(),
+            events_to_detect: None,
+            delay_secs: None,
+        };
         if let Some((t, _)) = first[i] {
             s.detected += 1;
-            s.delays
-                .push(((t - l.detectable_at).num_milliseconds() as f64 / 1000.0).max(0.0));
+            let delay = ((t - l.detectable_at).num_milliseconds() as f64 / 1000.0).max(0.0);
+            s.delays.push(delay);
+            let before = l
+                .events
+                .iter()
+                .filter(|id| times.get(id.as_str()).is_some_and(|at| *at <= t))
+                .count();
+            s.events_to_detect.push(before);
+            instance.events_to_detect = Some(before);
+            instance.delay_secs = Some(delay);
             for d in &matched_detectors[i] {
                 *s.by_detector.entry((*d).to_owned()).or_default() += 1;
             }
         }
+        report.instances.push(instance);
     }
     let mut misuse_days: HashSet<(&str, i64)> = HashSet::new();
     for l in labels {
@@ -198,6 +234,7 @@ mod tests {
             severity: Severity::High,
             actor: actor.into(),
             patient: None,
+            model: None,
             window_start: t(0),
             window_end: t(0),
             score: 1.0,
@@ -253,8 +290,23 @@ mod tests {
             .iter()
             .flat_map(|a| (20514..20516).map(move |d| (a.to_string(), d)))
             .collect();
-        let r = score(&labels, &raised, &days, t(0));
+        // e1 came at 110, e2 at 120: a's first alert (at 90000) came after
+        // both; b's (at 150) after e3 at 150.
+        let times: HashMap<String, DateTime<Utc>> =
+            [("e1", 110), ("e2", 120), ("e3", 150), ("e4", 110)]
+                .iter()
+                .map(|(id, s)| (id.to_string(), t(*s)))
+                .collect();
+        let r = score(&labels, &raised, &days, &times, t(0));
         let s = &r.scenarios["snooping"];
+        assert_eq!(s.events_to_detect, vec![2, 1]);
+        assert_eq!(r.instances.len(), 3);
+        assert_eq!(r.instances[2].events_to_detect, None);
+        assert_eq!(
+            r.false_actors.iter().collect::<Vec<_>>(),
+            vec!["b", "z"],
+            "b's second alert is false"
+        );
         assert_eq!((s.instances, s.detected), (2, 2));
         assert_eq!(s.recall(), 1.0);
         assert_eq!(r.scenarios["vip_curiosity"].recall(), 0.0);
@@ -267,7 +319,7 @@ mod tests {
 
         // With a learning period of one day: a's instance, the false alert
         // on day 0 and the actor-days of day 0 drop out.
-        let r = score(&labels, &raised, &days, t(86_400));
+        let r = score(&labels, &raised, &days, &times, t(86_400));
         assert_eq!(r.learning, (3, 2));
         assert!(r.scenarios.is_empty());
         assert_eq!(r.false_alerts, 1);

@@ -250,6 +250,7 @@ impl Detector for OffHours {
                     severity: Severity::Medium,
                     actor: event.actor.id.clone(),
                     patient: None,
+                    model: None,
                     window_start: start,
                     window_end: start + chrono::Duration::hours(1),
                     score: 1.0 - share / cfg.max_share,

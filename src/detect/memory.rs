@@ -30,17 +30,21 @@ pub fn key_hash(parts: &[&str]) -> u64 {
 /// Drops the least recently active tenth of `map` (at least one entry),
 /// ties broken by key so actors active in the same window are not all
 /// dropped at once; returns how many were dropped.
-pub fn evict_stalest<V, S: std::hash::BuildHasher>(
-    map: &mut std::collections::HashMap<String, V, S>,
+pub fn evict_stalest<K, V, S>(
+    map: &mut std::collections::HashMap<K, V, S>,
     last_active: impl Fn(&V) -> i64,
-) -> u64 {
-    let mut order: Vec<(i64, &String)> = map.iter().map(|(k, v)| (last_active(v), k)).collect();
+) -> u64
+where
+    K: std::hash::Hash + Eq + Ord + Clone,
+    S: std::hash::BuildHasher,
+{
+    let mut order: Vec<(i64, &K)> = map.iter().map(|(k, v)| (last_active(v), k)).collect();
     if order.is_empty() {
         return 0;
     }
     let k = (order.len() / 10).max(1);
     order.select_nth_unstable(k - 1);
-    let victims: Vec<String> = order[..k].iter().map(|(_, id)| (*id).clone()).collect();
+    let victims: Vec<K> = order[..k].iter().map(|(_, id)| (*id).clone()).collect();
     for id in &victims {
         map.remove(id);
     }

@@ -19,6 +19,7 @@ pub mod eval;
 mod hours;
 mod kinds;
 mod memory;
+pub mod model;
 mod policy;
 mod rate;
 pub mod reference;
@@ -30,6 +31,7 @@ mod tests;
 pub use count::{CountConfig, CountDetector, CountParams};
 pub use hours::{OffHours, OffHoursConfig};
 pub use kinds::{Breadth, BreakGlass, DeniedBurst, NoRelationship, Volume};
+pub use model::{ModelAbuse, ModelAbuseConfig};
 pub use policy::{
     BulkExport, ConsentCheck, ConsentConfig, ExportConfig, Termination, TerminationConfig, Vip,
     VipConfig,
@@ -116,6 +118,7 @@ pub enum DetectorConfig {
     Termination(TerminationConfig),
     BulkExport(ExportConfig),
     Consent(ConsentConfig),
+    ModelAbuse(ModelAbuseConfig),
 }
 
 impl Default for DetectorConfig {
@@ -155,6 +158,7 @@ impl DetectorConfig {
             DetectorConfig::Termination(c) => Box::new(Termination::new(c)),
             DetectorConfig::BulkExport(c) => Box::new(BulkExport::new(c)),
             DetectorConfig::Consent(c) => Box::new(ConsentCheck::new(c)),
+            DetectorConfig::ModelAbuse(c) => Box::new(ModelAbuse::new(c)),
         }
     }
 
@@ -168,6 +172,7 @@ impl DetectorConfig {
             DetectorConfig::BreakGlass(c) => c.validate(at, problems),
             DetectorConfig::OffHours(c) => c.validate(at, problems),
             DetectorConfig::BulkExport(c) => c.validate(at, problems),
+            DetectorConfig::ModelAbuse(c) => c.validate(at, problems),
             DetectorConfig::Vip(_)
             | DetectorConfig::Termination(_)
             | DetectorConfig::Consent(_) => {}
@@ -194,6 +199,9 @@ pub struct Finding {
     /// The patient pseudonym it is about, when it is about one patient.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patient: Option<String>,
+    /// The model (`id@version`) it is about, for model-abuse findings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     #[serde(with = "crate::event::rfc3339")]
     pub window_start: DateTime<Utc>,
     #[serde(with = "crate::event::rfc3339")]

@@ -264,6 +264,7 @@ impl Detector for AccessRate {
             },
             actor: event.actor.id.clone(),
             patient: None,
+            model: None,
             window_start: start,
             window_end: start + chrono::Duration::seconds(self.cfg.window_secs as i64),
             score,

@@ -4,11 +4,13 @@
 //! could be patient identifiers; they quote only field names, kinds and
 //! enumerations the contract defines.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::DateTime;
 use serde_json::{Map, Value};
 
+use super::sketch::{Sketcher, sketch_unscaled};
 use super::strict_json::{DUPLICATE_KEY, StrictValue};
 use super::{
     Access, Actor, Body, Event, Inference, Lineage, Pseudonymizer, Reject, RejectReason as R,
@@ -79,6 +81,8 @@ pub struct Decoder {
     /// Decoding `event` objects of ledger records: identifiers are already
     /// pseudonyms and the input already a fingerprint, so they are kept.
     stored: bool,
+    /// Declared input lengths by `id@version`.
+    models: Arc<HashMap<String, usize>>,
 }
 
 impl Decoder {
@@ -87,6 +91,7 @@ impl Decoder {
             pseudonymizer,
             max_future: None,
             stored: false,
+            models: Arc::default(),
         }
     }
 
@@ -100,6 +105,7 @@ impl Decoder {
             pseudonymizer: Pseudonymizer::new(&crate::event::PseudonymKey::from_bytes([0; 32])),
             max_future: None,
             stored: true,
+            models: Arc::default(),
         });
         let Value::Object(mut obj) = serde_json::from_str(record)
             .map_err(|_| Reject::new(R::InvalidJson, "the record is not JSON"))?
@@ -107,7 +113,7 @@ impl Decoder {
             return Err(Reject::new(R::NotObject, "the record is not an object"));
         };
         match obj.remove("event") {
-            Some(Value::Object(event)) => decoder.event(event),
+            Some(Value::Object(event)) => decoder.event(event, None),
             _ => Err(Reject::new(
                 R::MissingField,
                 "the record has no `event` object",
@@ -135,8 +141,34 @@ impl Decoder {
         &self.pseudonymizer
     }
 
-    /// Decodes one message value.
+    /// Decodes one message value. Feature vectors are sketched in raw
+    /// units (no learned normalization): for tools and tests; the pipeline
+    /// uses [`Decoder::decode_with`].
     pub fn decode(&self, bytes: &[u8]) -> Result<Event, Reject> {
+        self.decode_with(bytes, None)
+    }
+
+    /// A sketcher for one chain: the keys of this decoder's secret and the
+    /// model input lengths declared with [`Decoder::with_models`].
+    pub fn sketcher(&self) -> Sketcher {
+        Sketcher::new(self.pseudonymizer.sketch_keys(), self.models.clone())
+    }
+
+    /// Declares models' input lengths (`id@version` → number of features);
+    /// other models' lengths are learned from their first input.
+    pub fn with_models(mut self, models: HashMap<String, usize>) -> Self {
+        self.models = Arc::new(models);
+        self
+    }
+
+    /// Decodes one message value, sketching feature vectors with the
+    /// chain's learned normalization (`sketcher`), which refuses vectors
+    /// of the wrong length for their model.
+    pub fn decode_with(
+        &self,
+        bytes: &[u8],
+        sketcher: Option<&mut Sketcher>,
+    ) -> Result<Event, Reject> {
         if bytes.len() > MAX_MESSAGE_BYTES {
             return Err(Reject::new(
                 R::Oversize,
@@ -185,10 +217,14 @@ impl Decoder {
                 format!("message is a JSON {}, not an object", type_name(&value)),
             ));
         };
-        self.event(obj)
+        self.event(obj, sketcher)
     }
 
-    fn event(&self, mut obj: Map<String, Value>) -> Result<Event, Reject> {
+    fn event(
+        &self,
+        mut obj: Map<String, Value>,
+        sketcher: Option<&mut Sketcher>,
+    ) -> Result<Event, Reject> {
         let id = required_str(&obj, "id", "id")?;
         if id.chars().count() > MAX_ID_CHARS {
             return Err(Reject::new(
@@ -218,7 +254,7 @@ impl Decoder {
 
         let body = match kind.as_str() {
             "access" => Body::Access(self.access(&obj)?),
-            "inference" => Body::Inference(self.inference(&obj)?),
+            "inference" => Body::Inference(self.inference(&obj, sketcher)?),
             "lineage" => Body::Lineage(self.lineage(&obj)?),
             _ => {
                 return Err(Reject::new(
@@ -294,7 +330,11 @@ impl Decoder {
         })
     }
 
-    fn inference(&self, obj: &Map<String, Value>) -> Result<Inference, Reject> {
+    fn inference(
+        &self,
+        obj: &Map<String, Value>,
+        sketcher: Option<&mut Sketcher>,
+    ) -> Result<Inference, Reject> {
         let model = match obj.get("model") {
             None | Some(Value::Null) => {
                 return Err(Reject::new(
@@ -316,7 +356,11 @@ impl Decoder {
                     None | Some(Value::Null) => {}
                     Some(Value::Array(items)) => {
                         let features = features(items)?;
-                        fingerprint = Some(self.pseudonymizer.features(&features));
+                        let sketch = match sketcher {
+                            Some(s) => s.sketch(&format!("{model_id}@{model_version}"), &features)?,
+                            None => sketch_unscaled(&self.pseudonymizer.sketch_keys(), &features),
+                        };
+                        fingerprint = Some(sketch.encode());
                         feature_count = Some(features.len() as u32);
                     }
                     Some(other) => {

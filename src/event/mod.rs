@@ -6,7 +6,8 @@
 //!   and what was wrong with it, with a bounded [`RejectReason`] for metrics.
 //! - An accepted [`Event`] never holds a raw patient identifier or a raw
 //!   feature vector: the decoder pseudonymizes patients (keyed BLAKE3) and
-//!   replaces `input.features` by a keyed fingerprint before it returns.
+//!   replaces `input.features` by a keyed sketch ([`sketch`]) before it
+//!   returns.
 //! - A refused message's bytes can be sealed ([`RejectSealer`]) under a key
 //!   derived from the same secret, so they are stored only encrypted.
 //! - [`Event::canonical`] is deterministic: the same event always encodes to
@@ -19,6 +20,7 @@ mod decode;
 mod pseudonym;
 pub mod rfc3339;
 mod seal;
+pub mod sketch;
 mod strict_json;
 
 pub use canonical::canonical_json;

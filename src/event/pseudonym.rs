@@ -1,5 +1,5 @@
-//! Keyed pseudonyms for patient identifiers and keyed fingerprints for
-//! model inputs.
+//! Keyed pseudonyms for patient identifiers, and the keys of model input
+//! sketches.
 //!
 //! A pseudonym is `pt_` followed by 32 hex digits: the first 128 bits of
 //! BLAKE3 in keyed mode, under a key derived from the deployment's secret
@@ -18,8 +18,8 @@
 use std::fmt;
 
 const PATIENT_CONTEXT: &str = "custos 2026-11 patient pseudonym v1";
-const FINGERPRINT_CONTEXT: &str = "custos 2026-11 input fingerprint v1";
 const KEY_ID_CONTEXT: &str = "custos 2026-11 key id v1";
+const SKETCH_CONTEXT: &str = "custos 2026-11 input sketch v1";
 
 /// The key id of a 32-byte key: `<prefix>-` and the first 4 bytes, in hex,
 /// of `BLAKE3-derive_key("custos 2026-11 key id v1", key)`.
@@ -63,11 +63,11 @@ impl fmt::Debug for PseudonymKey {
     }
 }
 
-/// Derives pseudonyms and fingerprints; cheap to clone.
+/// Derives pseudonyms and sketch keys; cheap to clone.
 #[derive(Clone)]
 pub struct Pseudonymizer {
     patient_key: [u8; 32],
-    fingerprint_key: [u8; 32],
+    sketch_keys: super::sketch::SketchKeys,
     key_id: String,
 }
 
@@ -81,7 +81,15 @@ impl Pseudonymizer {
     pub fn new(key: &PseudonymKey) -> Self {
         Pseudonymizer {
             patient_key: blake3::derive_key(PATIENT_CONTEXT, &key.0),
-            fingerprint_key: blake3::derive_key(FINGERPRINT_CONTEXT, &key.0),
+            sketch_keys: {
+                let k = blake3::derive_key(SKETCH_CONTEXT, &key.0);
+                let word = |i: usize| u64::from_le_bytes(k[8 * i..8 * i + 8].try_into().unwrap_or_default());
+                super::sketch::SketchKeys {
+                    window: word(0),
+                    plane: word(1),
+                    exact: word(2),
+                }
+            },
             key_id: key_id("pk1", &key.0),
         }
     }
@@ -90,6 +98,11 @@ impl Pseudonymizer {
     /// made the pseudonyms, without revealing it.
     pub fn key_id(&self) -> &str {
         &self.key_id
+    }
+
+    /// The keys of input sketches (see [`super::sketch`]).
+    pub fn sketch_keys(&self) -> super::sketch::SketchKeys {
+        self.sketch_keys
     }
 
     /// The stored pseudonym of a raw patient identifier.
@@ -113,23 +126,10 @@ impl Pseudonymizer {
             None => raw.to_owned(),
         }
     }
-
-    /// A keyed fingerprint of a feature vector: each feature is quantized to
-    /// 3 significant digits so float noise does not change it, then the
-    /// sequence is hashed. Exact repeats of a query share a fingerprint; the
-    /// vector cannot be recovered from it.
-    pub fn features(&self, features: &[f64]) -> String {
-        let mut hasher = blake3::Hasher::new_keyed(&self.fingerprint_key);
-        for &x in features {
-            hasher.update(&quantize(x).to_le_bytes());
-        }
-        let hash = hasher.finalize();
-        format!("fk1:{}", hex::encode(&hash.as_bytes()[..12]))
-    }
 }
 
 /// Rounds to 3 significant decimal digits and returns the bit pattern.
-fn quantize(x: f64) -> u64 {
+pub(super) fn quantize(x: f64) -> u64 {
     if x == 0.0 || !x.is_finite() {
         return 0.0f64.to_bits();
     }
@@ -164,11 +164,14 @@ mod tests {
     }
 
     #[test]
-    fn fingerprints_ignore_float_noise_but_not_real_changes() {
-        let a = Pseudonymizer::new(&PseudonymKey::demo());
-        let f = a.features(&[38.9, 112.0, 0.8]);
-        assert_eq!(f, a.features(&[38.900001, 112.0000003, 0.8]));
-        assert_ne!(f, a.features(&[39.9, 112.0, 0.8]));
+    fn sketches_ignore_float_noise_but_not_real_changes() {
+        use super::super::sketch::sketch_unscaled;
+        let keys = Pseudonymizer::new(&PseudonymKey::demo()).sketch_keys();
+        let f = sketch_unscaled(&keys, &[38.9, 112.0, 0.8]);
+        assert_eq!(f, sketch_unscaled(&keys, &[38.900001, 112.0000003, 0.8]));
+        assert_ne!(f.exact, sketch_unscaled(&keys, &[39.9, 112.0, 0.8]).exact);
+        let other = Pseudonymizer::new(&PseudonymKey::from_bytes([7; 32])).sketch_keys();
+        assert_ne!(f, sketch_unscaled(&other, &[38.9, 112.0, 0.8]));
     }
 
     #[test]

@@ -39,6 +39,7 @@ use crate::alert::{Alert, Alerter};
 use crate::detect::reference::{ReferenceWatch, tables as reference_tables};
 use crate::detect::sql::{SqlDetectors, SqlReport};
 use crate::detect::{DetectorConfig, DetectorSetup, Detectors, Reference};
+use crate::event::sketch::Sketcher;
 use crate::event::{Decoder, Kind, Reject, RejectReason, RejectSealer, SealError};
 use crate::failpoint;
 use crate::ledger::checkpoint::NoteSigner;
@@ -130,6 +131,8 @@ struct ChainState {
     oldest: Option<Instant>,
     warned_skip: bool,
     detectors: Detectors,
+    /// Model input normalizations (saved with the detector state).
+    sketcher: Sketcher,
     ids: IdWindow,
     /// When the detector state was last snapshotted, and whether it has
     /// seen events since.
@@ -417,10 +420,14 @@ impl Pipeline {
                 None => new.push(chain),
             }
         }
-        let (store, configs, continuity) =
-            (self.store.clone(), self.detectors.clone(), self.continuity);
+        let (store, configs, continuity, sketcher) = (
+            self.store.clone(),
+            self.detectors.clone(),
+            self.continuity,
+            self.decoder.sketcher(),
+        );
         let opened = tokio::task::spawn_blocking(move || {
-            let opened = open_chains(&store, &new, &configs, continuity);
+            let opened = open_chains(&store, &new, &configs, &sketcher, continuity);
             new.into_iter().zip(opened).collect::<Vec<_>>()
         })
         .await
@@ -443,6 +450,7 @@ impl Pipeline {
                     oldest: None,
                     warned_skip: false,
                     detectors: opened.detectors,
+                    sketcher: opened.sketcher,
                     ids: opened.ids,
                     snapshotted: Instant::now(),
                     observed: false,
@@ -511,7 +519,10 @@ impl Pipeline {
                 None => (None, None),
             };
             let origin = Origin { offset, file, line };
-            let decoded = self.decoder.decode(&msg.payload).and_then(|event| {
+            let decoded = self
+                .decoder
+                .decode_with(&msg.payload, Some(&mut state.sketcher))
+                .and_then(|event| {
                 match state.ids.insert(&event.id, event.time_micros(), offset) {
                     None => Ok(event),
                     Some(first) => Err(Reject::new(
@@ -629,7 +640,7 @@ impl Pipeline {
         // the flush succeeds the state matches the ledger exactly.
         let snapshot = (state.observed
             && (sync || state.snapshotted.elapsed() >= self.continuity.snapshot_interval))
-            .then(|| state.detectors.save());
+            .then(|| chain_state(&state.detectors, &state.sketcher));
         let snapshot_taken = snapshot.is_some();
         let prune = self
             .continuity
@@ -781,6 +792,7 @@ pub fn open_chains(
     store: &Store,
     chains: &[ChainId],
     setup: &DetectorSetup,
+    sketcher: &Sketcher,
     continuity: Continuity,
 ) -> Vec<Result<Opened, LedgerError>> {
     let threads = std::thread::available_parallelism()
@@ -795,7 +807,7 @@ pub fn open_chains(
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let Some(chain) = chains.get(i) else { return };
-                    let opened = open_chain(store, chain, setup, continuity);
+                    let opened = open_chain(store, chain, setup, sketcher.clone(), continuity);
                     if let Ok(mut slot) = results[i].lock() {
                         *slot = Some(opened);
                     }
@@ -824,7 +836,17 @@ const LOCK_WAIT: Duration = Duration::from_secs(30);
 pub struct Opened {
     writer: ChainWriter,
     detectors: Detectors,
+    sketcher: Sketcher,
     ids: IdWindow,
+}
+
+/// A chain's saved state: its detectors' and its model normalizations.
+fn chain_state(detectors: &Detectors, sketcher: &Sketcher) -> serde_json::Value {
+    let mut state = detectors.save();
+    if let serde_json::Value::Object(m) = &mut state {
+        m.insert("sketcher".into(), sketcher.save());
+    }
+    state
 }
 
 /// Opens a chain (recovering from a crash), restores its detectors from
@@ -832,10 +854,14 @@ pub struct Opened {
 /// snapshot: from the newest `replay_max_events` stored events), and
 /// refills its event-id window from the newest stored events. Blocking;
 /// what a process does for each chain it is assigned.
+///
+/// The model normalizations (`sketcher`) come from the snapshot only:
+/// stored events keep sketches, not the vectors they would learn from.
 pub fn open_chain(
     store: &Store,
     chain: &ChainId,
     setup: &DetectorSetup,
+    mut sketcher: Sketcher,
     continuity: Continuity,
 ) -> Result<Opened, LedgerError> {
     let started = Instant::now();
@@ -852,7 +878,13 @@ pub fn open_chain(
         Ok(Some(snap)) if snap.next_offset > next_offset => tracing::warn!(chain = %chain,
             snapshot = snap.next_offset, ledger = next_offset,
             "the detector snapshot is ahead of the ledger; ignoring it and replaying"),
-        Ok(Some(snap)) => match detectors.load(snap.state) {
+        Ok(Some(mut snap)) => match snap
+            .state
+            .as_object_mut()
+            .and_then(|m| m.remove("sketcher"))
+            .map_or(Ok(()), |s| sketcher.load(s))
+            .and_then(|()| detectors.load(snap.state))
+        {
             Ok(()) => from = snap.next_offset,
             Err(e) => tracing::warn!(chain = %chain, error = %e,
                 "the detector snapshot does not apply; replaying the ledger instead"),
@@ -897,6 +929,7 @@ pub fn open_chain(
     Ok(Opened {
         writer,
         detectors,
+        sketcher,
         ids,
     })
 }

@@ -44,6 +44,7 @@ fn store_with_events(dir: &std::path::Path) -> (Store, Vec<crate::event::Event>)
 fn setup() -> DetectorSetup {
     let mut configs = DetectorConfig::access_defaults();
     configs.push(DetectorConfig::default());
+    configs.push(DetectorConfig::ModelAbuse(Default::default()));
     DetectorSetup::new(configs)
 }
 
@@ -72,7 +73,41 @@ fn snapshot(store: &Store, next_offset: i64, state: serde_json::Value) {
 }
 
 fn restored(store: &Store, continuity: Continuity) -> Opened {
-    open_chain(store, &chain(), &setup(), continuity).unwrap()
+    open_chain(store, &chain(), &setup(), sketcher(), continuity).unwrap()
+}
+
+fn sketcher() -> Sketcher {
+    Decoder::new(Pseudonymizer::new(&PseudonymKey::demo())).sketcher()
+}
+
+#[test]
+fn model_normalizations_come_back_with_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, events) = store_with_events(dir.path());
+    let mut live = sketcher();
+    let input = |i: u32| -> Vec<f64> {
+        (0..30)
+            .map(|f| f64::from(f + 1) * (1.0 + f64::from((i * 7 + f) % 13) / 10.0))
+            .collect()
+    };
+    for i in 0..100 {
+        live.sketch("m@1", &input(i)).unwrap();
+    }
+    let mut detectors = setup().build();
+    for e in &events {
+        detectors.replay(e);
+    }
+    snapshot(&store, 600, chain_state(&detectors, &live));
+    let mut opened = restored(&store, Continuity::default());
+    assert_eq!(opened.sketcher.models(), 1);
+    assert_eq!(
+        opened.sketcher.sketch("m@1", &input(500)).unwrap(),
+        live.sketch("m@1", &input(500)).unwrap()
+    );
+    // Without a snapshot, normalization starts afresh.
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = store_with_events(dir.path());
+    assert_eq!(restored(&store, Continuity::default()).sketcher.models(), 0);
 }
 
 #[test]

@@ -208,6 +208,7 @@ pub(super) fn rows(cx: &Context, batch: &RecordBatch, out: &mut Vec<Row>) -> Res
                 severity: sev,
                 actor,
                 patient,
+                model: None,
                 window_start: at(time_at(&start, i, cx.from)),
                 window_end: at(time_at(&end, i, cx.to)),
                 score: num_at(&score, i),

@@ -118,7 +118,7 @@ fn features_become_a_fingerprint_and_the_vector_is_dropped() {
         panic!()
     };
     assert_eq!(i.feature_count, Some(3));
-    assert!(i.fingerprint.as_deref().unwrap().starts_with("fk1:"));
+    assert!(i.fingerprint.as_deref().unwrap().starts_with("qs1:"));
     let text = String::from_utf8(e.canonical()).unwrap();
     assert!(!text.contains("38.9") && !text.contains("112"), "{text}");
 }
@@ -156,4 +156,28 @@ fn far_future_times_are_refused_when_a_limit_is_set() {
     assert_eq!(r.reason, RejectReason::InvalidTime);
     assert!(r.detail.contains("future"), "{r}");
     assert!(decoder().decode(future).is_ok(), "no limit, no refusal");
+}
+
+#[test]
+fn a_chain_sketcher_refuses_vectors_of_another_length_than_the_models() {
+    let d = decoder().with_models(std::collections::HashMap::from([("m@1".to_owned(), 3)]));
+    let mut sketcher = d.sketcher();
+    let event = |features: &str| {
+        format!(
+            r#"{{"id":"i","time":"2026-03-02T09:14:03Z","kind":"inference","actor":{{"id":"dr"}},"model":{{"id":"m","version":"1"}},"input":{{"features":[{features}]}}}}"#
+        )
+    };
+    assert!(d.decode_with(event("1,2,3").as_bytes(), Some(&mut sketcher)).is_ok());
+    let e = d
+        .decode_with(event("1,2").as_bytes(), Some(&mut sketcher))
+        .unwrap_err();
+    assert_eq!(e.reason, RejectReason::InvalidValue);
+    assert!(e.detail.contains("has 2 numbers; model `m@1` takes 3"), "{}", e.detail);
+    // Another version of the model learns its own length.
+    let other = event("1,2").replace(r#""version":"1""#, r#""version":"2""#);
+    assert!(d.decode_with(other.as_bytes(), Some(&mut sketcher)).is_ok());
+    let e = d
+        .decode_with(other.replace("1,2", "1,2,3,4").as_bytes(), Some(&mut sketcher))
+        .unwrap_err();
+    assert!(e.detail.contains("learned from its first input"), "{}", e.detail);
 }
