@@ -13,7 +13,7 @@
 //!   to a power of two. A tumour area of 1000 and a smoothness of 0.1 thus
 //!   weigh alike;
 //! - **content hashes** in the spirit of Blacklight (Li et al., 2022): each
-//!   normalized feature is quantized to bins of half a spread; every window
+//!   normalized feature is quantized to bins of a quarter spread; every window
 //!   of `w` consecutive quantized features (`w` = 1, 2 or 3 by the vector's
 //!   length; windows wrap around the end, so every feature is in `w` of
 //!   them), with its position, is hashed under a secret key; the 8
@@ -25,7 +25,8 @@
 //!   centre. The Hamming distance of two direction hashes estimates the
 //!   angle between the queries, so distances between a caller's queries
 //!   are measured without the queries;
-//! - a **radius**: `round(8 · log2(1 + |z|))` of the normalized vector `z`;
+//! - a **radius**: `round(16 · log2(1 + |z| / √d))` of the normalized
+//!   vector `z` of `d` features (16 at one spread from the centre);
 //! - an **exact hash**: 16 bits of a keyed hash of the vector at three
 //!   significant digits, which tells repeats of the very same query (a
 //!   health check) from near-duplicates.
@@ -66,7 +67,8 @@ const MAX_MODELS: usize = 256;
 pub struct Sketch {
     /// Signs of 64 keyed random projections.
     pub direction: u64,
-    /// `round(8 · log2(1 + |z|))`, capped at 255.
+    /// `round(16 · log2(1 + |z| / √d))` for `d` features, capped at 255:
+    /// 16 for a query one spread from the centre in every feature.
     pub radius: u8,
     /// 16 bits of a keyed hash of the whole vector (3 significant digits).
     pub exact: u16,
@@ -128,15 +130,21 @@ impl Sketch {
     }
 
     /// The distance of two queries: differing direction bits plus the
-    /// difference of their radii (each radius step is about 9% of |z|).
+    /// difference of their radii (each radius step is about 4% of |z|).
     pub fn distance(&self, other: &Sketch) -> u32 {
         (self.direction ^ other.direction).count_ones() + u32::from(self.radius.abs_diff(other.radius))
     }
 
-    /// The query's cell of the input space (12 bits): 10 direction bits and
-    /// the radius band (|z| below 1, 3, 7, or above).
+    /// The query's cell of the input space (10 bits): 8 direction bits and
+    /// the radius band (|z| / √d below 0.7, 1.4, 2, or above).
     pub fn cell(&self) -> u16 {
-        ((self.direction & 0x3ff) as u16) | (u16::from((self.radius / 8).min(3)) << 10)
+        let band = match self.radius {
+            0..12 => 0,
+            12..20 => 1,
+            20..26 => 2,
+            _ => 3,
+        };
+        ((self.direction & 0xff) as u16) | (band << 8)
     }
 }
 
@@ -364,7 +372,7 @@ fn sketch(keys: &SketchKeys, x: &[f64], center: &[f64], spread: &[f64]) -> Sketc
     for i in 0..d {
         let z = (x[i] - center[i]) / spread[i];
         norm2 += z * z;
-        bins.push((2.0 * z).floor().clamp(-1e6, 1e6) as i64);
+        bins.push((4.0 * z).floor().clamp(-1e6, 1e6) as i64);
         exact = mix(exact, super::pseudonym::quantize(x[i]));
         let mask = mix(keys.plane, i as u64);
         let zf = z as f32;
@@ -409,7 +417,8 @@ fn sketch(keys: &SketchKeys, x: &[f64], center: &[f64], spread: &[f64]) -> Sketc
         }
         content.sort_unstable();
     }
-    let radius = (8.0 * (1.0 + norm2.sqrt()).log2()).round().clamp(0.0, 255.0) as u8;
+    let rho = (norm2 / d.max(1) as f64).sqrt();
+    let radius = (16.0 * (1.0 + rho).log2()).round().clamp(0.0, 255.0) as u8;
     Sketch {
         direction,
         radius,

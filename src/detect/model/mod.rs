@@ -10,28 +10,39 @@
 //!   runs of queries that differ in a feature or two. A query is a
 //!   *near-duplicate* when it shares at least `near_shared` of its 8 content
 //!   hashes with one of the caller's last `history` queries that is neither
-//!   the very same input (a repeat teaches nothing) nor about the same
-//!   named patient (a clinician re-scoring a patient after new labs). Fires
+//!   the very same input (a repeat teaches nothing) nor possibly about the
+//!   same patient: both must name no patient, or name different ones (a
+//!   clinician re-scores a patient after new labs, or tries what-ifs on an
+//!   unnamed copy of the chart). Fires
 //!   when `similarity_min` of the caller's last `history` queries are
 //!   near-duplicates.
-//! - **steps** (after PRADA, Juuti et al. 2019): a query's step is its
-//!   distance (direction bits plus radius, see `Sketch::distance`) to the
-//!   nearest of the caller's previous `steps_reach` queries (same
-//!   exclusions). Natural queries step like the model's other callers do;
-//!   synthetic ones do not: tiny steps beside jumps (Jacobian-style
-//!   augmentation), steps all alike (a grid or a climb), or all long
-//!   (random inputs). PRADA tests the steps against a normal distribution;
-//!   clinical inputs sit on a low-dimensional manifold whose distances are
-//!   not normal, so the caller's last `steps_window` steps are tested
-//!   against the model's step histogram instead (Kolmogorov–Smirnov, fires
-//!   below `steps_p`).
+//! - **steps** (after PRADA, Juuti et al. 2019, which keeps each
+//!   caller's growing set of queries): a query's step is its distance
+//!   (direction bits plus radius, see `Sketch::distance`) to the nearest
+//!   of the caller's remembered queries (the last `memory` within
+//!   `recent_secs`; same exclusions). Synthetic inputs grow from earlier
+//!   ones by small steps — Jacobian-based augmentation moves every feature
+//!   of a known point a little, a confidence climb moves a point a little
+//!   at a time — while natural queries about distinct patients rarely sit
+//!   that close. A step of at most `close_distance` is close; fires when
+//!   at least `steps_min` of the caller's last `history` steps are close
+//!   and that many is improbable (binomial tail below `steps_p`) at the
+//!   model's own rate of close steps.
 //! - **coverage**: extraction spreads queries over the input space, into
-//!   regions the model's real traffic never visits. The model's traffic
-//!   fills a histogram of 4096 cells (direction and radius of the
-//!   normalized input); a cell holding less than `rare_share` of a uniform
-//!   share is rare. Fires when at least `coverage_min` of the caller's last
-//!   `history` queries are rare and that many is improbable (binomial tail
-//!   below `coverage_p`) at the model's own rate of rare queries.
+//!   regions the model's real traffic rarely visits. The model's traffic
+//!   fills a histogram of 1024 cells (direction and radius of the
+//!   normalized input, see `Sketch::cell`); each query's *popularity* is
+//!   how full its cell was when it came, against a uniform share (binned
+//!   by powers of two). Natural queries land where earlier natural ones
+//!   did, at whatever popularity the model's traffic has; random or
+//!   synthetic inputs land in empty cells, and random inputs drawn inside
+//!   each feature's range sit farther from the centre than patients do
+//!   (real features are correlated; independent draws are not). Fires
+//!   when the caller's last `history` queries (at least `coverage_min`
+//!   with a known cell) are less popular than the model's queries, or
+//!   farther out by a Kolmogorov–Smirnov distance of at least 0.5 (so a
+//!   caller whose patients are merely sicker is not flagged): one-sided
+//!   KS tail probability below `coverage_p`.
 //! - **focus**: at least `focus_min` distinct inputs about one named
 //!   patient within `focus_secs` (an attribute sweep over a known patient).
 //! - **probing** (supporting): the caller asks for the full score vector
@@ -55,9 +66,10 @@
 //! queries per caller and hour, so a caller sending thousands of queries
 //! cannot make its own pattern the norm. Coverage and probing wait until
 //! the model has been queried `model_warmup` times in the chain, steps
-//! until 500 steps are known. State per (caller,
+//! until 300 steps are known. State per (caller,
 //! model): `history` entries of 64 bytes plus the evidence ids, and
-//! `steps_window` distances — about 3 KiB with the defaults; at most
+//! `memory` remembered sketches of 24 bytes and `history` steps — at most
+//! about 9 KiB per (caller, model) with the defaults; at most
 //! `max_callers` of them (the least recently active tenth is evicted), at
 //! most 256 models (17 KiB each) and 10,000 peer groups.
 
@@ -77,7 +89,7 @@ use crate::event::{Body, Event};
 pub use stats::binomial_tail;
 
 /// Cells of the model-level input histogram (see [`Sketch::cell`]).
-const CELLS: usize = 4096;
+const CELLS: usize = 1024;
 const MAX_MODELS: usize = 256;
 const MAX_GROUPS: usize = 10_000;
 /// Labels counted per model at most (further labels are not counted).
@@ -89,22 +101,23 @@ const MAX_LABELS: usize = 64;
 pub struct ModelAbuseConfig {
     /// Queries per caller and model the signals look back over.
     pub history: usize,
+    /// ... and no further back than this (seconds of event time), so a
+    /// caller's past is not judged again and again.
+    pub recent_secs: u64,
     /// Content hashes (of 8) two queries must share to be near-duplicates.
     pub near_shared: usize,
     /// Near-duplicates among the last `history` queries that fire.
     pub similarity_min: usize,
-    /// Distances the step test needs (and looks back over).
-    pub steps_window: usize,
-    /// A query's step is its distance to the nearest of the caller's
-    /// previous `steps_reach` queries (counted once that many exist).
-    pub steps_reach: usize,
-    /// Kolmogorov–Smirnov tail probability below which the caller's steps
-    /// differ from the model's.
+    /// Sketches remembered per caller and model for the steps.
+    pub memory: usize,
+    /// Steps of at most this distance are close.
+    pub close_distance: u32,
+    /// Close steps among the last `history` that can fire.
+    pub steps_min: usize,
+    /// Binomial tail probability below which close steps fire.
     pub steps_p: f64,
-    /// A cell is rare below this fraction of a uniform share of the
-    /// model's traffic.
-    pub rare_share: f64,
-    /// Rare queries among the last `history` that can fire.
+    /// Queries with a known cell among the last `history` that the
+    /// coverage test needs.
     pub coverage_min: usize,
     /// Binomial tail probability below which coverage (and the score-vector
     /// share) fires.
@@ -132,17 +145,18 @@ impl Default for ModelAbuseConfig {
     fn default() -> Self {
         ModelAbuseConfig {
             history: 32,
+            recent_secs: 86_400,
             near_shared: 5,
             similarity_min: 12,
-            steps_window: 48,
-            steps_reach: 16,
+            memory: 256,
+            close_distance: 3,
+            steps_min: 12,
             steps_p: 1e-6,
-            rare_share: 0.25,
-            coverage_min: 8,
+            coverage_min: 16,
             coverage_p: 1e-6,
             focus_min: 16,
             focus_secs: 6 * 3600,
-            model_warmup: 1000,
+            model_warmup: 200,
             teach_per_hour: 20,
             burst_window_secs: 600,
             burst_threshold: 6.0,
@@ -167,20 +181,17 @@ impl ModelAbuseConfig {
         if self.similarity_min == 0 || self.similarity_min > self.history {
             bad("similarity_min must be 1 to history".into());
         }
-        if !(8..=1024).contains(&self.steps_window) {
-            bad("steps_window must be 8 to 1024 distances".into());
+        if !(self.history..=4096).contains(&self.memory) {
+            bad("memory must be history to 4096 sketches".into());
         }
-        if self.steps_reach == 0 || self.steps_reach > self.history {
-            bad("steps_reach must be 1 to history".into());
+        if self.steps_min == 0 || self.steps_min > self.history {
+            bad("steps_min must be 1 to history".into());
         }
         if !(self.steps_p > 0.0 && self.steps_p < 0.5) {
             bad("steps_p must be in (0, 0.5)".into());
         }
         if self.teach_per_hour == 0 {
             bad("teach_per_hour must be positive".into());
-        }
-        if !(self.rare_share > 0.0 && self.rare_share <= 1.0) {
-            bad("rare_share must be in (0, 1]".into());
         }
         if self.coverage_min == 0 || self.coverage_min > self.history {
             bad("coverage_min must be 1 to history".into());
@@ -191,8 +202,8 @@ impl ModelAbuseConfig {
         if self.focus_min < 2 || self.focus_min > self.history {
             bad("focus_min must be 2 to history".into());
         }
-        if self.focus_secs == 0 || self.burst_window_secs == 0 {
-            bad("focus_secs and burst_window_secs must be positive".into());
+        if self.focus_secs == 0 || self.burst_window_secs == 0 || self.recent_secs == 0 {
+            bad("focus_secs, burst_window_secs and recent_secs must be positive".into());
         }
         if !(self.burst_threshold > 0.0) || !(self.burst_min_ratio >= 1.0) {
             bad("burst_threshold must be positive and burst_min_ratio at least 1".into());
@@ -217,7 +228,9 @@ struct Query {
     label: u64,
     scores: bool,
     near: bool,
-    rare: bool,
+    /// Popularity bin of the query's cell when it came (`None`: the model
+    /// was not warm yet, or no sketch).
+    pop: Option<u8>,
 }
 
 /// [`Sketch`] as saved state.
@@ -251,12 +264,25 @@ impl From<SketchState> for Sketch {
     }
 }
 
+/// A remembered sketch: what a step is measured against.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Remembered {
+    time: i64,
+    direction: u64,
+    radius: u8,
+    exact: u16,
+    /// Low 32 bits of the patient hash (0: none).
+    patient: u32,
+}
+
 /// One caller's state for one model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Caller {
     history: VecDeque<Query>,
-    /// Distances to the nearest earlier query, newest last.
-    steps: VecDeque<u8>,
+    /// Sketches remembered for the steps, newest last.
+    memory: VecDeque<Remembered>,
+    /// Steps (time, distance to the nearest remembered query), newest last.
+    steps: VecDeque<(i64, u8)>,
     /// The hour (since the epoch) and how many of its queries the model's
     /// statistics learned from.
     taught_hour: i64,
@@ -278,9 +304,11 @@ struct Caller {
 struct ModelState {
     total: u64,
     cells: Vec<u32>,
-    /// Share of the model's queries that were rare when they came.
-    #[serde(with = "super::exact_f64")]
-    rare_rate: f64,
+    /// The model's queries by the popularity bin of their cell, and by
+    /// radius (halved).
+    pops: Vec<u32>,
+    pops_total: u64,
+    radii: Vec<u32>,
     /// Share that asked for the full score vector.
     #[serde(with = "super::exact_f64")]
     scores_rate: f64,
@@ -293,17 +321,47 @@ struct ModelState {
     last: i64,
 }
 
+/// Popularity bins: `floor(log2(1 + 4·p))` for a cell holding `p` times a
+/// uniform share of the model's traffic.
+const POP_BINS: usize = 12;
+
+impl ModelState {
+    fn popularity(&self, cell: u16) -> u8 {
+        let p = f64::from(self.cells[usize::from(cell) % CELLS]) * CELLS as f64
+            / self.total.max(1) as f64;
+        ((1.0 + 4.0 * p).log2().floor() as usize).min(POP_BINS - 1) as u8
+    }
+}
+
+/// Queries with a known cell the model's reference needs before callers
+/// are compared with it.
+const COVERAGE_REFERENCE: u64 = 100;
+
+/// Radius bins (a radius step is about 4% of the distance from the centre).
+const RADIUS_BINS: usize = 64;
+
+fn radius_bin(r: u8) -> usize {
+    usize::from(r / 2).min(RADIUS_BINS - 1)
+}
+
+/// The smallest KS distance (share of queries) the radius test fires on,
+/// so a caller whose patients are merely sicker than average is not
+/// flagged.
+const RADIUS_EFFECT: f64 = 0.5;
+
 /// Step distances counted apart (larger ones fall in the last bin).
 const STEP_BINS: usize = 80;
 /// Steps the model's reference needs before callers are compared with it.
-const STEP_REFERENCE: u64 = 500;
+const STEP_REFERENCE: u64 = 300;
 
 impl ModelState {
     fn new() -> Self {
         ModelState {
             total: 0,
             cells: vec![0; CELLS],
-            rare_rate: 0.0,
+            pops: vec![0; POP_BINS],
+            pops_total: 0,
+            radii: vec![0; RADIUS_BINS],
             scores_rate: 0.0,
             labels: Vec::new(),
             steps: vec![0; STEP_BINS],
@@ -324,13 +382,21 @@ impl ModelState {
     fn learn(
         &mut self,
         cell: Option<u16>,
-        rare: bool,
+        pop: Option<u8>,
+        radius: Option<u8>,
         scores: bool,
         label: u64,
         step: Option<u8>,
         time: i64,
     ) {
         self.total += 1;
+        if let (Some(_), Some(r)) = (pop, radius) {
+            self.radii[radius_bin(r)] += 1;
+        }
+        if let Some(b) = pop {
+            self.pops[usize::from(b)] += 1;
+            self.pops_total += 1;
+        }
         if let Some(d) = step {
             self.steps[usize::from(d).min(STEP_BINS - 1)] += 1;
             self.steps_total += 1;
@@ -340,7 +406,6 @@ impl ModelState {
         if let Some(cell) = cell {
             let c = &mut self.cells[usize::from(cell) % CELLS];
             *c = c.saturating_add(1);
-            self.rare_rate += w * (f64::from(u8::from(rare)) - self.rare_rate);
         }
         self.scores_rate += w * (f64::from(u8::from(scores)) - self.scores_rate);
         if label != 0 {
@@ -468,11 +533,20 @@ fn model_of(event: &Event) -> Option<(u64, String, &crate::event::Inference)> {
     ))
 }
 
+/// Whether two queries are known to be about different patients, or both
+/// name none. A query that names a patient and one that names none may be
+/// about the same patient (a clinician's what-if on an unnamed copy of the
+/// chart), so they are not compared.
+fn other_patient(a: u64, b: u64) -> bool {
+    (a == 0) == (b == 0) && (a == 0 || a != b)
+}
+
 impl Caller {
     fn new(cfg: &ModelAbuseConfig, time: i64) -> Caller {
         Caller {
             history: VecDeque::with_capacity(cfg.history),
-            steps: VecDeque::with_capacity(cfg.steps_window),
+            memory: VecDeque::new(),
+            steps: VecDeque::new(),
             taught_hour: i64::MIN,
             taught: 0,
             window: i64::MIN,
@@ -486,101 +560,150 @@ impl Caller {
     }
 
     /// Whether `s` is a near-duplicate of a query in the history, and its
-    /// step: the distance to the nearest of the last `steps_reach` queries
-    /// (once that many exist). Repeats of the very same input and queries
-    /// about the same named patient are not compared.
-    fn compare(&self, s: &Sketch, patient: u64, cfg: &ModelAbuseConfig) -> (bool, Option<u8>) {
-        let mut near = false;
-        let mut nearest: Option<u32> = None;
-        let reach_from = self.history.len().saturating_sub(cfg.steps_reach);
-        for (i, q) in self.history.iter().enumerate() {
-            let Some(other) = q.sketch else { continue };
-            let other = Sketch::from(other);
-            if other.exact == s.exact || (patient != 0 && q.patient == patient) {
-                continue;
-            }
-            near |= s.shared(&other) >= cfg.near_shared;
-            if i >= reach_from {
-                let d = s.distance(&other);
-                nearest = Some(nearest.map_or(d, |n| n.min(d)));
-            }
+    /// step: the distance to the nearest remembered query. Queries before
+    /// `since`, repeats of the very same input and queries about the same
+    /// named patient are not compared.
+    fn compare(
+        &self,
+        s: &Sketch,
+        patient: u64,
+        since: i64,
+        cfg: &ModelAbuseConfig,
+    ) -> (bool, Option<u8>) {
+        let near = self.history.iter().any(|q| {
+            q.sketch.is_some_and(|other| {
+                q.time >= since
+                    && other.exact != s.exact
+                    && other_patient(patient, q.patient)
+                    && s.shared(&Sketch::from(other)) >= cfg.near_shared
+            })
+        });
+        let patient = u64::from(patient as u32);
+        let nearest = self
+            .memory
+            .iter()
+            .filter(|m| {
+                m.time >= since && m.exact != s.exact && other_patient(patient, u64::from(m.patient))
+            })
+            .map(|m| (m.direction ^ s.direction).count_ones() + u32::from(m.radius.abs_diff(s.radius)))
+            .min();
+        (near, nearest.map(|d| d.min(255) as u8))
+    }
+
+    fn remember(&mut self, s: &Sketch, patient: u64, time: i64, cfg: &ModelAbuseConfig) {
+        if self.memory.len() >= cfg.memory {
+            self.memory.pop_front();
         }
-        let step = (self.history.len() >= cfg.steps_reach)
-            .then_some(nearest)
-            .flatten()
-            .map(|d| d.min(255) as u8);
-        (near, step)
+        self.memory.push_back(Remembered {
+            time,
+            direction: s.direction,
+            radius: s.radius,
+            exact: s.exact,
+            patient: patient as u32,
+        });
     }
 }
 
-/// The caller's steps against the model's (one-sample Kolmogorov–Smirnov
-/// against the model's step histogram).
+/// Close steps of the caller against the model's rate of them.
 fn steps_signal(
-    steps: &VecDeque<u8>,
+    caller: &Caller,
     model: &ModelState,
+    since: i64,
     cfg: &ModelAbuseConfig,
 ) -> Option<String> {
     if model.steps_total < STEP_REFERENCE {
         return None;
     }
-    let mut mine = [0u32; STEP_BINS];
-    for &d in steps {
-        mine[usize::from(d).min(STEP_BINS - 1)] += 1;
-    }
-    let n = steps.len() as f64;
-    let total = model.steps_total as f64;
-    let (mut fc, mut fm, mut ks, mut at) = (0.0, 0.0, 0.0f64, 0);
-    for b in 0..STEP_BINS {
-        fc += f64::from(mine[b]) / n;
-        fm += f64::from(model.steps[b]) / total;
-        if (fc - fm).abs() > ks {
-            ks = (fc - fm).abs();
-            at = b;
-        }
-    }
-    // P(D > d) ≈ 2·exp(-2·n·d²) for the one-sample test.
-    let p = (2.0 * (-2.0 * n * ks * ks).exp()).min(1.0);
-    if p >= cfg.steps_p {
+    let close_bins = (cfg.close_distance as usize + 1).min(STEP_BINS);
+    let recent = caller.steps.iter().filter(|(t, _)| *t >= since);
+    let n = recent.clone().count();
+    let close = recent.filter(|(_, d)| u32::from(*d) <= cfg.close_distance).count();
+    if close < cfg.steps_min {
         return None;
     }
-    let mut sorted: Vec<u8> = steps.iter().copied().collect();
-    sorted.sort_unstable();
-    let model_median = {
-        let (mut acc, mut b) = (0u64, 0);
-        while b < STEP_BINS && (acc + u64::from(model.steps[b])) * 2 < model.steps_total {
-            acc += u64::from(model.steps[b]);
-            b += 1;
-        }
-        b
-    };
-    Some(format!(
-        "steps: distances to the nearest earlier query differ from the model's callers' \
-         (median {} against {model_median}; KS distance {ks:.2} at {at}, p {p:.1e}, over {})",
-        sorted[sorted.len() / 2],
-        sorted.len()
-    ))
+    let model_close: u64 = model.steps[..close_bins].iter().map(|&c| u64::from(c)).sum();
+    let rate = (model_close as f64 / model.steps_total as f64).max(1e-3);
+    let p = binomial_tail(n, close, rate);
+    (p < cfg.steps_p).then(|| {
+        format!(
+            "steps: {close} of the last {n} queries lie within {} of an earlier one \
+             (the model's callers: {:.1}% of steps; p {p:.1e})",
+            cfg.close_distance,
+            100.0 * rate
+        )
+    })
 }
 
-/// Rare queries in the caller's history against the model's rate.
-fn coverage_signal(caller: &Caller, model: &ModelState, cfg: &ModelAbuseConfig) -> Option<String> {
-    let n = caller.history.len();
-    let rare = caller.history.iter().filter(|q| q.rare).count();
-    if rare < cfg.coverage_min {
+/// Where the caller's queries land against where the model's do
+/// (one-sided Kolmogorov–Smirnov on the popularity of their cells).
+fn coverage_signal(
+    caller: &Caller,
+    model: &ModelState,
+    since: i64,
+    cfg: &ModelAbuseConfig,
+) -> Option<String> {
+    // One sample per distinct input, and per named patient (the newest):
+    // re-scoring one patient again and again is not spreading out.
+    let mut seen: Vec<u64> = Vec::with_capacity(caller.history.len());
+    let mut sample: Vec<&Query> = Vec::with_capacity(caller.history.len());
+    for q in caller.history.iter().rev().filter(|q| q.time >= since) {
+        let (Some(_), Some(s)) = (q.pop, q.sketch) else {
+            continue;
+        };
+        let key = if q.patient != 0 { q.patient } else { u64::from(s.exact) | 1 << 63 };
+        if !seen.contains(&key) {
+            seen.push(key);
+            sample.push(q);
+        }
+    }
+    let mut mine = [0u32; POP_BINS];
+    for q in &sample {
+        mine[usize::from(q.pop.unwrap_or(0))] += 1;
+    }
+    let n = sample.len() as u32;
+    if (n as usize) < cfg.coverage_min || model.pops_total < COVERAGE_REFERENCE {
         return None;
     }
-    let p = binomial_tail(n, rare, model.rare_rate.max(1e-3));
-    if p >= cfg.coverage_p {
+    let total = model.pops_total as f64;
+    // Two-sample KS: the model's histogram is a sample too.
+    let effective = f64::from(n) * total / (f64::from(n) + total);
+    let (mut fc, mut fm, mut d) = (0.0, 0.0, 0.0f64);
+    for b in 0..POP_BINS {
+        fc += f64::from(mine[b]) / f64::from(n);
+        fm += f64::from(model.pops[b]) / total;
+        d = d.max(fc - fm);
+    }
+    let p = (-2.0 * effective * d * d).exp();
+    // The radius: how far from the model's centre, against the model's.
+    let mut radii = [0u32; RADIUS_BINS];
+    for s in sample.iter().filter_map(|q| q.sketch) {
+        radii[radius_bin(s.radius)] += 1;
+    }
+    let (mut fc, mut fm, mut dr) = (0.0, 0.0, 0.0f64);
+    for b in 0..RADIUS_BINS {
+        fm += f64::from(model.radii[b]) / total;
+        dr = dr.max(fm - fc);
+        fc += f64::from(radii[b]) / f64::from(n);
+    }
+    let pr = (-2.0 * effective * dr * dr).exp();
+    let far = pr < cfg.coverage_p && dr >= RADIUS_EFFECT;
+    if p >= cfg.coverage_p && !far {
         return None;
     }
+    let empty = f64::from(mine[0]) / f64::from(n);
     let cells: super::memory::Set<u16> = caller
         .history
         .iter()
+        .filter(|q| q.time >= since)
         .filter_map(|q| q.sketch.map(|s| Sketch::from(s).cell()))
         .collect();
     Some(format!(
-        "coverage: {rare} of the last {n} queries fall where the model's traffic rarely goes \
-         ({:.1}% of its queries do; p {p:.1e}); {} distinct cells",
-        100.0 * model.rare_rate,
+        "coverage: {:.0}% of the last {n} queries fell in cells the model's traffic had not \
+         reached (its callers' queries: {:.0}%; KS distance {d:.2}, p {p:.1e}); farther from \
+         the model's centre than its callers' queries (KS distance {dr:.2}, p {pr:.1e}); \
+         {} distinct cells",
+        100.0 * empty,
+        100.0 * f64::from(model.pops[0]) / total,
         cells.len()
     ))
 }
@@ -668,24 +791,30 @@ impl Detector for ModelAbuse {
         // The query against the model's traffic, before it is learned.
         let model = self.models.entry(model_key).or_insert_with(ModelState::new);
         let warm = model.total >= cfg.model_warmup;
-        let rare = sketch.is_some_and(|s| {
-            warm && (model.cells[usize::from(s.cell())] as f64)
-                < cfg.rare_share * model.total as f64 / CELLS as f64
-        });
+        let pop = sketch
+            .filter(|_| warm)
+            .map(|s| model.popularity(s.cell()));
 
         // The query against the caller's history, then added to it.
         let caller = self.callers.entry(key).or_insert_with(|| Caller::new(cfg, time));
         caller.last = time;
         caller.group = ctx.group.or(caller.group);
+        let since = time.saturating_sub(cfg.recent_secs as i64);
         let (near, nearest) = match sketch {
-            Some(s) => caller.compare(&s, patient, cfg),
+            Some(s) => caller.compare(&s, patient, since, cfg),
             None => (false, None),
         };
         if let Some(d) = nearest {
-            if caller.steps.len() == cfg.steps_window {
+            if caller.steps.len() >= cfg.history {
                 caller.steps.pop_front();
             }
-            caller.steps.push_back(d);
+            caller.steps.push_back((time, d));
+        }
+        if let Some(s) = &sketch {
+            caller.remember(s, patient, time, cfg);
+        }
+        while caller.steps.front().is_some_and(|&(t, _)| t < since) {
+            caller.steps.pop_front();
         }
         if caller.history.len() == cfg.history {
             caller.history.pop_front();
@@ -698,7 +827,7 @@ impl Detector for ModelAbuse {
             label,
             scores,
             near,
-            rare,
+            pop,
         });
         // Each caller has a bounded say in what the model's traffic looks
         // like, so a fast attacker cannot make its own queries normal.
@@ -711,8 +840,9 @@ impl Detector for ModelAbuse {
         caller.taught += u32::from(teach);
 
         let mut signals = Signals::default();
-        let n = caller.history.len();
-        let near_count = caller.history.iter().filter(|q| q.near).count();
+        let recent = caller.history.iter().filter(|q| q.time >= since);
+        let n = recent.clone().count();
+        let near_count = recent.filter(|q| q.near).count();
         if near_count >= cfg.similarity_min {
             signals.similarity = Some(format!(
                 "similarity: {near_count} of the last {n} queries are near-duplicates of earlier ones \
@@ -720,18 +850,26 @@ impl Detector for ModelAbuse {
                 cfg.near_shared
             ));
         }
-        if nearest.is_some() && caller.steps.len() == cfg.steps_window {
-            signals.steps = steps_signal(&caller.steps, model, cfg);
+        if nearest.is_some() {
+            signals.steps = steps_signal(caller, model, since, cfg);
         }
         if warm {
-            signals.coverage = coverage_signal(caller, model, cfg);
+            signals.coverage = coverage_signal(caller, model, since, cfg);
             signals.probing = probing_signal(caller, model, label, cfg);
         }
         if patient != 0 {
             signals.focus = focus_signal(caller, patient, time, cfg);
         }
         if teach {
-            model.learn(sketch.map(|s| s.cell()), rare, scores, label, nearest, time);
+            model.learn(
+                sketch.map(|s| s.cell()),
+                pop,
+                sketch.map(|s| s.radius),
+                scores,
+                label,
+                nearest,
+                time,
+            );
         }
         signals.burst = self.burst(key, model_key, time);
 
