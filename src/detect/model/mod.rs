@@ -38,8 +38,10 @@
 //!   synthetic inputs land in empty cells, and random inputs drawn inside
 //!   each feature's range sit farther from the centre than patients do
 //!   (real features are correlated; independent draws are not). Fires
-//!   when the caller's last `history` queries (at least `coverage_min`
-//!   with a known cell) are less popular than the model's queries, or
+//!   when the caller's last `history` queries (one per distinct input and
+//!   named patient, none for inputs the caller sent before; at least
+//!   `coverage_min` with a known cell) are less popular than the model's
+//!   queries, or
 //!   farther out by a Kolmogorov–Smirnov distance of at least 0.5 (so a
 //!   caller whose patients are merely sicker is not flagged): one-sided
 //!   KS tail probability below `coverage_p`.
@@ -228,6 +230,10 @@ struct Query {
     label: u64,
     scores: bool,
     near: bool,
+    /// The very same input as one the caller sent before (of those
+    /// remembered): a repeat explores nothing.
+    #[serde(default)]
+    repeat: bool,
     /// Popularity bin of the query's cell when it came (`None`: the model
     /// was not warm yet, or no sketch).
     pop: Option<u8>,
@@ -642,11 +648,12 @@ fn coverage_signal(
     since: i64,
     cfg: &ModelAbuseConfig,
 ) -> Option<String> {
-    // One sample per distinct input, and per named patient (the newest):
-    // re-scoring one patient again and again is not spreading out.
+    // One sample per distinct input, and per named patient (the newest);
+    // none for inputs the caller sent before: re-scoring one patient, or
+    // a fixed validation set every day, is not spreading out.
     let mut seen: Vec<u64> = Vec::with_capacity(caller.history.len());
     let mut sample: Vec<&Query> = Vec::with_capacity(caller.history.len());
-    for q in caller.history.iter().rev().filter(|q| q.time >= since) {
+    for q in caller.history.iter().rev().filter(|q| q.time >= since && !q.repeat) {
         let (Some(_), Some(s)) = (q.pop, q.sketch) else {
             continue;
         };
@@ -810,6 +817,7 @@ impl Detector for ModelAbuse {
             }
             caller.steps.push_back((time, d));
         }
+        let repeat = sketch.is_some_and(|s| caller.memory.iter().any(|m| m.exact == s.exact));
         if let Some(s) = &sketch {
             caller.remember(s, patient, time, cfg);
         }
@@ -827,6 +835,7 @@ impl Detector for ModelAbuse {
             label,
             scores,
             near,
+            repeat,
             pop,
         });
         // Each caller has a bounded say in what the model's traffic looks
