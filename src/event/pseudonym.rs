@@ -128,16 +128,6 @@ impl Pseudonymizer {
     }
 }
 
-/// Rounds to 3 significant decimal digits and returns the bit pattern.
-pub(super) fn quantize(x: f64) -> u64 {
-    if x == 0.0 || !x.is_finite() {
-        return 0.0f64.to_bits();
-    }
-    let magnitude = x.abs().log10().floor() as i32;
-    let scale = 10f64.powi(2 - magnitude);
-    ((x * scale).round() / scale).to_bits()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

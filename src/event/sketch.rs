@@ -27,8 +27,9 @@
 //!   are measured without the queries;
 //! - a **radius**: `round(16 · log2(1 + |z| / √d))` of the normalized
 //!   vector `z` of `d` features (16 at one spread from the centre);
-//! - an **exact hash**: 16 bits of a keyed hash of the vector at three
-//!   significant digits, which tells repeats of the very same query (a
+//! - an **exact hash**: 16 bits of a keyed hash of the vector at about
+//!   three significant digits (single precision with its 12 lowest mantissa
+//!   bits dropped), which tells repeats of the very same query (a
 //!   health check) from near-duplicates.
 //!
 //! From 27 bytes (of which 8 sign bits per hyperplane direction) the
@@ -70,7 +71,8 @@ pub struct Sketch {
     /// `round(16 · log2(1 + |z| / √d))` for `d` features, capped at 255:
     /// 16 for a query one spread from the centre in every feature.
     pub radius: u8,
-    /// 16 bits of a keyed hash of the whole vector (3 significant digits).
+    /// 16 bits of a keyed hash of the whole vector (about 3 significant
+    /// digits).
     pub exact: u16,
     /// Low 16 bits of the smallest window hashes, sorted ascending.
     pub content: [u16; MINHASHES],
@@ -373,7 +375,8 @@ fn sketch(keys: &SketchKeys, x: &[f64], center: &[f64], spread: &[f64]) -> Sketc
         let z = (x[i] - center[i]) / spread[i];
         norm2 += z * z;
         bins.push((4.0 * z).floor().clamp(-1e6, 1e6) as i64);
-        exact = mix(exact, super::pseudonym::quantize(x[i]));
+        // About 3.3 significant digits: float noise does not change it.
+        exact = mix(exact, u64::from((x[i] as f32).to_bits() >> 12));
         let mask = mix(keys.plane, i as u64);
         let zf = z as f32;
         for (b, acc) in direction.iter_mut().enumerate() {

@@ -648,6 +648,9 @@ fn coverage_signal(
     since: i64,
     cfg: &ModelAbuseConfig,
 ) -> Option<String> {
+    if caller.history.len() < cfg.coverage_min || model.pops_total < COVERAGE_REFERENCE {
+        return None;
+    }
     // One sample per distinct input, and per named patient (the newest);
     // none for inputs the caller sent before: re-scoring one patient, or
     // a fixed validation set every day, is not spreading out.
