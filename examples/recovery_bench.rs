@@ -40,6 +40,10 @@ fn main() -> Result<()> {
         .with_context(|| format!("cannot open the store {}", root.display()))?;
     let chains = store.chains()?;
     let configs = DetectorSetup::new(vec![DetectorConfig::default()]);
+    let sketcher = custos::event::Decoder::new(custos::event::Pseudonymizer::new(
+        &custos::event::PseudonymKey::demo(),
+    ))
+    .sketcher();
     let mut events = 0u64;
     for chain in &chains {
         events += store.tree_size(chain, Table::Events)?;
@@ -64,7 +68,7 @@ fn main() -> Result<()> {
             }
         }
         let started = Instant::now();
-        for opened in open_chains(&store, &chains, &configs, Continuity::default()) {
+        for opened in open_chains(&store, &chains, &configs, &sketcher, Continuity::default()) {
             opened.context("a chain did not recover")?;
         }
         let secs = started.elapsed().as_secs_f64();

@@ -185,7 +185,11 @@ pub fn render(r: &Report) -> String {
         } else {
             format!(
                 " ({})",
-                r.false_actors.iter().cloned().collect::<Vec<_>>().join(", ")
+                r.false_actors
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         }
     );
@@ -220,7 +224,11 @@ pub fn render_instances(r: &Report) -> String {
             i.scenario,
             i.actor,
             i.events,
-            if i.events_to_detect.is_some() { "yes" } else { "no" },
+            if i.events_to_detect.is_some() {
+                "yes"
+            } else {
+                "no"
+            },
             i.events_to_detect.map_or("–".into(), |n| n.to_string()),
             i.delay_secs.map_or("–".into(), |d| format!("{d:.0} s")),
         );

@@ -451,8 +451,7 @@ async fn stages(config: &Config) -> Result<Stages> {
     for p in &problems {
         tracing::error!(problem = %p, "a SQL detector does not load; the others run");
     }
-    let mut decoder =
-        Decoder::new(pseudonymizer).with_models(config.events.model_features.clone());
+    let mut decoder = Decoder::new(pseudonymizer).with_models(config.events.model_features.clone());
     if config.events.max_future_secs > 0 {
         decoder = decoder.with_max_future(chrono::Duration::seconds(
             config.events.max_future_secs.min(i64::MAX as u64 / 1000) as i64,

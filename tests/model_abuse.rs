@@ -19,11 +19,7 @@ fn every_attack_is_caught_within_100_queries_and_no_benign_caller_is_alerted() {
         .expect("the generator runs");
     assert!(status.success(), "the model traffic generator failed");
     let config = dir.path().join("custos.toml");
-    std::fs::write(
-        &config,
-        "[[detectors]]\ntype = \"model_abuse\"\n",
-    )
-    .unwrap();
+    std::fs::write(&config, "[[detectors]]\ntype = \"model_abuse\"\n").unwrap();
     let (code, report) = custos(&[
         "eval",
         "--config",
@@ -42,11 +38,24 @@ fn every_attack_is_caught_within_100_queries_and_no_benign_caller_is_alerted() {
         .filter(|c| c[4] == "yes" || c[4] == "no")
         .collect();
     let kinds: std::collections::BTreeSet<&str> = rows.iter().map(|c| c[1]).collect();
-    assert_eq!(kinds.len(), 8, "every attack kind is in the trace: {kinds:?}\n{report}");
+    assert_eq!(
+        kinds.len(),
+        8,
+        "every attack kind is in the trace: {kinds:?}\n{report}"
+    );
     for c in &rows {
-        assert_eq!(c[4], "yes", "{} by {} was not detected\n{report}", c[1], c[2]);
+        assert_eq!(
+            c[4], "yes",
+            "{} by {} was not detected\n{report}",
+            c[1], c[2]
+        );
         let queries: usize = c[5].parse().unwrap();
-        assert!(queries <= 100, "{} by {} took {queries} queries\n{report}", c[1], c[2]);
+        assert!(
+            queries <= 100,
+            "{} by {} took {queries} queries\n{report}",
+            c[1],
+            c[2]
+        );
     }
     assert!(report.contains("Actors with a false alert: 0"), "{report}");
 }
@@ -90,6 +99,9 @@ fn bad_feature_vectors_are_refused_with_their_reasons() {
         "`input.features[0]`",
         "more than 4096 numbers",
     ] {
-        assert!(shown.contains(reason), "no reject says {reason:?}:\n{shown}");
+        assert!(
+            shown.contains(reason),
+            "no reject says {reason:?}:\n{shown}"
+        );
     }
 }

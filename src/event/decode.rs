@@ -357,7 +357,9 @@ impl Decoder {
                     Some(Value::Array(items)) => {
                         let features = features(items)?;
                         let sketch = match sketcher {
-                            Some(s) => s.sketch(&format!("{model_id}@{model_version}"), &features)?,
+                            Some(s) => {
+                                s.sketch(&format!("{model_id}@{model_version}"), &features)?
+                            }
                             None => sketch_unscaled(&self.pseudonymizer.sketch_keys(), &features),
                         };
                         fingerprint = Some(sketch.encode());

@@ -83,7 +83,9 @@ impl Pseudonymizer {
             patient_key: blake3::derive_key(PATIENT_CONTEXT, &key.0),
             sketch_keys: {
                 let k = blake3::derive_key(SKETCH_CONTEXT, &key.0);
-                let word = |i: usize| u64::from_le_bytes(k[8 * i..8 * i + 8].try_into().unwrap_or_default());
+                let word = |i: usize| {
+                    u64::from_le_bytes(k[8 * i..8 * i + 8].try_into().unwrap_or_default())
+                };
                 super::sketch::SketchKeys {
                     window: word(0),
                     plane: word(1),

@@ -134,7 +134,8 @@ impl Sketch {
     /// The distance of two queries: differing direction bits plus the
     /// difference of their radii (each radius step is about 4% of |z|).
     pub fn distance(&self, other: &Sketch) -> u32 {
-        (self.direction ^ other.direction).count_ones() + u32::from(self.radius.abs_diff(other.radius))
+        (self.direction ^ other.direction).count_ones()
+            + u32::from(self.radius.abs_diff(other.radius))
     }
 
     /// The query's cell of the input space (10 bits): 8 direction bits and
@@ -198,7 +199,11 @@ struct Scale {
 fn pow2_spread(var: f64, mean: f64) -> f64 {
     let sd = var.max(0.0).sqrt();
     let floor = (mean.abs() * 1e-3).max(1e-6);
-    let sd = if sd.is_finite() && sd > floor { sd } else { floor };
+    let sd = if sd.is_finite() && sd > floor {
+        sd
+    } else {
+        floor
+    };
     2f64.powi(sd.log2().round() as i32)
 }
 
@@ -229,7 +234,7 @@ impl Scale {
             if self.n >= FREEZE_AFTER {
                 self.frozen = true;
             }
-        } else if self.n % DRIFT_CHECK_EVERY == 0 && self.drifted() {
+        } else if self.n.is_multiple_of(DRIFT_CHECK_EVERY) && self.drifted() {
             self.refreeze();
         }
     }
@@ -317,15 +322,15 @@ impl Sketcher {
                 ),
             ));
         }
-        if !self.scales.contains_key(model) && self.scales.len() >= MAX_MODELS {
-            if let Some(stalest) = self
+        if !self.scales.contains_key(model)
+            && self.scales.len() >= MAX_MODELS
+            && let Some(stalest) = self
                 .scales
                 .iter()
                 .min_by_key(|(k, s)| (s.used, (*k).clone()))
                 .map(|(k, _)| k.clone())
-            {
-                self.scales.remove(&stalest);
-            }
+        {
+            self.scales.remove(&stalest);
         }
         self.uses += 1;
         let scale = self
@@ -399,7 +404,11 @@ fn sketch(keys: &SketchKeys, x: &[f64], center: &[f64], spread: &[f64]) -> Sketc
     };
     let windows = d;
     let mut hashes: Vec<u64> = Vec::with_capacity(windows.max(MINHASHES));
-    let rounds = if windows == 0 { 0 } else { MINHASHES.div_ceil(windows) };
+    let rounds = if windows == 0 {
+        0
+    } else {
+        MINHASHES.div_ceil(windows)
+    };
     for round in 0..rounds as u64 {
         for j in 0..windows {
             let mut h = mix(keys.window ^ round, ((j as u64) << 8) | w as u64);
@@ -499,7 +508,10 @@ mod tests {
             unrelated += base.shared(&other);
             far += base.distance(&other);
         }
-        assert!(unrelated < 99, "{unrelated} hashes shared with 99 other patients");
+        assert!(
+            unrelated < 99,
+            "{unrelated} hashes shared with 99 other patients"
+        );
         assert!(far / 99 > 20, "mean distance {}", far / 99);
     }
 

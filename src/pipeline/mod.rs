@@ -522,15 +522,17 @@ impl Pipeline {
             let decoded = self
                 .decoder
                 .decode_with(&msg.payload, Some(&mut state.sketcher))
-                .and_then(|event| {
-                match state.ids.insert(&event.id, event.time_micros(), offset) {
-                    None => Ok(event),
-                    Some(first) => Err(Reject::new(
-                        RejectReason::DuplicateId,
-                        format!("event id already stored from offset {first} (a producer retry)"),
-                    )),
-                }
-            });
+                .and_then(
+                    |event| match state.ids.insert(&event.id, event.time_micros(), offset) {
+                        None => Ok(event),
+                        Some(first) => Err(Reject::new(
+                            RejectReason::DuplicateId,
+                            format!(
+                                "event id already stored from offset {first} (a producer retry)"
+                            ),
+                        )),
+                    },
+                );
             match decoded {
                 Ok(event) => {
                     self.summary.accepted += 1;

@@ -207,7 +207,8 @@ impl ModelAbuseConfig {
         if self.focus_secs == 0 || self.burst_window_secs == 0 || self.recent_secs == 0 {
             bad("focus_secs, burst_window_secs and recent_secs must be positive".into());
         }
-        if !(self.burst_threshold > 0.0) || !(self.burst_min_ratio >= 1.0) {
+        let burst_ok = self.burst_threshold > 0.0 && self.burst_min_ratio >= 1.0;
+        if !burst_ok {
             bad("burst_threshold must be positive and burst_min_ratio at least 1".into());
         }
         if self.max_callers == 0 || self.max_evidence == 0 {
@@ -385,16 +386,16 @@ impl ModelState {
         (n as f64 + 1.0) / (self.total as f64 + 2.0)
     }
 
-    fn learn(
-        &mut self,
-        cell: Option<u16>,
-        pop: Option<u8>,
-        radius: Option<u8>,
-        scores: bool,
-        label: u64,
-        step: Option<u8>,
-        time: i64,
-    ) {
+    fn learn(&mut self, q: &Taught) {
+        let Taught {
+            cell,
+            pop,
+            radius,
+            scores,
+            label,
+            step,
+            time,
+        } = *q;
         self.total += 1;
         if let (Some(_), Some(r)) = (pop, radius) {
             self.radii[radius_bin(r)] += 1;
@@ -422,6 +423,19 @@ impl ModelState {
             }
         }
     }
+}
+
+/// What the model's statistics learn from one query.
+#[derive(Debug, Clone, Copy)]
+struct Taught {
+    cell: Option<u16>,
+    /// Popularity bin of the cell when the query came.
+    pop: Option<u8>,
+    radius: Option<u8>,
+    scores: bool,
+    label: u64,
+    step: Option<u8>,
+    time: i64,
 }
 
 /// The signals of one query, with the numbers that explain them.
@@ -513,7 +527,10 @@ impl ModelAbuse {
         if refs.is_empty() {
             return None;
         }
-        let z = refs.iter().map(|b| b.score(c)).fold(f64::INFINITY, f64::min);
+        let z = refs
+            .iter()
+            .map(|b| b.score(c))
+            .fold(f64::INFINITY, f64::min);
         let level = refs.iter().map(|b| b.mean).fold(0.0, f64::max);
         (z >= cfg.burst_threshold && c >= cfg.burst_min_ratio * level.max(1.0)).then(|| {
             format!(
@@ -589,9 +606,13 @@ impl Caller {
             .memory
             .iter()
             .filter(|m| {
-                m.time >= since && m.exact != s.exact && other_patient(patient, u64::from(m.patient))
+                m.time >= since
+                    && m.exact != s.exact
+                    && other_patient(patient, u64::from(m.patient))
             })
-            .map(|m| (m.direction ^ s.direction).count_ones() + u32::from(m.radius.abs_diff(s.radius)))
+            .map(|m| {
+                (m.direction ^ s.direction).count_ones() + u32::from(m.radius.abs_diff(s.radius))
+            })
             .min();
         (near, nearest.map(|d| d.min(255) as u8))
     }
@@ -623,11 +644,16 @@ fn steps_signal(
     let close_bins = (cfg.close_distance as usize + 1).min(STEP_BINS);
     let recent = caller.steps.iter().filter(|(t, _)| *t >= since);
     let n = recent.clone().count();
-    let close = recent.filter(|(_, d)| u32::from(*d) <= cfg.close_distance).count();
+    let close = recent
+        .filter(|(_, d)| u32::from(*d) <= cfg.close_distance)
+        .count();
     if close < cfg.steps_min {
         return None;
     }
-    let model_close: u64 = model.steps[..close_bins].iter().map(|&c| u64::from(c)).sum();
+    let model_close: u64 = model.steps[..close_bins]
+        .iter()
+        .map(|&c| u64::from(c))
+        .sum();
     let rate = (model_close as f64 / model.steps_total as f64).max(1e-3);
     let p = binomial_tail(n, close, rate);
     (p < cfg.steps_p).then(|| {
@@ -656,11 +682,20 @@ fn coverage_signal(
     // a fixed validation set every day, is not spreading out.
     let mut seen: Vec<u64> = Vec::with_capacity(caller.history.len());
     let mut sample: Vec<&Query> = Vec::with_capacity(caller.history.len());
-    for q in caller.history.iter().rev().filter(|q| q.time >= since && !q.repeat) {
+    for q in caller
+        .history
+        .iter()
+        .rev()
+        .filter(|q| q.time >= since && !q.repeat)
+    {
         let (Some(_), Some(s)) = (q.pop, q.sketch) else {
             continue;
         };
-        let key = if q.patient != 0 { q.patient } else { u64::from(s.exact) | 1 << 63 };
+        let key = if q.patient != 0 {
+            q.patient
+        } else {
+            u64::from(s.exact) | 1 << 63
+        };
         if !seen.contains(&key) {
             seen.push(key);
             sample.push(q);
@@ -678,9 +713,9 @@ fn coverage_signal(
     // Two-sample KS: the model's histogram is a sample too.
     let effective = f64::from(n) * total / (f64::from(n) + total);
     let (mut fc, mut fm, mut d) = (0.0, 0.0, 0.0f64);
-    for b in 0..POP_BINS {
-        fc += f64::from(mine[b]) / f64::from(n);
-        fm += f64::from(model.pops[b]) / total;
+    for (&c, &m) in mine.iter().zip(&model.pops) {
+        fc += f64::from(c) / f64::from(n);
+        fm += f64::from(m) / total;
         d = d.max(fc - fm);
     }
     let p = (-2.0 * effective * d * d).exp();
@@ -690,10 +725,10 @@ fn coverage_signal(
         radii[radius_bin(s.radius)] += 1;
     }
     let (mut fc, mut fm, mut dr) = (0.0, 0.0, 0.0f64);
-    for b in 0..RADIUS_BINS {
-        fm += f64::from(model.radii[b]) / total;
+    for (&c, &m) in radii.iter().zip(&model.radii) {
+        fc += f64::from(c) / f64::from(n);
+        fm += f64::from(m) / total;
         dr = dr.max(fm - fc);
-        fc += f64::from(radii[b]) / f64::from(n);
     }
     let pr = (-2.0 * effective * dr * dr).exp();
     let far = pr < cfg.coverage_p && dr >= RADIUS_EFFECT;
@@ -753,7 +788,12 @@ fn probing_signal(
 }
 
 /// Distinct inputs about one named patient within `focus_secs`.
-fn focus_signal(caller: &Caller, patient: u64, time: i64, cfg: &ModelAbuseConfig) -> Option<String> {
+fn focus_signal(
+    caller: &Caller,
+    patient: u64,
+    time: i64,
+    cfg: &ModelAbuseConfig,
+) -> Option<String> {
     let since = time - cfg.focus_secs as i64;
     let mut inputs: Vec<u16> = caller
         .history
@@ -801,12 +841,13 @@ impl Detector for ModelAbuse {
         // The query against the model's traffic, before it is learned.
         let model = self.models.entry(model_key).or_insert_with(ModelState::new);
         let warm = model.total >= cfg.model_warmup;
-        let pop = sketch
-            .filter(|_| warm)
-            .map(|s| model.popularity(s.cell()));
+        let pop = sketch.filter(|_| warm).map(|s| model.popularity(s.cell()));
 
         // The query against the caller's history, then added to it.
-        let caller = self.callers.entry(key).or_insert_with(|| Caller::new(cfg, time));
+        let caller = self
+            .callers
+            .entry(key)
+            .or_insert_with(|| Caller::new(cfg, time));
         caller.last = time;
         caller.group = ctx.group.or(caller.group);
         let since = time.saturating_sub(cfg.recent_secs as i64);
@@ -873,15 +914,15 @@ impl Detector for ModelAbuse {
             signals.focus = focus_signal(caller, patient, time, cfg);
         }
         if teach {
-            model.learn(
-                sketch.map(|s| s.cell()),
+            model.learn(&Taught {
+                cell: sketch.map(|s| s.cell()),
                 pop,
-                sketch.map(|s| s.radius),
+                radius: sketch.map(|s| s.radius),
                 scores,
                 label,
-                nearest,
+                step: nearest,
                 time,
-            );
+            });
         }
         signals.burst = self.burst(key, model_key, time);
 

@@ -90,7 +90,13 @@ impl Stream {
             let x = self.patient();
             let caller = format!("dr-{:02}", i % 40);
             let patient = format!("MRN-{}", 1000 + i);
-            self.query(&caller, from + (i as i64 * 86_400) / n as i64, Some(&patient), &x, false);
+            self.query(
+                &caller,
+                from + (i as i64 * 86_400) / n as i64,
+                Some(&patient),
+                &x,
+                false,
+            );
         }
     }
 
@@ -101,7 +107,13 @@ impl Stream {
             for c in 0..5 {
                 let x = self.patient();
                 let patient = format!("MRN-s{c}-{i}");
-                self.query(&format!("svc-{c}"), from + i as i64 * 3600 + c, Some(&patient), &x, false);
+                self.query(
+                    &format!("svc-{c}"),
+                    from + i as i64 * 3600 + c,
+                    Some(&patient),
+                    &x,
+                    false,
+                );
             }
         }
     }
@@ -142,7 +154,13 @@ fn re_scoring_patients_and_repeating_a_health_check_are_not_probing() {
             let mut x = x.clone();
             x[5] *= 1.0 + 0.03 * f64::from(round);
             let id = format!("MRN-{p}");
-            s.query("dr-ward", 90_000 + i64::from(round) * 3600 + p as i64 * 60, Some(&id), &x, true);
+            s.query(
+                "dr-ward",
+                90_000 + i64::from(round) * 3600 + p as i64 * 60,
+                Some(&id),
+                &x,
+                true,
+            );
         }
     }
     // A monitor sends the very same canary input every minute.
@@ -150,8 +168,16 @@ fn re_scoring_patients_and_repeating_a_health_check_are_not_probing() {
     for k in 0..60 {
         s.query("svc-canary", 90_000 + k * 60, None, &canary, true);
     }
-    assert!(s.findings_for("dr-ward").is_empty(), "{:?}", s.findings_for("dr-ward"));
-    assert!(s.findings_for("svc-canary").is_empty(), "{:?}", s.findings_for("svc-canary"));
+    assert!(
+        s.findings_for("dr-ward").is_empty(),
+        "{:?}",
+        s.findings_for("dr-ward")
+    );
+    assert!(
+        s.findings_for("svc-canary").is_empty(),
+        "{:?}",
+        s.findings_for("svc-canary")
+    );
 }
 
 #[test]
@@ -164,14 +190,24 @@ fn random_inputs_cover_what_the_model_never_sees() {
     }
     for k in 0..32 {
         let x = s.patient();
-        s.query("svc-batch", 90_100 + k, Some(&format!("MRN-b{k}")), &x, true);
+        s.query(
+            "svc-batch",
+            90_100 + k,
+            Some(&format!("MRN-b{k}")),
+            &x,
+            true,
+        );
     }
     let found = s.findings_for("api-x");
     assert!(
         found.iter().any(|f| f.summary.contains("coverage:")),
         "{found:?}"
     );
-    assert!(s.findings_for("svc-batch").is_empty(), "{:?}", s.findings_for("svc-batch"));
+    assert!(
+        s.findings_for("svc-batch").is_empty(),
+        "{:?}",
+        s.findings_for("svc-batch")
+    );
 }
 
 #[test]
@@ -190,14 +226,26 @@ fn synthetic_steps_differ_from_the_models_natural_ones_do_not() {
     }
     for k in 0..80 {
         let x = s.patient();
-        s.query("dr-nat", 90_000 + k * 60, Some(&format!("MRN-n{k}")), &x, false);
+        s.query(
+            "dr-nat",
+            90_000 + k * 60,
+            Some(&format!("MRN-n{k}")),
+            &x,
+            false,
+        );
     }
     assert!(
-        s.findings_for("api-j").iter().any(|f| f.summary.contains("steps:")),
+        s.findings_for("api-j")
+            .iter()
+            .any(|f| f.summary.contains("steps:")),
         "{:?}",
         s.findings_for("api-j")
     );
-    assert!(s.findings_for("dr-nat").is_empty(), "{:?}", s.findings_for("dr-nat"));
+    assert!(
+        s.findings_for("dr-nat").is_empty(),
+        "{:?}",
+        s.findings_for("dr-nat")
+    );
 }
 
 #[test]
@@ -208,7 +256,13 @@ fn many_distinct_inputs_about_one_patient_are_a_focus() {
     for k in 0..20 {
         let mut x = base.clone();
         x[7] = 10f64.powi(1) * (2.0 + 0.8 * f64::from(k));
-        s.query("dr-stolen", 90_000 + i64::from(k) * 300, Some("MRN-42"), &x, false);
+        s.query(
+            "dr-stolen",
+            90_000 + i64::from(k) * 300,
+            Some("MRN-42"),
+            &x,
+            false,
+        );
     }
     let found = s.findings_for("dr-stolen");
     let f = found.first().expect("a focus on one patient");

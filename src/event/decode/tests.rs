@@ -167,17 +167,31 @@ fn a_chain_sketcher_refuses_vectors_of_another_length_than_the_models() {
             r#"{{"id":"i","time":"2026-03-02T09:14:03Z","kind":"inference","actor":{{"id":"dr"}},"model":{{"id":"m","version":"1"}},"input":{{"features":[{features}]}}}}"#
         )
     };
-    assert!(d.decode_with(event("1,2,3").as_bytes(), Some(&mut sketcher)).is_ok());
+    assert!(
+        d.decode_with(event("1,2,3").as_bytes(), Some(&mut sketcher))
+            .is_ok()
+    );
     let e = d
         .decode_with(event("1,2").as_bytes(), Some(&mut sketcher))
         .unwrap_err();
     assert_eq!(e.reason, RejectReason::InvalidValue);
-    assert!(e.detail.contains("has 2 numbers; model `m@1` takes 3"), "{}", e.detail);
+    assert!(
+        e.detail.contains("has 2 numbers; model `m@1` takes 3"),
+        "{}",
+        e.detail
+    );
     // Another version of the model learns its own length.
     let other = event("1,2").replace(r#""version":"1""#, r#""version":"2""#);
     assert!(d.decode_with(other.as_bytes(), Some(&mut sketcher)).is_ok());
     let e = d
-        .decode_with(other.replace("1,2", "1,2,3,4").as_bytes(), Some(&mut sketcher))
+        .decode_with(
+            other.replace("1,2", "1,2,3,4").as_bytes(),
+            Some(&mut sketcher),
+        )
         .unwrap_err();
-    assert!(e.detail.contains("learned from its first input"), "{}", e.detail);
+    assert!(
+        e.detail.contains("learned from its first input"),
+        "{}",
+        e.detail
+    );
 }
