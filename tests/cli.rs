@@ -154,9 +154,12 @@ fn ingest_detects_a_burst_in_a_synthetic_workload_and_alerts_to_a_file() {
         "the workload carries malformed messages"
     );
     let text = std::fs::read_to_string(&alerts).unwrap();
+    // Each line is an incident revision; the findings are in `finding`
+    // (absent from resolutions).
     let lines: Vec<serde_json::Value> = text
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|r| r.get("finding").cloned())
         .collect();
     assert!(
         lines.iter().any(|a| a["detector"] == "access_rate"),

@@ -102,7 +102,9 @@ fn alerts(paths: &[&Path]) -> BTreeSet<(String, String, String)> {
             continue;
         };
         for line in text.lines() {
-            let a: serde_json::Value = serde_json::from_str(line).unwrap();
+            let r: serde_json::Value = serde_json::from_str(line).unwrap();
+            // An incident revision; the finding that made it, if any.
+            let Some(a) = r.get("finding") else { continue };
             out.insert((
                 a["id"].as_str().unwrap().to_owned(),
                 a["observed"].to_string(),

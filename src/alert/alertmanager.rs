@@ -250,3 +250,56 @@ impl Sink for AlertmanagerSink {
         Some(Duration::from_secs(self.config.resend_secs))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::alert::incident::{Correlator, IncidentConfig};
+    use crate::detect::{Finding, Severity};
+
+    fn finding(detector: &str) -> Finding {
+        let t = Utc::now() - chrono::Duration::minutes(5);
+        Finding {
+            detector: detector.into(),
+            severity: Severity::Medium,
+            actor: "emp-1".into(),
+            patient: Some("pt_1".into()),
+            window_start: t,
+            window_end: t,
+            score: 9.0,
+            observed: 41.0,
+            expected: 6.0,
+            summary: "why".into(),
+            evidence: vec!["ev-1".into()],
+            evidence_total: 1,
+        }
+    }
+
+    fn config() -> AlertmanagerConfig {
+        serde_json::from_value(serde_json::json!({"url": "http://am:9093"})).unwrap()
+    }
+
+    #[test]
+    fn an_escalation_resolves_the_alert_of_the_old_severity() {
+        let mut c = Correlator::new(IncidentConfig::default());
+        let now = Utc::now();
+        let open = c.observe(finding("volume"), now).remove(0);
+        let alerts = alerts_of(&open, &config(), "http://custos", now);
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0]["labels"]["severity"], "medium");
+        assert_eq!(alerts[0]["labels"]["patient"], "pt_1");
+        let ends = DateTime::parse_from_rfc3339(alerts[0]["endsAt"].as_str().unwrap()).unwrap();
+        assert!(ends > now, "open: ends in the future");
+        let up = c.observe(finding("vip"), now).remove(0);
+        let alerts = alerts_of(&up, &config(), "http://custos", now);
+        assert_eq!(alerts.len(), 2);
+        assert_eq!(alerts[0]["labels"]["severity"], "medium");
+        let ends = DateTime::parse_from_rfc3339(alerts[0]["endsAt"].as_str().unwrap()).unwrap();
+        assert!(ends <= now + chrono::Duration::seconds(1), "the old one resolved");
+        assert_eq!(alerts[1]["labels"]["severity"], "high");
+        assert_eq!(alerts[1]["labels"]["detector"], "volume", "the opener stays the label");
+        assert_eq!(alerts[0]["labels"]["incident_id"], alerts[1]["labels"]["incident_id"]);
+    }
+}

@@ -272,3 +272,59 @@ impl Sink for KafkaSink {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::alert::incident::{Correlator, IncidentConfig};
+    use crate::detect::Finding;
+
+    fn finding(detector: &str, expected: f64) -> Finding {
+        let t = Utc::now();
+        Finding {
+            detector: detector.into(),
+            severity: Severity::Medium,
+            actor: "emp-1".into(),
+            patient: None,
+            window_start: t,
+            window_end: t,
+            score: 9.0,
+            observed: 41.0,
+            expected,
+            summary: "41 distinct patients in 1 h".into(),
+            evidence: vec!["ev-1".into()],
+            evidence_total: 41,
+        }
+    }
+
+    #[test]
+    fn a_baseline_detector_gives_an_anomaly_analysis_and_updates_are_type_200402() {
+        let mut c = Correlator::new(IncidentConfig::default());
+        let now = Utc::now();
+        let open = c.observe(finding("breadth", 6.2), now).remove(0);
+        let r = detection_finding(&open, "http://custos:9464");
+        assert_eq!(r["type_uid"], 200401);
+        assert_eq!(r["finding_info"]["analytic"]["type_id"], 3);
+        let a = &r["anomaly_analyses"][0];
+        assert_eq!(a["analysis_targets"][0]["name"], "emp-1");
+        assert_eq!(a["anomalies"][0]["observation_parameter"], "breadth");
+        assert_eq!(a["anomalies"][0]["observations"][0]["value"], "41");
+        assert_eq!(a["baselines"][0]["observations"][0]["value"], "6.2");
+        assert_eq!(
+            r["finding_info"]["src_url"],
+            format!("http://custos:9464/v1/incidents/{}", open.id)
+        );
+        assert!(r.get("resources").is_none(), "no patient, no resource");
+        let update = c.observe(finding("vip", 0.0), now).remove(0);
+        let r = detection_finding(&update, "http://custos:9464");
+        assert_eq!((r["activity_id"].as_u64(), r["type_uid"].as_u64()), (Some(2), Some(200402)));
+        assert_eq!(r["severity_id"], 4, "two detectors agree: medium becomes high");
+        assert_eq!(r["anomaly_analyses"].as_array().unwrap().len(), 1, "only the baseline detector");
+        let closed = c.advance(now + chrono::Duration::days(1), now).remove(0);
+        let r = detection_finding(&closed, "http://custos:9464");
+        assert_eq!((r["type_uid"].as_u64(), r["status_id"].as_u64()), (Some(200403), Some(4)));
+        assert_eq!(r["is_alert"], false);
+    }
+}
