@@ -52,7 +52,8 @@ impl Alertmanager {
             addr: addr.to_owned(),
         };
         assert!(
-            wait_until(Duration::from_secs(30), || http_get(addr, "/-/ready").is_some()),
+            wait_until(Duration::from_secs(30), || http_get(addr, "/-/ready")
+                .is_some()),
             "alertmanager did not become ready on {addr}"
         );
         am
@@ -114,7 +115,14 @@ fn actors_in(alerts: &[Value]) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
-fn config_body(brokers: &str, group: &str, topic: &str, http: &str, roster: &Path, sinks: &str) -> String {
+fn config_body(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    http: &str,
+    roster: &Path,
+    sinks: &str,
+) -> String {
     format!(
         r#"
 [store]
@@ -173,16 +181,26 @@ path = "{log}"
     let config = write_config(
         dir.path(),
         &store,
-        &config_body(brokers, &group, &topic, &http, &roster(dir.path(), 15), &sinks),
+        &config_body(
+            brokers,
+            &group,
+            &topic,
+            &http,
+            &roster(dir.path(), 15),
+            &sinks,
+        ),
     );
     let custos_run = Custos::start(&["run"], &config);
     assert!(wait_until(Duration::from_secs(60), || ready(&http)));
 
     // (a) Five incidents arrive with the labels a responder routes on.
-    let first: Vec<(String, Vec<u8>)> = (0..5).map(|a| (format!("gone-{a:02}"), event(a, 0))).collect();
+    let first: Vec<(String, Vec<u8>)> = (0..5)
+        .map(|a| (format!("gone-{a:02}"), event(a, 0)))
+        .collect();
     produce(brokers, &topic, &first);
     assert!(
-        wait_until(Duration::from_secs(60), || actors_in(&am.alerts()).len() == 5),
+        wait_until(Duration::from_secs(60), || actors_in(&am.alerts()).len()
+            == 5),
         "alertmanager holds {:?}",
         am.alerts()
     );
@@ -193,9 +211,15 @@ path = "{log}"
         assert_eq!(labels["severity"], "critical", "{a}");
         assert_eq!(labels["detector"], "termination", "{a}");
         assert_eq!(labels["team"], "privacy", "{a}");
-        assert!(labels["actor"].as_str().unwrap().starts_with("gone-"), "{a}");
+        assert!(
+            labels["actor"].as_str().unwrap().starts_with("gone-"),
+            "{a}"
+        );
         let patient = labels["patient"].as_str().unwrap();
-        assert!(patient.starts_with("pt_"), "a pseudonym, never the MRN: {a}");
+        assert!(
+            patient.starts_with("pt_"),
+            "a pseudonym, never the MRN: {a}"
+        );
         let id = labels["incident_id"].as_str().unwrap();
         assert_eq!(id.len(), 32, "{a}");
         assert!(
@@ -205,10 +229,40 @@ path = "{log}"
                 .ends_with(&format!("/v1/incidents/{id}")),
             "{a}"
         );
-        assert!(a["annotations"]["summary"].as_str().unwrap().contains("termination"), "{a}");
-        assert!(a["annotations"]["description"].as_str().unwrap().contains("terminated"), "{a}");
-        assert!(a["annotations"]["evidence"].as_str().unwrap().starts_with("ev-"), "{a}");
+        assert!(
+            a["annotations"]["summary"]
+                .as_str()
+                .unwrap()
+                .contains("termination"),
+            "{a}"
+        );
+        assert!(
+            a["annotations"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("terminated"),
+            "{a}"
+        );
+        assert!(
+            a["annotations"]["evidence"]
+                .as_str()
+                .unwrap()
+                .starts_with("ev-"),
+            "{a}"
+        );
         assert_eq!(a["status"]["state"], "active", "{a}");
+        // The link leads to the incident and its evidence's proofs.
+        let doc: Value = serde_json::from_str(
+            &http_get(&http, &format!("/v1/incidents/{id}")).expect("the generatorURL answers"),
+        )
+        .unwrap();
+        assert_eq!(doc["id"], id);
+        assert!(
+            doc["evidence_proofs"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("/v1/proof/ev-")
+        );
     }
 
     // (b) Alertmanager down for 60 s while ten more incidents are raised.
@@ -220,13 +274,20 @@ path = "{log}"
     }
     let depth = r#"custos_outbox_depth{sink="am"}"#;
     assert!(
-        wait_until(Duration::from_secs(20), || metric(&http, depth) == Some(10.0)),
+        wait_until(Duration::from_secs(20), || metric(&http, depth)
+            == Some(10.0)),
         "the ten revisions wait in the outbox: depth {:?}",
         metric(&http, depth)
     );
-    assert_eq!(metric(&http, r#"custos_outbox_depth{sink="log"}"#), Some(0.0));
-    let failures = metric(&http, r#"custos_alert_delivery_failures_total{kind="unavailable",sink="am"}"#)
-        .unwrap_or(0.0);
+    assert_eq!(
+        metric(&http, r#"custos_outbox_depth{sink="log"}"#),
+        Some(0.0)
+    );
+    let failures = metric(
+        &http,
+        r#"custos_alert_delivery_failures_total{kind="unavailable",sink="am"}"#,
+    )
+    .unwrap_or(0.0);
     assert!(failures >= 5.0, "retried while down: {failures} failures");
     if let Some(rest) = Duration::from_secs(60).checked_sub(down.elapsed()) {
         std::thread::sleep(rest);
@@ -234,25 +295,38 @@ path = "{log}"
     let am = Alertmanager::start(dir.path(), &am_addr);
     let back = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(30), || actors_in(&am.alerts()).len() == 15),
+        wait_until(Duration::from_secs(30), || actors_in(&am.alerts()).len()
+            == 15),
         "after the outage alertmanager holds {:?}",
         actors_in(&am.alerts())
     );
     let caught_up = back.elapsed();
     // Exactly once in the outbox's accounting: 15 revisions appended, each
     // delivered once to each sink, nothing left.
-    assert!(wait_until(Duration::from_secs(10), || metric(&http, depth) == Some(0.0)));
+    assert!(wait_until(Duration::from_secs(10), || metric(&http, depth)
+        == Some(0.0)));
     assert_eq!(metric(&http, "custos_outbox_appended_total"), Some(15.0));
-    assert_eq!(metric(&http, r#"custos_outbox_delivered_total{sink="am"}"#), Some(15.0));
-    assert_eq!(metric(&http, r#"custos_outbox_delivered_total{sink="log"}"#), Some(15.0));
+    assert_eq!(
+        metric(&http, r#"custos_outbox_delivered_total{sink="am"}"#),
+        Some(15.0)
+    );
+    assert_eq!(
+        metric(&http, r#"custos_outbox_delivered_total{sink="log"}"#),
+        Some(15.0)
+    );
     assert_eq!(metric(&http, "custos_incidents_open"), Some(15.0));
     let lines: Vec<Value> = std::fs::read_to_string(&log)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let ids: std::collections::BTreeSet<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
-    assert_eq!((lines.len(), ids.len()), (15, 15), "one revision per incident");
+    let ids: std::collections::BTreeSet<&str> =
+        lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        (lines.len(), ids.len()),
+        (15, 15),
+        "one revision per incident"
+    );
     let status = custos_run.terminate();
     assert!(status.success());
     eprintln!(
@@ -290,7 +364,12 @@ impl Receiver {
                         if is_down.load(Ordering::SeqCst) {
                             return axum::http::StatusCode::SERVICE_UNAVAILABLE;
                         }
-                        let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+                        let h = |n: &str| {
+                            headers
+                                .get(n)
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned)
+                        };
                         store.lock().unwrap().push((
                             h("x-custos-incident").unwrap_or_default(),
                             h("x-custos-signature"),
@@ -318,7 +397,12 @@ impl Receiver {
 
 fn ingest(config: &Path, input: &Path, env: &[(&str, &str)]) -> Run {
     run(
-        &["ingest", "--config", config.to_str().unwrap(), input.to_str().unwrap()],
+        &[
+            "ingest",
+            "--config",
+            config.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ],
         env,
     )
 }
@@ -374,7 +458,10 @@ headers = {{ authorization = "Bearer it-token" }}
         .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
         .collect::<String>();
     assert_eq!(entries.lines().count(), 4, "four revisions in the outbox");
-    assert!(!entries.contains("MRN-"), "no raw patient identifier reaches the outbox");
+    assert!(
+        !entries.contains("MRN-"),
+        "no raw patient identifier reaches the outbox"
+    );
 
     // Up again; a run with nothing new delivers what the outbox holds.
     receiver.down.store(false, Ordering::SeqCst);
@@ -387,8 +474,15 @@ headers = {{ authorization = "Bearer it-token" }}
     let ids: std::collections::BTreeSet<&str> = got.iter().map(|g| g.0.as_str()).collect();
     assert_eq!(ids.len(), 4);
     for (id, signature, auth, body) in &got {
-        let expected = format!("sha256={}", hex::encode(custos::alert::hmac_sha256(secret.as_bytes(), body)));
-        assert_eq!(signature.as_deref(), Some(expected.as_str()), "signature over the exact body");
+        let expected = format!(
+            "sha256={}",
+            hex::encode(custos::alert::hmac_sha256(secret.as_bytes(), body))
+        );
+        assert_eq!(
+            signature.as_deref(),
+            Some(expected.as_str()),
+            "signature over the exact body"
+        );
         assert_eq!(auth.as_deref(), Some("Bearer it-token"));
         let doc: Value = serde_json::from_slice(body).unwrap();
         assert_eq!(doc["id"], id.as_str());
@@ -397,21 +491,26 @@ headers = {{ authorization = "Bearer it-token" }}
         assert_eq!(doc["finding"]["detector"], "termination");
         assert!(doc["evidence"][0].as_str().unwrap().starts_with("ev-"));
     }
-    let cursor: Value =
-        serde_json::from_str(&std::fs::read_to_string(store.join("outbox/cursors/webhook.json")).unwrap())
-            .unwrap();
+    let cursor: Value = serde_json::from_str(
+        &std::fs::read_to_string(store.join("outbox/cursors/webhook.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(cursor["next"], 4);
 
     // A third run delivers nothing again.
     let third = ingest(&config, &empty, &env);
     assert_eq!(third.code, 0, "{}", third.err);
-    assert_eq!(receiver.got.lock().unwrap().len(), 4, "nothing delivered twice");
+    assert_eq!(
+        receiver.got.lock().unwrap().len(),
+        4,
+        "nothing delivered twice"
+    );
 }
 
 #[test]
 fn incidents_reach_kafka_as_ocsf_detection_findings() {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::Message;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
     let brokers = kafka();
     let topic = unique("custos-it-ocsf");
     create_topics(brokers, &[&topic], 1);
@@ -461,7 +560,10 @@ topic = "{topic}"
     while records.len() < 2 && Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(500)) {
             let v: Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
-            assert_eq!(m.key(), v["finding_info"]["uid"].as_str().map(str::as_bytes));
+            assert_eq!(
+                m.key(),
+                v["finding_info"]["uid"].as_str().map(str::as_bytes)
+            );
             records.push(v);
         }
     }
@@ -484,11 +586,29 @@ topic = "{topic}"
         assert_eq!(info["analytic"]["type_id"], 1, "a rule: {r}");
         assert!(info["analytic"]["uid"].is_string());
         let evidence = &r["evidences"][0];
-        assert!(evidence["actor"]["user"]["uid"].as_str().unwrap().starts_with("gone-"));
-        assert!(evidence["data"]["evidence_event_ids"][0].as_str().unwrap().starts_with("ev-"));
+        assert!(
+            evidence["actor"]["user"]["uid"]
+                .as_str()
+                .unwrap()
+                .starts_with("gone-")
+        );
+        assert!(
+            evidence["data"]["evidence_event_ids"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("ev-")
+        );
         assert_eq!(r["resources"][0]["type"], "Patient");
-        assert!(r["resources"][0]["uid"].as_str().unwrap().starts_with("pt_"));
+        assert!(
+            r["resources"][0]["uid"]
+                .as_str()
+                .unwrap()
+                .starts_with("pt_")
+        );
         assert!(!r.to_string().contains("MRN-"), "no raw identifier: {r}");
-        assert!(r.get("anomaly_analyses").is_none(), "a rule has no baseline: {r}");
+        assert!(
+            r.get("anomaly_analyses").is_none(),
+            "a rule has no baseline: {r}"
+        );
     }
 }

@@ -177,7 +177,10 @@ pub fn alerts_of(
     };
     let generator = format!("{external_url}/v1/incidents/{}", inc.id);
     let mut out = Vec::new();
-    if let Some(old) = inc.previous_severity.filter(|_| inc.state != State::Resolved) {
+    if let Some(old) = inc
+        .previous_severity
+        .filter(|_| inc.state != State::Resolved)
+    {
         out.push(json!({
             "labels": labels(old),
             "annotations": annotations,
@@ -297,9 +300,18 @@ mod tests {
         assert_eq!(alerts.len(), 2);
         assert_eq!(alerts[0]["labels"]["severity"], "medium");
         let ends = DateTime::parse_from_rfc3339(alerts[0]["endsAt"].as_str().unwrap()).unwrap();
-        assert!(ends <= now + chrono::Duration::seconds(1), "the old one resolved");
+        assert!(
+            ends <= now + chrono::Duration::seconds(1),
+            "the old one resolved"
+        );
         assert_eq!(alerts[1]["labels"]["severity"], "high");
-        assert_eq!(alerts[1]["labels"]["detector"], "volume", "the opener stays the label");
-        assert_eq!(alerts[0]["labels"]["incident_id"], alerts[1]["labels"]["incident_id"]);
+        assert_eq!(
+            alerts[1]["labels"]["detector"], "volume",
+            "the opener stays the label"
+        );
+        assert_eq!(
+            alerts[0]["labels"]["incident_id"],
+            alerts[1]["labels"]["incident_id"]
+        );
     }
 }

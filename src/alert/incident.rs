@@ -137,11 +137,7 @@ pub struct Incident {
     #[serde(with = "crate::event::rfc3339")]
     pub last_seen: DateTime<Utc>,
     /// Event time of the resolution.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        with = "opt_time"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_time")]
     pub resolved_at: Option<DateTime<Utc>>,
     /// Why it was resolved: `quiet` or `evicted`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -360,7 +356,11 @@ impl Correlator {
                 self.evict(raised_at, &mut out);
             }
             let mut inc = Incident {
-                id: incident_id(&finding.actor, finding.patient.as_deref(), finding.window_start),
+                id: incident_id(
+                    &finding.actor,
+                    finding.patient.as_deref(),
+                    finding.window_start,
+                ),
                 revision: 0,
                 state: State::Open,
                 severity: finding.severity,
@@ -407,7 +407,12 @@ impl Correlator {
         out
     }
 
-    fn advance_into(&mut self, now: DateTime<Utc>, raised_at: DateTime<Utc>, out: &mut Vec<Incident>) {
+    fn advance_into(
+        &mut self,
+        now: DateTime<Utc>,
+        raised_at: DateTime<Utc>,
+        out: &mut Vec<Incident>,
+    ) {
         if self.now.is_some_and(|n| n >= now) {
             return;
         }

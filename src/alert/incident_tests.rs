@@ -7,7 +7,13 @@ fn t(minute: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap() + chrono::Duration::minutes(minute)
 }
 
-fn finding(detector: &str, actor: &str, patient: Option<&str>, start: i64, sev: Severity) -> Finding {
+fn finding(
+    detector: &str,
+    actor: &str,
+    patient: Option<&str>,
+    start: i64,
+    sev: Severity,
+) -> Finding {
     Finding {
         detector: detector.into(),
         severity: sev,
@@ -19,7 +25,10 @@ fn finding(detector: &str, actor: &str, patient: Option<&str>, start: i64, sev: 
         observed: 40.0,
         expected: 6.0,
         summary: format!("{detector} fired"),
-        evidence: vec![format!("{detector}-{start}-a"), format!("{detector}-{start}-b")],
+        evidence: vec![
+            format!("{detector}-{start}-a"),
+            format!("{detector}-{start}-b"),
+        ],
         evidence_total: 2,
     }
 }
@@ -48,7 +57,10 @@ fn findings_about_one_subject_group_into_one_incident() {
     assert_eq!(b[0].finding.as_ref().unwrap().finding.detector, "breadth");
     // Another actor, and the same actor about one patient, are other subjects.
     let other = c.observe(finding("volume", "emp-2", None, 5, Severity::Medium), now);
-    let patient = c.observe(finding("vip", "emp-1", Some("pt_1"), 5, Severity::High), now);
+    let patient = c.observe(
+        finding("vip", "emp-1", Some("pt_1"), 5, Severity::High),
+        now,
+    );
     assert_ne!(other[0].id, a[0].id);
     assert_ne!(patient[0].id, a[0].id);
     assert_eq!(c.open(), 3);
@@ -73,11 +85,25 @@ fn ids_are_stable_across_correlators() {
 fn a_finding_already_held_raises_no_update() {
     let mut c = correlator();
     let now = Utc::now();
-    assert_eq!(c.observe(finding("volume", "emp-1", None, 0, Severity::Medium), now).len(), 1);
-    assert!(c.observe(finding("volume", "emp-1", None, 0, Severity::Medium), now).is_empty());
+    assert_eq!(
+        c.observe(finding("volume", "emp-1", None, 0, Severity::Medium), now)
+            .len(),
+        1
+    );
+    assert!(
+        c.observe(finding("volume", "emp-1", None, 0, Severity::Medium), now)
+            .is_empty()
+    );
     // An older window of a detector that already reported a newer one.
-    assert_eq!(c.observe(finding("volume", "emp-1", None, 20, Severity::Medium), now).len(), 1);
-    assert!(c.observe(finding("volume", "emp-1", None, 10, Severity::Medium), now).is_empty());
+    assert_eq!(
+        c.observe(finding("volume", "emp-1", None, 20, Severity::Medium), now)
+            .len(),
+        1
+    );
+    assert!(
+        c.observe(finding("volume", "emp-1", None, 10, Severity::Medium), now)
+            .is_empty()
+    );
     assert_eq!(c.duplicates(), 2);
 }
 
@@ -92,15 +118,30 @@ fn severity_rises_when_detectors_agree() {
     assert_eq!(again[0].severity, Severity::Medium);
     assert_eq!(again[0].previous_severity, None);
     let two = c.observe(finding("breadth", "emp-1", None, 12, Severity::Low), now);
-    assert_eq!(two[0].severity, Severity::High, "two detectors: one level up");
+    assert_eq!(
+        two[0].severity,
+        Severity::High,
+        "two detectors: one level up"
+    );
     assert_eq!(two[0].previous_severity, Some(Severity::Medium));
     let three = c.observe(finding("off_hours", "emp-1", None, 14, Severity::Low), now);
-    assert_eq!(three[0].severity, Severity::Critical, "three: two levels up");
-    let four = c.observe(finding("denied_burst", "emp-1", None, 16, Severity::Low), now);
+    assert_eq!(
+        three[0].severity,
+        Severity::Critical,
+        "three: two levels up"
+    );
+    let four = c.observe(
+        finding("denied_burst", "emp-1", None, 16, Severity::Low),
+        now,
+    );
     assert_eq!(four[0].severity, Severity::Critical, "never above critical");
     assert_eq!(four[0].previous_severity, None);
     assert_eq!(four[0].detectors.len(), 4);
-    assert!(four[0].title.starts_with("4 detectors agree"), "{}", four[0].title);
+    assert!(
+        four[0].title.starts_with("4 detectors agree"),
+        "{}",
+        four[0].title
+    );
 }
 
 #[test]
@@ -133,7 +174,10 @@ fn a_late_finding_resolves_the_stale_incident_first() {
     let first = c.observe(finding("volume", "emp-1", None, 0, Severity::Medium), now);
     let out = c.observe(finding("volume", "emp-1", None, 200, Severity::Medium), now);
     assert_eq!(out.len(), 2);
-    assert_eq!((out[0].id.as_str(), out[0].state), (first[0].id.as_str(), State::Resolved));
+    assert_eq!(
+        (out[0].id.as_str(), out[0].state),
+        (first[0].id.as_str(), State::Resolved)
+    );
     assert_eq!(out[1].state, State::Open);
 }
 
@@ -176,15 +220,24 @@ fn restore_rebuilds_the_open_incidents_from_their_last_revisions() {
     let live: Vec<_> = c.incidents().cloned().collect();
     assert_eq!(held, live);
     // The restored correlator deduplicates and continues the same way.
-    let next = restored.observe(finding("breadth", "emp-2", None, 101, Severity::Medium), now);
-    let expected = c.observe(finding("breadth", "emp-2", None, 101, Severity::Medium), now);
+    let next = restored.observe(
+        finding("breadth", "emp-2", None, 101, Severity::Medium),
+        now,
+    );
+    let expected = c.observe(
+        finding("breadth", "emp-2", None, 101, Severity::Medium),
+        now,
+    );
     assert_eq!(next, expected);
 }
 
 #[test]
 fn a_revision_round_trips_through_json() {
     let mut c = correlator();
-    let inc = c.observe(finding("vip", "emp-1", Some("pt_9"), 0, Severity::High), Utc::now());
+    let inc = c.observe(
+        finding("vip", "emp-1", Some("pt_9"), 0, Severity::High),
+        Utc::now(),
+    );
     let text = serde_json::to_string(&inc[0]).unwrap();
     let back: Incident = serde_json::from_str(&text).unwrap();
     assert_eq!(back, inc[0]);

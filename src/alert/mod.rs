@@ -29,6 +29,7 @@
 mod alertmanager;
 mod hmac;
 pub mod incident;
+mod index;
 pub mod ocsf;
 pub mod outbox;
 mod sink;
@@ -36,6 +37,7 @@ mod sink;
 pub use alertmanager::AlertmanagerConfig;
 pub use hmac::sha256 as hmac_sha256;
 pub use incident::{Correlator, Incident, IncidentConfig, State};
+pub use index::{IncidentIndex, incident_index};
 pub use ocsf::{KafkaSinkConfig, detection_finding};
 pub use sink::{
     BuildContext, JsonlConfig, Retry, SinkConfig, SinkError, WebhookConfig, WebhookFormat,
@@ -181,6 +183,7 @@ impl Alerter {
         correlator.restore(recovered.revisions);
         let open: Vec<Incident> = correlator.incidents().cloned().collect();
         let outbox = recovered.outbox;
+        incident_index().record(&open);
         let m = alert_metrics();
         m.incidents_open.set(open.len() as i64);
         m.outbox_bytes.set(outbox.bytes() as i64);
@@ -347,11 +350,13 @@ async fn run_writer(
             let (ob, revisions) = (outbox.clone(), batch.clone());
             let appended = tokio::task::spawn_blocking(move || {
                 let mut ob = ob.lock().unwrap_or_else(|p| p.into_inner());
-                ob.append(revisions.to_vec()).map(|_| (ob.next(), ob.bytes()))
+                ob.append(revisions.to_vec())
+                    .map(|_| (ob.next(), ob.bytes()))
             })
             .await;
             match appended {
                 Ok(Ok((next, bytes))) => {
+                    incident_index().record(batch.iter());
                     let m = alert_metrics();
                     m.outbox_appended.inc_by(n);
                     m.outbox_bytes.set(bytes as i64);
@@ -472,7 +477,8 @@ async fn run_sink(mut t: SinkTask) {
                 persist_cursor(&t.cursor(), next).await;
                 let now = Utc::now();
                 for e in &batch {
-                    let secs = (now - e.incident.raised_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                    let secs =
+                        (now - e.incident.raised_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
                     m.delivery_seconds
                         .with_label_values(&label)
                         .observe(secs.max(0.0));
@@ -490,7 +496,9 @@ async fn run_sink(mut t: SinkTask) {
                     Failure::Retry(_) => "unavailable",
                     Failure::Refused(_) => "refused",
                 };
-                m.delivery_failures.with_label_values(&[&t.name, kind]).inc();
+                m.delivery_failures
+                    .with_label_values(&[&t.name, kind])
+                    .inc();
                 if let Failure::Refused(why) = &failure {
                     refusals += 1;
                     if refusals >= t.retry.max_attempts {

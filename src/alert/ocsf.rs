@@ -319,12 +319,25 @@ mod tests {
         assert!(r.get("resources").is_none(), "no patient, no resource");
         let update = c.observe(finding("vip", 0.0), now).remove(0);
         let r = detection_finding(&update, "http://custos:9464");
-        assert_eq!((r["activity_id"].as_u64(), r["type_uid"].as_u64()), (Some(2), Some(200402)));
-        assert_eq!(r["severity_id"], 4, "two detectors agree: medium becomes high");
-        assert_eq!(r["anomaly_analyses"].as_array().unwrap().len(), 1, "only the baseline detector");
+        assert_eq!(
+            (r["activity_id"].as_u64(), r["type_uid"].as_u64()),
+            (Some(2), Some(200402))
+        );
+        assert_eq!(
+            r["severity_id"], 4,
+            "two detectors agree: medium becomes high"
+        );
+        assert_eq!(
+            r["anomaly_analyses"].as_array().unwrap().len(),
+            1,
+            "only the baseline detector"
+        );
         let closed = c.advance(now + chrono::Duration::days(1), now).remove(0);
         let r = detection_finding(&closed, "http://custos:9464");
-        assert_eq!((r["type_uid"].as_u64(), r["status_id"].as_u64()), (Some(200403), Some(4)));
+        assert_eq!(
+            (r["type_uid"].as_u64(), r["status_id"].as_u64()),
+            (Some(200403), Some(4))
+        );
         assert_eq!(r["is_alert"], false);
     }
 }

@@ -213,9 +213,7 @@ impl Outbox {
             let mut count = 0;
             loop {
                 line.clear();
-                let read = reader
-                    .read_until(b'\n', &mut line)
-                    .map_err(io(&seg.path))?;
+                let read = reader.read_until(b'\n', &mut line).map_err(io(&seg.path))?;
                 if read == 0 {
                     break;
                 }
@@ -332,7 +330,11 @@ impl Outbox {
         if text.is_empty() {
             return Ok(());
         }
-        let path = self.segments.last().map(|s| s.path.clone()).unwrap_or_default();
+        let path = self
+            .segments
+            .last()
+            .map(|s| s.path.clone())
+            .unwrap_or_default();
         let file = self.current.as_mut().expect("a segment is open");
         file.write_all(text).map_err(io(&path))?;
         file.sync_data().map_err(io(&path))?;
@@ -467,9 +469,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), OutboxError> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), OutboxError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
 }
 
 #[cfg(test)]

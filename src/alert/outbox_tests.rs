@@ -40,7 +40,10 @@ fn entries_survive_a_reopen_and_cursors_resume() {
     {
         let mut ob = Outbox::open(dir.path(), &sinks(), 4, 1000).unwrap().outbox;
         let appended = ob.append(incidents(10)).unwrap();
-        assert_eq!(appended.iter().map(|e| e.n).collect::<Vec<_>>(), (0..10).collect::<Vec<_>>());
+        assert_eq!(
+            appended.iter().map(|e| e.n).collect::<Vec<_>>(),
+            (0..10).collect::<Vec<_>>()
+        );
         let (batch, dropped) = ob.batch(0, 3);
         assert_eq!((batch.len(), dropped), (3, 0));
         ob.delivered(0, 3).unwrap();
@@ -66,18 +69,24 @@ fn entries_survive_a_reopen_and_cursors_resume() {
 fn a_torn_tail_is_cut_and_appends_continue() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let mut ob = Outbox::open(dir.path(), &sinks(), 100, 1000).unwrap().outbox;
+        let mut ob = Outbox::open(dir.path(), &sinks(), 100, 1000)
+            .unwrap()
+            .outbox;
         ob.append(incidents(3)).unwrap();
     }
     let seg = dir.path().join("entries").join(format!("{:020}.jsonl", 0));
     let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
     f.write_all(b"{\"n\":3,\"incident\":{\"id\":").unwrap();
     drop(f);
-    let mut ob = Outbox::open(dir.path(), &sinks(), 100, 1000).unwrap().outbox;
+    let mut ob = Outbox::open(dir.path(), &sinks(), 100, 1000)
+        .unwrap()
+        .outbox;
     assert_eq!(ob.next(), 3);
     ob.append(incidents(1)).unwrap();
     drop(ob);
-    let ob = Outbox::open(dir.path(), &sinks(), 100, 1000).unwrap().outbox;
+    let ob = Outbox::open(dir.path(), &sinks(), 100, 1000)
+        .unwrap()
+        .outbox;
     assert_eq!(ob.next(), 4);
 }
 
@@ -86,7 +95,11 @@ fn delivered_segments_covered_by_the_snapshot_are_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let mut ob = Outbox::open(dir.path(), &sinks(), 4, 1000).unwrap().outbox;
     ob.append(incidents(10)).unwrap();
-    let files = || std::fs::read_dir(dir.path().join("entries")).unwrap().count();
+    let files = || {
+        std::fs::read_dir(dir.path().join("entries"))
+            .unwrap()
+            .count()
+    };
     assert_eq!(files(), 3);
     ob.delivered(0, 10).unwrap();
     ob.delivered(1, 10).unwrap();

@@ -19,7 +19,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::alertmanager::{AlertmanagerConfig, AlertmanagerSink};
-use super::ocsf::{KafkaSinkConfig, KafkaSink};
+use super::ocsf::{KafkaSink, KafkaSinkConfig};
 use super::outbox::Entry;
 
 /// The closed list of sink types the configuration may name.
@@ -302,7 +302,9 @@ pub trait Sink: Send {
 }
 
 /// Classifies an HTTP outcome.
-pub(super) fn http_outcome(result: Result<reqwest::Response, reqwest::Error>) -> Result<(), Failure> {
+pub(super) fn http_outcome(
+    result: Result<reqwest::Response, reqwest::Error>,
+) -> Result<(), Failure> {
     match result {
         Ok(resp) if resp.status().is_success() => Ok(()),
         Ok(resp) => {
