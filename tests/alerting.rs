@@ -292,8 +292,9 @@ path = "{log}"
     if let Some(rest) = Duration::from_secs(60).checked_sub(down.elapsed()) {
         std::thread::sleep(rest);
     }
-    let am = Alertmanager::start(dir.path(), &am_addr);
+    // From the restart, not from ready: custos retries while it starts.
     let back = Instant::now();
+    let am = Alertmanager::start(dir.path(), &am_addr);
     assert!(
         wait_until(Duration::from_secs(30), || actors_in(&am.alerts()).len()
             == 15),
@@ -336,11 +337,15 @@ path = "{log}"
     );
 }
 
+/// One request the receiver took: the `x-custos-incident`, signature and
+/// authorization headers, and the body.
+type Received = (String, Option<String>, Option<String>, Vec<u8>);
+
 /// A webhook receiver that records each body with its signature header,
 /// and answers 503 while `down`.
 struct Receiver {
     url: String,
-    got: Arc<Mutex<Vec<(String, Option<String>, Option<String>, Vec<u8>)>>>,
+    got: Arc<Mutex<Vec<Received>>>,
     down: Arc<AtomicBool>,
     _runtime: tokio::runtime::Runtime,
 }

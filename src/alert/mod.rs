@@ -547,7 +547,7 @@ async fn set_aside(t: &Cursor<'_>, batch: &[Arc<outbox::Entry>], why: &str) {
     {
         let ob = t.outbox.lock().unwrap_or_else(|p| p.into_inner());
         for e in batch {
-            if let Err(e) = ob.set_aside(&t.name, e, why) {
+            if let Err(e) = ob.set_aside(t.name, e, why) {
                 tracing::error!(sink = %t.name, error = %e, "cannot keep a refused entry");
             }
         }
@@ -558,7 +558,7 @@ async fn set_aside(t: &Cursor<'_>, batch: &[Arc<outbox::Entry>], why: &str) {
         .inc_by(batch.len() as u64);
     metrics()
         .alert_deliveries
-        .with_label_values(&[&t.name, "failed"])
+        .with_label_values(&[t.name, "failed"])
         .inc_by(batch.len() as u64);
     if let Some(last) = batch.last() {
         persist_cursor(t, last.n + 1).await;
