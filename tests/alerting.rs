@@ -337,6 +337,138 @@ path = "{log}"
     );
 }
 
+/// The `q` quantile of histogram `name{sink=...}` on `/metrics`, by linear
+/// interpolation inside its bucket (as PromQL's `histogram_quantile`).
+fn histogram_quantile(http: &str, name: &str, sink: &str, q: f64) -> Option<f64> {
+    let text = http_get(http, "/metrics")?;
+    let prefix = format!("{name}_bucket{{");
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && l.contains(&format!("sink=\"{sink}\"")))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    let rank = q * total;
+    let (mut lower, mut below) = (0.0, 0.0);
+    for (le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some(lower);
+            }
+            return Some(lower + (le - lower) * (rank - below) / (count - below).max(1.0));
+        }
+        (lower, below) = (le, count);
+    }
+    None
+}
+
+/// Figures, not a check: `cargo test --release --test alerting --
+/// --ignored --nocapture delivery_latency`. 300 incidents, one event each,
+/// produced one by one at 50 per second to `custos run` with a live
+/// Alertmanager. Prints, per incident, the time from producing its event to
+/// Alertmanager receiving its alert (Alertmanager's `updatedAt`: Kafka,
+/// decode, detection, correlation, outbox fsync and the POST), and custos's
+/// own histogram of revision made → delivered.
+#[test]
+#[ignore = "prints figures; takes about 20 s"]
+fn alertmanager_delivery_latency_figures() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    const INCIDENTS: usize = 300;
+    const PER_SEC: u64 = 50;
+    let brokers = kafka();
+    let topic = unique("custos-it-alert-latency");
+    let group = unique("custos-it-alert-latency-group");
+    create_topics(brokers, &[&topic], 1);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let am_addr = free_addr();
+    let am = Alertmanager::start(dir.path(), &am_addr);
+    let http = free_addr();
+    // resend_secs far beyond the run: each alert is posted once, so its
+    // `updatedAt` is when Alertmanager first got it.
+    let sinks = format!(
+        "[[sinks]]\ntype = \"alertmanager\"\nname = \"am\"\nurl = \"http://{am_addr}\"\nresend_secs = 600\n"
+    );
+    let config = write_config(
+        dir.path(),
+        &store,
+        &config_body(
+            brokers,
+            &group,
+            &topic,
+            &http,
+            &roster(dir.path(), INCIDENTS),
+            &sinks,
+        ),
+    );
+    let custos_run = Custos::start(&["run"], &config);
+    assert!(wait_until(Duration::from_secs(60), || ready(&http)));
+    // Let the consumer's assignment settle before the clock starts.
+    std::thread::sleep(Duration::from_secs(2));
+
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "0")
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut sent = std::collections::HashMap::new();
+    rt.block_on(async {
+        let start = tokio::time::Instant::now();
+        let mut pending = Vec::new();
+        for a in 0..INCIDENTS {
+            tokio::time::sleep_until(start + Duration::from_millis(a as u64 * 1000 / PER_SEC))
+                .await;
+            let key = format!("gone-{a:02}");
+            let payload = event(a, 0);
+            sent.insert(key.clone(), chrono::Utc::now());
+            let record = FutureRecord::to(&topic).key(&key).payload(&payload);
+            pending.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        }
+        for p in pending {
+            p.await.unwrap().map_err(|(e, _)| e).unwrap();
+        }
+    });
+    assert!(
+        wait_until(Duration::from_secs(60), || actors_in(&am.alerts()).len()
+            == INCIDENTS),
+        "alertmanager holds {} of {INCIDENTS}",
+        actors_in(&am.alerts()).len()
+    );
+    let mut ms: Vec<f64> = am
+        .alerts()
+        .iter()
+        .map(|a| {
+            let actor = a["labels"]["actor"].as_str().unwrap();
+            let got = chrono::DateTime::parse_from_rfc3339(a["updatedAt"].as_str().unwrap())
+                .unwrap()
+                .to_utc();
+            (got - sent[actor]).num_microseconds().unwrap() as f64 / 1e3
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+    let hist = |q| {
+        histogram_quantile(&http, "custos_alert_delivery_seconds", "am", q).unwrap() * 1e3
+    };
+    eprintln!(
+        "alert latency, {INCIDENTS} incidents at {PER_SEC}/s: event produced -> alert in alertmanager: \
+         p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; custos_alert_delivery_seconds{{sink=\"am\"}} \
+         (revision made -> delivered, bucket-interpolated): p50 {:.1} ms, p99 {:.1} ms",
+        at(0.5),
+        at(0.99),
+        ms[ms.len() - 1],
+        hist(0.5),
+        hist(0.99),
+    );
+    assert!(custos_run.terminate().success());
+}
+
 /// One request the receiver took: the `x-custos-incident`, signature and
 /// authorization headers, and the body.
 type Received = (String, Option<String>, Option<String>, Vec<u8>);
