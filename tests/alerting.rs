@@ -347,7 +347,11 @@ fn histogram_quantile(http: &str, name: &str, sink: &str, q: f64) -> Option<f64>
         .filter(|l| l.starts_with(&prefix) && l.contains(&format!("sink=\"{sink}\"")))
         .filter_map(|l| {
             let le = l.split("le=\"").nth(1)?.split('"').next()?;
-            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
             Some((le, l.rsplit(' ').next()?.parse().ok()?))
         })
         .collect();
@@ -453,9 +457,8 @@ fn alertmanager_delivery_latency_figures() {
         .collect();
     ms.sort_by(f64::total_cmp);
     let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
-    let hist = |q| {
-        histogram_quantile(&http, "custos_alert_delivery_seconds", "am", q).unwrap() * 1e3
-    };
+    let hist =
+        |q| histogram_quantile(&http, "custos_alert_delivery_seconds", "am", q).unwrap() * 1e3;
     eprintln!(
         "alert latency, {INCIDENTS} incidents at {PER_SEC}/s: event produced -> alert in alertmanager: \
          p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; custos_alert_delivery_seconds{{sink=\"am\"}} \

@@ -81,6 +81,8 @@ dead_letter_topic = ""
 "session.timeout.ms" = "6000"
 [http]
 enabled = false
+[outbox]
+dir = "{outbox}"
 [[detectors]]
 type = "access_rate"
 [[sinks]]
@@ -89,6 +91,8 @@ path = "{alerts}"
 "#,
             brokers = kafka(),
             alerts = alerts.display(),
+            // One each: the outbox is the process's own (it is locked).
+            outbox = dir.join("outbox").display(),
         ),
     )
 }

@@ -51,7 +51,9 @@ pub enum OutboxError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("outbox {path} is used by another process (its LOCK is held)")]
+    #[error(
+        "outbox {path} is used by another process (its LOCK is held); processes that share a store need an `outbox.dir` each"
+    )]
     Locked { path: PathBuf },
     #[error("outbox {path}: {what}")]
     Corrupt { path: PathBuf, what: String },
