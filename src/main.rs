@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use custos::alert::{Alerter, SinkConfig};
+use custos::alert::{Alerter, JsonlConfig, SinkConfig};
 use custos::config::Config;
 use custos::detect::{DetectorConfig, RateConfig};
 use custos::event::{Decoder, Pseudonymizer, RejectSealer};
@@ -494,7 +494,7 @@ async fn stages(config: &Config) -> Result<Stages> {
             retention: (config.store.retention_days > 0)
                 .then(|| Duration::from_secs(config.store.retention_days * 86_400)),
         },
-        alerter: Alerter::start(&config.sinks)?,
+        alerter: Alerter::start(config.alert_setup())?,
         policy: FlushPolicy {
             max_rows: config.store.flush_rows,
             max_age: Duration::from_millis(config.store.flush_interval_ms),
@@ -778,9 +778,10 @@ fn demo_config(store: &std::path::Path, http: &str) -> Result<Config> {
         warmup_windows: 6,
         ..RateConfig::default()
     })];
-    config.sinks = vec![SinkConfig::Jsonl {
+    config.sinks = vec![SinkConfig::Jsonl(JsonlConfig {
         path: store.join("alerts.jsonl").display().to_string(),
-    }];
+        ..JsonlConfig::default()
+    })];
     // A fresh signer per demo; its verifier key is written beside the store.
     let mut seed = [0u8; 32];
     {

@@ -9,8 +9,8 @@ use std::sync::OnceLock;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -293,4 +293,108 @@ impl Metrics {
 pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(Metrics::new)
+}
+
+/// The alert stage's metrics (incidents, outbox, deliveries), registered in
+/// the same registry on first use. Kept apart from [`Metrics`] so the alert
+/// stage's definitions stay in one block; sink names are the configured
+/// ones (bounded by the configuration).
+pub struct AlertMetrics {
+    /// Incidents open now.
+    pub incidents_open: IntGauge,
+    /// Incident revisions made, by state and severity.
+    pub incident_updates: IntCounterVec,
+    /// Findings folded into nothing (already held).
+    pub findings_duplicate: IntCounter,
+    /// Entries appended to the outbox.
+    pub outbox_appended: IntCounter,
+    /// Entries not yet delivered, per sink.
+    pub outbox_depth: IntGaugeVec,
+    /// Entries a sink delivered (its cursor moved past them), per sink.
+    pub outbox_delivered: IntCounterVec,
+    /// Entries a sink refused for good (set aside), per sink.
+    pub outbox_refused: IntCounterVec,
+    /// Bytes the outbox's entry files hold.
+    pub outbox_bytes: IntGauge,
+    /// Failed delivery attempts, per sink and kind (`unavailable`, `refused`).
+    pub delivery_failures: IntCounterVec,
+    /// Wall-clock seconds from a revision being made (its finding
+    /// correlated) to its delivery, per sink.
+    pub delivery_seconds: prometheus::HistogramVec,
+}
+
+pub fn alert_metrics() -> &'static AlertMetrics {
+    static METRICS: OnceLock<AlertMetrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let r = &metrics().registry;
+        AlertMetrics {
+            incidents_open: register(
+                r,
+                IntGauge::new("custos_incidents_open", "Incidents open now.").expect("valid metric"),
+            ),
+            incident_updates: counter_vec(
+                r,
+                "custos_incident_updates_total",
+                "Incident revisions made (open, updated, resolved), by severity.",
+                &["state", "severity"],
+            ),
+            findings_duplicate: counter(
+                r,
+                "custos_findings_duplicate_total",
+                "Findings an open incident already held (no revision raised).",
+            ),
+            outbox_appended: counter(
+                r,
+                "custos_outbox_appended_total",
+                "Incident revisions written (fsynced) to the outbox.",
+            ),
+            outbox_depth: gauge_vec(
+                r,
+                "custos_outbox_depth",
+                "Outbox entries a sink has not delivered yet.",
+                &["sink"],
+            ),
+            outbox_delivered: counter_vec(
+                r,
+                "custos_outbox_delivered_total",
+                "Outbox entries a sink delivered (each counted once, when its cursor moves past it).",
+                &["sink"],
+            ),
+            outbox_refused: counter_vec(
+                r,
+                "custos_outbox_refused_total",
+                "Outbox entries a sink refused after every attempt, set aside in the outbox's refused/ folder.",
+                &["sink"],
+            ),
+            outbox_bytes: register(
+                r,
+                IntGauge::new(
+                    "custos_outbox_bytes",
+                    "Bytes held by the outbox's entry files.",
+                )
+                .expect("valid metric"),
+            ),
+            delivery_failures: counter_vec(
+                r,
+                "custos_alert_delivery_failures_total",
+                "Failed delivery attempts, by sink and kind (unavailable: retried without limit; refused: a 4xx).",
+                &["sink", "kind"],
+            ),
+            delivery_seconds: register(
+                r,
+                prometheus::HistogramVec::new(
+                    HistogramOpts::new(
+                        "custos_alert_delivery_seconds",
+                        "Seconds from an incident revision being made to its delivery, by sink.",
+                    )
+                    .buckets(vec![
+                        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                        60.0, 120.0, 300.0,
+                    ]),
+                    &["sink"],
+                )
+                .expect("valid metric"),
+            ),
+        }
+    })
 }

@@ -372,7 +372,13 @@ url = "{url}"
     assert_eq!(dead, want);
 
     // The burst, and only the burst, alerted, with evidence.
-    let alerts = webhook.bodies.lock().unwrap().clone();
+    let alerts: Vec<serde_json::Value> = webhook
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.get("finding").cloned())
+        .collect();
     let actors: HashMap<String, usize> = alerts.iter().fold(HashMap::new(), |mut m, a| {
         *m.entry(a["actor"].as_str().unwrap().to_owned())
             .or_default() += 1;

@@ -81,6 +81,8 @@ dead_letter_topic = ""
 "session.timeout.ms" = "6000"
 [http]
 enabled = false
+[outbox]
+dir = "{outbox}"
 [[detectors]]
 type = "access_rate"
 [[sinks]]
@@ -89,6 +91,8 @@ path = "{alerts}"
 "#,
             brokers = kafka(),
             alerts = alerts.display(),
+            // One each: the outbox is the process's own (it is locked).
+            outbox = dir.join("outbox").display(),
         ),
     )
 }
@@ -102,7 +106,9 @@ fn alerts(paths: &[&Path]) -> BTreeSet<(String, String, String)> {
             continue;
         };
         for line in text.lines() {
-            let a: serde_json::Value = serde_json::from_str(line).unwrap();
+            let r: serde_json::Value = serde_json::from_str(line).unwrap();
+            // An incident revision; the finding that made it, if any.
+            let Some(a) = r.get("finding") else { continue };
             out.insert((
                 a["id"].as_str().unwrap().to_owned(),
                 a["observed"].to_string(),

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::alert::SinkConfig;
+use crate::alert::{IncidentConfig, OutboxConfig, SinkConfig};
 use crate::detect::DetectorConfig;
 use crate::detect::reference::ReferenceConfig;
 use crate::detect::sql::SqlDetectorsConfig;
@@ -37,6 +37,10 @@ pub struct Config {
     pub reference: ReferenceConfig,
     pub detectors: Vec<DetectorConfig>,
     pub sql_detectors: SqlDetectorsConfig,
+    /// How findings are correlated into incidents.
+    pub incidents: IncidentConfig,
+    /// The durable outbox between incidents and sinks.
+    pub outbox: OutboxConfig,
     pub sinks: Vec<SinkConfig>,
 }
 
@@ -201,6 +205,9 @@ pub struct HttpConfig {
     pub enabled: bool,
     /// `host:port`; port 0 picks a free one.
     pub listen: String,
+    /// This API's base URL as responders reach it (links to incidents in
+    /// alerts); empty: `http://<listen>`.
+    pub external_url: String,
 }
 
 /// A string that never appears in `Debug` output, logs or errors.
@@ -241,6 +248,8 @@ impl Default for Config {
                 all
             },
             sql_detectors: SqlDetectorsConfig::default(),
+            incidents: IncidentConfig::default(),
+            outbox: OutboxConfig::default(),
             sinks: vec![SinkConfig::default()],
         }
     }
@@ -285,6 +294,7 @@ impl Default for HttpConfig {
         HttpConfig {
             enabled: true,
             listen: "127.0.0.1:9464".into(),
+            external_url: String::new(),
         }
     }
 }
@@ -335,6 +345,30 @@ impl Config {
             Ok(config)
         } else {
             Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// What the alert stage is built from.
+    pub fn alert_setup(&self) -> crate::alert::AlertSetup {
+        let external_url = if self.http.external_url.is_empty() {
+            format!("http://{}", self.http.listen)
+        } else {
+            self.http.external_url.clone()
+        };
+        crate::alert::AlertSetup {
+            incidents: self.incidents.clone(),
+            outbox: self.outbox.clone(),
+            outbox_dir: self
+                .outbox
+                .dir
+                .clone()
+                .unwrap_or_else(|| self.store.path.join("outbox")),
+            sinks: self.sinks.clone(),
+            context: crate::alert::BuildContext {
+                kafka_brokers: self.kafka.brokers.clone(),
+                kafka_client: self.kafka.client.clone(),
+                external_url,
+            },
         }
     }
 
@@ -439,8 +473,23 @@ impl Config {
             d.validate(&format!("detectors[{i}]"), problems);
         }
         self.sql_detectors.validate("sql_detectors", problems);
+        self.incidents.validate("incidents", problems);
+        self.outbox.validate("outbox", problems);
+        if self.outbox.dir.is_none() && self.store.path.to_string_lossy().starts_with("s3://") {
+            problems.push(
+                "outbox.dir must be set (a local folder) when the store is in a bucket".into(),
+            );
+        }
+        let mut names = Vec::new();
         for (i, s) in self.sinks.iter().enumerate() {
             s.validate(&format!("sinks[{i}]"), problems);
+            let name = s.name();
+            if names.contains(&name) {
+                problems.push(format!(
+                    "sinks[{i}]: another sink is named `{name}`: give each a distinct `name`"
+                ));
+            }
+            names.push(name);
         }
     }
 }

@@ -1,6 +1,9 @@
 //! The HTTP surface: `/metrics` (Prometheus text format), `/healthz`
 //! (the process is alive), `/readyz` (the pipeline is consuming) and, with
-//! a store, the ledger's checkpoints and proofs under `/v1` ([`ledger`]).
+//! a store, the ledger's checkpoints and proofs under `/v1` ([`ledger`]);
+//! `/v1/incidents` (open incidents) and `/v1/incidents/{id}` (an incident's
+//! latest revision with links to its evidence's inclusion proofs), where
+//! alerts link to.
 //!
 //! Read-only: no route changes any state.
 
@@ -21,7 +24,9 @@ pub fn router(store: Option<Store>) -> Router {
     let base = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready));
+        .route("/readyz", get(ready))
+        .route("/v1/incidents", get(open_incidents))
+        .route("/v1/incidents/{id}", get(incident));
     match store {
         Some(store) => base.merge(ledger::router(store)),
         None => base,
@@ -36,6 +41,41 @@ async fn metrics_text() -> impl IntoResponse {
         )],
         metrics().render(),
     )
+}
+
+async fn open_incidents() -> impl IntoResponse {
+    axum::Json(crate::alert::incident_index().open())
+}
+
+async fn incident(
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> axum::response::Response {
+    match crate::alert::incident_index().get(&id) {
+        Some(inc) => {
+            let proofs: Vec<String> = inc
+                .evidence
+                .iter()
+                .map(|e| format!("/v1/proof/{}", path_segment(e)))
+                .collect();
+            let mut doc = serde_json::to_value(&inc).unwrap_or_default();
+            doc["evidence_proofs"] = serde_json::json!(proofs);
+            axum::Json(doc).into_response()
+        }
+        None => (StatusCode::NOT_FOUND, "no such incident (or not recent)\n").into_response(),
+    }
+}
+
+/// `text` percent-encoded as one URL path segment.
+fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 async fn ready() -> impl IntoResponse {

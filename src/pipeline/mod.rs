@@ -591,6 +591,10 @@ impl Pipeline {
             self.summary.alerts += 1;
             self.alerter.send(alert).await;
         }
+        if let Some(t) = newest {
+            // Incidents quiet for their quiet period (in event time) resolve.
+            self.alerter.advance(t).await;
+        }
         for chain in full {
             self.flush(&chain, false).await?;
         }

@@ -130,7 +130,11 @@ impl Custos {
             .arg("--config")
             .arg(config)
             .env("CUSTOS_PRIVACY_PSEUDONYM_KEY", KEY)
-            .env("CUSTOS_LOG", "info")
+            // CUSTOS_TEST_LOG=debug shows a failing test's custos in detail.
+            .env(
+                "CUSTOS_LOG",
+                std::env::var("CUSTOS_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .envs(child_env())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -325,7 +329,35 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     if !text.starts_with("HTTP/1.1 200") {
         return None;
     }
-    text.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let chunked = head
+        .lines()
+        .any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
+    if chunked {
+        // Go servers (Alertmanager, Prometheus) stream bodies over ~4 KiB
+        // in chunks.
+        dechunk(body)
+    } else {
+        Some(body.to_owned())
+    }
+}
+
+/// The payload of a chunked HTTP/1.1 body (sizes count bytes, so the
+/// chunks are cut as bytes: one may end inside a UTF-8 character).
+fn dechunk(body: &str) -> Option<String> {
+    let mut body = body.as_bytes();
+    let mut out = Vec::new();
+    loop {
+        let line = body.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&body[..line]).ok()?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return String::from_utf8(out).ok();
+        }
+        let rest = &body[line + 2..];
+        out.extend_from_slice(rest.get(..size)?);
+        body = rest.get(size..)?.strip_prefix(b"\r\n")?;
+    }
 }
 
 /// Creates topics of `partitions` partitions on the broker.
