@@ -24,6 +24,7 @@ fn revisions(n: usize, round: usize) -> Vec<Incident> {
                     severity: Severity::High,
                     actor: format!("emp-{round}-{i}"),
                     patient: Some(format!("pt_{i:016x}")),
+                    model: None,
                     window_start: now,
                     window_end: now,
                     score: 9.5,

@@ -269,6 +269,7 @@ mod tests {
             severity: Severity::Medium,
             actor: "emp-1".into(),
             patient: Some("pt_1".into()),
+            model: None,
             window_start: t,
             window_end: t,
             score: 9.0,

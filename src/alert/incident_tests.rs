@@ -19,6 +19,7 @@ fn finding(
         severity: sev,
         actor: actor.into(),
         patient: patient.map(str::to_owned),
+        model: None,
         window_start: t(start),
         window_end: t(start + 10),
         score: 7.5,

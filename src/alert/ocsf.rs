@@ -288,6 +288,7 @@ mod tests {
             severity: Severity::Medium,
             actor: "emp-1".into(),
             patient: None,
+            model: None,
             window_start: t,
             window_end: t,
             score: 9.0,

@@ -15,6 +15,7 @@ fn incidents(n: usize) -> Vec<Incident> {
                     severity: Severity::Medium,
                     actor: format!("emp-{i}"),
                     patient: None,
+                    model: None,
                     window_start: start,
                     window_end: start,
                     score: 1.0,
