@@ -406,11 +406,18 @@ pub fn produce(brokers: &str, topic: &str, messages: &[(String, Vec<u8>)]) {
 /// `store` (the body's `[store]` table, if any, must come first).
 pub fn write_config(dir: &Path, store: &Path, body: &str) -> PathBuf {
     let body = body.replacen("[store]\n", "", 1);
-    let text = format!(
+    let mut text = format!(
         "[store]\npath = \"{}\"\n{}",
         store.display(),
         body.trim_start()
     );
+    // A store in a bucket keeps its alert outbox in a local folder.
+    if store.to_string_lossy().starts_with("s3://") && !text.contains("[outbox]") {
+        text.push_str(&format!(
+            "\n[outbox]\ndir = \"{}\"\n",
+            dir.join("outbox").display()
+        ));
+    }
     let path = dir.join("custos.toml");
     std::fs::write(&path, text).unwrap();
     path
