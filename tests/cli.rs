@@ -136,7 +136,8 @@ fn ingest_detects_a_burst_in_a_synthetic_workload_and_alerts_to_a_file() {
     std::fs::write(
         &config,
         format!(
-            "[store]\npath = \"{}\"\n[http]\nenabled = false\n[[sinks]]\ntype = \"jsonl\"\npath = \"{}\"\n",
+            "[store]\npath = \"{}\"\n[http]\nenabled = false\n[outbox]\nclose_wait_secs = 300\n\
+             [[sinks]]\ntype = \"jsonl\"\npath = \"{}\"\n",
             dir.path().join("store").display(),
             alerts.display()
         ),

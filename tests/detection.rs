@@ -98,7 +98,7 @@ fn ingest_raises_statistical_rule_and_sql_findings_with_reference_tables() {
         &config,
         format!(
             "[store]\npath = \"{}\"\n[http]\nenabled = false\n[sql_detectors]\ndir = \"{}\"\n\
-             [[sinks]]\ntype = \"jsonl\"\npath = \"{}\"\n{}",
+             [outbox]\nclose_wait_secs = 300\n[[sinks]]\ntype = \"jsonl\"\npath = \"{}\"\n{}",
             dir.path().join("store").display(),
             repo().join("queries/detectors").display(),
             alerts.display(),
@@ -106,6 +106,9 @@ fn ingest_raises_statistical_rule_and_sql_findings_with_reference_tables() {
         ),
     )
     .unwrap();
+    // `close_wait_secs`: ingest exits once its sinks delivered everything
+    // (the default 10 s can be short on a loaded machine; what is not
+    // delivered by then stays in the outbox, not in the file read here).
     let events = dir.path().join("events.jsonl");
     // One export to a destination off the allow-list, a minute after the
     // last generated event: the last SQL run, over the window as the input
