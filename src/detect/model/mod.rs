@@ -544,16 +544,12 @@ impl ModelAbuse {
     }
 }
 
-/// A model's key and name (`id@version`).
-fn model_of(event: &Event) -> Option<(u64, String, &crate::event::Inference)> {
+/// The inference and its model's key.
+fn model_of(event: &Event) -> Option<(u64, &crate::event::Inference)> {
     let Body::Inference(inf) = &event.body else {
         return None;
     };
-    Some((
-        key_hash(&["m", &inf.model_id, &inf.model_version]),
-        format!("{}@{}", inf.model_id, inf.model_version),
-        inf,
-    ))
+    Some((key_hash(&["m", &inf.model_id, &inf.model_version]), inf))
 }
 
 /// Whether two queries are known to be about different patients, or both
@@ -629,6 +625,19 @@ impl Caller {
             patient: patient as u32,
         });
     }
+}
+
+/// The one-sided Kolmogorov–Smirnov distance of two histograms over the
+/// same bins: how far the cumulative share of `a` (of `a_total`) runs
+/// ahead of `b`'s at most.
+fn cdf_excess(a: &[u32], a_total: f64, b: &[u32], b_total: f64) -> f64 {
+    let (mut fa, mut fb, mut d) = (0.0, 0.0, 0.0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        fa += f64::from(x) / a_total;
+        fb += f64::from(y) / b_total;
+        d = d.max(fa - fb);
+    }
+    d
 }
 
 /// Close steps of the caller against the model's rate of them.
@@ -712,24 +721,14 @@ fn coverage_signal(
     let total = model.pops_total as f64;
     // Two-sample KS: the model's histogram is a sample too.
     let effective = f64::from(n) * total / (f64::from(n) + total);
-    let (mut fc, mut fm, mut d) = (0.0, 0.0, 0.0f64);
-    for (&c, &m) in mine.iter().zip(&model.pops) {
-        fc += f64::from(c) / f64::from(n);
-        fm += f64::from(m) / total;
-        d = d.max(fc - fm);
-    }
+    let d = cdf_excess(&mine, f64::from(n), &model.pops, total);
     let p = (-2.0 * effective * d * d).exp();
     // The radius: how far from the model's centre, against the model's.
     let mut radii = [0u32; RADIUS_BINS];
     for s in sample.iter().filter_map(|q| q.sketch) {
         radii[radius_bin(s.radius)] += 1;
     }
-    let (mut fc, mut fm, mut dr) = (0.0, 0.0, 0.0f64);
-    for (&c, &m) in radii.iter().zip(&model.radii) {
-        fc += f64::from(c) / f64::from(n);
-        fm += f64::from(m) / total;
-        dr = dr.max(fm - fc);
-    }
+    let dr = cdf_excess(&model.radii, total, &radii, f64::from(n));
     let pr = (-2.0 * effective * dr * dr).exp();
     let far = pr < cfg.coverage_p && dr >= RADIUS_EFFECT;
     if p >= cfg.coverage_p && !far {
@@ -818,7 +817,7 @@ impl Detector for ModelAbuse {
     }
 
     fn observe(&mut self, event: &Event, ctx: &Context, findings: &mut Vec<Finding>) {
-        let Some((model_key, model_name, inf)) = model_of(event) else {
+        let Some((model_key, inf)) = model_of(event) else {
             return;
         };
         let time = ctx.time.timestamp();
@@ -955,6 +954,7 @@ impl Detector for ModelAbuse {
             .map(|q| q.id.clone())
             .collect();
         let start = caller.history.front().map_or(time, |q| q.time);
+        let model_name = format!("{}@{}", inf.model_id, inf.model_version);
         let summary = format!(
             "{count} signal{} on model {model_name}: {}",
             if count == 1 { "" } else { "s" },
