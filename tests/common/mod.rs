@@ -60,40 +60,24 @@ static MOTO: OnceLock<Moto> = OnceLock::new();
 
 pub fn moto() -> &'static Moto {
     MOTO.get_or_init(|| {
-        let addr = free_addr();
-        let port = addr.rsplit(':').next().unwrap().to_owned();
-        // A watchdog stops the server when this process is gone.
-        let script = format!(
-            "python3 -m moto.server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
-             while kill -0 {pid} 2>/dev/null; do sleep 1; done; kill $m"
-        ,
-            pid = std::process::id()
-        );
-        // Detached on purpose: the watchdog outlives the handle.
-        let watchdog = Command::new("bash")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("start moto");
-        std::mem::forget(watchdog);
-        let up = wait_until(Duration::from_secs(30), || {
-            std::net::TcpStream::connect(&addr).is_ok()
-        });
-        assert!(
-            up,
-            "moto's S3 server did not start on {addr}: install it with `pip install 'moto[server]'`"
-        );
-        // Create the bucket: moto takes an unsigned PUT.
-        use std::io::{Read, Write};
-        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
-        write!(
-            conn,
-            "PUT /{BUCKET} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut answer = String::new();
-        conn.read_to_string(&mut answer).unwrap();
-        assert!(answer.starts_with("HTTP/1.1 200"), "create bucket: {answer}");
+        // A port picked free may be taken again before moto binds it (other
+        // tests start servers too), so a start that never answers like moto
+        // is retried on a fresh port.
+        let mut failures = Vec::new();
+        let addr = (0..3)
+            .find_map(|_| match start_moto() {
+                Ok(addr) => Some(addr),
+                Err(e) => {
+                    failures.push(e);
+                    None
+                }
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "moto's S3 server did not start (install it with `pip install 'moto[server]'`): {}",
+                    failures.join("; ")
+                )
+            });
         let endpoint = format!("http://{addr}");
         let env = [
             ("AWS_ENDPOINT_URL", endpoint.as_str()),
@@ -107,6 +91,58 @@ pub fn moto() -> &'static Moto {
         .collect();
         Moto { endpoint, env }
     })
+}
+
+/// Starts moto on a free port and creates [`BUCKET`]; the address once a
+/// bucket creation has answered 200, else what went wrong.
+fn start_moto() -> Result<String, String> {
+    use std::io::{Read, Write};
+    let addr = free_addr();
+    let port = addr.rsplit(':').next().unwrap().to_owned();
+    // A watchdog stops the server when this process is gone.
+    let script = format!(
+        "python3 -m moto.server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+         while kill -0 {pid} 2>/dev/null; do sleep 1; done; kill $m",
+        pid = std::process::id()
+    );
+    // Detached on purpose: the watchdog outlives the handle.
+    let watchdog = Command::new("bash")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("start moto: {e}"))?;
+    std::mem::forget(watchdog);
+    // Create the bucket (moto takes an unsigned PUT), retried while the
+    // server is still starting.
+    let mut last = String::from("no answer");
+    let created = wait_until(Duration::from_secs(30), || {
+        let attempt = || -> std::io::Result<String> {
+            let mut conn = std::net::TcpStream::connect(&addr)?;
+            conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+            write!(
+                conn,
+                "PUT /{BUCKET} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut answer = String::new();
+            conn.read_to_string(&mut answer)?;
+            Ok(answer)
+        };
+        match attempt() {
+            Ok(answer) if answer.starts_with("HTTP/1.1 200") => true,
+            Ok(answer) => {
+                last = format!(
+                    "create bucket on {addr}: {}",
+                    answer.lines().next().unwrap_or("")
+                );
+                false
+            }
+            Err(e) => {
+                last = format!("create bucket on {addr}: {e}");
+                false
+            }
+        }
+    });
+    if created { Ok(addr) } else { Err(last) }
 }
 
 /// A name no other test run uses.
