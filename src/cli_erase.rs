@@ -160,7 +160,9 @@ fn each_chain(
         .with_context(|| format!("cannot open the store {}", path.display()))?;
     let mut total = AmendStats::default();
     let mut skipped = 0;
-    for chain in store.chains()? {
+    // (Incident revisions are neither erased nor pruned: their chains are
+    // the alert stage's.)
+    for chain in store.chains_with(Table::Events)? {
         let mut writer = match store.chain_writer_waiting(&chain, Duration::from_secs(wait)) {
             Ok(writer) => writer,
             Err(LedgerError::Locked { .. }) => {

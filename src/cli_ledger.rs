@@ -113,28 +113,31 @@ pub struct LogArgs {
     pub stream: Option<String>,
     #[arg(long)]
     pub partition: Option<i32>,
-    /// `events` or `rejects`.
+    /// `events`, `rejects` or `incidents`.
     #[arg(long, default_value = "events")]
     pub table: String,
 }
 
 impl LogArgs {
     fn table(&self) -> Result<Table> {
-        match self.table.as_str() {
-            "events" => Ok(Table::Events),
-            "rejects" => Ok(Table::Rejects),
-            other => bail!("--table must be events or rejects, not {other:?}"),
+        match Table::parse(&self.table) {
+            Some(table) => Ok(table),
+            None => bail!(
+                "--table must be events, rejects or incidents, not {:?}",
+                self.table
+            ),
         }
     }
 
     fn chain(&self, store: &Store) -> Result<ChainId> {
         match (&self.stream, self.partition) {
             (Some(stream), Some(partition)) => Ok(ChainId::new(stream.clone(), partition)),
-            (None, None) => match store.chains()?.as_slice() {
+            (None, None) => match store.chains_with(self.table()?)?.as_slice() {
                 [only] => Ok(only.clone()),
                 chains => bail!(
-                    "the store has {} chains: name one with --stream and --partition",
-                    chains.len()
+                    "the store has {} chains of {}: name one with --stream and --partition",
+                    chains.len(),
+                    self.table
                 ),
             },
             _ => bail!("give both --stream and --partition, or neither"),
@@ -282,14 +285,15 @@ pub async fn verify(
         for p in &report.problems {
             println!("BAD {p}");
         }
-        let rows = report.events + report.rejects;
+        let rows = report.events + report.rejects + report.incidents;
         println!(
-            "{}: {} chain(s), {} segment(s), {} event(s), {} reject(s), {} checkpoint(s) in {:.2}s ({:.0} rows/s)",
+            "{}: {} chain(s), {} segment(s), {} event(s), {} reject(s), {} incident revision(s), {} checkpoint(s) in {:.2}s ({:.0} rows/s)",
             if report.ok() { "ok" } else { "FAILED" },
             report.chains,
             report.segments,
             report.events,
             report.rejects,
+            report.incidents,
             report.checkpoints,
             took.as_secs_f64(),
             rows as f64 / took.as_secs_f64().max(1e-9)
@@ -343,6 +347,7 @@ fn report_json(report: &VerifyReport) -> String {
         "segments": report.segments,
         "events": report.events,
         "rejects": report.rejects,
+        "incidents": report.incidents,
         "erased": report.erased,
         "pruned": report.pruned,
         "checkpoints": report.checkpoints,

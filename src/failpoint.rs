@@ -28,6 +28,10 @@ pub const POINTS: &[&str] = &[
 /// prune`, retention in the pipeline), in protocol order.
 pub const AMEND_POINTS: &[&str] = &["erase.written", "amend.written"];
 
+/// The crash point of the alert stage: incident revisions recorded in the
+/// ledger, not yet in the outbox.
+pub const ALERT_POINTS: &[&str] = &["incidents.recorded"];
+
 struct Armed {
     point: String,
     at: u64,
@@ -41,7 +45,9 @@ fn armed() -> Option<&'static Armed> {
             let spec = std::env::var("CUSTOS_CRASH_AT").ok()?;
             let (point, at) = spec.split_once(':').unwrap_or((spec.as_str(), "1"));
             let at = at.parse().ok().filter(|&n| n > 0)?;
-            let known = POINTS.contains(&point) || AMEND_POINTS.contains(&point);
+            let known = POINTS.contains(&point)
+                || AMEND_POINTS.contains(&point)
+                || ALERT_POINTS.contains(&point);
             known.then(|| Armed {
                 point: point.to_owned(),
                 at,

@@ -478,6 +478,16 @@ async fn stages(config: &Config) -> Result<Stages> {
             None
         }
     };
+    // Incident revisions are recorded in the store's `+incidents/<n>`
+    // chain before any sink sees them.
+    let alerter = Alerter::start(
+        config.alert_setup(),
+        Some(custos::alert::IncidentLedger {
+            store: store.clone(),
+            chain: config.incidents.chain,
+            checkpoints: checkpoints.as_ref().map(|c| (c.signer.clone(), c.interval)),
+        }),
+    )?;
     Ok(Stages {
         checkpoints,
         decoder,
@@ -494,7 +504,7 @@ async fn stages(config: &Config) -> Result<Stages> {
             retention: (config.store.retention_days > 0)
                 .then(|| Duration::from_secs(config.store.retention_days * 86_400)),
         },
-        alerter: Alerter::start(config.alert_setup())?,
+        alerter,
         policy: FlushPolicy {
             max_rows: config.store.flush_rows,
             max_age: Duration::from_millis(config.store.flush_interval_ms),

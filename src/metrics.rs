@@ -75,6 +75,15 @@ fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeV
 }
 
 impl Metrics {
+    /// Counts `written` signed checkpoints, stamped now.
+    pub fn note_checkpoints(&self, written: usize) {
+        if written > 0 {
+            self.checkpoints_written.inc_by(written as u64);
+            self.checkpoint_last_seconds
+                .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        }
+    }
+
     fn new() -> Metrics {
         let r = Registry::new();
         let messages_consumed = counter_vec(

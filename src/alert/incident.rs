@@ -44,6 +44,11 @@ pub struct IncidentConfig {
     pub max_open: usize,
     /// Evidence event ids kept per incident at most (the total is counted).
     pub max_evidence: usize,
+    /// The partition number of this process's incidents chain in the
+    /// store, `+incidents/<chain>`. Unset: the outbox takes the lowest
+    /// empty one no other process holds and keeps it (its
+    /// `incidents-chain` file).
+    pub chain: Option<u32>,
 }
 
 impl Default for IncidentConfig {
@@ -52,6 +57,7 @@ impl Default for IncidentConfig {
             quiet_secs: 3600,
             max_open: 100_000,
             max_evidence: 100,
+            chain: None,
         }
     }
 }

@@ -32,6 +32,7 @@ pub mod incident;
 mod index;
 pub mod ocsf;
 pub mod outbox;
+mod record;
 mod sink;
 
 pub use alertmanager::AlertmanagerConfig;
@@ -39,6 +40,7 @@ pub use hmac::sha256 as hmac_sha256;
 pub use incident::{Correlator, Incident, IncidentConfig, State};
 pub use index::{IncidentIndex, incident_index};
 pub use ocsf::{KafkaSinkConfig, detection_finding};
+pub use record::IncidentLedger;
 pub use sink::{
     BuildContext, JsonlConfig, Retry, SinkConfig, SinkError, WebhookConfig, WebhookFormat,
     slack_text,
@@ -143,6 +145,8 @@ pub enum AlertError {
     Sink(#[from] SinkError),
     #[error("two sinks are named `{0}`: give each a distinct `name`")]
     DuplicateName(String),
+    #[error("the incidents chain: {0}")]
+    Ledger(#[from] crate::ledger::LedgerError),
 }
 
 /// Revisions in flight between the pipeline and the outbox writer.
@@ -159,10 +163,11 @@ pub struct Alerter {
 }
 
 impl Alerter {
-    /// Opens the outbox (rebuilding the open incidents from it) and starts
-    /// the writer and one task per sink. Must be called inside a tokio
-    /// runtime.
-    pub fn start(setup: AlertSetup) -> Result<Alerter, AlertError> {
+    /// Opens the outbox (rebuilding the open incidents from it) and, with
+    /// a `ledger`, the incidents chain (appending to the outbox what the
+    /// ledger holds beyond it), and starts the writer and one task per
+    /// sink. Must be called inside a tokio runtime.
+    pub fn start(setup: AlertSetup, ledger: Option<IncidentLedger>) -> Result<Alerter, AlertError> {
         let names: Vec<String> = setup.sinks.iter().map(SinkConfig::name).collect();
         for (i, n) in names.iter().enumerate() {
             if names[..i].contains(n) {
@@ -179,10 +184,21 @@ impl Alerter {
             setup.outbox.segment_entries,
             setup.outbox.max_entries,
         )?;
+        let mut outbox = recovered.outbox;
+        let (recorder, missing) = match ledger {
+            Some(ledger) => {
+                let (recorder, missing) =
+                    record::IncidentRecorder::open(ledger, &setup.outbox_dir, outbox.next())?;
+                (Some(recorder), missing)
+            }
+            None => (None, Vec::new()),
+        };
+        if !missing.is_empty() {
+            outbox.append(missing.clone())?;
+        }
         let mut correlator = Correlator::new(setup.incidents.clone());
-        correlator.restore(recovered.revisions);
+        correlator.restore(recovered.revisions.into_iter().chain(missing));
         let open: Vec<Incident> = correlator.incidents().cloned().collect();
-        let outbox = recovered.outbox;
         incident_index().record(&open);
         let m = alert_metrics();
         m.incidents_open.set(open.len() as i64);
@@ -223,6 +239,7 @@ impl Alerter {
         let writer = tokio::spawn(run_writer(
             rx,
             shared,
+            recorder,
             end_tx,
             open,
             Duration::from_secs(setup.outbox.snapshot_secs.max(1)),
@@ -305,11 +322,13 @@ impl Alerter {
     }
 }
 
-/// Appends what the pipeline hands over, in order, and snapshots the open
-/// incidents now and then.
+/// Records what the pipeline hands over in the ledger (with a recorder),
+/// then appends it to the outbox, in order; snapshots the open incidents
+/// and signs the incidents chain now and then.
 async fn run_writer(
     mut rx: mpsc::Receiver<Vec<Incident>>,
     outbox: Arc<Mutex<Outbox>>,
+    mut recorder: Option<record::IncidentRecorder>,
     end: watch::Sender<u64>,
     open: Vec<Incident>,
     snapshot_every: Duration,
@@ -327,6 +346,7 @@ async fn run_writer(
                     changed = false;
                     snapshot(&outbox, &open).await;
                 }
+                recorder = sign(recorder, false).await;
                 continue;
             }
         };
@@ -345,6 +365,36 @@ async fn run_writer(
         changed = true;
         let n = batch.len() as u64;
         let batch = Arc::new(batch);
+        let mut wait = Duration::from_millis(100);
+        // First the ledger: only the writer appends, so the outbox's end
+        // is the number the first revision gets.
+        while let Some(mut rec) = recorder.take() {
+            let first = outbox.lock().unwrap_or_else(|p| p.into_inner()).next();
+            let revisions = batch.clone();
+            let recorded = tokio::task::spawn_blocking(move || {
+                let r = rec.record(first, &revisions);
+                (rec, r)
+            })
+            .await;
+            match recorded {
+                Ok((rec, Ok(()))) => {
+                    recorder = Some(rec);
+                    break;
+                }
+                // Retried, never skipped: the pipeline waits on the full
+                // queue meanwhile.
+                Ok((rec, Err(e))) => {
+                    tracing::error!(error = %e, revisions = n, "cannot record incident revisions in the ledger; retrying");
+                    recorder = Some(rec);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "the incident ledger task failed; incident revisions are no longer recorded in the ledger");
+                    break;
+                }
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(10));
+        }
         let mut wait = Duration::from_millis(100);
         loop {
             let (ob, revisions) = (outbox.clone(), batch.clone());
@@ -375,6 +425,32 @@ async fn run_writer(
         }
     }
     snapshot(&outbox, &open).await;
+    sign(recorder, true).await;
+}
+
+/// Signs the incidents chain if due (or `now`), on a blocking thread.
+async fn sign(
+    recorder: Option<record::IncidentRecorder>,
+    now: bool,
+) -> Option<record::IncidentRecorder> {
+    let mut rec = recorder?;
+    match tokio::task::spawn_blocking(move || {
+        let r = rec.checkpoint(now);
+        (rec, r)
+    })
+    .await
+    {
+        Ok((rec, r)) => {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "cannot sign a checkpoint of the incidents chain");
+            }
+            Some(rec)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the incident checkpoint task failed");
+            None
+        }
+    }
 }
 
 async fn snapshot(outbox: &Arc<Mutex<Outbox>>, open: &std::collections::HashMap<String, Incident>) {

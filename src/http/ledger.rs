@@ -112,13 +112,12 @@ fn bad(what: impl Into<String>) -> ApiError {
 }
 
 fn parse_table(name: Option<&str>) -> Result<Table, ApiError> {
-    match name.unwrap_or("events") {
-        "events" => Ok(Table::Events),
-        "rejects" => Ok(Table::Rejects),
-        other => Err(bad(format!(
-            "table must be `events` or `rejects`, not {other:?}"
-        ))),
-    }
+    let name = name.unwrap_or("events");
+    Table::parse(name).ok_or_else(|| {
+        bad(format!(
+            "table must be `events`, `rejects` or `incidents`, not {name:?}"
+        ))
+    })
 }
 
 /// A proof document, already JSON text.
@@ -141,13 +140,14 @@ fn one_log(store: &Store, q: &LogQuery) -> Result<(ChainId, Table), ApiError> {
     let chain = match (&q.stream, q.partition) {
         (Some(stream), Some(partition)) => ChainId::new(stream.clone(), partition),
         (None, None) => {
-            let chains = store.chains()?;
+            let chains = store.chains_with(table)?;
             match chains.as_slice() {
                 [only] => only.clone(),
                 _ => {
                     return Err(bad(format!(
-                        "the store has {} chains: name one with stream= and partition=",
-                        chains.len()
+                        "the store has {} chains of {}: name one with stream= and partition=",
+                        chains.len(),
+                        table.as_str()
                     )));
                 }
             }

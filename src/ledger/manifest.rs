@@ -8,23 +8,31 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The two tables of a chain.
+/// The tables of a chain: a source chain holds `events` and `rejects`, the
+/// alert stage's chain ([`super::INCIDENTS_STREAM`]) holds `incidents`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Table {
     Events,
     Rejects,
+    Incidents,
 }
 
 impl Table {
-    pub const ALL: [Table; 2] = [Table::Events, Table::Rejects];
+    pub const ALL: [Table; 3] = [Table::Events, Table::Rejects, Table::Incidents];
 
     /// The table name, also its top-level folder in the store.
     pub fn as_str(self) -> &'static str {
         match self {
             Table::Events => "events",
             Table::Rejects => "rejects",
+            Table::Incidents => "incidents",
         }
+    }
+
+    /// The table of a name (`events`, `rejects`, `incidents`).
+    pub fn parse(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.as_str() == name)
     }
 }
 

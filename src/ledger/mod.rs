@@ -71,14 +71,18 @@ pub use error::LedgerError;
 pub use hash::{Hash, parse_hash};
 pub use manifest::{Amended, ManifestLine, Table};
 pub use merkle::HashAlg;
-pub use record::{RejectBytes, event_record, reject_record};
-pub use segment::{events_schema, rejects_schema};
+pub use record::{IncidentColumns, RejectBytes, event_record, incident_record, reject_record};
+pub use segment::{events_schema, incidents_schema, rejects_schema};
 pub use store::{Store, StoreOptions, valid_origin};
 pub use verify::{LogHead, Problem, VerifyOptions, VerifyReport, verify, verify_with};
 pub use writer::{AmendStats, ChainWriter, Erasure, FlushStats, StoredRow};
 
 /// The stream name used for file ingest (always partition 0).
 pub const FILE_STREAM: &str = "+file";
+
+/// The stream of the alert stage's chains: `+incidents/<n>` holds the
+/// `incidents` table, one chain per process of a group (`incidents.chain`).
+pub const INCIDENTS_STREAM: &str = "+incidents";
 
 /// One Kafka partition of one topic, or [`FILE_STREAM`]/0 for file ingest.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -118,6 +122,9 @@ impl ChainId {
             } else {
                 Err(bad("file ingest uses partition 0 only"))
             };
+        }
+        if self.stream == INCIDENTS_STREAM {
+            return Ok(());
         }
         let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
         if self.stream.is_empty() || self.stream.len() > 249 {

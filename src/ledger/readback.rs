@@ -1,6 +1,7 @@
-//! Reading a chain's stored events back, for the state a chain's owner
+//! Reading a chain's stored rows back, for the state a chain's owner
 //! rebuilds from the ledger when it opens the chain: the event-id
-//! deduplication window and detector replay. Only what the manifest lists
+//! deduplication window, detector replay, and the incident revisions the
+//! outbox lacks after a crash. Only what the manifest lists
 //! is read (a chain is opened, and so repaired, before this runs).
 
 use arrow::array::{AsArray, RecordBatch};
@@ -86,11 +87,22 @@ impl Store {
         &self,
         chain: &ChainId,
         from_offset: i64,
+        each: impl FnMut(i64, &str),
+    ) -> Result<u64, LedgerError> {
+        self.replay(chain, Table::Events, from_offset, each)
+    }
+
+    /// [`Self::replay_events`] for any table of the chain.
+    pub fn replay(
+        &self,
+        chain: &ChainId,
+        table: Table,
+        from_offset: i64,
         mut each: impl FnMut(i64, &str),
     ) -> Result<u64, LedgerError> {
         let mut n = 0;
         for line in self.manifest(chain)? {
-            if line.table != Table::Events || line.last_offset < from_offset || line.is_pruned() {
+            if line.table != table || line.last_offset < from_offset || line.is_pruned() {
                 continue;
             }
             let file = self.segment(&line.file)?;

@@ -66,6 +66,63 @@ pub fn event_record(chain: &ChainId, origin: &Origin, event: &Event) -> Vec<u8> 
     out
 }
 
+/// Record bytes of an incident revision:
+/// `{"incident":<the revision>,"src":{…},"v":1}`, the revision being the
+/// JSON document every sink receives (`docs/alerting.md`), in canonical
+/// form. `origin.offset` is the revision's number in the outbox.
+pub fn incident_record(chain: &ChainId, origin: &Origin, revision: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    out.extend_from_slice(br#"{"incident":"#);
+    canonical_json(revision, &mut out);
+    out.extend_from_slice(br#","src":"#);
+    canonical_json(&src_value(chain, origin), &mut out);
+    out.extend_from_slice(br#","v":1}"#);
+    out
+}
+
+/// The typed columns of an `incidents` row, derived from the revision (so
+/// `verify` derives them from the record the same way).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentColumns {
+    pub id: String,
+    pub revision: u64,
+    pub state: String,
+    pub severity: String,
+    pub actor: String,
+    pub patient: Option<String>,
+    pub detector: String,
+    /// `raised_at`: when custos made the revision (wall clock), µs.
+    pub raised_at_us: i64,
+}
+
+impl IncidentColumns {
+    /// The columns of a revision document, or what it lacks.
+    pub fn of(revision: &Value) -> Result<IncidentColumns, String> {
+        let text = |key: &str| -> Result<String, String> {
+            revision[key]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("the incident revision lacks `{key}`"))
+        };
+        let raised_at = text("raised_at")?;
+        let raised_at_us = chrono::DateTime::parse_from_rfc3339(&raised_at)
+            .map_err(|e| format!("the incident's `raised_at` is not RFC 3339: {e}"))?
+            .timestamp_micros();
+        Ok(IncidentColumns {
+            id: text("id")?,
+            revision: revision["revision"]
+                .as_u64()
+                .ok_or("the incident revision lacks `revision`")?,
+            state: text("state")?,
+            severity: text("severity")?,
+            actor: text("actor")?,
+            patient: revision["patient"].as_str().map(str::to_owned),
+            detector: text("detector")?,
+            raised_at_us,
+        })
+    }
+}
+
 /// The bytes of a rejected message as the ledger stores them: either as
 /// received, or sealed by the caller. The ledger never looks inside; it
 /// stores them in the `key`/`payload` columns and binds them to the record

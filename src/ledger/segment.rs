@@ -1,4 +1,4 @@
-//! Parquet segments: the Arrow schemas of the two tables, the rows a writer
+//! Parquet segments: the Arrow schemas of the tables, the rows a writer
 //! buffers, and writing/reading one segment file.
 //!
 //! A segment holds consecutive rows of one table of one chain. It is zstd
@@ -29,7 +29,7 @@ use super::crypt::SegmentKey;
 use super::error::LedgerError;
 use super::hash::Hash;
 use super::manifest::Table;
-use super::record::EventColumns;
+use super::record::{EventColumns, IncidentColumns};
 use super::{ChainId, StoreOptions};
 
 /// Rows per Arrow batch when reading segments back.
@@ -78,11 +78,81 @@ pub fn rejects_schema() -> SchemaRef {
     ]))
 }
 
+/// The Arrow schema of the `incidents` table: one row per incident
+/// revision, `offset` being its number in the outbox.
+pub fn incidents_schema() -> SchemaRef {
+    let utf8 = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    Arc::new(Schema::new(vec![
+        Field::new("seq", DataType::UInt64, false),
+        utf8("stream", false),
+        Field::new("partition", DataType::Int32, false),
+        Field::new("offset", DataType::Int64, false),
+        utf8("id", false),
+        Field::new("revision", DataType::UInt64, false),
+        utf8("state", false),
+        utf8("severity", false),
+        utf8("actor", false),
+        utf8("patient", true),
+        utf8("detector", false),
+        Field::new(
+            "raised_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        utf8("record", false),
+    ]))
+}
+
 pub(crate) fn schema_of(table: Table) -> SchemaRef {
     match table {
         Table::Events => events_schema(),
         Table::Rejects => rejects_schema(),
+        Table::Incidents => incidents_schema(),
     }
+}
+
+/// A buffered `incidents` row.
+#[derive(Debug, Clone)]
+pub(crate) struct IncidentRow {
+    pub seq: u64,
+    pub offset: i64,
+    pub cols: IncidentColumns,
+    pub record: String,
+}
+
+pub(crate) fn incident_batch(
+    chain: &ChainId,
+    rows: &[IncidentRow],
+) -> Result<RecordBatch, LedgerError> {
+    let s = |f: fn(&IncidentRow) -> Option<&str>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<StringArray>())
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(rows.iter().map(|r| r.seq).collect::<UInt64Array>()),
+        Arc::new(StringArray::from(vec![chain.stream.as_str(); rows.len()])),
+        Arc::new(Int32Array::from(vec![chain.partition; rows.len()])),
+        Arc::new(rows.iter().map(|r| r.offset).collect::<Int64Array>()),
+        s(|r| Some(&r.cols.id)),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.cols.revision)
+                .collect::<UInt64Array>(),
+        ),
+        s(|r| Some(&r.cols.state)),
+        s(|r| Some(&r.cols.severity)),
+        s(|r| Some(&r.cols.actor)),
+        s(|r| r.cols.patient.as_deref()),
+        s(|r| Some(&r.cols.detector)),
+        Arc::new(
+            TimestampMicrosecondArray::from(
+                rows.iter().map(|r| r.cols.raised_at_us).collect::<Vec<_>>(),
+            )
+            .with_timezone("UTC"),
+        ),
+        s(|r| Some(&r.record)),
+    ];
+    RecordBatch::try_new(incidents_schema(), columns)
+        .map_err(|e| LedgerError::Internal(format!("incidents batch: {e}")))
 }
 
 /// A buffered `events` row.

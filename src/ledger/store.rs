@@ -253,6 +253,17 @@ impl Store {
         list_chains(self.storage())
     }
 
+    /// The chains that may hold `table`: the alert stage's
+    /// (`+incidents/<n>`) for `incidents`, the source chains for the rest.
+    pub fn chains_with(&self, table: Table) -> Result<Vec<ChainId>, LedgerError> {
+        let incidents = table == Table::Incidents;
+        Ok(self
+            .chains()?
+            .into_iter()
+            .filter(|c| (c.stream == super::INCIDENTS_STREAM) == incidents)
+            .collect())
+    }
+
     /// The durable segments of a chain, in order: its manifest lines,
     /// without a torn tail or an incomplete last flush (which are a crash
     /// that the next writer repairs). Errors on any other bad line.

@@ -73,6 +73,8 @@ pub struct VerifyReport {
     pub events: u64,
     /// Rows read from `rejects` segments.
     pub rejects: u64,
+    /// Rows read from `incidents` segments.
+    pub incidents: u64,
     /// Rows read that are tombstones of erased rows (both tables).
     pub erased: u64,
     /// Rows of pruned segments, checked through their leaf hashes only.
@@ -492,6 +494,7 @@ fn verify_chain(
         match line.table {
             Table::Events => report.events += read,
             Table::Rejects => report.rejects += read,
+            Table::Incidents => report.incidents += read,
         }
         progress.add(line.rows);
         let SegmentScan {

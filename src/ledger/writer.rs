@@ -26,10 +26,12 @@ use super::checkpoints::{CheckpointLine, CheckpointLog};
 use super::error::LedgerError;
 use super::hash::{Hash, parse_hash};
 use super::manifest::{ManifestLine, Table};
-use super::record::{EventColumns, RejectBytes, event_record, reject_record};
+use super::record::{
+    EventColumns, IncidentColumns, RejectBytes, event_record, incident_record, reject_record,
+};
 use super::segment::{
-    EventRow, RejectRow, encode_segment, event_batch, parse_segment_file_name, reject_batch,
-    schema_of, segment_metadata, segment_rel_path,
+    EventRow, IncidentRow, RejectRow, encode_segment, event_batch, incident_batch,
+    parse_segment_file_name, reject_batch, schema_of, segment_metadata, segment_rel_path,
 };
 use super::storage::{ChainLock, join};
 use super::store::{checkpoint_rel_path, durable_lines, is_tmp, tree_rel_dir};
@@ -42,6 +44,7 @@ use crate::event::{Event, Reject};
 pub struct FlushStats {
     pub events: usize,
     pub rejects: usize,
+    pub incidents: usize,
     /// Bytes of segment files written.
     pub bytes: u64,
     pub segments: usize,
@@ -62,10 +65,11 @@ pub struct ChainWriter {
     manifest_len: u64,
     events: Vec<EventRow>,
     rejects: Vec<RejectRow>,
+    incidents: Vec<IncidentRow>,
     /// Per table (index = `Table as usize`): the Merkle tree (buffered
     /// leaves included) and the durable tree size and root.
-    trees: [TreeAppender; 2],
-    durable: [(u64, Hash); 2],
+    trees: [TreeAppender; 3],
+    durable: [(u64, Hash); 3],
     checkpoints: CheckpointLog,
     last_offset: Option<i64>,
     last_pushed: Option<i64>,
@@ -116,7 +120,7 @@ impl ChainWriter {
         }
 
         let alg = store.alg();
-        let mut durable = [(0, alg.empty_root()); 2];
+        let mut durable = [(0, alg.empty_root()); 3];
         let mut last_offset = None;
         for (i, line) in lines.iter().enumerate() {
             let (size, root) = &mut durable[line.table as usize];
@@ -163,7 +167,11 @@ impl ChainWriter {
             }
             Ok(tree)
         };
-        let trees = [open_tree(Table::Events)?, open_tree(Table::Rejects)?];
+        let trees = [
+            open_tree(Table::Events)?,
+            open_tree(Table::Rejects)?,
+            open_tree(Table::Incidents)?,
+        ];
 
         for table in Table::ALL {
             sweep_segment_dir(&store, &chain, table, &lines, durable[table as usize].0)?;
@@ -182,6 +190,7 @@ impl ChainWriter {
             manifest_len: len,
             events: Vec::new(),
             rejects: Vec::new(),
+            incidents: Vec::new(),
             trees,
             durable,
             checkpoints,
@@ -249,6 +258,28 @@ impl ChainWriter {
         });
     }
 
+    /// Buffers an incident revision (`revision`: the document the sinks
+    /// get) as the `incidents` row at `origin.offset`, its number in the
+    /// outbox. Offsets must be strictly increasing, like events'. A
+    /// revision without the columns' members is refused.
+    pub fn push_incident(
+        &mut self,
+        origin: Origin,
+        revision: &serde_json::Value,
+    ) -> Result<(), LedgerError> {
+        let cols = IncidentColumns::of(revision).map_err(LedgerError::Internal)?;
+        self.note_offset(origin.offset);
+        let record = incident_record(&self.chain, &origin, revision);
+        let seq = self.append_leaf(Table::Incidents, &record);
+        self.incidents.push(IncidentRow {
+            seq,
+            offset: origin.offset,
+            cols,
+            record: String::from_utf8(record).expect("canonical JSON is UTF-8"),
+        });
+        Ok(())
+    }
+
     /// Adds a record's leaf to its table's tree; returns its seq.
     fn append_leaf(&mut self, table: Table, record: &[u8]) -> u64 {
         let tree = &mut self.trees[table as usize];
@@ -287,9 +318,9 @@ impl ChainWriter {
         Ok(written)
     }
 
-    /// Rows buffered, both tables.
+    /// Rows buffered, every table.
     pub fn buffered(&self) -> usize {
-        self.events.len() + self.rejects.len()
+        self.events.len() + self.rejects.len() + self.incidents.len()
     }
 
     /// Makes everything buffered durable (see the module doc for the
@@ -317,6 +348,7 @@ impl ChainWriter {
             .filter(|&t| match t {
                 Table::Events => !self.events.is_empty(),
                 Table::Rejects => !self.rejects.is_empty(),
+                Table::Incidents => !self.incidents.is_empty(),
             })
             .collect();
         let mut lines = Vec::with_capacity(tables.len());
@@ -349,12 +381,14 @@ impl ChainWriter {
         let stats = FlushStats {
             events: self.events.len(),
             rejects: self.rejects.len(),
+            incidents: self.incidents.len(),
             bytes: lines.iter().map(|l| l.bytes).sum(),
             segments: lines.len(),
             last_offset: self.last_offset.unwrap_or_default(),
         };
         self.events.clear();
         self.rejects.clear();
+        self.incidents.clear();
         Ok(stats)
     }
 
@@ -403,6 +437,16 @@ impl ChainWriter {
             Table::Rejects => {
                 let rows = &self.rejects;
                 let batches = rows.chunks(chunk).map(|c| reject_batch(&self.chain, c));
+                let written = encode_segment(&path, schema_of(table), batches, metadata, opts)?;
+                let ends = (
+                    rows.first().map(|r| r.offset),
+                    rows.last().map(|r| r.offset),
+                );
+                (rows.len(), ends.0, ends.1, (None, None), written)
+            }
+            Table::Incidents => {
+                let rows = &self.incidents;
+                let batches = rows.chunks(chunk).map(|c| incident_batch(&self.chain, c));
                 let written = encode_segment(&path, schema_of(table), batches, metadata, opts)?;
                 let ends = (
                     rows.first().map(|r| r.offset),

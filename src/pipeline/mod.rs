@@ -784,12 +784,7 @@ impl Pipeline {
 }
 
 fn note_checkpoints(written: usize) {
-    if written > 0 {
-        let m = metrics();
-        m.checkpoints_written.inc_by(written as u64);
-        m.checkpoint_last_seconds
-            .set(Utc::now().timestamp_millis() as f64 / 1000.0);
-    }
+    metrics().note_checkpoints(written);
 }
 
 /// Opens `chains` as [`open_chain`] does, on as many threads as there are

@@ -1,6 +1,6 @@
 //! Read-only SQL over the ledger with DataFusion.
 //!
-//! Tables: `events` and `rejects`, over exactly the segments the chains'
+//! Tables: `events`, `rejects` and `incidents`, over exactly the segments the chains'
 //! manifests name as durable (a segment being written, or left by a crash,
 //! is never read); with a [`Reference`] snapshot, also its `ref_*` tables
 //! (in memory, see [`crate::detect::reference::tables`]). Only queries are allowed: DDL, DML and statements such as
@@ -21,7 +21,9 @@ use datafusion::execution::context::{SQLOptions, SessionContext};
 use datafusion::common::config::{ConfigFileDecryptionProperties, TableParquetOptions};
 
 use crate::detect::reference::{Reference, tables};
-use crate::ledger::{LedgerError, SegmentKey, Store, Table, events_schema, rejects_schema};
+use crate::ledger::{
+    LedgerError, SegmentKey, Store, Table, events_schema, incidents_schema, rejects_schema,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -61,6 +63,7 @@ pub async fn session(root: &Path, key: Option<&SegmentKey>) -> Result<SessionCon
     };
     let mut events = Vec::new();
     let mut rejects = Vec::new();
+    let mut incidents = Vec::new();
     for chain in store.chains()? {
         for line in store
             .manifest(&chain)?
@@ -74,11 +77,13 @@ pub async fn session(root: &Path, key: Option<&SegmentKey>) -> Result<SessionCon
             match line.table {
                 Table::Events => events.push(path),
                 Table::Rejects => rejects.push(path),
+                Table::Incidents => incidents.push(path),
             }
         }
     }
     register(&ctx, "events", events_schema(), events, key)?;
     register(&ctx, "rejects", rejects_schema(), rejects, key)?;
+    register(&ctx, "incidents", incidents_schema(), incidents, key)?;
     Ok(ctx)
 }
 

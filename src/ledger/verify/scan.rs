@@ -17,7 +17,9 @@ use crate::ledger::crypt::SegmentKey;
 use crate::ledger::hash::{Hash, parse_hash};
 use crate::ledger::manifest::{ManifestLine, Table};
 use crate::ledger::merkle::HashAlg;
-use crate::ledger::record::{ColumnsView, SEAL_SCHEMES, blake3_hex, tombstone_record};
+use crate::ledger::record::{
+    ColumnsView, IncidentColumns, SEAL_SCHEMES, blake3_hex, tombstone_record,
+};
 use crate::ledger::segment::{SegmentFile, SegmentReader, schema_of};
 use crate::ledger::storage::Storage;
 use crate::ledger::{ChainId, LedgerError};
@@ -320,6 +322,7 @@ fn check_batch(
     let typed = match line.table {
         Table::Events => Typed::Events(EventCols::of(batch)),
         Table::Rejects => Typed::Rejects(RejectCols::of(batch)),
+        Table::Incidents => Typed::Incidents(IncidentCols::of(batch)),
     };
     if let Typed::Events(cols) = &typed {
         let first = scan.leaves.len() as u64;
@@ -371,6 +374,7 @@ fn check_batch(
                             check_event_columns(cols, i, &view, &mut bad);
                         }
                         Typed::Rejects(cols) => check_reject_columns(cols, i, &view, &mut bad),
+                        Typed::Incidents(cols) => check_incident_columns(cols, i, record, &mut bad),
                     }
                 }
             }
@@ -427,6 +431,9 @@ fn check_tombstone(
                 && c.payload.value(i).is_empty()
                 && c.key.is_null(i)
         }
+        Typed::Incidents(_) => {
+            return bad("incident revisions are never erased, yet this row is a tombstone".into());
+        }
     };
     if !emptied {
         bad("an erased row's columns still hold values".into());
@@ -437,6 +444,7 @@ fn check_tombstone(
 enum Typed<'a> {
     Events(EventCols<'a>),
     Rejects(RejectCols<'a>),
+    Incidents(IncidentCols<'a>),
 }
 
 struct EventCols<'a> {
@@ -541,6 +549,64 @@ impl<'a> RejectCols<'a> {
             payload: col("payload").as_binary_view(),
             key: col("key").as_binary_view(),
         }
+    }
+}
+
+struct IncidentCols<'a> {
+    id: &'a StringViewArray,
+    revision: &'a arrow::array::UInt64Array,
+    state: &'a StringViewArray,
+    severity: &'a StringViewArray,
+    actor: &'a StringViewArray,
+    patient: &'a StringViewArray,
+    detector: &'a StringViewArray,
+    raised_at: &'a arrow::array::TimestampMicrosecondArray,
+}
+
+impl<'a> IncidentCols<'a> {
+    fn of(batch: &'a RecordBatch) -> Self {
+        let col = |name: &str| batch.column_by_name(name).expect("schema checked");
+        IncidentCols {
+            id: col("id").as_string_view(),
+            revision: col("revision").as_primitive::<UInt64Type>(),
+            state: col("state").as_string_view(),
+            severity: col("severity").as_string_view(),
+            actor: col("actor").as_string_view(),
+            patient: col("patient").as_string_view(),
+            detector: col("detector").as_string_view(),
+            raised_at: col("raised_at").as_primitive::<TimestampMicrosecondType>(),
+        }
+    }
+}
+
+/// An incident row's columns are exactly those its record's `incident`
+/// gives ([`IncidentColumns::of`]).
+fn check_incident_columns(
+    cols: &IncidentCols<'_>,
+    i: usize,
+    record: &str,
+    bad: &mut impl FnMut(String),
+) {
+    let parsed: serde_json::Value = match serde_json::from_str(record) {
+        Ok(v) => v,
+        Err(e) => return bad(format!("record does not parse: {e}")),
+    };
+    let derived = match IncidentColumns::of(&parsed["incident"]) {
+        Ok(d) => d,
+        Err(what) => return bad(what),
+    };
+    let stored = IncidentColumns {
+        id: cols.id.value(i).to_owned(),
+        revision: cols.revision.value(i),
+        state: cols.state.value(i).to_owned(),
+        severity: cols.severity.value(i).to_owned(),
+        actor: cols.actor.value(i).to_owned(),
+        patient: opt_str(cols.patient, i).map(str::to_owned),
+        detector: cols.detector.value(i).to_owned(),
+        raised_at_us: cols.raised_at.value(i),
+    };
+    if stored != derived {
+        bad("incident columns disagree with the record".into());
     }
 }
 

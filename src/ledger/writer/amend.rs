@@ -64,6 +64,7 @@ pub struct AmendStats {
     /// Rows erased, or rows whose segment was deleted, per table.
     pub events: u64,
     pub rejects: u64,
+    pub incidents: u64,
 }
 
 impl AmendStats {
@@ -71,6 +72,7 @@ impl AmendStats {
         match table {
             Table::Events => self.events += rows,
             Table::Rejects => self.rejects += rows,
+            Table::Incidents => self.incidents += rows,
         }
     }
 }
@@ -92,7 +94,12 @@ impl ChainWriter {
         let mut stats = AmendStats::default();
         let mut amendments = Vec::new();
         let mut replaced = Vec::new();
-        for line in lines.iter().filter(|l| !l.is_pruned()) {
+        // Incident revisions name patients by pseudonym and events by id
+        // only; they are the record of what was alerted and stay.
+        for line in lines
+            .iter()
+            .filter(|l| !l.is_pruned() && l.table != Table::Incidents)
+        {
             let Some((amendment, erased)) = self.rewrite(line, &erasure.reason, &time, select)?
             else {
                 continue;
@@ -243,7 +250,7 @@ impl ChainWriter {
             };
             let records = col("record")?.as_string::<i32>();
             let rejects = match line.table {
-                Table::Events => None,
+                Table::Events | Table::Incidents => None,
                 Table::Rejects => Some((
                     col("key")?.as_binary::<i32>(),
                     col("payload")?.as_binary::<i32>(),
