@@ -39,6 +39,7 @@ fn correlator() -> Correlator {
         quiet_secs: 3600,
         max_open: 100,
         max_evidence: 100,
+        ..IncidentConfig::default()
     })
 }
 
@@ -188,6 +189,7 @@ fn the_cap_resolves_the_incident_quiet_longest() {
         quiet_secs: 3600,
         max_open: 2,
         max_evidence: 1,
+        ..IncidentConfig::default()
     });
     let now = Utc::now();
     let a = c.observe(finding("volume", "emp-1", None, 0, Severity::Medium), now);

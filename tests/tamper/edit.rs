@@ -241,6 +241,7 @@ pub fn changed_record(
     let (field, column) = match table {
         Table::Events => (&mut record["event"]["id"], "id"),
         Table::Rejects => (&mut record["detail"], "detail"),
+        Table::Incidents => (&mut record["incident"]["actor"], "actor"),
     };
     let value = format!("{}~", field.as_str().unwrap());
     *field = value.clone().into();

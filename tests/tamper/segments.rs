@@ -131,6 +131,7 @@ impl Lab {
             Table::Rejects => &[
                 "seq", "stream", "offset", "reason", "detail", "key", "payload",
             ],
+            Table::Incidents => &["seq", "stream", "offset"],
         };
         let column = columns[rng.random_range(0..columns.len())];
         let r = pick_row(rng, line.rows as u32) as usize;

@@ -1,0 +1,357 @@
+//! Detection latency at a fixed load, through a real Kafka broker: the time
+//! from producing an event to its incident reaching a sink, at `--rate`
+//! events/s, with every detector on (the default set), the ledger durable
+//! and committed, and incident revisions recorded in the ledger before the
+//! outbox. Then the same run with a second sink that is down (an
+//! Alertmanager URL nobody listens on), to show that a dead sink does not
+//! slow ingest.
+//!
+//! ```text
+//! cargo build --release --bin custos --example alert_latency
+//! target/release/examples/alert_latency --brokers 127.0.0.1:9092 --rate 50000 --secs 30
+//! ```
+//!
+//! One event in `--every` comes from a different terminated workforce
+//! member (the roster says so): the `termination` detector raises one
+//! critical finding for it, so each such event opens exactly one incident.
+//! The latency of an incident is from the moment the producer handed its
+//! event to librdkafka to the moment its revision line appears in the
+//! JSON-lines sink file (polled every millisecond), so it includes
+//! producing, the broker, consuming, decoding, the ledger's buffer, every
+//! detector, correlation, the incidents chain's flush, the outbox's fsync
+//! and the sink's write. The ingest rate is events accepted per second
+//! while the load runs (from custos's `/metrics`).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+struct Args {
+    brokers: String,
+    rate: u64,
+    secs: u64,
+    every: u64,
+    partitions: i32,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        brokers: "127.0.0.1:9092".into(),
+        rate: 50_000,
+        secs: 30,
+        every: 1000,
+        partitions: 6,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--brokers" => a.brokers = value(),
+            "--rate" => a.rate = value().parse().expect("--rate N"),
+            "--secs" => a.secs = value().parse().expect("--secs N"),
+            "--every" => a.every = value().parse().expect("--every N"),
+            "--partitions" => a.partitions = value().parse().expect("--partitions N"),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+/// The custos binary next to this example (`target/release/custos`).
+fn custos_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let release = exe.parent().and_then(Path::parent).unwrap();
+    let bin = release.join("custos");
+    assert!(
+        bin.exists(),
+        "build it first: cargo build --release --bin custos"
+    );
+    bin
+}
+
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+fn http_get(addr: &str, path: &str) -> Option<String> {
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+}
+
+fn accepted(addr: &str) -> f64 {
+    http_get(addr, "/metrics")
+        .map(|t| {
+            t.lines()
+                .filter(|l| l.starts_with("custos_events_accepted_total"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        })
+        .unwrap_or(0.0)
+}
+
+/// The figures of one run.
+struct Figures {
+    incidents: usize,
+    expected: usize,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    ingest_rate: f64,
+    offered_rate: f64,
+}
+
+fn run(a: &Args, dead_sink: bool) -> Figures {
+    let dir = tempfile::tempdir().unwrap();
+    let stamp = chrono::Utc::now().timestamp_micros();
+    let topic = format!("custos-bench-latency-{stamp}");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &a.brokers)
+        .create()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for r in rt
+        .block_on(admin.create_topics(
+            &[NewTopic::new(
+                &topic,
+                a.partitions,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new(),
+        ))
+        .unwrap()
+    {
+        r.unwrap();
+    }
+
+    let terminated = (a.rate * a.secs / a.every + 1) as usize;
+    let mut roster = String::from("actor,role,dept,hired,terminated\n");
+    for i in 0..terminated {
+        roster.push_str(&format!(
+            "gone-{i:06},nurse,icu,2019-01-01T00:00:00Z,2020-01-01T00:00:00Z\n"
+        ));
+    }
+    std::fs::write(dir.path().join("roster.csv"), roster).unwrap();
+    let http = free_addr();
+    let sink_file = dir.path().join("incidents.jsonl");
+    let dead = if dead_sink {
+        // Nobody listens there: every delivery fails and is retried.
+        format!(
+            "[[sinks]]\ntype = \"alertmanager\"\nname = \"dead\"\nurl = \"http://{}\"\n",
+            free_addr()
+        )
+    } else {
+        String::new()
+    };
+    let config = dir.path().join("custos.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[store]
+path = "{store}"
+[kafka]
+brokers = "{brokers}"
+group_id = "{topic}-group"
+topics = ["{topic}"]
+dead_letter_topic = ""
+[http]
+listen = "{http}"
+[reference]
+roster = "{roster}"
+[outbox]
+close_wait_secs = 2
+[[sinks]]
+type = "jsonl"
+name = "log"
+path = "{sink}"
+{dead}"#,
+            store = dir.path().join("store").display(),
+            brokers = a.brokers,
+            roster = dir.path().join("roster.csv").display(),
+            sink = sink_file.display(),
+        ),
+    )
+    .unwrap();
+    let mut custos: Child = Command::new(custos_bin())
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("CUSTOS_PRIVACY_DEMO_KEY", "true")
+        .env("CUSTOS_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(&http, "/readyz").is_none_or(|b| !b.starts_with("ready")) {
+        assert!(Instant::now() < deadline, "custos did not get ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The sink file's tail, polled every millisecond.
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let tail = {
+        let (sent, seen, stop, path) =
+            (sent.clone(), seen.clone(), stop.clone(), sink_file.clone());
+        std::thread::spawn(move || {
+            let mut pos = 0u64;
+            let mut partial = String::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(mut f) = std::fs::File::open(&path) {
+                    f.seek(std::io::SeekFrom::Start(pos)).unwrap();
+                    let mut r = BufReader::new(f);
+                    let mut line = String::new();
+                    while r.read_line(&mut line).unwrap_or(0) > 0 {
+                        pos += line.len() as u64;
+                        partial.push_str(&line);
+                        line.clear();
+                        if !partial.ends_with('\n') {
+                            continue;
+                        }
+                        let now = Instant::now();
+                        if let Ok(doc) = serde_json::from_str::<serde_json::Value>(&partial)
+                            && doc["revision"] == 1
+                            && let Some(id) = doc["evidence"][0].as_str()
+                            && let Some(at) = sent.lock().unwrap().get(id)
+                        {
+                            seen.lock()
+                                .unwrap()
+                                .push(now.duration_since(*at).as_secs_f64() * 1000.0);
+                        }
+                        partial.clear();
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &a.brokers)
+        .set("linger.ms", "1")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let accepted_before = accepted(&http);
+    let started = Instant::now();
+    let total = a.rate * a.secs;
+    let tick = Duration::from_millis(1);
+    let per_tick = (a.rate / 1000).max(1);
+    let mut n = 0u64;
+    let mut gone = 0usize;
+    let mut next = started;
+    while n < total {
+        for _ in 0..per_tick {
+            let (actor, id) = if n % a.every == a.every / 2 {
+                gone += 1;
+                (format!("gone-{:06}", gone - 1), format!("ev-gone-{n}"))
+            } else {
+                (format!("emp-{:05}", n % 20_000), format!("ev-{n}"))
+            };
+            let body = format!(
+                r#"{{"id":"{id}","time":"{time}","kind":"access","actor":{{"id":"{actor}","role":"nurse","dept":"icu"}},"action":"read","purpose":"TREAT","patient":"MRN-{p}"}}"#,
+                time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                p = (n * 7919) % 200_000,
+            );
+            if id.starts_with("ev-gone") {
+                sent.lock().unwrap().insert(id.clone(), Instant::now());
+            }
+            while let Err((e, _)) = producer.send(BaseRecord::to(&topic).key(&actor).payload(&body))
+            {
+                assert!(
+                    matches!(
+                        e.rdkafka_error_code(),
+                        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                    ),
+                    "produce: {e}"
+                );
+                producer.poll(Duration::from_millis(1));
+            }
+            n += 1;
+        }
+        producer.poll(Duration::ZERO);
+        next += tick;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let offered = total as f64 / started.elapsed().as_secs_f64();
+    let load_end = Instant::now();
+    // Wait for custos to catch up, and for the last incidents.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut caught_up = None;
+    while Instant::now() < deadline {
+        let got = accepted(&http) - accepted_before;
+        if caught_up.is_none() && got >= total as f64 {
+            caught_up = Some(Instant::now());
+        }
+        if caught_up.is_some() && seen.lock().unwrap().len() >= gone {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ingest_secs = caught_up
+        .unwrap_or(Instant::now())
+        .duration_since(started)
+        .as_secs_f64();
+    let _ = load_end;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    tail.join().unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &custos.id().to_string()])
+        .status();
+    let _ = custos.wait();
+
+    let mut ms = seen.lock().unwrap().clone();
+    ms.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        if ms.is_empty() {
+            f64::NAN
+        } else {
+            ms[((ms.len() as f64 - 1.0) * p).round() as usize]
+        }
+    };
+    Figures {
+        incidents: ms.len(),
+        expected: gone,
+        p50: q(0.50),
+        p99: q(0.99),
+        p999: q(0.999),
+        max: ms.last().copied().unwrap_or(f64::NAN),
+        ingest_rate: total as f64 / ingest_secs,
+        offered_rate: offered,
+    }
+}
+
+fn main() {
+    let a = args();
+    println!(
+        "alert latency: {} events/s offered for {} s, 1 incident per {} events, {} partitions",
+        a.rate, a.secs, a.every, a.partitions
+    );
+    for (name, dead) in [("live sink", false), ("live + dead sink", true)] {
+        let f = run(&a, dead);
+        println!(
+            "{name:>17}: {}/{} incidents; event produced -> incident in the sink p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms; offered {:.0} events/s, ingested {:.0} events/s",
+            f.incidents, f.expected, f.p50, f.p99, f.p999, f.max, f.offered_rate, f.ingest_rate
+        );
+    }
+}
