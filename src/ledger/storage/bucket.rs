@@ -62,7 +62,11 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    futures::executor::block_on(runtime()?.spawn(future))
+    // Unconstrained: called from a task of another runtime (the alert
+    // stage opens its chain at start), the join handle would otherwise
+    // count against that task's cooperative budget, and once the budget is
+    // spent it answers "pending" forever to an executor that never yields.
+    futures::executor::block_on(tokio::task::unconstrained(runtime()?.spawn(future)))
         .map_err(|e| LedgerError::Internal(format!("bucket request task: {e}")))
 }
 
