@@ -52,7 +52,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::detect::Finding;
@@ -152,10 +152,14 @@ pub enum AlertError {
 /// Revisions in flight between the pipeline and the outbox writer.
 const WRITER_QUEUE: usize = 256;
 
+/// What the pipeline hands the writer: revisions, and who waits until
+/// they (and everything before) are recorded.
+type ToWriter = (Vec<Incident>, Option<oneshot::Sender<()>>);
+
 /// The alert stage's entry point, owned by the pipeline.
 pub struct Alerter {
     correlator: Correlator,
-    tx: mpsc::Sender<Vec<Incident>>,
+    tx: mpsc::Sender<ToWriter>,
     writer: JoinHandle<()>,
     sinks: Vec<JoinHandle<()>>,
     closing: watch::Sender<bool>,
@@ -291,8 +295,18 @@ impl Alerter {
                 .inc();
         }
         m.incidents_open.set(self.correlator.open() as i64);
-        if self.tx.send(revisions).await.is_err() {
+        if self.tx.send((revisions, None)).await.is_err() {
             tracing::error!("the outbox writer stopped; incident revisions are not recorded");
+        }
+    }
+
+    /// Waits until every revision handed over so far is recorded (ledger
+    /// and outbox). The pipeline calls it before it makes events durable,
+    /// so events never outlive the revisions they caused in a crash.
+    pub async fn sync(&mut self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send((Vec::new(), Some(done))).await.is_ok() {
+            let _ = wait.await;
         }
     }
 
@@ -326,7 +340,7 @@ impl Alerter {
 /// then appends it to the outbox, in order; snapshots the open incidents
 /// and signs the incidents chain now and then.
 async fn run_writer(
-    mut rx: mpsc::Receiver<Vec<Incident>>,
+    mut rx: mpsc::Receiver<ToWriter>,
     outbox: Arc<Mutex<Outbox>>,
     mut recorder: Option<record::IncidentRecorder>,
     end: watch::Sender<u64>,
@@ -350,10 +364,20 @@ async fn run_writer(
                 continue;
             }
         };
-        let Some(mut batch) = batch else { break };
+        let Some((mut batch, done)) = batch else {
+            break;
+        };
+        let mut waiting: Vec<oneshot::Sender<()>> = done.into_iter().collect();
         // Group commit: whatever else is queued goes in the same fsync.
-        while let Ok(more) = rx.try_recv() {
+        while let Ok((more, done)) = rx.try_recv() {
             batch.extend(more);
+            waiting.extend(done);
+        }
+        if batch.is_empty() {
+            for w in waiting {
+                let _ = w.send(());
+            }
+            continue;
         }
         for inc in &batch {
             if inc.state == State::Resolved {
@@ -411,6 +435,9 @@ async fn run_writer(
                     m.outbox_appended.inc_by(n);
                     m.outbox_bytes.set(bytes as i64);
                     let _ = end.send(next);
+                    for w in waiting.drain(..) {
+                        let _ = w.send(());
+                    }
                     break;
                 }
                 // Retried, never dropped: meanwhile the pipeline waits on

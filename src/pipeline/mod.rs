@@ -8,6 +8,9 @@
 //!   redelivery of something already held and is skipped (counted);
 //! - offsets are committed only after `ChainWriter::flush` returned, and
 //!   after the dead-letter copies of the flushed rejects were acknowledged;
+//! - a chain's rows are flushed only after every incident revision raised
+//!   so far is recorded (`Alerter::sync`), so stored events never outlive
+//!   the revisions they caused;
 //! - on an assignment, each chain is opened (recovering from any crash),
 //!   its detector state restored from the chain's snapshot and the ledger
 //!   rows after it, its event-id window rebuilt from the ledger; then the
@@ -665,6 +668,12 @@ impl Pipeline {
             && let Some(dl) = &mut self.dead_letters
         {
             dl.settle().await;
+        }
+        if writer.buffered() > 0 {
+            // The revisions these events caused are recorded first: a
+            // crash after this flush must not leave stored events whose
+            // incidents no one recorded (their replay raises nothing).
+            self.alerter.sync().await;
         }
         let started = Instant::now();
         let store = self.store.clone();
