@@ -207,6 +207,75 @@ impl ChainWriter {
         self.durable[table as usize]
     }
 
+    /// A light check of what the store holds against what this writer
+    /// made durable: the manifest is exactly as long as the writer wrote
+    /// it, its lines continue each table's seq and end on the roots the
+    /// writer holds, and no checkpoint covers more rows than the log. Reads
+    /// the manifest and the checkpoint log only; `custos verify` reads the
+    /// segments and the trees too. Run between flushes.
+    pub fn check_head(&self) -> Result<(), LedgerError> {
+        let storage = self.store.storage();
+        let path = storage.describe(&self.manifest);
+        let bytes = storage.read(&self.manifest)?.unwrap_or_default();
+        if bytes.len() as u64 != self.manifest_len {
+            return Err(LedgerError::corrupt(
+                &path,
+                format!(
+                    "the manifest holds {} bytes but {} were written",
+                    bytes.len(),
+                    self.manifest_len
+                ),
+            ));
+        }
+        let (lines, _, repaired) = durable_lines(&path, &self.chain, &bytes)?;
+        if repaired {
+            return Err(LedgerError::corrupt(
+                &path,
+                "the manifest ends in an unfinished flush that this writer did not write",
+            ));
+        }
+        let mut heads = self.durable.map(|_| (0, self.store.alg().empty_root()));
+        for (i, line) in lines.iter().enumerate() {
+            let (size, root) = &mut heads[line.table as usize];
+            let bad = |what: &str| {
+                LedgerError::corrupt(&path, format!("manifest line {}: {what}", i + 1))
+            };
+            if line.first_seq != *size {
+                return Err(bad("segment does not continue its table's seq"));
+            }
+            *root = parse_hash(&line.root).ok_or_else(|| bad("root is not a hash"))?;
+            *size = line.end_seq();
+        }
+        let checkpoints = CheckpointLog::open(
+            self.store.shared_storage(),
+            checkpoint_rel_path(&self.chain),
+        )?;
+        for table in Table::ALL {
+            let (size, root) = self.durable[table as usize];
+            if heads[table as usize] != (size, root) {
+                return Err(LedgerError::corrupt(
+                    &path,
+                    format!(
+                        "the {} log ends at seq {} in the manifest but at {size} with another root in the writer",
+                        table.as_str(),
+                        heads[table as usize].0
+                    ),
+                ));
+            }
+            if checkpoints.last_size(table) > size {
+                return Err(LedgerError::corrupt(
+                    storage.describe(&checkpoint_rel_path(&self.chain)),
+                    format!(
+                        "a checkpoint covers {} {} rows but the log holds {size}",
+                        checkpoints.last_size(table),
+                        table.as_str()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn note_offset(&mut self, offset: i64) {
         debug_assert!(
             self.last_pushed.is_none_or(|last| offset > last),
