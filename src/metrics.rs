@@ -32,6 +32,7 @@ pub struct Metrics {
     pub checkpoints_written: IntCounter,
     pub checkpoint_last_seconds: Gauge,
     pub checkpoint_interval_seconds: Gauge,
+    pub start_time_seconds: Gauge,
     pub ledger_rows: IntGaugeVec,
     pub ledger_verify_ok: Gauge,
     pub ledger_verify_last_seconds: Gauge,
@@ -148,6 +149,12 @@ impl Metrics {
             "custos_checkpoint_interval_seconds",
             "Configured seconds between signed checkpoints of a growing log (0: signing is off).",
         );
+        let start_time_seconds = gauge(
+            &r,
+            "custos_start_time_seconds",
+            "Unix time this process started (set when its metrics were created).",
+        );
+        start_time_seconds.set(Utc::now().timestamp_millis() as f64 / 1000.0);
         let ledger_rows = gauge_vec(
             &r,
             "custos_ledger_rows",
@@ -348,6 +355,7 @@ impl Metrics {
             checkpoints_written,
             checkpoint_last_seconds,
             checkpoint_interval_seconds,
+            start_time_seconds,
             ledger_rows,
             ledger_verify_ok,
             ledger_verify_last_seconds,
