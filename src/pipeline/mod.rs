@@ -861,7 +861,7 @@ impl Pipeline {
 }
 
 /// How often the owned chains' heads are checked.
-const HEAD_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+const HEAD_CHECK_INTERVAL: Duration = Duration::from_secs(15);
 
 fn note_checkpoints(written: usize) {
     if written > 0 {
