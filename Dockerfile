@@ -35,8 +35,20 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --bin custos \
     && install -m 0755 target/release/custos /usr/local/bin/custos
 
-# ---- runtime ----------------------------------------------------------------
-FROM debian:bookworm-slim
+# ---- workload generator -----------------------------------------------------
+# custos (for `custos gen`) with kcat and jq, to produce a generated
+# workload to Kafka keyed by actor (compose.yaml's `workload` service:
+# `docker build --target workload .`).
+FROM debian:bookworm-slim AS workload
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates zlib1g kcat jq \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /usr/local/bin/custos /usr/local/bin/custos
+ENTRYPOINT ["custos"]
+CMD ["--help"]
+
+# ---- runtime (the default target: keep it last) -----------------------------
+FROM debian:bookworm-slim AS runtime
 
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates zlib1g \
@@ -48,6 +60,8 @@ RUN apt-get update \
     && install -d -m 0755 /etc/custos
 
 COPY --from=build /usr/local/bin/custos /usr/local/bin/custos
+# The shipped SQL detectors (`sql_detectors.dir`).
+COPY queries /usr/share/custos/queries
 COPY <<'EOF' /etc/custos/custos.toml
 # Default configuration of the custos image; see `custos check-config`.
 [store]
@@ -58,6 +72,9 @@ listen = "0.0.0.0:9464"
 
 [privacy]
 pseudonym_key_file = "/run/secrets/custos_pseudonym_key"
+
+[sql_detectors]
+dir = "/usr/share/custos/queries/detectors"
 EOF
 
 USER custos:custos

@@ -7,11 +7,18 @@
 
 use std::sync::OnceLock;
 
+use chrono::{DateTime, Utc};
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+use crate::detect::Severity;
+
+/// What [`Metrics::ledger_verify_failures`] counts: the checks custos makes
+/// of the chains it owns (see docs/operations.md, "Verification status").
+pub const VERIFY_CHECKS: [&str; 3] = ["open", "head", "replay"];
 
 pub struct Metrics {
     pub registry: Registry,
@@ -24,13 +31,23 @@ pub struct Metrics {
     pub ledger_bytes: IntCounter,
     pub checkpoints_written: IntCounter,
     pub checkpoint_last_seconds: Gauge,
+    pub checkpoint_interval_seconds: Gauge,
+    pub start_time_seconds: Gauge,
+    pub ledger_rows: IntGaugeVec,
+    pub ledger_verify_ok: Gauge,
+    pub ledger_verify_last_seconds: Gauge,
+    pub ledger_verify_failures: IntCounterVec,
+    pub chains_owned: IntGauge,
+    pub dedup_ids: IntGauge,
     pub ledger_flush_seconds: Histogram,
     pub offsets_committed: IntCounter,
     pub messages_skipped: IntCounter,
     pub alerts_dropped: IntCounterVec,
     pub dead_letter_failures: IntCounter,
     pub consumer_lag: IntGaugeVec,
+    pub partition_messages: IntCounterVec,
     pub findings: IntCounterVec,
+    pub detection_latency: HistogramVec,
     pub alerts: IntCounterVec,
     pub alert_deliveries: IntCounterVec,
     pub detector_keys: IntGaugeVec,
@@ -136,6 +153,55 @@ impl Metrics {
             "custos_checkpoint_last_timestamp_seconds",
             "Unix time of the last signed checkpoint written by this process.",
         );
+        let checkpoint_interval_seconds = gauge(
+            &r,
+            "custos_checkpoint_interval_seconds",
+            "Configured seconds between signed checkpoints of a growing log (0: signing is off).",
+        );
+        let start_time_seconds = gauge(
+            &r,
+            "custos_start_time_seconds",
+            "Unix time this process started (set when its metrics were created).",
+        );
+        start_time_seconds.set(Utc::now().timestamp_millis() as f64 / 1000.0);
+        let ledger_rows = gauge_vec(
+            &r,
+            "custos_ledger_rows",
+            "Rows in the logs of the chains this process owns (tree sizes, pruned and erased rows included), by table.",
+            &["table"],
+        );
+        let ledger_verify_ok = gauge(
+            &r,
+            "custos_ledger_verify_ok",
+            "1 while every check of the chains this process owns has passed; 0 from the first failure until restart.",
+        );
+        let ledger_verify_last_seconds = gauge(
+            &r,
+            "custos_ledger_verify_last_timestamp_seconds",
+            "Unix time of the last head check of the owned chains that passed.",
+        );
+        let ledger_verify_failures = counter_vec(
+            &r,
+            "custos_ledger_verify_failures_total",
+            "Failed checks of owned chains, by check (open: a chain refused at opening; head: the stored manifest or checkpoints disagree with the writer; replay: stored records that do not decode).",
+            &["check"],
+        );
+        let chains_owned = register(
+            &r,
+            IntGauge::new(
+                "custos_chains_owned",
+                "Chains (topic partitions, or file inputs) this process holds open.",
+            )
+            .expect("valid metric"),
+        );
+        let dedup_ids = register(
+            &r,
+            IntGauge::new(
+                "custos_dedup_ids",
+                "Event ids held in the deduplication windows of the owned chains.",
+            )
+            .expect("valid metric"),
+        );
         let ledger_flush_seconds = register(
             &r,
             Histogram::with_opts(
@@ -176,11 +242,32 @@ impl Metrics {
             "Messages between the committed offset and the partition end.",
             &["topic", "partition"],
         );
+        let partition_messages = counter_vec(
+            &r,
+            "custos_partition_messages_total",
+            "Messages read from Kafka, by topic and partition (assigned partitions only).",
+            &["topic", "partition"],
+        );
         let findings = counter_vec(
             &r,
             "custos_findings_total",
-            "Findings raised by detectors.",
-            &["detector"],
+            "Findings raised by detectors, by detector and severity.",
+            &["detector", "severity"],
+        );
+        let detection_latency = register(
+            &r,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "custos_detection_latency_seconds",
+                    "Seconds from the time of the event that completed a finding (for SQL detectors, the end of the finding's window) to the finding, by detector.",
+                )
+                .buckets(vec![
+                    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+                    1800.0, 3600.0, 21600.0, 86400.0,
+                ]),
+                &["detector"],
+            )
+            .expect("valid metric"),
         );
         let alerts = counter_vec(
             &r,
@@ -254,6 +341,17 @@ impl Metrics {
             "custos_reference_reload_failures_total",
             "Reference reloads refused (a file unreadable or missing a column); the previous tables stay in force.",
         );
+        // Closed label sets are exported from the start, at 0.
+        for table in ["events", "rejects"] {
+            ledger_records.with_label_values(&[table]);
+            ledger_pruned_rows.with_label_values(&[table]);
+            ledger_rows.with_label_values(&[table]);
+        }
+        for check in VERIFY_CHECKS {
+            ledger_verify_failures.with_label_values(&[check]);
+        }
+        // No check has failed yet.
+        ledger_verify_ok.set(1.0);
         Metrics {
             registry: r,
             messages_consumed,
@@ -265,13 +363,23 @@ impl Metrics {
             ledger_bytes,
             checkpoints_written,
             checkpoint_last_seconds,
+            checkpoint_interval_seconds,
+            start_time_seconds,
+            ledger_rows,
+            ledger_verify_ok,
+            ledger_verify_last_seconds,
+            ledger_verify_failures,
+            chains_owned,
+            dedup_ids,
             ledger_flush_seconds,
             offsets_committed,
             messages_skipped,
             alerts_dropped,
             dead_letter_failures,
             consumer_lag,
+            partition_messages,
             findings,
+            detection_latency,
             alerts,
             alert_deliveries,
             detector_keys,
@@ -285,6 +393,48 @@ impl Metrics {
             reference_rows,
             reference_row_problems,
             reference_reload_failures,
+        }
+    }
+
+    /// Exports a detector's series at 0 (its findings by severity, its
+    /// detection latency), so dashboards and rules see every configured
+    /// detector before its first finding.
+    pub fn declare_detector(&self, detector: &str) {
+        for severity in Severity::ALL {
+            self.findings
+                .with_label_values(&[detector, severity.as_str()]);
+        }
+        self.detection_latency.with_label_values(&[detector]);
+    }
+
+    /// Counts a finding and observes its detection latency: wall-clock now
+    /// minus `event_time`, the time of the event that completed it (0 if
+    /// that event is dated in the future).
+    pub fn finding(&self, detector: &str, severity: Severity, event_time: DateTime<Utc>) {
+        self.findings
+            .with_label_values(&[detector, severity.as_str()])
+            .inc();
+        let latency = (Utc::now() - event_time).num_milliseconds().max(0) as f64 / 1000.0;
+        self.detection_latency
+            .with_label_values(&[detector])
+            .observe(latency);
+    }
+
+    /// Records the outcome of a check of the owned chains (`check` is one
+    /// of [`VERIFY_CHECKS`]). A failure sticks until restart: the store
+    /// needs `custos verify` and a person.
+    pub fn verify_result(&self, check: &str, ok: bool) {
+        debug_assert!(VERIFY_CHECKS.contains(&check), "unknown check {check}");
+        if ok {
+            if check == "head" {
+                self.ledger_verify_last_seconds
+                    .set(Utc::now().timestamp_millis() as f64 / 1000.0);
+            }
+        } else {
+            self.ledger_verify_failures
+                .with_label_values(&[check])
+                .inc();
+            self.ledger_verify_ok.set(0.0);
         }
     }
 

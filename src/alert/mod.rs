@@ -213,7 +213,17 @@ impl Alerter {
                 .with_label_values(&[name])
                 .set((end - outbox.cursor(i)) as i64);
             m.outbox_delivered.with_label_values(&[name]);
+            m.outbox_refused.with_label_values(&[name]);
+            m.delivery_seconds.with_label_values(&[name]);
+            for kind in ["unavailable", "refused"] {
+                m.delivery_failures.with_label_values(&[name, kind]);
+            }
             metrics().alerts_dropped.with_label_values(&[name]);
+            for outcome in ["ok", "retry", "failed"] {
+                metrics()
+                    .alert_deliveries
+                    .with_label_values(&[name, outcome]);
+            }
         }
         if end > 0 {
             tracing::info!(

@@ -189,6 +189,25 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    pub const ALL: [Severity; 4] = [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    /// The name used in findings, labels and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 /// What a detector saw, with enough to explain itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
@@ -226,6 +245,9 @@ pub struct DetectorSetup {
 
 impl DetectorSetup {
     pub fn new(configs: Vec<DetectorConfig>) -> Self {
+        for c in &configs {
+            metrics().declare_detector(c.build().name());
+        }
         DetectorSetup {
             configs,
             reference: Arc::default(),
@@ -275,8 +297,9 @@ impl Detectors {
     /// Feeds one event to every detector and returns what they found.
     pub fn observe(&mut self, event: &Event) -> std::vec::Drain<'_, Finding> {
         self.feed(event);
+        let event_time = event.time.with_timezone(&Utc);
         for f in &self.findings {
-            metrics().findings.with_label_values(&[&f.detector]).inc();
+            metrics().finding(&f.detector, f.severity, event_time);
         }
         self.findings.drain(..)
     }

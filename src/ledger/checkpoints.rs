@@ -74,6 +74,11 @@ impl CheckpointLog {
         })
     }
 
+    /// Length of the file as this log wrote it.
+    pub fn written_len(&self) -> u64 {
+        self.len
+    }
+
     /// Size of the table's last checkpoint (0 if none).
     pub fn last_size(&self, table: Table) -> u64 {
         self.last[table as usize]

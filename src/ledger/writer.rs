@@ -77,6 +77,9 @@ pub struct ChainWriter {
     poisoned: bool,
 }
 
+/// How much of the manifest's end [`ChainWriter::check_head`] reads.
+const HEAD_TAIL_BYTES: u64 = 64 * 1024;
+
 impl ChainWriter {
     pub(crate) fn open(store: Store, chain: ChainId) -> Result<ChainWriter, LedgerError> {
         chain.validate()?;
@@ -214,6 +217,86 @@ impl ChainWriter {
     /// The durable tree of a table: its size (the next seq) and root.
     pub fn tree_head(&self, table: Table) -> (u64, Hash) {
         self.durable[table as usize]
+    }
+
+    /// A light check of what the store holds against what this writer
+    /// made durable: the manifest and the checkpoint file have exactly the
+    /// lengths the writer wrote, and the manifest's last lines end each
+    /// table on the seq and root the writer holds. Costs two length
+    /// queries and one read of the manifest's last [`HEAD_TAIL_BYTES`];
+    /// `custos verify` reads everything. Run between flushes.
+    pub fn check_head(&self) -> Result<(), LedgerError> {
+        let storage = self.store.storage();
+        let path = storage.describe(&self.manifest);
+        let len = storage.len(&self.manifest)?.unwrap_or(0);
+        if len != self.manifest_len {
+            return Err(LedgerError::corrupt(
+                &path,
+                format!(
+                    "the manifest holds {len} bytes but {} were written",
+                    self.manifest_len
+                ),
+            ));
+        }
+        let rel = checkpoint_rel_path(&self.chain);
+        let checkpoints = storage.len(&rel)?.unwrap_or(0);
+        if checkpoints != self.checkpoints.written_len() {
+            return Err(LedgerError::corrupt(
+                storage.describe(&rel),
+                format!(
+                    "the checkpoint file holds {checkpoints} bytes but {} were written",
+                    self.checkpoints.written_len()
+                ),
+            ));
+        }
+        if len == 0 {
+            return Ok(());
+        }
+        let Some(mut file) = storage.open(&self.manifest)? else {
+            return Err(LedgerError::corrupt(&path, "the manifest is gone"));
+        };
+        let from = len.saturating_sub(HEAD_TAIL_BYTES);
+        let bytes = file.read_at(from, (len - from) as usize)?;
+        // Past the start, the first line read is partial: skip it.
+        let start = if from == 0 {
+            0
+        } else {
+            memchr::memchr(b'\n', &bytes).map_or(bytes.len(), |i| i + 1)
+        };
+        let parsed = super::manifest::parse(&bytes[start..]);
+        if parsed.torn_tail {
+            return Err(LedgerError::corrupt(
+                &path,
+                "the manifest ends in a torn line",
+            ));
+        }
+        let mut last: Vec<Option<ManifestLine>> = Table::ALL.iter().map(|_| None).collect();
+        for (_, _, entry) in parsed.lines {
+            if let super::manifest::Entry::Segment(line) =
+                entry.map_err(|what| LedgerError::corrupt(&path, what))?
+            {
+                let table = line.table as usize;
+                last[table] = Some(line);
+            }
+        }
+        for table in Table::ALL {
+            let (size, root) = self.durable[table as usize];
+            // A table the tail does not reach is checked by its length only.
+            let Some(line) = &last[table as usize] else {
+                continue;
+            };
+            if line.end_seq() != size || parse_hash(&line.root) != Some(root) {
+                return Err(LedgerError::corrupt(
+                    &path,
+                    format!(
+                        "the {} log ends at seq {} in the manifest but at {size} with another root in the writer",
+                        table.as_str(),
+                        line.end_seq()
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn note_offset(&mut self, offset: i64) {

@@ -169,6 +169,8 @@ pub struct Pipeline {
     /// (fed by every chain), run on their own task.
     sql: Option<SqlDetectors>,
     sql_reports: (mpsc::Sender<SqlReport>, Option<mpsc::Receiver<SqlReport>>),
+    /// When the owned chains' heads were last checked.
+    head_checked: Instant,
 }
 
 impl Pipeline {
@@ -206,6 +208,7 @@ impl Pipeline {
                 let (tx, rx) = mpsc::channel(4);
                 (tx, Some(rx))
             },
+            head_checked: Instant::now(),
         }
     }
 
@@ -269,7 +272,7 @@ impl Pipeline {
         }
         let raised_at = Utc::now();
         for finding in report.findings {
-            m.findings.with_label_values(&[&finding.detector]).inc();
+            m.finding(&finding.detector, finding.severity, finding.window_end);
             self.summary.alerts += 1;
             self.alerter
                 .send(Alert::from_finding(finding, raised_at))
@@ -318,6 +321,9 @@ impl Pipeline {
 
     /// Signs checkpoints with this policy.
     pub fn with_checkpoints(mut self, policy: Option<CheckpointPolicy>) -> Self {
+        metrics()
+            .checkpoint_interval_seconds
+            .set(policy.as_ref().map_or(0.0, |p| p.interval.as_secs_f64()));
         self.checkpoints = policy;
         self
     }
@@ -371,6 +377,7 @@ impl Pipeline {
                         // coming; age-based flushes must not wait for a lull.
                         if let Err(e) = self.flush_due().await { break Err(e); }
                         if let Err(e) = self.checkpoint_due().await { break Err(e); }
+                        self.check_heads_due().await;
                     }
                     Some(SourceEvent::Revoked(chains, done)) => {
                         let r = self.revoke(chains).await;
@@ -386,6 +393,7 @@ impl Pipeline {
                     self.reference_due();
                     if let Err(e) = self.flush_due().await { break Err(e); }
                     if let Err(e) = self.checkpoint_due().await { break Err(e); }
+                    self.check_heads_due().await;
                 }
             }
         };
@@ -436,7 +444,11 @@ impl Pipeline {
         .await
         .map_err(|e| PipelineError::Internal(e.to_string()))?;
         for (chain, opened) in opened {
-            let opened = opened?;
+            let opened = opened.inspect_err(|e| {
+                if matches!(e, LedgerError::Corrupt { .. }) {
+                    metrics().verify_result("open", false);
+                }
+            })?;
             let next_offset = opened.writer.last_offset().map_or(0, |o| o + 1);
             // An empty chain starts at 0 too (the earliest message the
             // topic still holds, if 0 is gone): the store lacks all of it.
@@ -461,6 +473,7 @@ impl Pipeline {
                 },
             );
         }
+        self.report_state();
         if let Some(reply) = reply {
             let _ = reply.send(positions);
         }
@@ -478,6 +491,7 @@ impl Pipeline {
             // chains' locks are released for it.
             self.chains.remove(chain);
         }
+        self.report_state();
         result
     }
 
@@ -719,6 +733,7 @@ impl Pipeline {
             }
         }
         crate::detect::report_keys(self.chains.values_mut().map(|s| &mut s.detectors));
+        self.report_state();
         note_checkpoints(signed);
         let Some(stats) = stats else {
             if let (true, Some(last)) = (sync, self.last_offset(chain)) {
@@ -791,6 +806,71 @@ impl Pipeline {
         Ok(())
     }
 }
+
+impl Pipeline {
+    /// Publishes the sizes of what the owned chains hold: chains, rows in
+    /// their logs, ids in their deduplication windows.
+    fn report_state(&self) {
+        let m = metrics();
+        m.chains_owned.set(self.chains.len() as i64);
+        m.dedup_ids
+            .set(self.chains.values().map(|s| s.ids.len()).sum::<usize>() as i64);
+        for table in Table::ALL {
+            let rows: u64 = self
+                .chains
+                .values()
+                .filter_map(|s| s.writer.as_ref())
+                .map(|w| w.tree_head(table).0)
+                .sum();
+            m.ledger_rows
+                .with_label_values(&[table.as_str()])
+                .set(rows as i64);
+        }
+    }
+
+    /// Every [`HEAD_CHECK_INTERVAL`], checks each owned chain's stored
+    /// manifest and checkpoints against its writer
+    /// ([`ChainWriter::check_head`]). A failure is logged and counted
+    /// (`custos_ledger_verify_ok` drops to 0); the pipeline goes on: what
+    /// it appends next still chains onto what it holds, and `custos
+    /// verify` names what was changed.
+    async fn check_heads_due(&mut self) {
+        if self.head_checked.elapsed() < HEAD_CHECK_INTERVAL {
+            return;
+        }
+        self.head_checked = Instant::now();
+        let writers: Vec<ChainWriter> = self
+            .chains
+            .values_mut()
+            .filter_map(|s| s.writer.take())
+            .collect();
+        let Ok((writers, results)) = tokio::task::spawn_blocking(move || {
+            let results: Vec<_> = writers.iter().map(ChainWriter::check_head).collect();
+            (writers, results)
+        })
+        .await
+        else {
+            // A panic in the check: the writers are gone and the next flush
+            // reports it.
+            return;
+        };
+        let mut ok = true;
+        for (writer, result) in writers.into_iter().zip(results) {
+            if let Err(e) = result {
+                ok = false;
+                tracing::error!(chain = %writer.chain(), error = %e,
+                    "the stored chain disagrees with what this process wrote (run `custos verify`)");
+            }
+            if let Some(state) = self.chains.get_mut(writer.chain()) {
+                state.writer = Some(writer);
+            }
+        }
+        metrics().verify_result("head", ok);
+    }
+}
+
+/// How often the owned chains' heads are checked.
+const HEAD_CHECK_INTERVAL: Duration = Duration::from_secs(15);
 
 fn note_checkpoints(written: usize) {
     metrics().note_checkpoints(written);
@@ -918,6 +998,7 @@ pub fn open_chain(
         }
     })?;
     if bad > 0 {
+        metrics().verify_result("replay", false);
         tracing::error!(chain = %chain, records = bad,
             "stored records that do not decode were skipped in the detector replay (run `custos verify`)");
     }

@@ -101,10 +101,16 @@ impl Context {
         if batch.is_empty() {
             return true;
         }
-        metrics()
-            .messages_consumed
+        let m = metrics();
+        m.messages_consumed
             .with_label_values(&["kafka"])
             .inc_by(batch.len() as u64);
+        // One counter update per run of messages from one partition.
+        for run in batch.chunk_by(|a, b| a.chain == b.chain) {
+            m.partition_messages
+                .with_label_values(&[&run[0].chain.stream, &run[0].chain.partition.to_string()])
+                .inc_by(run.len() as u64);
+        }
         self.tx.blocking_send(SourceEvent::Messages(batch)).is_ok()
     }
 }

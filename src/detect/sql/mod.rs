@@ -189,6 +189,11 @@ impl SqlDetectors {
         } else {
             (Vec::new(), Vec::new())
         };
+        let m = crate::metrics::metrics();
+        for q in &queries {
+            m.declare_detector(&q.name);
+            m.sql_detector_failures.with_label_values(&[&q.name]);
+        }
         let detectors = SqlDetectors {
             window: Window::new(cfg.max_rows),
             fired: Arc::new(Mutex::new(Fired::default())),
