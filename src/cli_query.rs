@@ -50,7 +50,10 @@ pub enum OutputFormat {
     Parquet,
 }
 
-pub async fn query(args: QueryArgs, segment_key: Option<custos::ledger::SegmentKey>) -> Result<i32> {
+pub async fn query(
+    args: QueryArgs,
+    segment_key: Option<custos::ledger::SegmentKey>,
+) -> Result<i32> {
     let text = match (&args.sql, &args.file) {
         (Some(sql), _) => sql.clone(),
         (None, Some(file)) => std::fs::read_to_string(file)
@@ -104,7 +107,8 @@ pub async fn query(args: QueryArgs, segment_key: Option<custos::ledger::SegmentK
     let answer = engine.execute(&caller, Surface::Cli, &sql).await?;
     let out: Box<dyn Write + Send> = match &args.out {
         Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
@@ -117,7 +121,15 @@ fn write_answer(
     format: OutputFormat,
     answer: &custos::query::Answer,
 ) -> Result<()> {
-    let batches = &answer.batches;
+    // An empty answer still has its columns (a table or CSV header).
+    let empty = [arrow::record_batch::RecordBatch::new_empty(
+        answer.schema.clone(),
+    )];
+    let batches = if answer.batches.is_empty() {
+        &empty[..]
+    } else {
+        &answer.batches[..]
+    };
     match format {
         OutputFormat::Table => {
             writeln!(
@@ -141,7 +153,8 @@ fn write_answer(
             w.finish()?;
         }
         OutputFormat::Parquet => {
-            let mut w = parquet::arrow::ArrowWriter::try_new(&mut out, answer.schema.clone(), None)?;
+            let mut w =
+                parquet::arrow::ArrowWriter::try_new(&mut out, answer.schema.clone(), None)?;
             for b in batches {
                 w.write(b)?;
             }
@@ -204,7 +217,9 @@ pub fn bind_params(text: &str, params: &[String]) -> Result<String> {
                     out.push('\'');
                 } else {
                     if value.trim().parse::<f64>().is_err() {
-                        bail!("--param {name}: `:{name}` takes a number; write `:'{name}'` for text");
+                        bail!(
+                            "--param {name}: `:{name}` takes a number; write `:'{name}'` for text"
+                        );
                     }
                     out.push_str(value.trim());
                 }
@@ -259,11 +274,9 @@ pub async fn serve(config: Config) -> Result<i32> {
 /// (reloaded as the pipeline's are) and limits.
 pub fn engine_for(config: &Config) -> Result<QueryEngine> {
     let pseudo = Pseudonymizer::new(&config.privacy.key().map_err(anyhow::Error::msg)?);
-    let (watch, _) = custos::detect::reference::ReferenceWatch::new(
-        config.reference.clone(),
-        pseudo.clone(),
-    )
-    .context("cannot load the reference tables")?;
+    let (watch, _) =
+        custos::detect::reference::ReferenceWatch::new(config.reference.clone(), pseudo.clone())
+            .context("cannot load the reference tables")?;
     let watch = Mutex::new(watch);
     let reference: ReferenceSource = Arc::new(move || {
         let mut w = watch.lock().unwrap_or_else(|p| p.into_inner());

@@ -248,7 +248,6 @@ enum Command {
     },
 }
 
-
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = init_logging(&cli.log, cli.log_format) {

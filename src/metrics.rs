@@ -429,7 +429,9 @@ pub fn query_metrics() -> &'static QueryMetrics {
                         "custos_query_seconds",
                         "Seconds a SQL statement took, by surface.",
                     )
-                    .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+                    .buckets(vec![
+                        0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    ]),
                     &["surface"],
                 )
                 .expect("valid metric"),

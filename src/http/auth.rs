@@ -87,7 +87,10 @@ mod tests {
         }
         for path in ["/v1/proof/x", "/v1/checkpoints", "/v1/consistency"] {
             let reason = allowed(path, Role::Analyst).unwrap_err();
-            assert!(reason.contains("analyst") && reason.contains(path), "{reason}");
+            assert!(
+                reason.contains("analyst") && reason.contains(path),
+                "{reason}"
+            );
             assert!(allowed(path, Role::Auditor).is_ok());
             assert!(allowed(path, Role::Admin).is_ok());
         }

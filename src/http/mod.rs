@@ -115,7 +115,11 @@ async fn ready() -> impl IntoResponse {
 
 /// Binds `addr` and serves in a background task; returns the bound address
 /// (useful with port 0).
-pub async fn serve(addr: SocketAddr, store: Option<Store>, api: Api) -> std::io::Result<SocketAddr> {
+pub async fn serve(
+    addr: SocketAddr,
+    store: Option<Store>,
+    api: Api,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     tokio::spawn(async move {

@@ -34,7 +34,12 @@ pub async fn sql(
             .and_then(|v| v.get("sql")?.as_str().map(str::to_owned))
         {
             Some(s) => s,
-            None => return error(StatusCode::BAD_REQUEST, "expected a JSON body {\"sql\": \"...\"}"),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "expected a JSON body {\"sql\": \"...\"}",
+                );
+            }
         }
     } else {
         match String::from_utf8(body.to_vec()) {
@@ -107,7 +112,11 @@ fn json(answer: &Answer) -> Result<Vec<u8>, arrow::error::ArrowError> {
     }
     let mut out = Vec::with_capacity(rows.len() + 256);
     out.extend_from_slice(b"{\"columns\":");
-    out.extend_from_slice(serde_json::to_string(&columns).unwrap_or_default().as_bytes());
+    out.extend_from_slice(
+        serde_json::to_string(&columns)
+            .unwrap_or_default()
+            .as_bytes(),
+    );
     out.extend_from_slice(b",\"rows\":");
     out.extend_from_slice(&rows);
     out.extend_from_slice(format!(",\"row_count\":{}}}", answer.rows()).as_bytes());

@@ -38,7 +38,8 @@ impl Users {
             if let Some(h) = &u.token_sha256 {
                 users.tokens.insert(h.to_ascii_lowercase(), caller.clone());
             }
-            if let Some((salt, digest)) = u.password_sha256.as_deref().and_then(|p| p.split_once(':'))
+            if let Some((salt, digest)) =
+                u.password_sha256.as_deref().and_then(|p| p.split_once(':'))
             {
                 users.passwords.insert(
                     u.name.clone(),

@@ -13,8 +13,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, Int32Array, ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray,
-    UInt64Array,
+    Array, ArrayRef, Int32Array, ListBuilder, StringArray, StringBuilder,
+    TimestampMicrosecondArray, UInt64Array,
 };
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -110,14 +110,14 @@ pub async fn register(
     Ok(())
 }
 
-/// Drops every table not in `keep`; returns what is left.
-pub fn restrict_to(ctx: &SessionContext, keep: &[&str]) -> Result<HashSet<String>, QueryError> {
+/// Drops every table not in `keep`.
+pub fn restrict_to(ctx: &SessionContext, keep: &[&str]) -> Result<(), QueryError> {
     for name in table_names(ctx) {
         if !keep.contains(&name.as_str()) {
             ctx.deregister_table(name.as_str())?;
         }
     }
-    Ok(table_names(ctx))
+    Ok(())
 }
 
 /// The names of the tables and views a session holds.
@@ -155,10 +155,7 @@ fn pseudonym_udf(pseudonyms: Option<Pseudonymizer>) -> datafusion::logical_expr:
             }
             ColumnarValue::Array(a) => {
                 let strings = string_array(a)?;
-                let out: StringArray = strings
-                    .iter()
-                    .map(|s| s.map(|r| p.patient(r)))
-                    .collect();
+                let out: StringArray = strings.iter().map(|s| s.map(|r| p.patient(r))).collect();
                 Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef))
             }
         }
@@ -274,8 +271,10 @@ fn register_checkpoints(ctx: &SessionContext, store: &Store) -> Result<(), Query
                 .collect::<StringArray>(),
         ),
         Arc::new(
-            TimestampMicrosecondArray::from(stored.iter().map(|c| time(&c.time)).collect::<Vec<_>>())
-                .with_timezone("UTC"),
+            TimestampMicrosecondArray::from(
+                stored.iter().map(|c| time(&c.time)).collect::<Vec<_>>(),
+            )
+            .with_timezone("UTC"),
         ),
         Arc::new(
             stored

@@ -255,11 +255,12 @@ impl Inner {
             super::register_reference(&ctx, &reference())?;
         }
         catalog::register(&ctx, &store, self.pseudonyms.as_ref()).await?;
-        let tables: HashSet<String> = if role.patient_level() {
-            catalog::table_names(&ctx)
-        } else {
-            catalog::restrict_to(&ctx, catalog::ANALYST_TABLES)?
-        };
+        // Scans are checked against every table the catalog made: the
+        // views an analyst keeps still scan `events` underneath.
+        let tables: HashSet<String> = catalog::table_names(&ctx);
+        if !role.patient_level() {
+            catalog::restrict_to(&ctx, catalog::ANALYST_TABLES)?;
+        }
         let plan = ctx
             .state()
             .create_logical_plan(sql)
@@ -320,7 +321,7 @@ fn with_deadline(
 ) -> DfResult<Arc<dyn ExecutionPlan>> {
     plan.transform_up(|node| {
         Ok(Transformed::yes(
-            Arc::new(DeadlineExec::new(node, deadline, limit)) as Arc<dyn ExecutionPlan>
+            Arc::new(DeadlineExec::new(node, deadline, limit)) as Arc<dyn ExecutionPlan>,
         ))
     })
     .map(|t| t.data)

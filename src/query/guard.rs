@@ -142,7 +142,11 @@ fn statement_name(statement: &Statement) -> String {
                         "CREATE" | "DROP" | "ALTER" | "TRUNCATE"
                     ) =>
                 {
-                    format!("{} {}", first.to_ascii_uppercase(), second.to_ascii_uppercase())
+                    format!(
+                        "{} {}",
+                        first.to_ascii_uppercase(),
+                        second.to_ascii_uppercase()
+                    )
                 }
                 [first, ..] => first.to_ascii_uppercase(),
                 [] => "an empty statement".into(),
@@ -243,7 +247,9 @@ mod tests {
         assert!(is_client_set("SET extra_float_digits = 3"));
         assert!(is_client_set("set application_name to 'psql';"));
         assert!(is_client_set("SET SESSION DateStyle = ISO"));
-        assert!(!is_client_set("SET datafusion.execution.target_partitions = 1"));
+        assert!(!is_client_set(
+            "SET datafusion.execution.target_partitions = 1"
+        ));
         assert!(!is_client_set("SELECT 1"));
     }
 }

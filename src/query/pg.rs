@@ -124,7 +124,10 @@ async fn connection(socket: TcpStream, engine: &QueryEngine, users: &Users) -> I
         ("integer_datetimes", "on"),
         ("standard_conforming_strings", "on"),
         ("default_transaction_read_only", "on"),
-        ("application_name", params.get("application_name").map_or("", |s| s)),
+        (
+            "application_name",
+            params.get("application_name").map_or("", |s| s),
+        ),
     ] {
         let mut b = Vec::new();
         put_cstr(&mut b, k);
@@ -347,7 +350,12 @@ async fn send_error<W: AsyncWrite + Unpin>(
     text: &str,
 ) -> IoResult<()> {
     let mut b = Vec::new();
-    for (field, value) in [(b'S', severity), (b'V', severity), (b'C', code), (b'M', text)] {
+    for (field, value) in [
+        (b'S', severity),
+        (b'V', severity),
+        (b'C', code),
+        (b'M', text),
+    ] {
         b.push(field);
         put_cstr(&mut b, value);
     }
