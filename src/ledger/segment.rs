@@ -234,7 +234,7 @@ pub(crate) fn encode_segment(
             let column = ColumnPath::from(*column);
             props = props
                 .set_column_bloom_filter_enabled(column.clone(), true)
-                .set_column_bloom_filter_ndv(column.clone(), ndv)
+                .set_column_bloom_filter_max_ndv(column.clone(), ndv)
                 .set_column_bloom_filter_fpp(column, BLOOM_FPP);
         }
     }
