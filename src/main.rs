@@ -23,6 +23,7 @@ use custos::source::{NoCommit, file};
 mod cli_erase;
 mod cli_eval;
 mod cli_ledger;
+mod cli_query;
 mod cli_rejects;
 
 #[derive(Parser)]
@@ -156,19 +157,22 @@ enum Command {
     /// Delete the segments of flushes whose events are all older than the
     /// retention period; their leaf hashes stay in the tree.
     Prune(cli_erase::PruneArgs),
-    /// Run one read-only SQL statement over a store.
-    Query {
-        sql: String,
-        /// The store folder (default: the config's `store.path`, else
-        /// `custos-store`).
+    /// Run one read-only SQL statement over a store (`docs/sql.md`).
+    Query(cli_query::QueryArgs),
+    /// Serve the SQL surfaces (`POST /v1/sql`, the PostgreSQL endpoint of
+    /// `api.pg_listen`), proofs and checkpoints over a store, without
+    /// consuming anything.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Read a secret (token or password) on stdin and print the
+    /// `token_sha256` and `password_sha256` values of an `[[api.users]]`
+    /// entry.
+    HashSecret {
+        /// The password's salt (default: 8 random bytes, in hex).
         #[arg(long)]
-        store: Option<PathBuf>,
-        #[arg(long, default_value = "table")]
-        format: OutputFormat,
-        /// Also load the config's `[reference]` tables (as `ref_*`),
-        /// pseudonymized with its key.
-        #[arg(long)]
-        config: Option<PathBuf>,
+        salt: Option<String>,
     },
     /// Write a synthetic workload as JSON lines (for ingest benchmarks).
     Synth {
@@ -242,13 +246,6 @@ enum Command {
         #[arg(long, value_name = "VERIFIER_KEY_FILE")]
         key: Option<PathBuf>,
     },
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum OutputFormat {
-    Table,
-    Csv,
-    Json,
 }
 
 fn main() {
@@ -348,12 +345,9 @@ async fn dispatch(command: Command) -> Result<i32> {
         Command::Rejects { command } => cli_rejects::run(command),
         Command::Erase(args) => cli_erase::erase(args),
         Command::Prune(args) => cli_erase::prune(args),
-        Command::Query {
-            sql,
-            store,
-            format,
-            config,
-        } => query(store, config, sql, format).await,
+        Command::Query(args) => cli_query::query(args, segment_key_from_env()?).await,
+        Command::Serve { config } => cli_query::serve(load(&config)?).await,
+        Command::HashSecret { salt } => cli_query::hash_secret(salt),
         Command::Synth {
             events,
             rate,
@@ -431,12 +425,25 @@ async fn stages(config: &Config) -> Result<Stages> {
     }
     let store = Store::open(&config.store.path, options)
         .with_context(|| format!("cannot open the store {}", config.store.path.display()))?;
+    let users = Arc::new(custos::query::Users::from_config(&config.api));
+    let engine = cli_query::engine_for(config)?;
     if config.http.enabled {
         let addr = config.http.listen.parse()?;
-        let bound = custos::http::serve(addr, Some(store.clone()))
+        let api = custos::http::Api {
+            users: users.clone(),
+            engine: Some(engine.clone()),
+        };
+        let bound = custos::http::serve(addr, Some(store.clone()), api)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(%bound, "metrics on http://{bound}/metrics");
+    }
+    if !config.api.pg_listen.is_empty() {
+        let addr = config.api.pg_listen.parse()?;
+        let bound = custos::query::pg::serve(addr, engine, users)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!(%bound, "PostgreSQL endpoint on {bound}");
     }
     let (reference, problems) = custos::detect::reference::ReferenceWatch::new(
         config.reference.clone(),
@@ -635,60 +642,6 @@ async fn ingest(config: Config, files: Vec<PathBuf>) -> Result<i32> {
         summary.redelivered,
         summary.alerts
     );
-    Ok(0)
-}
-
-async fn query(
-    store: Option<PathBuf>,
-    config: Option<PathBuf>,
-    sql: String,
-    format: OutputFormat,
-) -> Result<i32> {
-    let mut key = segment_key_from_env()?;
-    let (store, reference) = match config {
-        None => (store.unwrap_or_else(|| "custos-store".into()), None),
-        Some(file) => {
-            let config = load(&ConfigArgs {
-                config: Some(file),
-                sets: Vec::new(),
-            })?;
-            if key.is_none() {
-                key = config.store.segment_key().map_err(anyhow::Error::msg)?;
-            }
-            let pseudo = Pseudonymizer::new(&config.privacy.key().map_err(anyhow::Error::msg)?);
-            let (reference, problems) =
-                custos::detect::reference::load(&config.reference, &pseudo)?;
-            for p in &problems {
-                eprintln!("skipped reference row: {p}");
-            }
-            (store.unwrap_or(config.store.path), Some(reference))
-        }
-    };
-    let batches = custos::query::run_with(&store, key.as_ref(), reference.as_ref(), &sql).await?;
-    let mut out = std::io::stdout().lock();
-    match format {
-        OutputFormat::Table => {
-            use std::io::Write;
-            writeln!(
-                out,
-                "{}",
-                arrow::util::pretty::pretty_format_batches(&batches)?
-            )?;
-        }
-        OutputFormat::Csv => {
-            let mut w = arrow::csv::Writer::new(out);
-            for b in &batches {
-                w.write(b)?;
-            }
-        }
-        OutputFormat::Json => {
-            let mut w = arrow::json::LineDelimitedWriter::new(out);
-            for b in &batches {
-                w.write(b)?;
-            }
-            w.finish()?;
-        }
-    }
     Ok(0)
 }
 

@@ -557,3 +557,44 @@ pub fn alert_metrics() -> &'static AlertMetrics {
         }
     })
 }
+
+/// The query surfaces' metrics (CLI, HTTP, PostgreSQL), registered in the
+/// same registry on first use. Labels come from closed sets: never the
+/// user or the statement.
+pub struct QueryMetrics {
+    /// Statements received, by surface and outcome (`ok`, `refused`,
+    /// `forbidden`, `unauthenticated`, `time_limit`, `memory_limit`,
+    /// `too_many_rows`, `error`).
+    pub queries: IntCounterVec,
+    /// Wall-clock seconds a statement took, by surface.
+    pub query_seconds: prometheus::HistogramVec,
+}
+
+pub fn query_metrics() -> &'static QueryMetrics {
+    static METRICS: OnceLock<QueryMetrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let r = &metrics().registry;
+        QueryMetrics {
+            queries: counter_vec(
+                r,
+                "custos_queries_total",
+                "SQL statements received, by surface (cli, http, postgres) and outcome.",
+                &["surface", "outcome"],
+            ),
+            query_seconds: register(
+                r,
+                prometheus::HistogramVec::new(
+                    HistogramOpts::new(
+                        "custos_query_seconds",
+                        "Seconds a SQL statement took, by surface.",
+                    )
+                    .buckets(vec![
+                        0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    ]),
+                    &["surface"],
+                )
+                .expect("valid metric"),
+            ),
+        }
+    })
+}

@@ -7,6 +7,7 @@
 //! Secrets (the pseudonym key) are wrapped in [`Secret`], whose `Debug`
 //! never shows them.
 
+mod api;
 mod overrides;
 
 use std::fmt;
@@ -21,6 +22,7 @@ use crate::detect::sql::SqlDetectorsConfig;
 use crate::ledger::HashAlg;
 use crate::ledger::checkpoint::NoteSigner;
 
+pub use api::{ApiConfig, ApiUser};
 pub use overrides::{apply_env, apply_set};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -32,6 +34,8 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     pub checkpoints: CheckpointsConfig,
     pub http: HttpConfig,
+    /// Users, roles and query limits of the SQL surfaces.
+    pub api: ApiConfig,
     /// Reference tables (VIPs, roster, care teams, consents, export
     /// allow-list) and their files.
     pub reference: ReferenceConfig,
@@ -240,6 +244,7 @@ impl Default for Config {
             privacy: PrivacyConfig::default(),
             checkpoints: CheckpointsConfig::default(),
             http: HttpConfig::default(),
+            api: ApiConfig::default(),
             reference: ReferenceConfig::default(),
             detectors: {
                 let mut all = vec![DetectorConfig::default()];
@@ -468,6 +473,7 @@ impl Config {
                 ));
             }
         }
+        self.api.validate(problems);
         self.reference.validate("reference", problems);
         for (i, d) in self.detectors.iter().enumerate() {
             d.validate(&format!("detectors[{i}]"), problems);

@@ -3,34 +3,61 @@
 //! a store, the ledger's checkpoints and proofs under `/v1` ([`ledger`]);
 //! `/v1/incidents` (open incidents) and `/v1/incidents/{id}` (an incident's
 //! latest revision with links to its evidence's inclusion proofs), where
-//! alerts link to.
+//! alerts link to; `POST /v1/sql` ([`sql`]), with a query engine.
+//!
+//! `/v1` needs a bearer token and a role allowed for the route
+//! ([`auth`]); `/metrics`, `/healthz` and `/readyz` are open.
 //!
 //! Read-only: no route changes any state.
 
+mod auth;
 mod ledger;
+mod sql;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
 use crate::ledger::Store;
 use crate::metrics::metrics;
+use crate::query::{QueryEngine, Users};
 
-pub fn router(store: Option<Store>) -> Router {
-    let base = Router::new()
+pub use sql::ARROW_STREAM;
+
+/// Who may call `/v1`, and the engine `/v1/sql` runs statements on.
+#[derive(Clone, Default)]
+pub struct Api {
+    pub users: Arc<Users>,
+    /// `None`: no `/v1/sql` route.
+    pub engine: Option<QueryEngine>,
+}
+
+pub fn router(store: Option<Store>, api: Api) -> Router {
+    let mut base = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/v1/incidents", get(open_incidents))
         .route("/v1/incidents/{id}", get(incident));
-    match store {
-        Some(store) => base.merge(ledger::router(store)),
-        None => base,
+    if let Some(engine) = api.engine {
+        base = base.merge(
+            Router::new()
+                .route("/v1/sql", post(sql::sql))
+                .with_state(engine),
+        );
     }
+    if let Some(store) = store {
+        base = base.merge(ledger::router(store));
+    }
+    base.layer(axum::middleware::from_fn_with_state(
+        api.users,
+        auth::authorize,
+    ))
 }
 
 async fn metrics_text() -> impl IntoResponse {
@@ -88,11 +115,15 @@ async fn ready() -> impl IntoResponse {
 
 /// Binds `addr` and serves in a background task; returns the bound address
 /// (useful with port 0).
-pub async fn serve(addr: SocketAddr, store: Option<Store>) -> std::io::Result<SocketAddr> {
+pub async fn serve(
+    addr: SocketAddr,
+    store: Option<Store>,
+    api: Api,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router(store)).await {
+        if let Err(e) = axum::serve(listener, router(store, api)).await {
             tracing::error!(error = %e, "http server stopped");
         }
     });

@@ -1,22 +1,37 @@
-//! Read-only SQL over the ledger with DataFusion.
+//! Read-only SQL over the ledger with DataFusion, for every query surface
+//! (`custos query`, `POST /v1/sql`, the PostgreSQL endpoint).
 //!
 //! Tables: `events`, `rejects` and `incidents`, over exactly the segments the chains'
 //! manifests name as durable (a segment being written, or left by a crash,
 //! is never read); with a [`Reference`] snapshot, also its `ref_*` tables
-//! (in memory, see [`crate::detect::reference::tables`]). Only queries are allowed: DDL, DML and statements such as
-//! `SET` are refused by DataFusion's SQL options before planning.
+//! (in memory, see [`crate::detect::reference::tables`]); and the views,
+//! `checkpoints` and functions of [`catalog`]. Statements go through
+//! [`QueryEngine::execute`]: [`guard`] lets only queries through and checks
+//! what each role may read, [`engine`] bounds memory, time and rows, and
+//! [`audit::record_query`] records who asked what.
+
+pub mod audit;
+pub mod auth;
+pub mod catalog;
+pub mod engine;
+pub mod guard;
+pub mod pg;
+
+pub use audit::Surface;
+pub use auth::Users;
+pub use engine::{Answer, Caller, Limits, QueryEngine, ReferenceSource};
+pub use guard::Role;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::execution::context::{SQLOptions, SessionContext};
+use datafusion::execution::context::SessionContext;
 
 use datafusion::common::config::{ConfigFileDecryptionProperties, TableParquetOptions};
 
@@ -28,16 +43,87 @@ use crate::ledger::{
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("{0}")]
-    DataFusion(#[from] datafusion::error::DataFusionError),
+    DataFusion(datafusion::error::DataFusionError),
     #[error("{0}")]
     Ledger(#[from] LedgerError),
     #[error("{0} is not a custos store (no custos-store.json)")]
     NoStore(String),
+    /// Not a query (DDL, DML, `COPY`, `SET`, …) or a table it may not
+    /// read: the store is read-only.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The caller's role may not do this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("query time limit of {0:?} exceeded (api.query_timeout_secs)")]
+    TimeLimit(std::time::Duration),
+    #[error("query memory limit exceeded (api.query_memory_mb): {0}")]
+    MemoryLimit(String),
+    #[error("the answer has more than {0} rows (api.max_rows); narrow the query or add LIMIT")]
+    TooManyRows(usize),
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
-/// A session with the store's tables registered; `key` decrypts
-/// encrypted segments.
+impl QueryError {
+    /// The class of failure, as `custos_queries_total` counts it.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            QueryError::Refused(_) => "refused",
+            QueryError::Forbidden(_) => "forbidden",
+            QueryError::TimeLimit(_) => "time_limit",
+            QueryError::MemoryLimit(_) => "memory_limit",
+            QueryError::TooManyRows(_) => "too_many_rows",
+            _ => "error",
+        }
+    }
+
+    /// Whether the statement itself is at fault (bad SQL, refused), as
+    /// opposed to a limit or a failure of the store.
+    pub fn is_bad_statement(&self) -> bool {
+        match self {
+            QueryError::Refused(_) => true,
+            QueryError::DataFusion(e) => matches!(
+                e.find_root(),
+                datafusion::error::DataFusionError::SQL(..)
+                    | datafusion::error::DataFusionError::Plan(_)
+                    | datafusion::error::DataFusionError::SchemaError(..)
+                    | datafusion::error::DataFusionError::NotImplemented(_)
+            ),
+            _ => false,
+        }
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for QueryError {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        if let datafusion::error::DataFusionError::ResourcesExhausted(m) = e.find_root() {
+            return QueryError::MemoryLimit(m.clone());
+        }
+        QueryError::DataFusion(e)
+    }
+}
+
+impl From<arrow::error::ArrowError> for QueryError {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        QueryError::DataFusion(e.into())
+    }
+}
+
+/// A session with the store's tables (`events`, `rejects`) registered;
+/// `key` decrypts encrypted segments.
 pub async fn session(root: &Path, key: Option<&SegmentKey>) -> Result<SessionContext, QueryError> {
+    let ctx = SessionContext::new();
+    register_store(&ctx, root, key)?;
+    Ok(ctx)
+}
+
+/// Registers `events` and `rejects` of the store at `root` on `ctx`.
+pub fn register_store(
+    ctx: &SessionContext,
+    root: &Path,
+    key: Option<&SegmentKey>,
+) -> Result<Store, QueryError> {
     let bucket = root
         .to_str()
         .is_some_and(crate::ledger::storage::is_bucket_url);
@@ -45,7 +131,6 @@ pub async fn session(root: &Path, key: Option<&SegmentKey>) -> Result<SessionCon
         return Err(QueryError::NoStore(root.display().to_string()));
     }
     let store = Store::open_existing_with(root, key.cloned())?;
-    let ctx = SessionContext::new();
     // Files are named by URL: `file:///…` in a folder, `s3://…` in a
     // bucket, read through the store's own client.
     let url_of: Box<dyn Fn(&str) -> String> = match store.bucket() {
@@ -81,10 +166,10 @@ pub async fn session(root: &Path, key: Option<&SegmentKey>) -> Result<SessionCon
             }
         }
     }
-    register(&ctx, "events", events_schema(), events, key)?;
-    register(&ctx, "rejects", rejects_schema(), rejects, key)?;
-    register(&ctx, "incidents", incidents_schema(), incidents, key)?;
-    Ok(ctx)
+    register(ctx, "events", events_schema(), events, key)?;
+    register(ctx, "rejects", rejects_schema(), rejects, key)?;
+    register(ctx, "incidents", incidents_schema(), incidents, key)?;
+    Ok(store)
 }
 
 fn register(
@@ -128,32 +213,4 @@ pub fn register_reference(ctx: &SessionContext, reference: &Reference) -> Result
         ctx.register_table(name, Arc::new(table))?;
     }
     Ok(())
-}
-
-/// Runs one read-only statement.
-pub async fn run(
-    store: &Path,
-    key: Option<&SegmentKey>,
-    sql: &str,
-) -> Result<Vec<RecordBatch>, QueryError> {
-    run_with(store, key, None, sql).await
-}
-
-/// Runs one read-only statement, with the reference tables if given.
-pub async fn run_with(
-    store: &Path,
-    key: Option<&SegmentKey>,
-    reference: Option<&Reference>,
-    sql: &str,
-) -> Result<Vec<RecordBatch>, QueryError> {
-    let ctx = session(store, key).await?;
-    if let Some(reference) = reference {
-        register_reference(&ctx, reference)?;
-    }
-    let options = SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false);
-    let df = ctx.sql_with_options(sql, options).await?;
-    Ok(df.collect().await?)
 }

@@ -351,13 +351,21 @@ pub fn ready(addr: &str) -> bool {
     text.starts_with("HTTP/1.1 200")
 }
 
-/// The body of `GET path` on `addr`, if it answered 200.
+/// The bearer token of the `test-admin` user [`write_config`] adds to
+/// every configuration; [`http_get`] sends it (`/v1` needs one).
+pub const ADMIN_TOKEN: &str = "custos-test-admin-token-0123456789abcdef";
+
+/// The body of `GET path` on `addr` (with [`ADMIN_TOKEN`]), if it
+/// answered 200.
 pub fn http_get(addr: &str, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .ok()?;
     let mut text = String::new();
@@ -381,19 +389,7 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
 /// The payload of a chunked HTTP/1.1 body (sizes count bytes, so the
 /// chunks are cut as bytes: one may end inside a UTF-8 character).
 fn dechunk(body: &str) -> Option<String> {
-    let mut body = body.as_bytes();
-    let mut out = Vec::new();
-    loop {
-        let line = body.windows(2).position(|w| w == b"\r\n")?;
-        let size = std::str::from_utf8(&body[..line]).ok()?;
-        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
-        if size == 0 {
-            return String::from_utf8(out).ok();
-        }
-        let rest = &body[line + 2..];
-        out.extend_from_slice(rest.get(..size)?);
-        body = rest.get(size..)?.strip_prefix(b"\r\n")?;
-    }
+    String::from_utf8(dechunk_bytes(body.as_bytes())?).ok()
 }
 
 /// Creates topics of `partitions` partitions on the broker.
@@ -438,8 +434,109 @@ pub fn produce(brokers: &str, topic: &str, messages: &[(String, Vec<u8>)]) {
     });
 }
 
+/// An HTTP/1.1 answer: status, headers (names lowercased), body.
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpAnswer {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one request (`Connection: close`) and reads the whole answer;
+/// `headers` are `Name: value` lines.
+pub fn http_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> HttpAnswer {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for h in headers {
+        head.push_str(h);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP answer");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    if chunked {
+        body = dechunk_bytes(&body).expect("a chunked body");
+    }
+    HttpAnswer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk_bytes(mut body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line = body.windows(2).position(|w| w == b"\r\n")?;
+        let size = std::str::from_utf8(&body[..line]).ok()?;
+        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
+        if size == 0 {
+            return Some(out);
+        }
+        let rest = &body[line + 2..];
+        out.extend_from_slice(rest.get(..size)?);
+        body = rest.get(size..)?.strip_prefix(b"\r\n")?;
+    }
+}
+
+/// The hex SHA-256 of a token, as `token_sha256` holds it.
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
 /// Writes `custos.toml` in `dir` from `body`, with `store.path` set to
-/// `store` (the body's `[store]` table, if any, must come first).
+/// `store` (the body's `[store]` table, if any, must come first), and an
+/// `admin` user `test-admin` whose bearer token is [`ADMIN_TOKEN`].
 pub fn write_config(dir: &Path, store: &Path, body: &str) -> PathBuf {
     let body = body.replacen("[store]\n", "", 1);
     let mut text = format!(
@@ -454,6 +551,10 @@ pub fn write_config(dir: &Path, store: &Path, body: &str) -> PathBuf {
             dir.join("outbox").display()
         ));
     }
+    text.push_str(&format!(
+        "\n[[api.users]]\nname = \"test-admin\"\nrole = \"admin\"\ntoken_sha256 = \"{}\"\n",
+        sha256_hex(ADMIN_TOKEN)
+    ));
     let path = dir.join("custos.toml");
     std::fs::write(&path, text).unwrap();
     path
