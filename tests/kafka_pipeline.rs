@@ -285,7 +285,10 @@ url = "{url}"
     let report = verified(&store);
     assert_eq!(report.events as usize, good);
     assert_eq!(report.rejects as usize, bad);
-    assert_eq!(report.chains, 3, "one chain per partition");
+    assert_eq!(
+        report.chains, 4,
+        "one chain per partition, and the incidents chain"
+    );
     let (code, out) = custos(&[
         "verify",
         store.to_str().unwrap(),
