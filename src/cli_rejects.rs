@@ -68,7 +68,7 @@ pub fn run(command: RejectsCommand) -> Result<i32> {
             chain.validate()?;
             vec![chain]
         }
-        _ => store.chains()?,
+        _ => store.chains_with(Table::Rejects)?,
     };
     if seq.is_some() && chains.len() != 1 {
         bail!(
