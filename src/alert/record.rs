@@ -110,11 +110,10 @@ impl IncidentRecorder {
     /// commit point) are not recorded twice. On an error the chain is
     /// reopened at the next call.
     pub fn record(&mut self, first: u64, revisions: &[Incident]) -> Result<(), LedgerError> {
-        let writer = match self.writer.take() {
+        let mut writer = match self.writer.take() {
             Some(w) => w,
             None => self.ledger.store.chain_writer(&self.chain)?,
         };
-        let mut writer = writer;
         let held = writer.last_offset();
         for (i, inc) in revisions.iter().enumerate() {
             let offset = (first + i as u64) as i64;

@@ -129,11 +129,8 @@ pub(crate) fn incident_batch(
     let s = |f: fn(&IncidentRow) -> Option<&str>| -> ArrayRef {
         Arc::new(rows.iter().map(f).collect::<StringArray>())
     };
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(rows.iter().map(|r| r.seq).collect::<UInt64Array>()),
-        Arc::new(StringArray::from(vec![chain.stream.as_str(); rows.len()])),
-        Arc::new(Int32Array::from(vec![chain.partition; rows.len()])),
-        Arc::new(rows.iter().map(|r| r.offset).collect::<Int64Array>()),
+    let mut columns = coordinates(chain, rows.iter().map(|r| (r.seq, r.offset)));
+    columns.extend::<[ArrayRef; _]>([
         s(|r| Some(&r.cols.id)),
         Arc::new(
             rows.iter()
@@ -145,14 +142,9 @@ pub(crate) fn incident_batch(
         s(|r| Some(&r.cols.actor)),
         s(|r| r.cols.patient.as_deref()),
         s(|r| Some(&r.cols.detector)),
-        Arc::new(
-            TimestampMicrosecondArray::from(
-                rows.iter().map(|r| r.cols.raised_at_us).collect::<Vec<_>>(),
-            )
-            .with_timezone("UTC"),
-        ),
+        utc_micros(rows.iter().map(|r| r.cols.raised_at_us)),
         s(|r| Some(&r.record)),
-    ];
+    ]);
     RecordBatch::try_new(incidents_schema(), columns)
         .map_err(|e| LedgerError::Internal(format!("incidents batch: {e}")))
 }
@@ -178,22 +170,32 @@ pub(crate) struct RejectRow {
     pub record: String,
 }
 
+/// The `seq`, `stream`, `partition` and `offset` columns every table
+/// begins with, from each row's (seq, offset).
+fn coordinates(chain: &ChainId, rows: impl ExactSizeIterator<Item = (u64, i64)>) -> Vec<ArrayRef> {
+    let n = rows.len();
+    let (seqs, offsets): (Vec<u64>, Vec<i64>) = rows.unzip();
+    vec![
+        Arc::new(UInt64Array::from(seqs)),
+        Arc::new(StringArray::from(vec![chain.stream.as_str(); n])),
+        Arc::new(Int32Array::from(vec![chain.partition; n])),
+        Arc::new(Int64Array::from(offsets)),
+    ]
+}
+
+/// A UTC timestamp column of microseconds.
+fn utc_micros(values: impl Iterator<Item = i64>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from(values.collect::<Vec<_>>()).with_timezone("UTC"))
+}
+
 pub(crate) fn event_batch(chain: &ChainId, rows: &[EventRow]) -> Result<RecordBatch, LedgerError> {
     let s = |f: fn(&EventRow) -> Option<&str>| -> ArrayRef {
         Arc::new(rows.iter().map(f).collect::<StringArray>())
     };
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(rows.iter().map(|r| r.seq).collect::<UInt64Array>()),
-        Arc::new(StringArray::from(vec![chain.stream.as_str(); rows.len()])),
-        Arc::new(Int32Array::from(vec![chain.partition; rows.len()])),
-        Arc::new(rows.iter().map(|r| r.offset).collect::<Int64Array>()),
+    let mut columns = coordinates(chain, rows.iter().map(|r| (r.seq, r.offset)));
+    columns.extend::<[ArrayRef; _]>([
         s(|r| Some(&r.cols.id)),
-        Arc::new(
-            TimestampMicrosecondArray::from(
-                rows.iter().map(|r| r.cols.time_us).collect::<Vec<_>>(),
-            )
-            .with_timezone("UTC"),
-        ),
+        utc_micros(rows.iter().map(|r| r.cols.time_us)),
         s(|r| Some(&r.cols.kind)),
         s(|r| Some(&r.cols.actor_id)),
         s(|r| r.cols.actor_role.as_deref()),
@@ -205,7 +207,7 @@ pub(crate) fn event_batch(chain: &ChainId, rows: &[EventRow]) -> Result<RecordBa
         Arc::new(rows.iter().map(|r| r.cols.records).collect::<Int64Array>()),
         s(|r| r.cols.model.as_deref()),
         s(|r| Some(&r.record)),
-    ];
+    ]);
     RecordBatch::try_new(events_schema(), columns)
         .map_err(|e| LedgerError::Internal(format!("events batch: {e}")))
 }
@@ -214,11 +216,8 @@ pub(crate) fn reject_batch(
     chain: &ChainId,
     rows: &[RejectRow],
 ) -> Result<RecordBatch, LedgerError> {
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(rows.iter().map(|r| r.seq).collect::<UInt64Array>()),
-        Arc::new(StringArray::from(vec![chain.stream.as_str(); rows.len()])),
-        Arc::new(Int32Array::from(vec![chain.partition; rows.len()])),
-        Arc::new(rows.iter().map(|r| r.offset).collect::<Int64Array>()),
+    let mut columns = coordinates(chain, rows.iter().map(|r| (r.seq, r.offset)));
+    columns.extend::<[ArrayRef; _]>([
         Arc::new(rows.iter().map(|r| Some(r.reason)).collect::<StringArray>()),
         Arc::new(
             rows.iter()
@@ -240,7 +239,7 @@ pub(crate) fn reject_batch(
                 .map(|r| Some(&r.record))
                 .collect::<StringArray>(),
         ),
-    ];
+    ]);
     RecordBatch::try_new(rejects_schema(), columns)
         .map_err(|e| LedgerError::Internal(format!("rejects batch: {e}")))
 }
