@@ -285,15 +285,16 @@ pub async fn verify(
         for p in &report.problems {
             println!("BAD {p}");
         }
-        let rows = report.events + report.rejects + report.incidents;
+        let rows = report.events + report.rejects + report.incidents + report.queries;
         println!(
-            "{}: {} chain(s), {} segment(s), {} event(s), {} reject(s), {} incident revision(s), {} checkpoint(s) in {:.2}s ({:.0} rows/s)",
+            "{}: {} chain(s), {} segment(s), {} event(s), {} reject(s), {} incident revision(s), {} logged query(ies), {} checkpoint(s) in {:.2}s ({:.0} rows/s)",
             if report.ok() { "ok" } else { "FAILED" },
             report.chains,
             report.segments,
             report.events,
             report.rejects,
             report.incidents,
+            report.queries,
             report.checkpoints,
             took.as_secs_f64(),
             rows as f64 / took.as_secs_f64().max(1e-9)
@@ -348,6 +349,7 @@ fn report_json(report: &VerifyReport) -> String {
         "events": report.events,
         "rejects": report.rejects,
         "incidents": report.incidents,
+        "queries": report.queries,
         "erased": report.erased,
         "pruned": report.pruned,
         "checkpoints": report.checkpoints,

@@ -5,13 +5,14 @@
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use custos::config::Config;
 use custos::event::{PseudonymKey, Pseudonymizer};
-use custos::query::{Caller, Limits, QueryEngine, ReferenceSource, Role, Surface, Users};
+use custos::ledger::Store;
+use custos::query::{Caller, Limits, QueryEngine, QueryLog, ReferenceSource, Role, Surface, Users};
 
 #[derive(clap::Args)]
 pub struct QueryArgs {
@@ -62,7 +63,7 @@ pub async fn query(
     };
     let sql = bind_params(&text, &args.params)?;
     let mut key = segment_key;
-    let (store, reference, pseudonyms, limits) = match &args.config {
+    let (store, reference, pseudonyms, limits, config) = match &args.config {
         None => {
             // Without a configuration, the pseudonym key may still come
             // from the environment, as it does for ingest.
@@ -75,6 +76,7 @@ pub async fn query(
                 None,
                 pseudonyms,
                 Limits::default(),
+                None,
             )
         }
         Some(file) => {
@@ -95,10 +97,20 @@ pub async fn query(
                 Some(source),
                 Some(pseudo),
                 Limits::from_config(&config.api),
+                Some(config),
             )
         }
     };
-    let engine = QueryEngine::new(store, key, pseudonyms, reference, limits)?;
+    // The statement is recorded in the store's query log (so this needs
+    // write access to the store), and the entry signed when the
+    // configuration has a checkpoint key.
+    let opened = Store::open_existing_with(&store, key.clone())
+        .with_context(|| format!("cannot open the store {}", store.display()))?;
+    // Without `--config`, a checkpoint key may still come from the
+    // environment (`CUSTOS_CHECKPOINTS_KEY_FILE`), as it does for ingest.
+    let config = config.or_else(|| Config::load(None, std::env::vars(), &[]).ok());
+    let log = query_log(opened, config.as_ref(), Duration::ZERO)?;
+    let engine = QueryEngine::new(store, key, pseudonyms, reference, limits, log)?;
     // Whoever can run this command can read the store's files anyway.
     let caller = Caller {
         name: std::env::var("USER").unwrap_or_else(|_| "local".into()),
@@ -240,13 +252,15 @@ pub fn bind_params(text: &str, params: &[String]) -> Result<String> {
 /// `custos serve`: the HTTP API and the PostgreSQL endpoint over a store,
 /// without consuming anything.
 pub async fn serve(config: Config) -> Result<i32> {
-    let engine = engine_for(&config)?;
     let users = Arc::new(Users::from_config(&config.api));
-    let store = custos::ledger::Store::open_existing_with(
+    let store = Store::open_existing_with(
         &config.store.path,
         config.store.segment_key().map_err(anyhow::Error::msg)?,
     )
     .with_context(|| format!("cannot open the store {}", config.store.path.display()))?;
+    let shutdown = crate::terminated();
+    let engine = engine_for(&config, store.clone())?;
+    let tls = config.api.tls().map_err(anyhow::Error::msg)?;
     let http: std::net::SocketAddr = config.http.listen.parse()?;
     let bound = custos::http::serve(
         http,
@@ -255,24 +269,49 @@ pub async fn serve(config: Config) -> Result<i32> {
             users: users.clone(),
             engine: Some(engine.clone()),
         },
+        tls.clone(),
     )
     .await
     .with_context(|| format!("cannot listen on {http}"))?;
-    tracing::info!(%bound, "SQL on http://{bound}/v1/sql");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%bound, "SQL on {scheme}://{bound}/v1/sql");
     if !config.api.pg_listen.is_empty() {
         let addr: std::net::SocketAddr = config.api.pg_listen.parse()?;
-        let bound = custos::query::pg::serve(addr, engine, users)
+        let bound = custos::query::pg::serve(addr, engine.clone(), users, tls)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(%bound, "PostgreSQL endpoint on {bound}");
     }
-    crate::ctrl_c().await;
+    shutdown.await;
+    if let Err(e) = engine.sign_log() {
+        tracing::warn!(error = %e, "cannot sign the query log's last entries; the next start signs them");
+    }
     Ok(0)
 }
 
-/// The query engine of a configuration: its store, keys, reference tables
-/// (reloaded as the pipeline's are) and limits.
-pub fn engine_for(config: &Config) -> Result<QueryEngine> {
+/// The query log of `store`: a `+queries/<n>` chain, its entries signed
+/// with the configuration's checkpoint key (if any) at most every
+/// `sign_every`.
+fn query_log(store: Store, config: Option<&Config>, sign_every: Duration) -> Result<QueryLog> {
+    let signer = match config {
+        Some(c) => c.checkpoints.signer().map_err(anyhow::Error::msg)?,
+        None => None,
+    };
+    let log = QueryLog::open(store, signer.map(|s| (Arc::new(s), sign_every)))
+        .context("cannot open the query log")?;
+    tracing::debug!(chain = %log.chain(), "statements are recorded in this chain");
+    Ok(log)
+}
+
+/// The query engine of a configuration: its store (opened by the caller,
+/// where the query log is kept), keys, reference tables (reloaded as the
+/// pipeline's are) and limits.
+pub fn engine_for(config: &Config, store: Store) -> Result<QueryEngine> {
+    let log = query_log(
+        store,
+        Some(config),
+        Duration::from_secs(config.checkpoints.interval_secs),
+    )?;
     let pseudo = Pseudonymizer::new(&config.privacy.key().map_err(anyhow::Error::msg)?);
     let (watch, _) =
         custos::detect::reference::ReferenceWatch::new(config.reference.clone(), pseudo.clone())
@@ -291,6 +330,7 @@ pub fn engine_for(config: &Config) -> Result<QueryEngine> {
         Some(pseudo),
         Some(reference),
         Limits::from_config(&config.api),
+        log,
     )?)
 }
 

@@ -27,3 +27,4 @@ pub mod metrics;
 pub mod pipeline;
 pub mod query;
 pub mod source;
+pub mod tls;

@@ -426,21 +426,22 @@ async fn stages(config: &Config) -> Result<Stages> {
     let store = Store::open(&config.store.path, options)
         .with_context(|| format!("cannot open the store {}", config.store.path.display()))?;
     let users = Arc::new(custos::query::Users::from_config(&config.api));
-    let engine = cli_query::engine_for(config)?;
+    let engine = cli_query::engine_for(config, store.clone())?;
+    let tls = config.api.tls().map_err(anyhow::Error::msg)?;
     if config.http.enabled {
         let addr = config.http.listen.parse()?;
         let api = custos::http::Api {
             users: users.clone(),
             engine: Some(engine.clone()),
         };
-        let bound = custos::http::serve(addr, Some(store.clone()), api)
+        let bound = custos::http::serve(addr, Some(store.clone()), api, tls.clone())
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(%bound, "metrics on http://{bound}/metrics");
     }
     if !config.api.pg_listen.is_empty() {
         let addr = config.api.pg_listen.parse()?;
-        let bound = custos::query::pg::serve(addr, engine, users)
+        let bound = custos::query::pg::serve(addr, engine, users, tls.clone())
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(%bound, "PostgreSQL endpoint on {bound}");

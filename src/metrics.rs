@@ -564,7 +564,7 @@ pub fn alert_metrics() -> &'static AlertMetrics {
 pub struct QueryMetrics {
     /// Statements received, by surface and outcome (`ok`, `refused`,
     /// `forbidden`, `unauthenticated`, `time_limit`, `memory_limit`,
-    /// `too_many_rows`, `error`).
+    /// `too_many_rows`, `unrecorded`, `error`).
     pub queries: IntCounterVec,
     /// Wall-clock seconds a statement took, by surface.
     pub query_seconds: prometheus::HistogramVec,

@@ -25,12 +25,14 @@ fn examples() -> String {
 }
 
 /// A store holding the example events (12 events: 7 access, 2 inference,
-/// 3 lineage), signed by a checkpoint key.
+/// 3 lineage), signed by a checkpoint key (`signer`, `verifier` beside
+/// it).
 fn ingested() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let signer = dir.path().join("signer");
-    keygen_checkpoint(signer.to_str().unwrap());
+    let verifier = keygen_checkpoint(signer.to_str().unwrap());
+    std::fs::write(dir.path().join("verifier"), verifier).unwrap();
     let set = format!("store.path={}", store.display());
     let run = run(
         &["ingest", "--set", &set, &examples()],
@@ -369,7 +371,8 @@ struct Served {
     child: Child,
     http: String,
     pg: String,
-    _dir: tempfile::TempDir,
+    store: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Served {
@@ -380,13 +383,18 @@ impl Drop for Served {
 }
 
 fn serve(timeout_secs: u64) -> Served {
+    serve_with(timeout_secs, "")
+}
+
+/// `custos serve` with `api` added to its `[api]` section.
+fn serve_with(timeout_secs: u64, api: &str) -> Served {
     let (dir, store) = ingested();
     let http = free_addr();
     let pg = free_addr();
     let salt = "0a1b2c3d";
     let pw = |p: &str| format!("{salt}:{}", sha256_hex(&format!("{salt}{p}")));
     let body = format!(
-        "[http]\nlisten = \"{http}\"\n[api]\npg_listen = \"{pg}\"\nquery_timeout_secs = {timeout_secs}\n\
+        "[http]\nlisten = \"{http}\"\n[api]\npg_listen = \"{pg}\"\nquery_timeout_secs = {timeout_secs}\n{api}\n\
          [[api.users]]\nname = \"ann\"\nrole = \"auditor\"\ntoken_sha256 = \"{}\"\npassword_sha256 = \"{}\"\n\
          [[api.users]]\nname = \"bob\"\nrole = \"analyst\"\ntoken_sha256 = \"{}\"\npassword_sha256 = \"{}\"\n",
         sha256_hex(AUDITOR_TOKEN),
@@ -398,6 +406,7 @@ fn serve(timeout_secs: u64) -> Served {
     let child = Command::new(bin())
         .args(["serve", "--config", config.to_str().unwrap()])
         .env("CUSTOS_PRIVACY_PSEUDONYM_KEY", KEY)
+        .env("CUSTOS_CHECKPOINTS_KEY_FILE", dir.path().join("signer"))
         .env("CUSTOS_LOG", "warn")
         .envs(child_env())
         .stdout(Stdio::null())
@@ -408,11 +417,14 @@ fn serve(timeout_secs: u64) -> Served {
         child,
         http,
         pg,
-        _dir: dir,
+        store,
+        dir,
     };
+    let tls = !api.is_empty() && api.contains("tls_cert");
     assert!(
         wait_until(Duration::from_secs(20), || {
-            http_get(&served.http, "/healthz").is_some()
+            (tls && std::net::TcpStream::connect(&served.http).is_ok()
+                || http_get(&served.http, "/healthz").is_some())
                 && std::net::TcpStream::connect(&served.pg).is_ok()
         }),
         "custos serve did not start"
@@ -758,4 +770,299 @@ fn ingest_goes_on_while_a_query_is_over_its_limit() {
     );
     // The next statement runs.
     assert_eq!(count(), Some(400));
+}
+
+/// Every statement, from every surface and whatever its outcome, is a row
+/// of the ledger's `query_log` before its answer leaves: who, role,
+/// surface, the statement (raw identifiers replaced by their pseudonyms),
+/// rows, outcome. The rows are signed, verified and provable like events.
+#[test]
+fn every_statement_on_every_surface_is_recorded_in_the_query_log() {
+    let mut served = serve(30);
+    let store = served.store.clone();
+    let signer = served.dir.path().join("signer");
+    let signer_env = [("CUSTOS_CHECKPOINTS_KEY_FILE", signer.to_str().unwrap())];
+    let cli = |args: &[&str]| {
+        let mut all = vec!["query", "--store", store.to_str().unwrap()];
+        all.extend_from_slice(args);
+        run(&all, &signer_env)
+    };
+
+    let answered = sql(
+        &served.http,
+        Some(AUDITOR_TOKEN),
+        "SELECT count(*) AS n FROM access WHERE patient = pseudonym('MRN-200117')",
+    );
+    assert_eq!(answered.status, 200, "{}", answered.text());
+    let forbidden = sql(&served.http, Some(ANALYST_TOKEN), "SELECT * FROM events");
+    assert_eq!(forbidden.status, 403, "{}", forbidden.text());
+    let (code, out, err) = psql(
+        &served.pg,
+        "ann",
+        AUDITOR_PASSWORD,
+        "SELECT count(*) FROM lineage",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    // The CLI runs while `serve` holds its chain: it takes another.
+    let r = cli(&["--format", "csv", "SELECT 1 AS one"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    let r = cli(&["DROP TABLE events"]);
+    assert_ne!(r.code, 0);
+
+    // A stopped `serve` signs what it recorded.
+    let term = Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    assert!(
+        wait_until(Duration::from_secs(20), || matches!(
+            served.child.try_wait(),
+            Ok(Some(_))
+        )),
+        "serve did not stop on SIGTERM"
+    );
+
+    let r = cli(&[
+        "--format",
+        "json",
+        "SELECT who, role, surface, sql, \"rows\", outcome, error, \"partition\", record \
+         FROM query_log ORDER BY at",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    let rows = json_lines(&r.out);
+    let summary: Vec<(&str, &str, &str, i64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["who"].as_str().unwrap(),
+                r["surface"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+                r["partition"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let me = std::env::var("USER").unwrap_or_else(|_| "local".into());
+    assert_eq!(
+        summary,
+        [
+            ("ann", "http", "ok", 0),
+            ("bob", "http", "forbidden", 0),
+            ("ann", "postgres", "ok", 0),
+            (me.as_str(), "cli", "ok", 1),
+            (me.as_str(), "cli", "refused", 1),
+        ],
+        "{rows:?}"
+    );
+    assert_eq!(rows[0]["role"], "auditor");
+    assert_eq!(rows[0]["rows"], 1);
+    assert_eq!(rows[1]["role"], "analyst");
+    assert!(rows[1]["rows"].is_null());
+    assert!(
+        rows[1]["error"].as_str().unwrap().contains("events"),
+        "{rows:?}"
+    );
+    assert!(
+        rows[4]["sql"]
+            .as_str()
+            .unwrap()
+            .contains("DROP TABLE events")
+    );
+    // The raw identifier became its pseudonym in the statement, the
+    // record and the error messages.
+    assert!(!r.out.contains("MRN-"), "{}", r.out);
+    let lookup = cli(&["--format", "csv", "SELECT pseudonym('MRN-200117') AS p"]);
+    assert_eq!(lookup.code, 0, "{}", lookup.err);
+    let pseudonym = lookup.out.lines().nth(1).unwrap().to_owned();
+    let logged = rows[0]["sql"].as_str().unwrap();
+    assert!(logged.contains(&format!("'{pseudonym}'")), "{logged}");
+
+    // Signed (serve at its stop, each CLI run at once), verified, provable.
+    // `serve` held +queries/0 while the first CLI runs took +queries/1;
+    // once it stopped, the CLI took the lowest free chain again.
+    let signed = cli(&[
+        "--format",
+        "csv",
+        "SELECT \"partition\", max(size) AS size FROM checkpoints \
+         WHERE \"table\" = 'query_log' GROUP BY \"partition\" ORDER BY \"partition\"",
+    ]);
+    assert_eq!(signed.code, 0, "{}", signed.err);
+    assert_eq!(signed.out, "partition,size\n0,5\n1,2\n", "{}", signed.out);
+    let verifier = served.dir.path().join("verifier");
+    let verify = run(
+        &[
+            "verify",
+            store.to_str().unwrap(),
+            "--key",
+            verifier.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(verify.code, 0, "{}{}", verify.out, verify.err);
+    let report: Value = serde_json::from_str(&verify.out).unwrap();
+    assert_eq!(report["queries"], 8, "{report}");
+    let proof = run(
+        &[
+            "prove",
+            "--store",
+            store.to_str().unwrap(),
+            "--table",
+            "query_log",
+            "--seq",
+            "1",
+            "--stream",
+            "+queries",
+            "--partition",
+            "0",
+        ],
+        &[],
+    );
+    assert_eq!(proof.code, 0, "{}", proof.err);
+    let shown: Value = serde_json::from_str(&proof.out).unwrap();
+    assert_eq!(shown["table"], "query_log", "{shown}");
+    assert!(
+        shown["record"]
+            .as_str()
+            .unwrap()
+            .contains("\"who\":\"bob\""),
+        "{shown}"
+    );
+    let proof_file = served.dir.path().join("proof.json");
+    std::fs::write(&proof_file, &proof.out).unwrap();
+    let checked = run(
+        &[
+            "verify-proof",
+            proof_file.to_str().unwrap(),
+            "--key",
+            verifier.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(checked.code, 0, "{}{}", checked.out, checked.err);
+
+    // A changed entry is named by verify.
+    let segment = std::fs::read_dir(store.join("query_log/+queries/0"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .next()
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&segment, bytes).unwrap();
+    let tampered = run(&["verify", store.to_str().unwrap(), "--json"], &[]);
+    assert_ne!(tampered.code, 0);
+    assert!(
+        tampered.out.contains("query_log/+queries/0"),
+        "{}",
+        tampered.out
+    );
+}
+
+/// With a certificate configured, the HTTP API and the PostgreSQL endpoint
+/// speak TLS only: real clients (curl, psql) that check the certificate
+/// get answers; cleartext is refused.
+#[test]
+fn with_a_certificate_both_endpoints_serve_tls_only() {
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ])
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let served = serve_with(
+        30,
+        &format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"",
+            cert.display(),
+            key.display()
+        ),
+    );
+
+    // HTTPS, with the certificate checked.
+    let curl = |extra: &[&str], url: &str| {
+        let body = serde_json::json!({ "sql": "SELECT count(*) AS n FROM access" }).to_string();
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sS",
+            "--max-time",
+            "20",
+            "-H",
+            "Content-Type: application/json",
+        ])
+        .args(["-H", &format!("Authorization: Bearer {AUDITOR_TOKEN}")])
+        .args(["--data", &body])
+        .args(extra)
+        .arg(url);
+        cmd.output().expect("curl is installed")
+    };
+    let https = format!("https://{}/v1/sql", served.http);
+    let answered = curl(&["--cacert", cert.to_str().unwrap()], &https);
+    assert!(
+        answered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&answered.stderr)
+    );
+    let v: Value = serde_json::from_slice(&answered.stdout).unwrap();
+    assert_eq!(v["rows"][0]["n"], 7, "{v}");
+    // Not trusted without the certificate; no answer in cleartext.
+    let untrusted = curl(&[], &https);
+    assert!(!untrusted.status.success());
+    let clear = curl(&[], &format!("http://{}/v1/sql", served.http));
+    assert!(
+        !clear.status.success() || !String::from_utf8_lossy(&clear.stdout).contains("rows"),
+        "{}",
+        String::from_utf8_lossy(&clear.stdout)
+    );
+
+    // psql over TLS, checking the certificate and the host name.
+    let (host, port) = served.pg.rsplit_once(':').unwrap();
+    let psql = |mode: &str| {
+        Command::new("psql")
+            .args([
+                "-h", host, "-p", port, "-U", "ann", "-d", "custos", "-X", "-A", "-t",
+            ])
+            .args(["-c", "SELECT count(*) FROM lineage"])
+            .env("PGPASSWORD", AUDITOR_PASSWORD)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .env("PGSSLMODE", mode)
+            .env("PGSSLROOTCERT", &cert)
+            .output()
+            .expect("psql is installed")
+    };
+    let verified = psql("verify-full");
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&verified.stdout).trim(), "3");
+    let clear = psql("disable");
+    assert!(!clear.status.success());
+    let why = String::from_utf8_lossy(&clear.stderr);
+    assert!(why.contains("requires TLS"), "{why}");
 }

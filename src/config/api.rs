@@ -24,6 +24,11 @@ pub struct ApiConfig {
     pub query_threads: usize,
     /// Rows an answer may hold at most (more: the query fails and says so).
     pub max_rows: usize,
+    /// A PEM certificate chain (leaf first) and its PEM private key: the
+    /// HTTP API and the PostgreSQL endpoint then serve TLS only. Both or
+    /// neither; empty: no TLS.
+    pub tls_cert: String,
+    pub tls_key: String,
     pub users: Vec<ApiUser>,
 }
 
@@ -36,6 +41,8 @@ impl Default for ApiConfig {
             query_concurrency: 4,
             query_threads: 2,
             max_rows: 1_000_000,
+            tls_cert: String::new(),
+            tls_key: String::new(),
             users: Vec::new(),
         }
     }
@@ -58,12 +65,25 @@ pub struct ApiUser {
 }
 
 impl ApiConfig {
+    /// The TLS acceptor of `tls_cert` and `tls_key`, if they are set.
+    pub fn tls(&self) -> Result<Option<tokio_rustls::TlsAcceptor>, crate::tls::TlsError> {
+        if self.tls_cert.is_empty() || self.tls_key.is_empty() {
+            return Ok(None);
+        }
+        crate::tls::acceptor(self.tls_cert.as_ref(), self.tls_key.as_ref()).map(Some)
+    }
+
     pub(super) fn validate(&self, problems: &mut Vec<String>) {
         if !self.pg_listen.is_empty() && self.pg_listen.parse::<std::net::SocketAddr>().is_err() {
             problems.push(format!(
                 "api.pg_listen `{}` is not an address like 127.0.0.1:5433",
                 self.pg_listen
             ));
+        }
+        if self.tls_cert.is_empty() != self.tls_key.is_empty() {
+            problems.push("api.tls_cert and api.tls_key go together: give both, or neither".into());
+        } else if let Err(e) = self.tls() {
+            problems.push(format!("api.tls_cert/api.tls_key: {e}"));
         }
         if self.query_timeout_secs == 0 {
             problems.push("api.query_timeout_secs must be at least 1".into());

@@ -35,6 +35,9 @@ pub async fn authorize(State(users): State<Arc<Users>>, mut req: Request, next: 
         })
         .map(str::trim);
     let Some(caller) = token.and_then(|t| users.by_token(t)).cloned() else {
+        if path == "/v1/sql" {
+            crate::query::audit::report_unauthenticated(crate::query::Surface::Http, None);
+        }
         let reason = if token.is_some() {
             "unknown bearer token"
         } else {

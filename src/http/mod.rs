@@ -115,17 +115,32 @@ async fn ready() -> impl IntoResponse {
 
 /// Binds `addr` and serves in a background task; returns the bound address
 /// (useful with port 0).
+/// With `tls`, every route is served over TLS only.
 pub async fn serve(
     addr: SocketAddr,
     store: Option<Store>,
     api: Api,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router(store, api)).await {
-            tracing::error!(error = %e, "http server stopped");
+    let app = router(store, api);
+    match tls {
+        Some(acceptor) => {
+            let listener = crate::tls::TlsListener::new(listener, acceptor)?;
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "https server stopped");
+                }
+            });
         }
-    });
+        None => {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "http server stopped");
+                }
+            });
+        }
+    }
     Ok(bound)
 }

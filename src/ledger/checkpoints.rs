@@ -40,7 +40,7 @@ pub(crate) struct CheckpointLog {
     /// Durable length of the file.
     len: u64,
     /// Size of each table's last checkpoint (index = `Table as usize`).
-    last: [u64; 3],
+    last: [u64; Table::ALL.len()],
 }
 
 impl CheckpointLog {
@@ -50,7 +50,7 @@ impl CheckpointLog {
         let path = storage.describe(&rel);
         let bytes = storage.read(&rel)?.unwrap_or_default();
         let parsed = parse(&bytes);
-        let mut last = [0u64; 3];
+        let mut last = [0u64; Table::ALL.len()];
         let mut len = 0;
         for (no, end, line) in parsed.lines {
             let bad = |what: String| LedgerError::corrupt(&path, format!("line {no}: {what}"));

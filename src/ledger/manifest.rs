@@ -9,17 +9,24 @@
 use serde::{Deserialize, Serialize};
 
 /// The tables of a chain: a source chain holds `events` and `rejects`, the
-/// alert stage's chain ([`super::INCIDENTS_STREAM`]) holds `incidents`.
+/// alert stage's chain ([`super::INCIDENTS_STREAM`]) holds `incidents`, a
+/// query surface's chain ([`super::QUERIES_STREAM`]) holds `query_log`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Table {
     Events,
     Rejects,
     Incidents,
+    QueryLog,
 }
 
 impl Table {
-    pub const ALL: [Table; 3] = [Table::Events, Table::Rejects, Table::Incidents];
+    pub const ALL: [Table; 4] = [
+        Table::Events,
+        Table::Rejects,
+        Table::Incidents,
+        Table::QueryLog,
+    ];
 
     /// The table name, also its top-level folder in the store.
     pub fn as_str(self) -> &'static str {
@@ -27,10 +34,30 @@ impl Table {
             Table::Events => "events",
             Table::Rejects => "rejects",
             Table::Incidents => "incidents",
+            Table::QueryLog => "query_log",
         }
     }
 
-    /// The table of a name (`events`, `rejects`, `incidents`).
+    /// The stream of the chains that hold this table, when it has chains
+    /// of its own (`incidents`, `query_log`); `None` for the source
+    /// chains' tables.
+    pub fn own_stream(self) -> Option<&'static str> {
+        match self {
+            Table::Events | Table::Rejects => None,
+            Table::Incidents => Some(super::INCIDENTS_STREAM),
+            Table::QueryLog => Some(super::QUERIES_STREAM),
+        }
+    }
+
+    /// Whether a chain of `stream` may hold this table.
+    pub fn held_by(self, stream: &str) -> bool {
+        match self.own_stream() {
+            Some(own) => stream == own,
+            None => Table::ALL.iter().all(|t| t.own_stream() != Some(stream)),
+        }
+    }
+
+    /// The table of a name (`events`, `rejects`, `incidents`, `query_log`).
     pub fn parse(name: &str) -> Option<Table> {
         Table::ALL.into_iter().find(|t| t.as_str() == name)
     }

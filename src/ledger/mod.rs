@@ -71,8 +71,13 @@ pub use error::LedgerError;
 pub use hash::{Hash, parse_hash};
 pub use manifest::{Amended, ManifestLine, Table};
 pub use merkle::HashAlg;
-pub use record::{IncidentColumns, RejectBytes, event_record, incident_record, reject_record};
-pub use segment::{events_schema, incidents_schema, rejects_schema};
+pub use record::{
+    IncidentColumns, QueryColumns, RejectBytes, event_record, incident_record, query_record,
+    reject_record,
+};
+pub use segment::{
+    events_schema, incidents_schema, query_log_schema, rejects_schema, schema_of as table_schema,
+};
 pub use store::{Store, StoreOptions, valid_origin};
 pub use verify::{LogHead, Problem, VerifyOptions, VerifyReport, verify, verify_with};
 pub use writer::{AmendStats, ChainWriter, Erasure, FlushStats, StoredRow};
@@ -83,6 +88,10 @@ pub const FILE_STREAM: &str = "+file";
 /// The stream of the alert stage's chains: `+incidents/<n>` holds the
 /// `incidents` table, one chain per process of a group (`incidents.chain`).
 pub const INCIDENTS_STREAM: &str = "+incidents";
+
+/// The stream of the query surfaces' chains: `+queries/<n>` holds the
+/// `query_log` table, one chain per process answering queries at a time.
+pub const QUERIES_STREAM: &str = "+queries";
 
 /// One Kafka partition of one topic, or [`FILE_STREAM`]/0 for file ingest.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -123,7 +132,7 @@ impl ChainId {
                 Err(bad("file ingest uses partition 0 only"))
             };
         }
-        if self.stream == INCIDENTS_STREAM {
+        if self.stream == INCIDENTS_STREAM || self.stream == QUERIES_STREAM {
             return Ok(());
         }
         let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');

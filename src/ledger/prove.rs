@@ -279,7 +279,7 @@ impl Store {
         let path = &file.path;
         let columns: &[&str] = match table {
             Table::Events => &["record", "id"],
-            Table::Rejects | Table::Incidents => &["record"],
+            Table::Rejects | Table::Incidents | Table::QueryLog => &["record"],
         };
         let row = (seq - line.first_seq) as usize;
         let batches = read_columns(&file, columns, Some(row), self.key())?;
@@ -299,7 +299,7 @@ impl Store {
         }
         let id = match table {
             Table::Events => Some(text("id")?),
-            Table::Rejects | Table::Incidents => None,
+            Table::Rejects | Table::Incidents | Table::QueryLog => None,
         };
         Ok(Some((record, id)))
     }

@@ -71,13 +71,75 @@ pub fn event_record(chain: &ChainId, origin: &Origin, event: &Event) -> Vec<u8> 
 /// JSON document every sink receives (`docs/alerting.md`), in canonical
 /// form. `origin.offset` is the revision's number in the outbox.
 pub fn incident_record(chain: &ChainId, origin: &Origin, revision: &Value) -> Vec<u8> {
+    document_record("incident", chain, origin, revision)
+}
+
+/// Record bytes of a statement in the query log:
+/// `{"query":<the entry>,"src":{…},"v":1}`, the entry in canonical form
+/// (members in [`QueryColumns::of`]). `origin.offset` is the entry's
+/// number in its chain.
+pub fn query_record(chain: &ChainId, origin: &Origin, entry: &Value) -> Vec<u8> {
+    document_record("query", chain, origin, entry)
+}
+
+/// `{"<member>":<doc>,"src":{…},"v":1}` in canonical form (members sorted:
+/// `incident` and `query` both sort before `src`).
+fn document_record(member: &str, chain: &ChainId, origin: &Origin, doc: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(1024);
-    out.extend_from_slice(br#"{"incident":"#);
-    canonical_json(revision, &mut out);
+    out.push(b'{');
+    canonical_json(&Value::String(member.to_owned()), &mut out);
+    out.push(b':');
+    canonical_json(doc, &mut out);
     out.extend_from_slice(br#","src":"#);
     canonical_json(&src_value(chain, origin), &mut out);
     out.extend_from_slice(br#","v":1}"#);
     out
+}
+
+/// The typed columns of a `query_log` row, derived from the entry (so
+/// `verify` derives them from the record the same way).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryColumns {
+    /// `at`: when the statement was received (wall clock), µs.
+    pub at_us: i64,
+    pub who: String,
+    pub role: Option<String>,
+    pub surface: String,
+    pub sql: String,
+    pub rows: Option<u64>,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub elapsed_ms: u64,
+}
+
+impl QueryColumns {
+    /// The columns of a query log entry, or what it lacks.
+    pub fn of(entry: &Value) -> Result<QueryColumns, String> {
+        let text = |key: &str| -> Result<String, String> {
+            entry[key]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("the query log entry lacks `{key}`"))
+        };
+        let optional = |key: &str| entry[key].as_str().map(str::to_owned);
+        let at = text("at")?;
+        let at_us = chrono::DateTime::parse_from_rfc3339(&at)
+            .map_err(|e| format!("the query log entry's `at` is not RFC 3339: {e}"))?
+            .timestamp_micros();
+        Ok(QueryColumns {
+            at_us,
+            who: text("who")?,
+            role: optional("role"),
+            surface: text("surface")?,
+            sql: text("sql")?,
+            rows: entry["rows"].as_u64(),
+            outcome: text("outcome")?,
+            error: optional("error"),
+            elapsed_ms: entry["elapsed_ms"]
+                .as_u64()
+                .ok_or("the query log entry lacks `elapsed_ms`")?,
+        })
+    }
 }
 
 /// The typed columns of an `incidents` row, derived from the revision (so

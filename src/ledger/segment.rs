@@ -31,7 +31,7 @@ use super::crypt::SegmentKey;
 use super::error::LedgerError;
 use super::hash::Hash;
 use super::manifest::Table;
-use super::record::{EventColumns, IncidentColumns};
+use super::record::{EventColumns, IncidentColumns, QueryColumns};
 use super::{ChainId, StoreOptions};
 
 /// Rows per Arrow batch when reading segments back.
@@ -105,12 +105,73 @@ pub fn incidents_schema() -> SchemaRef {
     ]))
 }
 
-pub(crate) fn schema_of(table: Table) -> SchemaRef {
+/// The Arrow schema of the `query_log` table: one row per statement a
+/// query surface received, `offset` being its number in the chain.
+pub fn query_log_schema() -> SchemaRef {
+    let utf8 = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    Arc::new(Schema::new(vec![
+        Field::new("seq", DataType::UInt64, false),
+        utf8("stream", false),
+        Field::new("partition", DataType::Int32, false),
+        Field::new("offset", DataType::Int64, false),
+        Field::new(
+            "at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        utf8("who", false),
+        utf8("role", true),
+        utf8("surface", false),
+        utf8("sql", false),
+        Field::new("rows", DataType::UInt64, true),
+        utf8("outcome", false),
+        utf8("error", true),
+        Field::new("elapsed_ms", DataType::UInt64, false),
+        utf8("record", false),
+    ]))
+}
+
+/// The Arrow schema of a table.
+pub fn schema_of(table: Table) -> SchemaRef {
     match table {
         Table::Events => events_schema(),
         Table::Rejects => rejects_schema(),
         Table::Incidents => incidents_schema(),
+        Table::QueryLog => query_log_schema(),
     }
+}
+
+/// A buffered `query_log` row.
+#[derive(Debug, Clone)]
+pub(crate) struct QueryRow {
+    pub seq: u64,
+    pub offset: i64,
+    pub cols: QueryColumns,
+    pub record: String,
+}
+
+pub(crate) fn query_batch(chain: &ChainId, rows: &[QueryRow]) -> Result<RecordBatch, LedgerError> {
+    let s = |f: fn(&QueryRow) -> Option<&str>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<StringArray>())
+    };
+    let u = |f: fn(&QueryRow) -> Option<u64>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<UInt64Array>())
+    };
+    let mut columns = coordinates(chain, rows.iter().map(|r| (r.seq, r.offset)));
+    columns.extend::<[ArrayRef; _]>([
+        utc_micros(rows.iter().map(|r| r.cols.at_us)),
+        s(|r| Some(&r.cols.who)),
+        s(|r| r.cols.role.as_deref()),
+        s(|r| Some(&r.cols.surface)),
+        s(|r| Some(&r.cols.sql)),
+        u(|r| r.cols.rows),
+        s(|r| Some(&r.cols.outcome)),
+        s(|r| r.cols.error.as_deref()),
+        u(|r| Some(r.cols.elapsed_ms)),
+        s(|r| Some(&r.record)),
+    ]);
+    RecordBatch::try_new(query_log_schema(), columns)
+        .map_err(|e| LedgerError::Internal(format!("query_log batch: {e}")))
 }
 
 /// A buffered `incidents` row.

@@ -254,13 +254,13 @@ impl Store {
     }
 
     /// The chains that may hold `table`: the alert stage's
-    /// (`+incidents/<n>`) for `incidents`, the source chains for the rest.
+    /// (`+incidents/<n>`) for `incidents`, the query surfaces'
+    /// (`+queries/<n>`) for `query_log`, the source chains for the rest.
     pub fn chains_with(&self, table: Table) -> Result<Vec<ChainId>, LedgerError> {
-        let incidents = table == Table::Incidents;
         Ok(self
             .chains()?
             .into_iter()
-            .filter(|c| (c.stream == super::INCIDENTS_STREAM) == incidents)
+            .filter(|c| table.held_by(&c.stream))
             .collect())
     }
 

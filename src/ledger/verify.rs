@@ -75,6 +75,8 @@ pub struct VerifyReport {
     pub rejects: u64,
     /// Rows read from `incidents` segments.
     pub incidents: u64,
+    /// Rows read from `query_log` segments.
+    pub queries: u64,
     /// Rows read that are tombstones of erased rows (both tables).
     pub erased: u64,
     /// Rows of pruned segments, checked through their leaf hashes only.
@@ -495,6 +497,7 @@ fn verify_chain(
             Table::Events => report.events += read,
             Table::Rejects => report.rejects += read,
             Table::Incidents => report.incidents += read,
+            Table::QueryLog => report.queries += read,
         }
         progress.add(line.rows);
         let SegmentScan {

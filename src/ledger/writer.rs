@@ -27,11 +27,13 @@ use super::error::LedgerError;
 use super::hash::{Hash, parse_hash};
 use super::manifest::{ManifestLine, Table};
 use super::record::{
-    EventColumns, IncidentColumns, RejectBytes, event_record, incident_record, reject_record,
+    EventColumns, IncidentColumns, QueryColumns, RejectBytes, event_record, incident_record,
+    query_record, reject_record,
 };
 use super::segment::{
-    EventRow, IncidentRow, RejectRow, encode_segment, event_batch, incident_batch,
-    parse_segment_file_name, reject_batch, schema_of, segment_metadata, segment_rel_path,
+    EventRow, IncidentRow, QueryRow, RejectRow, encode_segment, event_batch, incident_batch,
+    parse_segment_file_name, query_batch, reject_batch, schema_of, segment_metadata,
+    segment_rel_path,
 };
 use super::storage::{ChainLock, join};
 use super::store::{checkpoint_rel_path, durable_lines, is_tmp, tree_rel_dir};
@@ -45,6 +47,7 @@ pub struct FlushStats {
     pub events: usize,
     pub rejects: usize,
     pub incidents: usize,
+    pub queries: usize,
     /// Bytes of segment files written.
     pub bytes: u64,
     pub segments: usize,
@@ -66,10 +69,11 @@ pub struct ChainWriter {
     events: Vec<EventRow>,
     rejects: Vec<RejectRow>,
     incidents: Vec<IncidentRow>,
+    queries: Vec<QueryRow>,
     /// Per table (index = `Table as usize`): the Merkle tree (buffered
     /// leaves included) and the durable tree size and root.
-    trees: [TreeAppender; 3],
-    durable: [(u64, Hash); 3],
+    trees: [TreeAppender; Table::ALL.len()],
+    durable: [(u64, Hash); Table::ALL.len()],
     checkpoints: CheckpointLog,
     last_offset: Option<i64>,
     last_pushed: Option<i64>,
@@ -123,7 +127,7 @@ impl ChainWriter {
         }
 
         let alg = store.alg();
-        let mut durable = [(0, alg.empty_root()); 3];
+        let mut durable = [(0, alg.empty_root()); Table::ALL.len()];
         let mut last_offset = None;
         for (i, line) in lines.iter().enumerate() {
             let (size, root) = &mut durable[line.table as usize];
@@ -174,6 +178,7 @@ impl ChainWriter {
             open_tree(Table::Events)?,
             open_tree(Table::Rejects)?,
             open_tree(Table::Incidents)?,
+            open_tree(Table::QueryLog)?,
         ];
 
         for table in Table::ALL {
@@ -194,6 +199,7 @@ impl ChainWriter {
             events: Vec::new(),
             rejects: Vec::new(),
             incidents: Vec::new(),
+            queries: Vec::new(),
             trees,
             durable,
             checkpoints,
@@ -363,6 +369,28 @@ impl ChainWriter {
         Ok(())
     }
 
+    /// Buffers a statement of the query log (`entry`: its members, see
+    /// [`QueryColumns::of`]) as the `query_log` row at `origin.offset`, its
+    /// number in the chain. Offsets must be strictly increasing. An entry
+    /// without the columns' members is refused.
+    pub fn push_query(
+        &mut self,
+        origin: Origin,
+        entry: &serde_json::Value,
+    ) -> Result<(), LedgerError> {
+        let cols = QueryColumns::of(entry).map_err(LedgerError::Internal)?;
+        self.note_offset(origin.offset);
+        let record = query_record(&self.chain, &origin, entry);
+        let seq = self.append_leaf(Table::QueryLog, &record);
+        self.queries.push(QueryRow {
+            seq,
+            offset: origin.offset,
+            cols,
+            record: String::from_utf8(record).expect("canonical JSON is UTF-8"),
+        });
+        Ok(())
+    }
+
     /// Adds a record's leaf to its table's tree; returns its seq.
     fn append_leaf(&mut self, table: Table, record: &[u8]) -> u64 {
         let tree = &mut self.trees[table as usize];
@@ -403,7 +431,7 @@ impl ChainWriter {
 
     /// Rows buffered, every table.
     pub fn buffered(&self) -> usize {
-        self.events.len() + self.rejects.len() + self.incidents.len()
+        self.events.len() + self.rejects.len() + self.incidents.len() + self.queries.len()
     }
 
     /// Makes everything buffered durable (see the module doc for the
@@ -432,6 +460,7 @@ impl ChainWriter {
                 Table::Events => !self.events.is_empty(),
                 Table::Rejects => !self.rejects.is_empty(),
                 Table::Incidents => !self.incidents.is_empty(),
+                Table::QueryLog => !self.queries.is_empty(),
             })
             .collect();
         let mut lines = Vec::with_capacity(tables.len());
@@ -465,6 +494,7 @@ impl ChainWriter {
             events: self.events.len(),
             rejects: self.rejects.len(),
             incidents: self.incidents.len(),
+            queries: self.queries.len(),
             bytes: lines.iter().map(|l| l.bytes).sum(),
             segments: lines.len(),
             last_offset: self.last_offset.unwrap_or_default(),
@@ -472,6 +502,7 @@ impl ChainWriter {
         self.events.clear();
         self.rejects.clear();
         self.incidents.clear();
+        self.queries.clear();
         Ok(stats)
     }
 
@@ -530,6 +561,16 @@ impl ChainWriter {
             Table::Incidents => {
                 let rows = &self.incidents;
                 let batches = rows.chunks(chunk).map(|c| incident_batch(&self.chain, c));
+                let written = encode_segment(&path, schema_of(table), batches, metadata, opts)?;
+                let ends = (
+                    rows.first().map(|r| r.offset),
+                    rows.last().map(|r| r.offset),
+                );
+                (rows.len(), ends.0, ends.1, (None, None), written)
+            }
+            Table::QueryLog => {
+                let rows = &self.queries;
+                let batches = rows.chunks(chunk).map(|c| query_batch(&self.chain, c));
                 let written = encode_segment(&path, schema_of(table), batches, metadata, opts)?;
                 let ends = (
                     rows.first().map(|r| r.offset),

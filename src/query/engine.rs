@@ -44,7 +44,7 @@ use datafusion::physical_plan::{
 };
 use futures::{Stream, StreamExt};
 
-use super::audit::{QueryRecord, Surface, record_query};
+use super::audit::{Loggable, QueryLog, QueryRecord, Surface, report_query};
 use super::guard::{self, Role};
 use super::{QueryError, catalog};
 use crate::detect::reference::Reference;
@@ -122,6 +122,7 @@ struct Inner {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
     permits: Arc<tokio::sync::Semaphore>,
+    log: Arc<QueryLog>,
 }
 
 impl Drop for Inner {
@@ -145,13 +146,14 @@ impl fmt::Debug for QueryEngine {
 impl QueryEngine {
     /// An engine over the store at `root`; `key` decrypts segments,
     /// `pseudonyms` answers `pseudonym()`, `reference` gives the `ref_*`
-    /// tables.
+    /// tables, `log` records every statement.
     pub fn new(
         root: PathBuf,
         key: Option<SegmentKey>,
         pseudonyms: Option<Pseudonymizer>,
         reference: Option<ReferenceSource>,
         limits: Limits,
+        log: QueryLog,
     ) -> Result<QueryEngine, QueryError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(limits.threads.max(1))
@@ -169,6 +171,7 @@ impl QueryEngine {
                 runtime: Some(runtime),
                 permits: Arc::new(tokio::sync::Semaphore::new(limits.concurrency.max(1))),
                 limits,
+                log: Arc::new(log),
             }),
         })
     }
@@ -177,31 +180,63 @@ impl QueryEngine {
         &self.inner.limits
     }
 
-    /// Runs one statement for `caller` and records it
-    /// ([`record_query`]), whatever becomes of it.
+    /// Runs one statement for `caller` and records it in the query log,
+    /// whatever becomes of it. The answer is returned only once its entry
+    /// is durable; when the entry cannot be written, the statement is not
+    /// answered ([`QueryError::Unrecorded`]).
     pub async fn execute(
         &self,
         caller: &Caller,
         surface: Surface,
         sql: &str,
     ) -> Result<Answer, QueryError> {
+        let at = chrono::Utc::now();
         let started = Instant::now();
-        let result = self.execute_unrecorded(caller, sql).await;
-        let error = result.as_ref().err().map(ToString::to_string);
-        record_query(&QueryRecord {
+        let mut result = self.execute_unrecorded(caller, sql).await;
+        let logged = Loggable::new(sql, self.inner.pseudonyms.as_ref());
+        let mut record = QueryRecord {
+            at,
             who: &caller.name,
             role: Some(caller.role),
             surface,
-            sql,
+            sql: &logged.sql,
             rows: result.as_ref().ok().map(|a| a.rows() as u64),
             outcome: match &result {
                 Ok(_) => "ok",
                 Err(e) => e.outcome(),
             },
-            error: error.as_deref(),
+            error: None,
             elapsed: started.elapsed(),
-        });
+        };
+        let error = result.as_ref().err().map(|e| logged.error(&e.to_string()));
+        record.error = error.as_deref();
+        let entry = record.entry();
+        let log = self.inner.log.clone();
+        let appended = tokio::task::spawn_blocking(move || log.append(&entry))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        let unrecorded;
+        if let Err(why) = appended {
+            tracing::error!(error = %why, "the query log cannot record a statement; it is not answered");
+            unrecorded = logged.error(&why);
+            record.outcome = "unrecorded";
+            record.error = Some(&unrecorded);
+            result = Err(QueryError::Unrecorded(why));
+        }
+        report_query(&record);
         result
+    }
+
+    /// The chain of the query log this engine appends to.
+    pub fn log_chain(&self) -> crate::ledger::ChainId {
+        self.inner.log.chain()
+    }
+
+    /// Signs a checkpoint of the query log's entries not yet signed (at
+    /// shutdown). Blocking.
+    pub fn sign_log(&self) -> Result<(), crate::ledger::LedgerError> {
+        self.inner.log.checkpoint(true)
     }
 
     async fn execute_unrecorded(&self, caller: &Caller, sql: &str) -> Result<Answer, QueryError> {

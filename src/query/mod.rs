@@ -1,14 +1,14 @@
 //! Read-only SQL over the ledger with DataFusion, for every query surface
 //! (`custos query`, `POST /v1/sql`, the PostgreSQL endpoint).
 //!
-//! Tables: `events`, `rejects` and `incidents`, over exactly the segments the chains'
+//! Tables: `events`, `rejects`, `incidents` and `query_log`, over exactly the segments the chains'
 //! manifests name as durable (a segment being written, or left by a crash,
 //! is never read); with a [`Reference`] snapshot, also its `ref_*` tables
 //! (in memory, see [`crate::detect::reference::tables`]); and the views,
 //! `checkpoints` and functions of [`catalog`]. Statements go through
 //! [`QueryEngine::execute`]: [`guard`] lets only queries through and checks
 //! what each role may read, [`engine`] bounds memory, time and rows, and
-//! [`audit::record_query`] records who asked what.
+//! [`audit::QueryLog`] records who asked what.
 
 pub mod audit;
 pub mod auth;
@@ -17,7 +17,7 @@ pub mod engine;
 pub mod guard;
 pub mod pg;
 
-pub use audit::Surface;
+pub use audit::{QueryLog, Surface};
 pub use auth::Users;
 pub use engine::{Answer, Caller, Limits, QueryEngine, ReferenceSource};
 pub use guard::Role;
@@ -36,9 +36,7 @@ use datafusion::execution::context::SessionContext;
 use datafusion::common::config::{ConfigFileDecryptionProperties, TableParquetOptions};
 
 use crate::detect::reference::{Reference, tables};
-use crate::ledger::{
-    LedgerError, SegmentKey, Store, Table, events_schema, incidents_schema, rejects_schema,
-};
+use crate::ledger::{LedgerError, SegmentKey, Store, Table, table_schema};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -61,6 +59,10 @@ pub enum QueryError {
     MemoryLimit(String),
     #[error("the answer has more than {0} rows (api.max_rows); narrow the query or add LIMIT")]
     TooManyRows(usize),
+    /// The query log could not record the statement, so it is not
+    /// answered.
+    #[error("not answered: the query log cannot record the statement ({0})")]
+    Unrecorded(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -74,6 +76,7 @@ impl QueryError {
             QueryError::TimeLimit(_) => "time_limit",
             QueryError::MemoryLimit(_) => "memory_limit",
             QueryError::TooManyRows(_) => "too_many_rows",
+            QueryError::Unrecorded(_) => "unrecorded",
             _ => "error",
         }
     }
@@ -146,9 +149,7 @@ pub fn register_store(
             Box::new(move |rel| root.join(rel).display().to_string())
         }
     };
-    let mut events = Vec::new();
-    let mut rejects = Vec::new();
-    let mut incidents = Vec::new();
+    let mut files: [Vec<String>; Table::ALL.len()] = Default::default();
     for chain in store.chains()? {
         for line in store
             .manifest(&chain)?
@@ -158,17 +159,12 @@ pub fn register_store(
             // A segment under another key would fail the whole query later
             // with a less clear error.
             store.check_key(&line)?;
-            let path = url_of(&line.file);
-            match line.table {
-                Table::Events => events.push(path),
-                Table::Rejects => rejects.push(path),
-                Table::Incidents => incidents.push(path),
-            }
+            files[line.table as usize].push(url_of(&line.file));
         }
     }
-    register(ctx, "events", events_schema(), events, key)?;
-    register(ctx, "rejects", rejects_schema(), rejects, key)?;
-    register(ctx, "incidents", incidents_schema(), incidents, key)?;
+    for (table, files) in Table::ALL.into_iter().zip(files) {
+        register(ctx, table.as_str(), table_schema(table), files, key)?;
+    }
     Ok(store)
 }
 

@@ -1,9 +1,13 @@
 //! The PostgreSQL endpoint: enough of the frontend/backend protocol
 //! (version 3.0) for `psql` and tools that use the simple query protocol.
 //!
-//! - Startup: an `SSLRequest` is answered `N` (no TLS on this endpoint:
-//!   put it behind a TLS terminator, or keep it on a private address),
-//!   then the password is asked in cleartext (`AuthenticationCleartextPassword`)
+//! - Startup: with a certificate configured (`api.tls_cert`,
+//!   `api.tls_key`), an `SSLRequest` is answered `S` and the connection
+//!   continues over TLS ([`crate::tls`]), and a connection that does not
+//!   ask for TLS is refused (SQLSTATE `28000`): the password must not
+//!   travel in clear. Without one, `SSLRequest` is answered `N` (keep the
+//!   endpoint on a private address). Then the password is asked in
+//!   cleartext (`AuthenticationCleartextPassword`)
 //!   and checked against `[api.users]`'s `password_sha256`. A wrong or
 //!   missing password ends the connection with SQLSTATE `28P01`.
 //! - Queries: each simple `Query` runs through [`QueryEngine::execute`] as
@@ -27,6 +31,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 use super::{Answer, Caller, QueryEngine, QueryError, Surface, Users, guard};
 
@@ -44,6 +49,7 @@ pub async fn serve(
     addr: SocketAddr,
     engine: QueryEngine,
     users: Arc<Users>,
+    tls: Option<TlsAcceptor>,
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -59,8 +65,9 @@ pub async fn serve(
             };
             let engine = engine.clone();
             let users = users.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
-                if let Err(e) = connection(socket, &engine, &users).await {
+                if let Err(e) = connection(socket, &engine, &users, tls.as_ref()).await {
                     tracing::debug!(%peer, error = %e, "postgres connection ended");
                 }
             });
@@ -71,32 +78,93 @@ pub async fn serve(
 
 type IoResult<T> = std::io::Result<T>;
 
-async fn connection(socket: TcpStream, engine: &QueryEngine, users: &Users) -> IoResult<()> {
+async fn connection(
+    mut socket: TcpStream,
+    engine: &QueryEngine,
+    users: &Users,
+    tls: Option<&TlsAcceptor>,
+) -> IoResult<()> {
     let _ = socket.set_nodelay(true);
-    let (read, write) = socket.into_split();
-    let mut read = BufReader::new(read);
-    let mut write = tokio::io::BufWriter::new(write);
-    let params = loop {
-        let len = read.read_i32().await?;
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|&l| (8..=10_000).contains(&l))
-            .ok_or_else(|| bad("startup packet length"))?;
-        let code = read.read_i32().await?;
-        let mut body = vec![0; len - 8];
-        read.read_exact(&mut body).await?;
-        match code {
-            SSL_REQUEST | GSSENC_REQUEST => {
-                write.write_all(b"N").await?;
-                write.flush().await?;
+    // The startup packets before TLS are read on the bare socket, so that
+    // nothing the handshake needs sits in a buffer.
+    loop {
+        let (code, body) = read_startup(&mut socket).await?;
+        match (code, tls) {
+            (SSL_REQUEST, Some(acceptor)) => {
+                socket.write_all(b"S").await?;
+                let stream = crate::tls::handshake(acceptor, socket).await?;
+                return session(stream, engine, users, None).await;
             }
-            CANCEL_REQUEST => return Ok(()),
-            PROTOCOL_3 => break startup_params(&body),
+            (SSL_REQUEST | GSSENC_REQUEST, _) => socket.write_all(b"N").await?,
+            (CANCEL_REQUEST, _) => return Ok(()),
+            (PROTOCOL_3, Some(_)) => {
+                // Passwords are sent in clear: with a certificate
+                // configured, only TLS connections may send one.
+                let mut write = tokio::io::BufWriter::new(socket);
+                send_error(
+                    &mut write,
+                    "FATAL",
+                    "28000",
+                    "this endpoint requires TLS: connect with sslmode=require (or verify-full)",
+                )
+                .await?;
+                return Ok(());
+            }
+            (PROTOCOL_3, None) => {
+                return session(socket, engine, users, Some(startup_params(&body))).await;
+            }
             _ => {
+                let mut write = tokio::io::BufWriter::new(socket);
                 send_error(&mut write, "FATAL", "0A000", "unsupported protocol version").await?;
                 return Ok(());
             }
         }
+    }
+}
+
+/// One startup packet: its code and body.
+async fn read_startup<R: AsyncRead + Unpin>(read: &mut R) -> IoResult<(i32, Vec<u8>)> {
+    let len = read.read_i32().await?;
+    let len = usize::try_from(len)
+        .ok()
+        .filter(|&l| (8..=10_000).contains(&l))
+        .ok_or_else(|| bad("startup packet length"))?;
+    let code = read.read_i32().await?;
+    let mut body = vec![0; len - 8];
+    read.read_exact(&mut body).await?;
+    Ok((code, body))
+}
+
+/// A connection after its transport is settled: the startup parameters
+/// (`None`: still to be read, after a TLS handshake), authentication, then
+/// statements.
+async fn session<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    engine: &QueryEngine,
+    users: &Users,
+    startup: Option<HashMap<String, String>>,
+) -> IoResult<()> {
+    let (read, write) = tokio::io::split(stream);
+    let mut read = BufReader::new(read);
+    let mut write = tokio::io::BufWriter::new(write);
+    let params = match startup {
+        Some(params) => params,
+        None => loop {
+            let (code, body) = read_startup(&mut read).await?;
+            match code {
+                SSL_REQUEST | GSSENC_REQUEST => {
+                    write.write_all(b"N").await?;
+                    write.flush().await?;
+                }
+                CANCEL_REQUEST => return Ok(()),
+                PROTOCOL_3 => break startup_params(&body),
+                _ => {
+                    send_error(&mut write, "FATAL", "0A000", "unsupported protocol version")
+                        .await?;
+                    return Ok(());
+                }
+            }
+        },
     };
     let name = params.get("user").cloned().unwrap_or_default();
     // AuthenticationCleartextPassword.
@@ -105,6 +173,7 @@ async fn connection(socket: TcpStream, engine: &QueryEngine, users: &Users) -> I
     let (kind, body) = read_message(&mut read).await?;
     let password = (kind == b'p').then(|| cstr(&body)).flatten();
     let Some(caller) = password.and_then(|p| users.by_password(&name, &p)).cloned() else {
+        super::audit::report_unauthenticated(Surface::Postgres, Some(&name));
         send_error(
             &mut write,
             "FATAL",

@@ -242,6 +242,7 @@ pub fn changed_record(
         Table::Events => (&mut record["event"]["id"], "id"),
         Table::Rejects => (&mut record["detail"], "detail"),
         Table::Incidents => (&mut record["incident"]["actor"], "actor"),
+        Table::QueryLog => (&mut record["query"]["who"], "who"),
     };
     let value = format!("{}~", field.as_str().unwrap());
     *field = value.clone().into();

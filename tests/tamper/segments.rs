@@ -132,6 +132,7 @@ impl Lab {
                 "seq", "stream", "offset", "reason", "detail", "key", "payload",
             ],
             Table::Incidents => &["seq", "stream", "offset"],
+            Table::QueryLog => &["seq", "stream", "offset", "who", "sql"],
         };
         let column = columns[rng.random_range(0..columns.len())];
         let r = pick_row(rng, line.rows as u32) as usize;

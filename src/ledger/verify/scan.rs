@@ -18,7 +18,7 @@ use crate::ledger::hash::{Hash, parse_hash};
 use crate::ledger::manifest::{ManifestLine, Table};
 use crate::ledger::merkle::HashAlg;
 use crate::ledger::record::{
-    ColumnsView, IncidentColumns, SEAL_SCHEMES, blake3_hex, tombstone_record,
+    ColumnsView, IncidentColumns, QueryColumns, SEAL_SCHEMES, blake3_hex, tombstone_record,
 };
 use crate::ledger::segment::{SegmentFile, SegmentReader, schema_of};
 use crate::ledger::storage::Storage;
@@ -323,6 +323,7 @@ fn check_batch(
         Table::Events => Typed::Events(EventCols::of(batch)),
         Table::Rejects => Typed::Rejects(RejectCols::of(batch)),
         Table::Incidents => Typed::Incidents(IncidentCols::of(batch)),
+        Table::QueryLog => Typed::Queries(QueryCols::of(batch)),
     };
     if let Typed::Events(cols) = &typed {
         let first = scan.leaves.len() as u64;
@@ -375,6 +376,7 @@ fn check_batch(
                         }
                         Typed::Rejects(cols) => check_reject_columns(cols, i, &view, &mut bad),
                         Typed::Incidents(cols) => check_incident_columns(cols, i, record, &mut bad),
+                        Typed::Queries(cols) => check_query_columns(cols, i, record, &mut bad),
                     }
                 }
             }
@@ -431,6 +433,9 @@ fn check_tombstone(
                 && c.payload.value(i).is_empty()
                 && c.key.is_null(i)
         }
+        Typed::Queries(_) => {
+            return bad("the query log is never erased, yet this row is a tombstone".into());
+        }
         Typed::Incidents(_) => {
             return bad("incident revisions are never erased, yet this row is a tombstone".into());
         }
@@ -445,6 +450,7 @@ enum Typed<'a> {
     Events(EventCols<'a>),
     Rejects(RejectCols<'a>),
     Incidents(IncidentCols<'a>),
+    Queries(QueryCols<'a>),
 }
 
 struct EventCols<'a> {
@@ -607,6 +613,63 @@ fn check_incident_columns(
     };
     if stored != derived {
         bad("incident columns disagree with the record".into());
+    }
+}
+
+struct QueryCols<'a> {
+    at: &'a arrow::array::TimestampMicrosecondArray,
+    who: &'a StringViewArray,
+    role: &'a StringViewArray,
+    surface: &'a StringViewArray,
+    sql: &'a StringViewArray,
+    rows: &'a arrow::array::UInt64Array,
+    outcome: &'a StringViewArray,
+    error: &'a StringViewArray,
+    elapsed_ms: &'a arrow::array::UInt64Array,
+}
+
+impl<'a> QueryCols<'a> {
+    fn of(batch: &'a RecordBatch) -> Self {
+        let col = |name: &str| batch.column_by_name(name).expect("schema checked");
+        QueryCols {
+            at: col("at").as_primitive::<TimestampMicrosecondType>(),
+            who: col("who").as_string_view(),
+            role: col("role").as_string_view(),
+            surface: col("surface").as_string_view(),
+            sql: col("sql").as_string_view(),
+            rows: col("rows").as_primitive::<UInt64Type>(),
+            outcome: col("outcome").as_string_view(),
+            error: col("error").as_string_view(),
+            elapsed_ms: col("elapsed_ms").as_primitive::<UInt64Type>(),
+        }
+    }
+}
+
+/// A query log row's columns are exactly those its record's `query` gives
+/// ([`QueryColumns::of`]).
+fn check_query_columns(cols: &QueryCols<'_>, i: usize, record: &str, bad: &mut impl FnMut(String)) {
+    let parsed: serde_json::Value = match serde_json::from_str(record) {
+        Ok(v) => v,
+        Err(e) => return bad(format!("record does not parse: {e}")),
+    };
+    let derived = match QueryColumns::of(&parsed["query"]) {
+        Ok(d) => d,
+        Err(what) => return bad(what),
+    };
+    let owned = |a: &StringViewArray| opt_str(a, i).map(str::to_owned);
+    let stored = QueryColumns {
+        at_us: cols.at.value(i),
+        who: cols.who.value(i).to_owned(),
+        role: owned(cols.role),
+        surface: cols.surface.value(i).to_owned(),
+        sql: cols.sql.value(i).to_owned(),
+        rows: cols.rows.is_valid(i).then(|| cols.rows.value(i)),
+        outcome: cols.outcome.value(i).to_owned(),
+        error: owned(cols.error),
+        elapsed_ms: cols.elapsed_ms.value(i),
+    };
+    if stored != derived {
+        bad("query log columns disagree with the record".into());
     }
 }
 

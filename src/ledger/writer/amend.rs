@@ -65,6 +65,7 @@ pub struct AmendStats {
     pub events: u64,
     pub rejects: u64,
     pub incidents: u64,
+    pub queries: u64,
 }
 
 impl AmendStats {
@@ -73,6 +74,7 @@ impl AmendStats {
             Table::Events => self.events += rows,
             Table::Rejects => self.rejects += rows,
             Table::Incidents => self.incidents += rows,
+            Table::QueryLog => self.queries += rows,
         }
     }
 }
@@ -94,11 +96,12 @@ impl ChainWriter {
         let mut stats = AmendStats::default();
         let mut amendments = Vec::new();
         let mut replaced = Vec::new();
-        // Incident revisions name patients by pseudonym and events by id
-        // only; they are the record of what was alerted and stay.
+        // Incident revisions and the query log name patients by pseudonym
+        // only; they are the record of what was alerted and who asked
+        // what, and stay.
         for line in lines
             .iter()
-            .filter(|l| !l.is_pruned() && l.table != Table::Incidents)
+            .filter(|l| !l.is_pruned() && l.table.own_stream().is_none())
         {
             let Some((amendment, erased)) = self.rewrite(line, &erasure.reason, &time, select)?
             else {
@@ -250,7 +253,7 @@ impl ChainWriter {
             };
             let records = col("record")?.as_string::<i32>();
             let rejects = match line.table {
-                Table::Events | Table::Incidents => None,
+                Table::Events | Table::Incidents | Table::QueryLog => None,
                 Table::Rejects => Some((
                     col("key")?.as_binary::<i32>(),
                     col("payload")?.as_binary::<i32>(),
