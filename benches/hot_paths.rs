@@ -142,7 +142,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| event_batches(&chain, &rows, &opts).unwrap().len())
     });
     let batches = event_batches(&chain, &rows, &opts).unwrap();
-    let bytes = encode_events(&chain, batches.clone(), &opts).unwrap().0.len();
+    let bytes = encode_events(&chain, batches.clone(), &opts)
+        .unwrap()
+        .0
+        .len();
     println!(
         "parquet segment of {} events: {bytes} bytes, {:.1} bytes/event",
         events.len(),

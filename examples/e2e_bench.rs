@@ -96,7 +96,12 @@ fn args() -> Args {
             "--events" => {
                 a.sizes = value()
                     .split(',')
-                    .map(|s| s.trim().replace('_', "").parse().expect("--events N[,N...]"))
+                    .map(|s| {
+                        s.trim()
+                            .replace('_', "")
+                            .parse()
+                            .expect("--events N[,N...]")
+                    })
                     .collect()
             }
             "--partitions" => a.partitions = value().parse().expect("--partitions N"),
@@ -182,7 +187,11 @@ fn load(a: &Args, topic: &str, n: u64) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     for r in rt
         .block_on(admin(&a.brokers).create_topics(
-            &[NewTopic::new(topic, a.partitions, TopicReplication::Fixed(1))],
+            &[NewTopic::new(
+                topic,
+                a.partitions,
+                TopicReplication::Fixed(1),
+            )],
             &AdminOptions::new(),
         ))
         .unwrap()
@@ -418,7 +427,10 @@ fn custos(a: &Args, topic: &str, n: u64, round: usize) -> CustosRun {
         .tempdir_in("/tmp")
         .unwrap();
     let http = free_addr();
-    let group = format!("{topic}-custos-{round}");
+    let group = format!(
+        "{topic}-custos-{}-{round}",
+        chrono::Utc::now().timestamp_millis()
+    );
     let key = dir.path().join("checkpoint.key");
     let keygen = Command::new(custos_bin(a))
         .args(["keygen", "--checkpoint", "bench", "--out"])
@@ -608,9 +620,7 @@ fn main() {
             median(&mut customs),
             median(&mut ratios),
         );
-        println!(
-            "N={n} median: floor {fm:.0} events/s, custos {cm:.0} events/s, ratio {rm:.3}"
-        );
+        println!("N={n} median: floor {fm:.0} events/s, custos {cm:.0} events/s, ratio {rm:.3}");
         curve.push((n, cm));
         if a.topic.is_none() && !a.keep {
             delete_topics(&a.brokers, &[&topic]);

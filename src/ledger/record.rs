@@ -380,7 +380,10 @@ mod tests {
                 canonical_json(&src_value(&chain, origin), &mut want);
                 let mut got = Vec::new();
                 write_src(&chain, origin, &mut got);
-                assert_eq!(String::from_utf8(got).unwrap(), String::from_utf8(want).unwrap());
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    String::from_utf8(want).unwrap()
+                );
             }
         }
     }

@@ -20,8 +20,8 @@ use chrono::Utc;
 use tokio::task::JoinHandle;
 
 use super::{
-    Ingested, PRUNE_EVERY, Pipeline, PipelineError, apply_retention, chain_state,
-    note_checkpoints, write_snapshot,
+    Ingested, PRUNE_EVERY, Pipeline, PipelineError, apply_retention, chain_state, note_checkpoints,
+    write_snapshot,
 };
 use crate::ledger::{ChainId, ChainWriter, FlushStats, LedgerError};
 use crate::metrics::metrics;
