@@ -121,7 +121,7 @@ struct Figures {
 fn run(a: &Args, dead_sink: bool) -> Figures {
     let dir = tempfile::tempdir().unwrap();
     let stamp = chrono::Utc::now().timestamp_micros();
-    let topic = format!("custos-bench-latency-{stamp}");
+    let topic = format!("bench-latency-{stamp}");
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &a.brokers)
         .create()
@@ -319,6 +319,7 @@ path = "{sink}"
         .args(["-TERM", &custos.id().to_string()])
         .status();
     let _ = custos.wait();
+    let _ = rt.block_on(admin.delete_topics(&[&topic], &AdminOptions::new()));
 
     let mut ms = seen.lock().unwrap().clone();
     ms.sort_by(f64::total_cmp);

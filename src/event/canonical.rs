@@ -54,7 +54,8 @@ fn delimited<I: IntoIterator>(
     out.push(close);
 }
 
-fn write_str(s: &str, out: &mut Vec<u8>) {
+/// Appends `s` as a canonical JSON string.
+pub(crate) fn write_str(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;

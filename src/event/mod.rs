@@ -24,6 +24,7 @@ pub mod sketch;
 mod strict_json;
 
 pub use canonical::canonical_json;
+pub(crate) use canonical::write_str as write_json_str;
 pub use decode::{Decoder, MAX_MESSAGE_BYTES};
 pub(crate) use pseudonym::key_id;
 pub use pseudonym::{PseudonymKey, Pseudonymizer};

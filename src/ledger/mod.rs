@@ -46,6 +46,8 @@ mod checkpoints;
 pub use checkpoints::CheckpointLine;
 mod error;
 mod hash;
+#[doc(hidden)]
+pub mod hot;
 mod manifest;
 pub mod merkle;
 pub mod proof;

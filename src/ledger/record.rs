@@ -61,7 +61,7 @@ pub fn event_record(chain: &ChainId, origin: &Origin, event: &Event) -> Vec<u8> 
     out.extend_from_slice(br#"{"event":"#);
     out.extend_from_slice(&event.canonical());
     out.extend_from_slice(br#","src":"#);
-    canonical_json(&src_value(chain, origin), &mut out);
+    write_src(chain, origin, &mut out);
     out.extend_from_slice(br#","v":1}"#);
     out
 }
@@ -268,6 +268,29 @@ pub(crate) fn blake3_hex(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 
+/// Appends the canonical encoding of [`src_value`] without building it
+/// (once per stored event): members in key order `file`, `line`,
+/// `offset`, `partition`, `stream`.
+fn write_src(chain: &ChainId, origin: &Origin, out: &mut Vec<u8>) {
+    use std::io::Write;
+    out.push(b'{');
+    if let Some(file) = &origin.file {
+        out.extend_from_slice(br#""file":"#);
+        crate::event::write_json_str(file, out);
+        out.push(b',');
+    }
+    if let Some(line) = origin.line {
+        let _ = write!(out, r#""line":{line},"#);
+    }
+    let _ = write!(
+        out,
+        r#""offset":{},"partition":{},"stream":"#,
+        origin.offset, chain.partition
+    );
+    crate::event::write_json_str(&chain.stream, out);
+    out.push(b'}');
+}
+
 fn src_value(chain: &ChainId, origin: &Origin) -> Value {
     let mut m = Map::new();
     if let Some(file) = &origin.file {
@@ -396,6 +419,36 @@ fn clamp_i64(n: u64) -> i64 {
 mod tests {
     use super::*;
     use crate::event::{Decoder, PseudonymKey, Pseudonymizer, RejectReason};
+
+    #[test]
+    fn the_src_writer_equals_the_canonical_encoding_of_src() {
+        let origins = [
+            Origin::kafka(0),
+            Origin::kafka(i64::MAX),
+            Origin {
+                offset: -1,
+                file: Some("in/\"odd\"\u{1}é.jsonl".into()),
+                line: Some(u64::MAX),
+            },
+            Origin {
+                offset: 7,
+                file: None,
+                line: Some(8),
+            },
+        ];
+        for chain in [ChainId::new("audit", 2), ChainId::new("t\\\"x\n", -3)] {
+            for origin in &origins {
+                let mut want = Vec::new();
+                canonical_json(&src_value(&chain, origin), &mut want);
+                let mut got = Vec::new();
+                write_src(&chain, origin, &mut got);
+                assert_eq!(
+                    String::from_utf8(got).unwrap(),
+                    String::from_utf8(want).unwrap()
+                );
+            }
+        }
+    }
 
     fn decode(json: &str) -> Event {
         Decoder::new(Pseudonymizer::new(&PseudonymKey::demo()))
