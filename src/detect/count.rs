@@ -653,15 +653,13 @@ pub fn negbin_tail(c: f64, shape: f64, rate: f64) -> f64 {
     }
     // Past the mean the terms fall; sum them until they no longer count.
     let mut tail = 0.0;
-    let mut k = c;
-    for _ in 0..100_000 {
+    for k in c..c + 100_000 {
         let term = ln_pmf.exp();
         tail += term;
         if term <= tail * 1e-15 {
             break;
         }
         ln_pmf += ((shape + k as f64) / (k as f64 + 1.0)).ln() + ln_q;
-        k += 1;
     }
     tail.clamp(0.0, 1.0)
 }
