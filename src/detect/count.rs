@@ -110,11 +110,39 @@ pub struct CountParams {
     /// sit many spreads above the mean yet be only two or three times it,
     /// while scripted access and account misuse are multiples.
     pub min_ratio: f64,
+    /// How a count is judged against the baselines (see [`Model`]).
+    pub model: Model,
     /// Actors held at most.
     pub max_actors: usize,
     /// Evidence event ids kept per finding.
     pub max_evidence: usize,
 }
+
+/// How a window's count is scored against the baselines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Model {
+    /// `score = (c − mean) / spread`, in spreads; the spread never below
+    /// the Poisson spread of the mean.
+    Normal,
+    /// The same on `ln(1 + c)`: for amounts of human work, which vary by
+    /// multiples (a person's pace, the day's load, a busy hour) rather
+    /// than by a fixed number of events. The spread never falls below
+    /// the Poisson spread of the usual count on the log scale.
+    LogNormal,
+    /// For rare events (counts mostly 0 or 1): `score = −log10 P(X ≥ c)`
+    /// under a Poisson rate with a gamma posterior (negative binomial
+    /// predictive) built from the actor's own windows and, as a prior
+    /// worth [`PEER_PRIOR_WINDOWS`] windows, their peers' rate. A count of
+    /// 2 or 3 is then improbable for someone who almost never does the
+    /// thing, while a few windows of history or a peer group that does it
+    /// often keep the tail wide.
+    PoissonGamma,
+}
+
+/// Weight, in windows, of the peer rate as the prior of an actor's rate
+/// (`poisson_gamma`).
+pub const PEER_PRIOR_WINDOWS: f64 = 4.0;
 
 /// A count detector's configuration: [`CountParams`] with the defaults of
 /// detector type `K`.
@@ -150,6 +178,8 @@ pub struct CountParamsSer {
     pub sliding: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<Model>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_actors: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -196,6 +226,7 @@ impl<K: CountKind> CountConfig<K> {
             seasonal: p.seasonal.unwrap_or(d.seasonal),
             sliding: p.sliding.unwrap_or(d.sliding),
             min_ratio: p.min_ratio.unwrap_or(d.min_ratio),
+            model: p.model.unwrap_or(d.model),
             max_actors: p.max_actors.unwrap_or(d.max_actors),
             max_evidence: p.max_evidence.unwrap_or(d.max_evidence),
         }
@@ -241,8 +272,12 @@ struct ActorCount {
     /// to equal bytes).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     distinct: BTreeSet<u64>,
-    /// The newest counted events' ids (at most `max_evidence`).
+    /// The newest counted events' ids (at most `max_evidence`), and their
+    /// seconds: evidence older than the window is dropped, so a finding
+    /// cites only events it counted.
     evidence: std::collections::VecDeque<String>,
+    #[serde(default)]
+    evidence_at: std::collections::VecDeque<i64>,
     own: Baseline,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     slots: Vec<Baseline>,
@@ -285,7 +320,10 @@ impl<K: CountKind> CountDetector<K> {
     /// Folds the actor's finished window into their baselines and their
     /// peers', and starts window `w`.
     fn close(p: &CountParams, peers: &mut Map<u64, Baseline>, s: &mut ActorCount, w: i64) {
-        let x = f64::from(s.count);
+        let x = match p.model {
+            Model::LogNormal => f64::from(s.count).ln_1p(),
+            Model::Normal | Model::PoissonGamma => f64::from(s.count),
+        };
         s.own.learn(x, p.alpha, p.threshold);
         if p.seasonal {
             if s.slots.is_empty() {
@@ -335,6 +373,7 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
                     group: 0,
                     distinct: BTreeSet::new(),
                     evidence: Default::default(),
+                    evidence_at: Default::default(),
                     own: Baseline::default(),
                     slots: Vec::new(),
                 },
@@ -385,10 +424,26 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
         if !added {
             return;
         }
-        if s.evidence.len() >= p.max_evidence {
+        // Evidence of the window only (a state saved without the seconds
+        // starts its evidence afresh).
+        let from = if p.sliding {
+            horizon
+        } else {
+            s.window * p.window_secs as i64 - 1
+        };
+        if s.evidence_at.len() != s.evidence.len() {
+            s.evidence.clear();
+            s.evidence_at.clear();
+        }
+        while !s.evidence.is_empty()
+            && (s.evidence_at.front().is_some_and(|&t| t <= from)
+                || s.evidence.len() >= p.max_evidence)
+        {
             s.evidence.pop_front();
+            s.evidence_at.pop_front();
         }
         s.evidence.push_back(event.id.clone());
+        s.evidence_at.push_back(secs);
         let (count, fired_recently) = if p.sliding {
             let count = u32::try_from(s.sliding).unwrap_or(u32::MAX);
             (
@@ -411,35 +466,32 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
             .get(&s.group)
             .filter(|b| s.group != 0 && b.n >= p.peer_warmup)
             .copied();
-        let score = match (own, peer) {
-            (None, None) => return,
-            (Some(o), None) => o.score(c),
-            (None, Some(q)) => q.score(c),
-            (Some(o), Some(q)) => o.score(c).min(q.score(c)),
-        };
-        let level = own
-            .map_or(0.0, |o| o.mean)
-            .max(peer.map_or(0.0, |q| q.mean));
-        if score < p.threshold || c < p.min_ratio * level {
+        if own.is_none() && peer.is_none() {
             return;
         }
+        let judged = judge(p.model, c, own, peer, &s.own);
+        if judged.score < p.threshold || c < p.min_ratio * judged.level {
+            return;
+        }
+        let score = judged.score;
         s.fired_at = secs;
         let mut reason = format!("{} in {}", K::describe(count), span(p.window_secs));
         if let Some(o) = own {
-            reason += &format!("; own usual {:.1} ± {:.1}", o.mean, o.var.sqrt());
+            reason += &format!("; own usual {}", usual(p.model, &o));
         }
         match (peer, ctx.role, ctx.dept) {
             (Some(q), Some(r), Some(d)) => {
-                reason += &format!("; peers ({r}, {d}) {:.1} ± {:.1}", q.mean, q.var.sqrt());
+                reason += &format!("; peers ({r}, {d}) {}", usual(p.model, &q));
             }
             _ => reason += "; no peer baseline",
         }
-        reason += &format!(" (score {score:.1})");
-        let expected = match (own, peer) {
-            (Some(o), Some(q)) => o.mean.max(q.mean),
-            (Some(b), None) | (None, Some(b)) => b.mean,
-            (None, None) => 0.0,
-        };
+        match p.model {
+            Model::PoissonGamma => {
+                reason += &format!(" (chance {:.1e}, score {score:.1})", 10f64.powf(-score));
+            }
+            _ => reason += &format!(" (score {score:.1})"),
+        }
+        let expected = judged.expected;
         let from = if p.sliding {
             horizon
         } else {
@@ -495,6 +547,121 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
         self.evictions = saved.evictions;
         Ok(())
     }
+}
+
+/// A count scored against the warm baselines.
+struct Judged {
+    /// In the model's unit; the smaller of the two where both are warm.
+    score: f64,
+    /// The larger usual count (for `min_ratio`).
+    level: f64,
+    /// The count expected (for the finding).
+    expected: f64,
+}
+
+/// Scores count `c` against the warm baselines `own` and `peer` (at least
+/// one is warm); `history` is the actor's own baseline, warm or not.
+fn judge(
+    model: Model,
+    c: f64,
+    own: Option<Baseline>,
+    peer: Option<Baseline>,
+    history: &Baseline,
+) -> Judged {
+    let warm = || own.iter().chain(peer.iter());
+    match model {
+        Model::Normal => Judged {
+            score: warm().map(|b| b.score(c)).fold(f64::INFINITY, f64::min),
+            level: warm().map(|b| b.mean).fold(0.0, f64::max),
+            expected: warm().map(|b| b.mean).fold(0.0, f64::max),
+        },
+        Model::LogNormal => {
+            let x = c.ln_1p();
+            let level = warm()
+                .map(|b| (b.mean + b.var / 2.0).exp() - 1.0)
+                .fold(0.0, f64::max);
+            Judged {
+                score: warm()
+                    .map(|b| (x - b.mean) / log_spread(b))
+                    .fold(f64::INFINITY, f64::min),
+                level,
+                expected: level,
+            }
+        }
+        Model::PoissonGamma => {
+            // Gamma(shape, rate) posterior of the actor's rate per window:
+            // a Jeffreys start (shape 1/2), the peers' rate worth a few
+            // windows, and the actor's own windows (as many as the
+            // baseline remembers, its mean times their number).
+            let mine = own.unwrap_or(*history);
+            let windows = f64::from(mine.n).min(1.0 / 0.05);
+            let (mut shape, mut rate) = (0.5, 0.0);
+            if let Some(q) = peer {
+                shape += PEER_PRIOR_WINDOWS * q.mean;
+                rate += PEER_PRIOR_WINDOWS;
+            }
+            shape += windows * mine.mean;
+            rate += windows;
+            let tail = negbin_tail(c, shape, rate.max(1e-9));
+            Judged {
+                score: -tail.max(1e-300).log10(),
+                level: warm().map(|b| b.mean).fold(0.0, f64::max),
+                expected: shape / rate.max(1e-9),
+            }
+        }
+    }
+}
+
+/// The spread of a log-scale baseline, never below the Poisson spread of
+/// its usual count on that scale (about `1 / sqrt(count)`).
+fn log_spread(b: &Baseline) -> f64 {
+    b.var.sqrt().max(1.0 / b.mean.exp().sqrt())
+}
+
+/// "6.2 ± 2.1", or on the log scale "6.2 (×/÷ 1.8)".
+fn usual(model: Model, b: &Baseline) -> String {
+    match model {
+        Model::LogNormal => format!("{:.1} (×/÷ {:.1})", b.mean.exp() - 1.0, log_spread(b).exp()),
+        _ => format!("{:.1} ± {:.1}", b.mean, b.var.sqrt()),
+    }
+}
+
+/// `P(X >= c)` for the negative binomial with `shape` and `p = rate /
+/// (rate + 1)`: the predictive count of a Poisson whose rate has a
+/// Gamma(shape, rate) distribution.
+pub fn negbin_tail(c: f64, shape: f64, rate: f64) -> f64 {
+    if c <= 0.0 {
+        return 1.0;
+    }
+    let c = c.min(1e6) as u64;
+    let ln_p = (rate / (rate + 1.0)).ln();
+    let ln_q = (1.0 / (rate + 1.0)).ln();
+    let mean = shape / rate;
+    // ln pmf(k), by the ratio of successive terms.
+    let mut ln_pmf = shape * ln_p;
+    if (c as f64) <= mean + 1.0 {
+        // The tail is large: one minus the head, which is short.
+        let mut head = 0.0;
+        for k in 0..c {
+            head += ln_pmf.exp();
+            ln_pmf += ((shape + k as f64) / (k as f64 + 1.0)).ln() + ln_q;
+        }
+        return (1.0 - head).clamp(0.0, 1.0);
+    }
+    for k in 0..c {
+        ln_pmf += ((shape + k as f64) / (k as f64 + 1.0)).ln() + ln_q;
+    }
+    // Past the mean the terms fall; sum them until they no longer count.
+    let mut tail = 0.0;
+    for k in c..c + 100_000 {
+        let term = ln_pmf.exp();
+        tail += term;
+        if term <= tail * 1e-15 {
+            break;
+        }
+        ln_pmf += ((shape + k as f64) / (k as f64 + 1.0)).ln() + ln_q;
+    }
+    tail.clamp(0.0, 1.0)
 }
 
 /// "10 min", "1 h", "90 s".

@@ -47,7 +47,7 @@ impl Default for OffHoursConfig {
             min_days: 1.5,
             max_share: 0.05,
             gap_hours: 2,
-            min_events: 5,
+            min_events: 3,
             decay: 0.97,
             max_actors: 200_000,
             max_evidence: 20,

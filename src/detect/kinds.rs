@@ -1,7 +1,8 @@
 //! The five count detectors: what each counts. The engine, its baselines
 //! and its firing rule are in [`super::count`].
 
-use super::count::{CountKind, CountParams, Measure};
+use super::count::{CountKind, CountParams, Measure, Model};
+use super::relations::is_treatment;
 use super::{Context, Relation};
 use crate::event::{Body, Event};
 
@@ -17,6 +18,7 @@ fn defaults() -> CountParams {
         seasonal: false,
         sliding: false,
         min_ratio: 1.0,
+        model: Model::Normal,
         max_actors: 200_000,
         max_evidence: 20,
     }
@@ -35,9 +37,10 @@ impl CountKind for Volume {
     fn defaults() -> CountParams {
         CountParams {
             min_count: 30,
-            threshold: 5.0,
+            threshold: 3.0,
             seasonal: true,
             min_ratio: 4.0,
+            model: Model::LogNormal,
             ..defaults()
         }
     }
@@ -65,7 +68,8 @@ impl CountKind for Breadth {
         CountParams {
             window_secs: 3600,
             min_count: 15,
-            threshold: 4.0,
+            threshold: 3.0,
+            model: Model::LogNormal,
             ..defaults()
         }
     }
@@ -98,20 +102,28 @@ impl CountKind for NoRelationship {
     fn defaults() -> CountParams {
         CountParams {
             window_secs: 28_800,
-            min_count: 4,
-            threshold: 4.0,
+            min_count: 2,
+            threshold: 3.0,
             sliding: true,
             warmup_windows: 6,
             peer_warmup: 20,
+            model: Model::PoissonGamma,
             ..defaults()
         }
     }
     fn measure(event: &Event, ctx: &Context) -> Measure {
         match &event.body {
-            Body::Access(a) if a.outcome == "success" => match (ctx.relation, ctx.patient_key) {
-                (Relation::Unrelated | Relation::FirstSeen, Some(k)) => Measure::Distinct(k),
-                _ => Measure::Touch,
-            },
+            // A secondary use the actor or their peers routinely work under
+            // (billing, research) claims no treatment relationship.
+            Body::Access(a)
+                if a.outcome == "success"
+                    && (is_treatment(a.purpose.as_deref()) || !ctx.routine_purpose) =>
+            {
+                match (ctx.relation, ctx.patient_key) {
+                    (Relation::Unrelated | Relation::FirstSeen, Some(k)) => Measure::Distinct(k),
+                    _ => Measure::Touch,
+                }
+            }
             Body::Access(_) => Measure::Touch,
             _ => Measure::Skip,
         }
@@ -131,8 +143,9 @@ impl CountKind for DeniedBurst {
     const NAME: &'static str = "denied_burst";
     fn defaults() -> CountParams {
         CountParams {
-            min_count: 6,
+            min_count: 3,
             threshold: 4.0,
+            model: Model::PoissonGamma,
             ..defaults()
         }
     }
@@ -160,10 +173,11 @@ impl CountKind for BreakGlass {
     fn defaults() -> CountParams {
         CountParams {
             window_secs: 43_200,
-            min_count: 4,
+            min_count: 3,
             threshold: 4.0,
             warmup_windows: 4,
             sliding: true,
+            model: Model::PoissonGamma,
             ..defaults()
         }
     }

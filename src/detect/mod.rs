@@ -28,7 +28,7 @@ pub mod sql;
 #[cfg(test)]
 mod tests;
 
-pub use count::{CountConfig, CountDetector, CountParams};
+pub use count::{CountConfig, CountDetector, CountParams, Model as CountModel};
 pub use hours::{OffHours, OffHoursConfig};
 pub use kinds::{Breadth, BreakGlass, DeniedBurst, NoRelationship, Volume};
 pub use model::{ModelAbuse, ModelAbuseConfig};
@@ -330,6 +330,9 @@ impl Detectors {
             dept: dept.map(|d| memory::key_hash(&["d", d])),
             group: role.zip(dept).map(|(r, d)| memory::key_hash(&[r, d])),
         };
+        let relation = self
+            .relations
+            .classify(event, &keys, dept, &self.reference, time);
         let ctx = Context {
             reference: &self.reference,
             time,
@@ -337,9 +340,7 @@ impl Detectors {
             dept,
             patient_key: keys.patient,
             group: keys.group,
-            relation: self
-                .relations
-                .classify(event, &keys, dept, &self.reference, time),
+            relation,
             routine_purpose: self.relations.routine_purpose(event, &keys),
         };
         for d in &mut self.list {

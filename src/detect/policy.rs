@@ -121,9 +121,10 @@ impl Detector for Vip {
         let Some(category) = ctx.reference.vip(patient) else {
             return;
         };
-        // Treatment needs a treatment relationship; a job function (billing,
-        // research, operations) needs to be one the actor or their peers
-        // routinely work under.
+        // Treatment needs a treatment relationship of the actor's own or
+        // their department's care (one colleague's consult is not one); a
+        // job function (billing, research, operations) needs to be one the
+        // actor or their peers routinely work under.
         if matches!(ctx.relation, Relation::Treating) || ctx.routine_purpose {
             return;
         }

@@ -30,15 +30,24 @@ const MAX_PATIENTS: usize = 500_000;
 pub enum Relation {
     /// The event is about no patient (or is not an access).
     NoPatient,
-    /// On the care team, or treated by the actor or the actor's department
-    /// before.
+    /// On the care team, or treated by the actor before, or by the actor's
+    /// department (at least two of its members) before.
     Treating,
+    /// Treated before by one other member of the actor's department only
+    /// (a consult, say), not by the actor, and on no care team of theirs:
+    /// close enough for routine work, not a relationship to a flagged
+    /// patient.
+    Consulted,
     /// Known to the hospital (treated by others, or under someone else's
     /// care), but not by this actor or department.
     Unrelated,
     /// Never seen before, and not on any care team: a new patient.
     FirstSeen,
 }
+
+/// Salt of the derived key that marks a department's relationship as
+/// confirmed by a second member.
+const SHARED: u64 = 0x5348_4152_4544_0001;
 
 pub struct Relations {
     pairs: RecentSet,
@@ -139,10 +148,15 @@ impl Relations {
             return Relation::NoPatient;
         };
         if self.pairs.contains(mix(keys.actor, p))
-            || keys.dept.is_some_and(|d| self.pairs.contains(mix(d, p)))
+            || keys
+                .dept
+                .is_some_and(|d| self.pairs.contains(mix(d ^ SHARED, p)))
             || reference.on_care_team(patient, &event.actor.id, dept, at)
         {
             return Relation::Treating;
+        }
+        if keys.dept.is_some_and(|d| self.pairs.contains(mix(d, p))) {
+            return Relation::Consulted;
         }
         if self.patients.contains(p) || reference.has_care(patient) {
             Relation::Unrelated
@@ -180,8 +194,13 @@ impl Relations {
         if a.outcome != "success" || !is_treatment(a.purpose.as_deref()) {
             return;
         }
-        self.pairs.insert(mix(keys.actor, p));
+        let first_time = self.pairs.insert(mix(keys.actor, p));
         if let Some(d) = keys.dept {
+            // A second member treating the patient makes it the
+            // department's patient.
+            if first_time && self.pairs.contains(mix(d, p)) {
+                self.pairs.insert(mix(d ^ SHARED, p));
+            }
             self.pairs.insert(mix(d, p));
         }
     }
