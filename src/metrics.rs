@@ -93,6 +93,17 @@ fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeV
 
 impl Metrics {
     /// Counts `written` signed checkpoints, stamped now.
+    /// Counts what a flush of `table`'s own chain (`incidents`,
+    /// `query_log`) made durable: `rows` rows in `segments` segments of
+    /// `bytes` bytes.
+    pub fn note_flush(&self, table: &str, rows: usize, segments: usize, bytes: u64) {
+        self.ledger_records
+            .with_label_values(&[table])
+            .inc_by(rows as u64);
+        self.ledger_segments.inc_by(segments as u64);
+        self.ledger_bytes.inc_by(bytes);
+    }
+
     pub fn note_checkpoints(&self, written: usize) {
         if written > 0 {
             self.checkpoints_written.inc_by(written as u64);

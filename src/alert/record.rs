@@ -127,12 +127,7 @@ impl IncidentRecorder {
         let stats = writer.flush()?;
         crate::failpoint::hit("incidents.recorded");
         if let Some(stats) = stats {
-            let m = metrics();
-            m.ledger_records
-                .with_label_values(&["incidents"])
-                .inc_by(stats.incidents as u64);
-            m.ledger_segments.inc_by(stats.segments as u64);
-            m.ledger_bytes.inc_by(stats.bytes);
+            metrics().note_flush("incidents", stats.incidents, stats.segments, stats.bytes);
             self.unsigned = true;
         }
         self.writer = Some(writer);

@@ -253,9 +253,11 @@ pub struct QueryLog {
 }
 
 struct LogState {
-    /// `None` after a failed append, until reopened.
+    /// `None` before the first statement, and after a failed append,
+    /// until reopened.
     writer: Option<ChainWriter>,
-    chain: ChainId,
+    /// The chain taken (at the first statement).
+    chain: Option<ChainId>,
     signed: Instant,
     unsigned: bool,
 }
@@ -269,29 +271,25 @@ impl std::fmt::Debug for QueryLog {
 }
 
 impl QueryLog {
-    /// Takes a `+queries/<n>` chain of `store` (repairing a crashed
-    /// append) and signs what an earlier holder left unsigned. Blocking.
-    pub fn open(
-        store: Store,
-        checkpoints: Option<(Arc<NoteSigner>, Duration)>,
-    ) -> Result<QueryLog, LedgerError> {
-        let writer = bind(&store)?;
-        let log = QueryLog {
+    /// The query log of `store`. A `+queries/<n>` chain is taken (and a
+    /// crashed append repaired) at the first statement, so a process that
+    /// answers none adds no chain; the first entry's checkpoint also signs
+    /// what an earlier holder of the chain left unsigned.
+    pub fn open(store: Store, checkpoints: Option<(Arc<NoteSigner>, Duration)>) -> QueryLog {
+        QueryLog {
             store,
             checkpoints,
             state: Mutex::new(LogState {
-                chain: writer.chain().clone(),
-                writer: Some(writer),
+                writer: None,
+                chain: None,
                 signed: Instant::now(),
                 unsigned: true,
             }),
-        };
-        log.checkpoint(true)?;
-        Ok(log)
+        }
     }
 
-    /// The chain this process appends to.
-    pub fn chain(&self) -> ChainId {
+    /// The chain this process appends to, once it has taken one.
+    pub fn chain(&self) -> Option<ChainId> {
         self.lock().chain.clone()
     }
 
@@ -304,25 +302,21 @@ impl QueryLog {
     /// reopened (or another one taken) at the next call.
     pub fn append(&self, entry: &serde_json::Value) -> Result<(), LedgerError> {
         let mut state = self.lock();
-        let mut writer = match state.writer.take() {
-            Some(w) => w,
-            None => match self.store.chain_writer(&state.chain) {
+        let mut writer = match (state.writer.take(), &state.chain) {
+            (Some(w), _) => w,
+            (None, Some(chain)) => match self.store.chain_writer(chain) {
                 Ok(w) => w,
                 Err(LedgerError::Locked { .. }) => bind(&self.store)?,
                 Err(e) => return Err(e),
             },
+            (None, None) => bind(&self.store)?,
         };
-        state.chain = writer.chain().clone();
+        state.chain = Some(writer.chain().clone());
         let offset = writer.last_offset().map_or(0, |last| last + 1);
         writer.push_query(Origin::kafka(offset), entry)?;
         let stats = writer.flush()?;
         if let Some(stats) = stats {
-            let m = metrics();
-            m.ledger_records
-                .with_label_values(&["query_log"])
-                .inc_by(stats.queries as u64);
-            m.ledger_segments.inc_by(stats.segments as u64);
-            m.ledger_bytes.inc_by(stats.bytes);
+            metrics().note_flush("query_log", stats.queries, stats.segments, stats.bytes);
             state.unsigned = true;
         }
         state.writer = Some(writer);

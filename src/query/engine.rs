@@ -228,8 +228,9 @@ impl QueryEngine {
         result
     }
 
-    /// The chain of the query log this engine appends to.
-    pub fn log_chain(&self) -> crate::ledger::ChainId {
+    /// The chain of the query log this engine appends to, once a
+    /// statement was recorded.
+    pub fn log_chain(&self) -> Option<crate::ledger::ChainId> {
         self.inner.log.chain()
     }
 
