@@ -27,7 +27,6 @@
 //!   the pipeline stops.
 
 mod dedup;
-mod flush;
 mod seal;
 
 use std::collections::HashMap;
@@ -144,20 +143,6 @@ struct ChainState {
     observed: bool,
     /// When the retention period was last applied.
     pruned: Instant,
-    /// The flush running in the background, which has the writer.
-    flushing: Option<flush::InFlight>,
-    /// Messages that arrived while the writer was away, in order.
-    held: Vec<SourceMessage>,
-}
-
-/// What [`Pipeline::ingest`] leaves for the rest of a batch.
-#[derive(Default)]
-struct Ingested {
-    alerts: Vec<Alert>,
-    /// The newest event time seen.
-    newest: Option<i64>,
-    /// Chains whose buffers reached `FlushPolicy::max_rows`.
-    full: Vec<ChainId>,
 }
 
 pub struct Pipeline {
@@ -367,12 +352,8 @@ impl Pipeline {
         shutdown: impl Future<Output = ()>,
         on_shutdown: impl FnOnce(),
     ) -> Result<Summary, PipelineError> {
-        // Also how soon a finished background flush is committed when no
-        // messages come.
-        let mut tick = tokio::time::interval(
-            (self.policy.max_age.max(Duration::from_millis(20)) / 2)
-                .min(Duration::from_millis(100)),
-        );
+        let mut tick =
+            tokio::time::interval(self.policy.max_age.max(Duration::from_millis(20)) / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         let mut on_shutdown = Some(on_shutdown);
@@ -489,8 +470,6 @@ impl Pipeline {
                     snapshotted: Instant::now(),
                     observed: false,
                     pruned: Instant::now(),
-                    flushing: None,
-                    held: Vec::new(),
                 },
             );
         }
@@ -517,36 +496,16 @@ impl Pipeline {
     }
 
     async fn handle_batch(&mut self, batch: Vec<SourceMessage>) -> Result<(), PipelineError> {
-        self.reap().await?;
-        let mut done = Ingested::default();
-        self.ingest(batch, &mut done)?;
-        self.deliver(&mut done).await;
-        for chain in std::mem::take(&mut done.full) {
-            self.flush(&chain, false).await?;
-        }
-        Ok(())
-    }
-
-    /// Decodes, stores in the writers' buffers and runs the detectors over
-    /// `batch`; the alerts, the newest event time and the chains whose
-    /// buffers are full go into `done`. Messages of a chain whose flush is
-    /// in flight are held, in order, until its writer is back.
-    fn ingest(
-        &mut self,
-        batch: Vec<SourceMessage>,
-        done: &mut Ingested,
-    ) -> Result<(), PipelineError> {
+        let mut alerts = Vec::new();
         // One wall-clock read per batch: alerts of one batch share it.
         let raised_at = Utc::now();
+        let mut full = Vec::new();
+        let mut newest = None;
         for msg in batch {
             let Some(state) = self.chains.get_mut(&msg.chain) else {
                 // Not (or no longer) ours: not committed, the owner reads it.
                 continue;
             };
-            if state.flushing.is_some() || !state.held.is_empty() {
-                state.held.push(msg);
-                continue;
-            }
             let offset = match msg.offset {
                 Some(o) if o < state.next_offset => {
                     // Already held (a redelivery after a restart or a
@@ -596,12 +555,12 @@ impl Pipeline {
                     self.summary.accepted += 1;
                     self.accepted[event.kind() as usize].inc();
                     writer.push_event(origin, &event);
-                    done.newest = done.newest.max(Some(event.time_micros()));
+                    newest = newest.max(Some(event.time_micros()));
                     state.observed = true;
                     if let Some(sql) = &mut self.sql {
                         sql.push(&event);
                     }
-                    done.alerts.extend(
+                    alerts.extend(
                         state
                             .detectors
                             .observe(&event)
@@ -636,30 +595,167 @@ impl Pipeline {
                     }
                 }
             }
-            if writer.buffered() >= self.policy.max_rows && !done.full.contains(&msg.chain) {
-                done.full.push(msg.chain.clone());
+            if writer.buffered() >= self.policy.max_rows && !full.contains(&msg.chain) {
+                full.push(msg.chain.clone());
             }
         }
-        Ok(())
-    }
-
-    /// Sends what [`Self::ingest`] raised to the alerter and moves event
-    /// time on.
-    async fn deliver(&mut self, done: &mut Ingested) {
-        if let Some(t) = done.newest {
+        if let Some(t) = newest {
             let lag = (Utc::now().timestamp_micros() - t) as f64 / 1e6;
             metrics().event_time_lag_seconds.set(lag);
             self.sql_due(t);
         }
-        for alert in std::mem::take(&mut done.alerts) {
+        for alert in alerts {
             self.summary.alerts += 1;
             self.alerter.send(alert).await;
         }
-        if let Some(t) = done.newest {
+        if let Some(t) = newest {
             // Incidents quiet for their quiet period (in event time) resolve.
             self.alerter.advance(t).await;
         }
+        for chain in full {
+            self.flush(&chain, false).await?;
+        }
+        Ok(())
     }
+
+    async fn flush_due(&mut self) -> Result<(), PipelineError> {
+        let due: Vec<ChainId> = self
+            .chains
+            .iter()
+            .filter(|(_, s)| {
+                s.oldest.is_some_and(|t| t.elapsed() >= self.policy.max_age)
+                    || (self.continuity.retention.is_some() && s.pruned.elapsed() >= PRUNE_EVERY)
+            })
+            .map(|(c, _)| c.clone())
+            .collect();
+        for chain in due {
+            self.flush(&chain, false).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush_all(&mut self) -> Result<(), PipelineError> {
+        let all: Vec<ChainId> = self.chains.keys().cloned().collect();
+        for chain in all {
+            self.flush(&chain, true).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes `chain`'s buffer durable, then commits past it.
+    async fn flush(&mut self, chain: &ChainId, sync: bool) -> Result<(), PipelineError> {
+        let Some(state) = self.chains.get_mut(chain) else {
+            return Ok(());
+        };
+        state.oldest = None;
+        let Some(mut writer) = state.writer.take() else {
+            return Err(PipelineError::Internal(
+                "a chain lost its writer in an earlier failed flush".into(),
+            ));
+        };
+        // On a revoke or at shutdown, checkpoint what is durable.
+        let grows = state.unsigned || writer.buffered() > 0;
+        let signer = match (&self.checkpoints, sync && grows) {
+            (Some(policy), true) => Some(policy.signer.clone()),
+            _ => None,
+        };
+        // Taken now, while every event the detectors saw is buffered: once
+        // the flush succeeds the state matches the ledger exactly.
+        let snapshot = (state.observed
+            && (sync || state.snapshotted.elapsed() >= self.continuity.snapshot_interval))
+            .then(|| chain_state(&state.detectors, &state.sketcher));
+        let snapshot_taken = snapshot.is_some();
+        let prune = self
+            .continuity
+            .retention
+            .filter(|_| state.pruned.elapsed() >= PRUNE_EVERY);
+        if writer.buffered() == 0 && signer.is_none() && snapshot.is_none() && prune.is_none() {
+            // Nothing new; still re-commit on a revoke or at shutdown, in
+            // case an earlier asynchronous commit failed.
+            state.writer = Some(writer);
+            if let (true, Some(last)) = (sync, self.last_offset(chain)) {
+                self.commit(chain, last + 1, true);
+            }
+            return Ok(());
+        }
+        if writer.buffered() > 0
+            && let Some(dl) = &mut self.dead_letters
+        {
+            dl.settle().await;
+        }
+        if writer.buffered() > 0 {
+            // The revisions these events caused are recorded first: a
+            // crash after this flush must not leave stored events whose
+            // incidents no one recorded (their replay raises nothing).
+            self.alerter.sync().await;
+        }
+        let started = Instant::now();
+        let store = self.store.clone();
+        let (writer, result) = tokio::task::spawn_blocking(move || {
+            let r = writer.flush().and_then(|stats| {
+                if let Some(state) = snapshot {
+                    write_snapshot(&store, &writer, state)?;
+                }
+                if let Some(keep) = prune {
+                    apply_retention(&mut writer, keep)?;
+                }
+                match signer {
+                    Some(signer) => {
+                        let written = writer.checkpoint(&signer, Utc::now())?;
+                        Ok((stats, written.len()))
+                    }
+                    None => Ok((stats, 0)),
+                }
+            });
+            (writer, r)
+        })
+        .await
+        .map_err(|e| PipelineError::Internal(e.to_string()))?;
+        let snapshotted = snapshot_taken;
+        if let Some(state) = self.chains.get_mut(chain) {
+            state.writer = Some(writer);
+        }
+        let (stats, signed) = result?;
+        if let Some(state) = self.chains.get_mut(chain) {
+            if stats.is_some() {
+                state.unsigned = true;
+            }
+            if sync && self.checkpoints.is_some() {
+                state.unsigned = false;
+                state.checkpointed = Instant::now();
+            }
+            if snapshotted {
+                state.observed = false;
+                state.snapshotted = Instant::now();
+            }
+            if prune.is_some() {
+                state.pruned = Instant::now();
+            }
+        }
+        crate::detect::report_keys(self.chains.values_mut().map(|s| &mut s.detectors));
+        self.report_state();
+        note_checkpoints(signed);
+        let Some(stats) = stats else {
+            if let (true, Some(last)) = (sync, self.last_offset(chain)) {
+                self.commit(chain, last + 1, true);
+            }
+            return Ok(());
+        };
+        let m = metrics();
+        m.ledger_flush_seconds
+            .observe(started.elapsed().as_secs_f64());
+        m.ledger_records
+            .with_label_values(&["events"])
+            .inc_by(stats.events as u64);
+        m.ledger_records
+            .with_label_values(&["rejects"])
+            .inc_by(stats.rejects as u64);
+        m.ledger_segments.inc_by(stats.segments as u64);
+        m.ledger_bytes.inc_by(stats.bytes);
+        self.commit(chain, stats.last_offset + 1, sync);
+        Ok(())
+    }
+
     fn commit(&self, chain: &ChainId, next_offset: i64, sync: bool) {
         failpoint::hit("commit.before");
         self.committer.commit(chain, next_offset, sync);
@@ -686,10 +782,6 @@ impl Pipeline {
             .map(|(c, _)| c.clone())
             .collect();
         for chain in due {
-            self.settle(&chain).await?;
-            let Some(policy) = &self.checkpoints else {
-                return Ok(());
-            };
             let signer = policy.signer.clone();
             let Some(state) = self.chains.get_mut(&chain) else {
                 continue;
@@ -723,10 +815,6 @@ impl Pipeline {
         m.chains_owned.set(self.chains.len() as i64);
         m.dedup_ids
             .set(self.chains.values().map(|s| s.ids.len()).sum::<usize>() as i64);
-        if self.chains.values().any(|s| s.writer.is_none()) {
-            // A flush in flight has a writer: its rows would be missing.
-            return;
-        }
         for table in Table::ALL {
             let rows: u64 = self
                 .chains
