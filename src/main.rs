@@ -3,6 +3,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+
+/// The pipeline allocates on its prepare thread what its loop frees:
+/// glibc's allocator serializes that on an arena lock (measured: a fifth
+/// of the CPU in lock handoffs, docs/performance.md); mimalloc frees
+/// across threads without one.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};

@@ -73,6 +73,21 @@ const ACTOR_FIELDS: &[&str] = &[
     "type",
 ];
 
+/// An event parsed and validated, its feature vector (if any) not yet
+/// sketched into its fingerprint.
+#[derive(Debug)]
+pub struct Parsed {
+    event: Event,
+    features: Option<Vec<f64>>,
+}
+
+impl Parsed {
+    /// The event, when it is complete: it had no feature vector to sketch.
+    pub fn ready(&self) -> Option<&Event> {
+        self.features.is_none().then_some(&self.event)
+    }
+}
+
 /// Turns message bytes into accepted events or precise rejections.
 #[derive(Debug, Clone)]
 pub struct Decoder {
@@ -113,7 +128,7 @@ impl Decoder {
             return Err(Reject::new(R::NotObject, "the record is not an object"));
         };
         match obj.remove("event") {
-            Some(Value::Object(event)) => decoder.event(event, None),
+            Some(Value::Object(event)) => decoder.finish(decoder.event(event)?, None),
             _ => Err(Reject::new(
                 R::MissingField,
                 "the record has no `event` object",
@@ -169,6 +184,14 @@ impl Decoder {
         bytes: &[u8],
         sketcher: Option<&mut Sketcher>,
     ) -> Result<Event, Reject> {
+        self.finish(self.parse(bytes)?, sketcher)
+    }
+
+    /// Everything of decoding that needs no chain state: parsing,
+    /// validation, pseudonyms. A feature vector waits in the result for
+    /// [`Decoder::finish`], which sketches it with the chain's learned
+    /// normalization; the two together are [`Decoder::decode_with`].
+    pub fn parse(&self, bytes: &[u8]) -> Result<Parsed, Reject> {
         if bytes.len() > MAX_MESSAGE_BYTES {
             return Err(Reject::new(
                 R::Oversize,
@@ -217,14 +240,32 @@ impl Decoder {
                 format!("message is a JSON {}, not an object", type_name(&value)),
             ));
         };
-        self.event(obj, sketcher)
+        self.event(obj)
     }
 
-    fn event(
-        &self,
-        mut obj: Map<String, Value>,
-        sketcher: Option<&mut Sketcher>,
-    ) -> Result<Event, Reject> {
+    /// Sketches a parsed event's feature vector (if it has one) into its
+    /// fingerprint: with `sketcher`, the chain's learned normalization,
+    /// which refuses vectors of the wrong length for their model; without,
+    /// in raw units.
+    pub fn finish(&self, parsed: Parsed, sketcher: Option<&mut Sketcher>) -> Result<Event, Reject> {
+        let Parsed {
+            mut event,
+            features,
+        } = parsed;
+        if let (Some(features), Body::Inference(inference)) = (features, &mut event.body) {
+            let sketch = match sketcher {
+                Some(s) => s.sketch(
+                    &format!("{}@{}", inference.model_id, inference.model_version),
+                    &features,
+                )?,
+                None => sketch_unscaled(&self.pseudonymizer.sketch_keys(), &features),
+            };
+            inference.fingerprint = Some(sketch.encode());
+        }
+        Ok(event)
+    }
+
+    fn event(&self, mut obj: Map<String, Value>) -> Result<Parsed, Reject> {
         let id = required_str(&obj, "id", "id")?;
         if id.chars().count() > MAX_ID_CHARS {
             return Err(Reject::new(
@@ -252,9 +293,14 @@ impl Decoder {
         let source = optional_str(&obj, "source", "source")?;
         let attrs = attrs(obj.get("attrs"))?;
 
+        let mut features = None;
         let body = match kind.as_str() {
             "access" => Body::Access(self.access(&obj)?),
-            "inference" => Body::Inference(self.inference(&obj, sketcher)?),
+            "inference" => {
+                let (inference, vector) = self.inference(&obj)?;
+                features = vector;
+                Body::Inference(inference)
+            }
             "lineage" => Body::Lineage(self.lineage(&obj)?),
             _ => {
                 return Err(Reject::new(
@@ -264,14 +310,17 @@ impl Decoder {
             }
         };
         obj.retain(|k, _| !KNOWN_FIELDS.contains(&k.as_str()));
-        Ok(Event {
-            id,
-            time,
-            actor,
-            source,
-            attrs,
-            body,
-            extra: obj,
+        Ok(Parsed {
+            event: Event {
+                id,
+                time,
+                actor,
+                source,
+                attrs,
+                body,
+                extra: obj,
+            },
+            features,
         })
     }
 
@@ -330,11 +379,9 @@ impl Decoder {
         })
     }
 
-    fn inference(
-        &self,
-        obj: &Map<String, Value>,
-        sketcher: Option<&mut Sketcher>,
-    ) -> Result<Inference, Reject> {
+    /// The inference, and its feature vector when it carries one (the
+    /// fingerprint is made from it by [`Decoder::finish`]).
+    fn inference(&self, obj: &Map<String, Value>) -> Result<(Inference, Option<Vec<f64>>), Reject> {
         let model = match obj.get("model") {
             None | Some(Value::Null) => {
                 return Err(Reject::new(
@@ -348,7 +395,7 @@ impl Decoder {
         let model_id = required_str(model, "id", "model.id")?;
         let model_version = required_str(model, "version", "model.version")?;
 
-        let (mut fingerprint, mut feature_count) = (None, None);
+        let (mut fingerprint, mut feature_count, mut vector) = (None, None, None);
         match obj.get("input") {
             None | Some(Value::Null) => {}
             Some(Value::Object(input)) => {
@@ -356,21 +403,16 @@ impl Decoder {
                     None | Some(Value::Null) => {}
                     Some(Value::Array(items)) => {
                         let features = features(items)?;
-                        let sketch = match sketcher {
-                            Some(s) => {
-                                s.sketch(&format!("{model_id}@{model_version}"), &features)?
-                            }
-                            None => sketch_unscaled(&self.pseudonymizer.sketch_keys(), &features),
-                        };
-                        fingerprint = Some(sketch.encode());
                         feature_count = Some(features.len() as u32);
+                        vector = Some(features);
                     }
                     Some(other) => {
                         return Err(wrong_type("input.features", "an array of numbers", other));
                     }
                 }
+                // A vector's own fingerprint replaces a given one.
                 if let Some(fp) = optional_str(input, "fingerprint", "input.fingerprint")?
-                    && fingerprint.is_none()
+                    && vector.is_none()
                 {
                     fingerprint = Some(fp);
                 }
@@ -403,7 +445,7 @@ impl Decoder {
             }
             Some(other) => return Err(wrong_type("output", "an object", other)),
         }
-        Ok(Inference {
+        let inference = Inference {
             model_id,
             model_version,
             patient: self.patient(obj)?,
@@ -413,7 +455,8 @@ impl Decoder {
             output_score,
             scores_returned,
             purpose: optional_str(obj, "purpose", "purpose")?,
-        })
+        };
+        Ok((inference, vector))
     }
 
     fn lineage(&self, obj: &Map<String, Value>) -> Result<Lineage, Reject> {

@@ -25,7 +25,7 @@ mod strict_json;
 
 pub use canonical::canonical_json;
 pub(crate) use canonical::write_str as write_json_str;
-pub use decode::{Decoder, MAX_MESSAGE_BYTES};
+pub use decode::{Decoder, MAX_MESSAGE_BYTES, Parsed};
 pub(crate) use pseudonym::key_id;
 pub use pseudonym::{PseudonymKey, Pseudonymizer};
 pub use seal::{RejectSealer, SEAL_OVERHEAD, SEAL_SCHEME, SealError, SealedPart};

@@ -457,3 +457,76 @@ fn rejects_read_back_as_stored_with_their_sealing_and_key_id() {
     let none = store.read_rejects::<LedgerError>(&chain, Some(2), |_| Ok(()));
     assert_eq!(none.unwrap(), 0);
 }
+
+/// An event encoded ahead on another thread (`PreparedEvent`) is stored
+/// exactly as one pushed whole: same records, leaves, columns and files.
+#[test]
+fn prepared_events_are_stored_as_pushed_ones() {
+    let d = decoder();
+    let mut workload = crate::source::synth::Workload::new(crate::source::synth::WorkloadConfig {
+        seed: 3,
+        ..Default::default()
+    });
+    let t = chrono::Utc::now();
+    let mut payloads: Vec<Vec<u8>> = EXAMPLES
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.as_bytes().to_vec())
+        .collect();
+    payloads.extend((0..2000).map(|_| workload.next_message(t).payload));
+    let chain = ChainId::new("audit", 2);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (sa, sb) = (open(a.path()), open(b.path()));
+    let (mut wa, mut wb) = (
+        sa.chain_writer(&chain).unwrap(),
+        sb.chain_writer(&chain).unwrap(),
+    );
+    let (mut offset, mut prepared) = (0, 0);
+    for p in &payloads {
+        let Ok(parsed) = d.parse(p) else { continue };
+        let origin = Origin::kafka(offset);
+        wa.push_event(origin.clone(), &d.decode(p).unwrap());
+        match parsed.ready() {
+            Some(event) => {
+                prepared += 1;
+                wb.push_prepared(PreparedEvent::new(sb.alg(), &chain, origin, event));
+            }
+            None => wb.push_event(origin, &d.finish(parsed, None).unwrap()),
+        }
+        offset += 1;
+    }
+    assert!(
+        prepared > 1000 && prepared < offset,
+        "{prepared} of {offset}"
+    );
+    wa.flush().unwrap().unwrap();
+    wb.flush().unwrap().unwrap();
+    assert_eq!(wa.tree_head(Table::Events), wb.tree_head(Table::Events));
+    let files = |root: &Path| {
+        let mut out = Vec::new();
+        for entry in walkdir(root.join("events")) {
+            out.push((
+                entry.strip_prefix(root).unwrap().to_owned(),
+                fs::read(&entry).unwrap(),
+            ));
+        }
+        out.sort();
+        out
+    };
+    let (fa, fb) = (files(a.path()), files(b.path()));
+    assert!(!fa.is_empty());
+    assert_eq!(fa, fb);
+}
+
+fn walkdir(dir: std::path::PathBuf) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walkdir(path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

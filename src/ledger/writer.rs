@@ -26,6 +26,7 @@ use super::checkpoints::{CheckpointLine, CheckpointLog};
 use super::error::LedgerError;
 use super::hash::{Hash, parse_hash};
 use super::manifest::{ManifestLine, Table};
+use super::merkle::HashAlg;
 use super::record::{
     EventColumns, IncidentColumns, QueryColumns, RejectBytes, event_record, incident_record,
     query_record, reject_record,
@@ -53,6 +54,35 @@ pub struct FlushStats {
     pub segments: usize,
     /// Highest source offset now durable in the chain.
     pub last_offset: i64,
+}
+
+/// An accepted event encoded for its chain: its ledger record, the record's
+/// leaf hash and its typed columns. Everything of an append but the Merkle
+/// append itself, which needs the chain's tree; made on any thread, then
+/// handed to the chain's writer ([`ChainWriter::push_prepared`]).
+#[derive(Debug)]
+pub struct PreparedEvent {
+    alg: HashAlg,
+    offset: i64,
+    leaf: Hash,
+    cols: EventColumns,
+    record: String,
+}
+
+impl PreparedEvent {
+    /// Encodes `event`, received at `origin` in `chain`, for a store
+    /// hashing with `alg`. Only `chain`'s writer may take it: the record
+    /// names the chain.
+    pub fn new(alg: HashAlg, chain: &ChainId, origin: Origin, event: &Event) -> Self {
+        let record = event_record(chain, &origin, event);
+        PreparedEvent {
+            alg,
+            offset: origin.offset,
+            leaf: alg.leaf(&record),
+            cols: EventColumns::from_event(event),
+            record: String::from_utf8(record).expect("canonical JSON is UTF-8"),
+        }
+    }
 }
 
 /// The appender of one chain. Holds the chain's lock until dropped.
@@ -318,14 +348,27 @@ impl ChainWriter {
     /// Buffers an accepted event. Offsets must be strictly increasing
     /// across `push_event`/`push_reject` and above [`Self::last_offset`].
     pub fn push_event(&mut self, origin: Origin, event: &Event) {
-        self.note_offset(origin.offset);
-        let record = event_record(&self.chain, &origin, event);
-        let seq = self.append_leaf(Table::Events, &record);
+        let prepared = PreparedEvent::new(self.store.alg(), &self.chain, origin, event);
+        self.push_prepared(prepared);
+    }
+
+    /// Buffers an accepted event encoded ahead by [`PreparedEvent::new`]
+    /// for this chain and this store's hash (same rules as
+    /// [`Self::push_event`]): only the Merkle append is left.
+    pub fn push_prepared(&mut self, prepared: PreparedEvent) {
+        debug_assert!(
+            prepared.alg == self.store.alg(),
+            "an event prepared for another hash"
+        );
+        self.note_offset(prepared.offset);
+        let tree = &mut self.trees[Table::Events as usize];
+        let seq = tree.size();
+        tree.push(prepared.leaf);
         self.events.push(EventRow {
             seq,
-            offset: origin.offset,
-            cols: EventColumns::from_event(event),
-            record: String::from_utf8(record).expect("canonical JSON is UTF-8"),
+            offset: prepared.offset,
+            cols: prepared.cols,
+            record: prepared.record,
         });
     }
 

@@ -2,7 +2,10 @@
 //! commits out.
 //!
 //! One task owns every assigned chain's writer and handles source events
-//! strictly in order. Invariants:
+//! strictly in order. Ahead of it, the prepare stage (`prepare`, its own
+//! thread) parses each message and, where no chain state is needed,
+//! encodes and hashes its ledger row; it forwards the source's events in
+//! the source's order. Invariants:
 //! - a message is buffered in its chain's writer before anything later in
 //!   that chain; an offset below the chain's next expected offset is a
 //!   redelivery of something already held and is skipped (counted);
@@ -27,6 +30,7 @@
 //!   the pipeline stops.
 
 mod dedup;
+mod prepare;
 mod seal;
 
 use std::collections::HashMap;
@@ -38,6 +42,7 @@ use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
 use self::dedup::IdWindow;
+use self::prepare::{Prepared, Staged};
 use crate::alert::{Alert, Alerter};
 use crate::detect::reference::{ReferenceWatch, tables as reference_tables};
 use crate::detect::sql::{SqlDetectors, SqlReport};
@@ -51,7 +56,7 @@ use crate::ledger::{
 };
 use crate::metrics::metrics;
 use crate::source::kafka::DeadLetters;
-use crate::source::{Committer, SourceEvent, SourceMessage};
+use crate::source::{Committer, SourceEvent};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -348,10 +353,12 @@ impl Pipeline {
     /// revoke and commit cleanly.
     pub async fn run(
         mut self,
-        mut events: mpsc::Receiver<SourceEvent>,
+        events: mpsc::Receiver<SourceEvent>,
         shutdown: impl Future<Output = ()>,
         on_shutdown: impl FnOnce(),
     ) -> Result<Summary, PipelineError> {
+        let mut events = prepare::spawn(events, self.decoder.clone(), self.store.alg())
+            .map_err(|e| PipelineError::Internal(format!("cannot start the prepare stage: {e}")))?;
         let mut tick =
             tokio::time::interval(self.policy.max_age.max(Duration::from_millis(20)) / 2);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -367,11 +374,11 @@ impl Pipeline {
                     if let Some(f) = on_shutdown.take() { f(); }
                 }
                 event = events.recv() => match event {
-                    None | Some(SourceEvent::End) => break Ok(()),
-                    Some(SourceEvent::Assigned(chains, reply)) => {
+                    None | Some(Staged::End) => break Ok(()),
+                    Some(Staged::Assigned(chains, reply)) => {
                         if let Err(e) = self.assign(chains, reply).await { break Err(e); }
                     }
-                    Some(SourceEvent::Messages(batch)) => {
+                    Some(Staged::Messages(batch)) => {
                         if let Err(e) = self.handle_batch(batch).await { break Err(e); }
                         // The tick branch may starve while messages keep
                         // coming; age-based flushes must not wait for a lull.
@@ -379,7 +386,7 @@ impl Pipeline {
                         if let Err(e) = self.checkpoint_due().await { break Err(e); }
                         self.check_heads_due().await;
                     }
-                    Some(SourceEvent::Revoked(chains, done)) => {
+                    Some(Staged::Revoked(chains, done)) => {
                         let r = self.revoke(chains).await;
                         let _ = done.send(());
                         if let Err(e) = r { break Err(e); }
@@ -495,13 +502,13 @@ impl Pipeline {
         result
     }
 
-    async fn handle_batch(&mut self, batch: Vec<SourceMessage>) -> Result<(), PipelineError> {
+    async fn handle_batch(&mut self, batch: Vec<Prepared>) -> Result<(), PipelineError> {
         let mut alerts = Vec::new();
         // One wall-clock read per batch: alerts of one batch share it.
         let raised_at = Utc::now();
         let mut full = Vec::new();
         let mut newest = None;
-        for msg in batch {
+        for Prepared { msg, parsed, row } in batch {
             let Some(state) = self.chains.get_mut(&msg.chain) else {
                 // Not (or no longer) ours: not committed, the owner reads it.
                 continue;
@@ -536,9 +543,8 @@ impl Pipeline {
                 None => (None, None),
             };
             let origin = Origin { offset, file, line };
-            let decoded = self
-                .decoder
-                .decode_with(&msg.payload, Some(&mut state.sketcher))
+            let decoded = parsed
+                .and_then(|parsed| self.decoder.finish(parsed, Some(&mut state.sketcher)))
                 .and_then(
                     |event| match state.ids.insert(&event.id, event.time_micros(), offset) {
                         None => Ok(event),
@@ -554,7 +560,10 @@ impl Pipeline {
                 Ok(event) => {
                     self.summary.accepted += 1;
                     self.accepted[event.kind() as usize].inc();
-                    writer.push_event(origin, &event);
+                    match row {
+                        Some(row) => writer.push_prepared(row),
+                        None => writer.push_event(origin, &event),
+                    }
                     newest = newest.max(Some(event.time_micros()));
                     state.observed = true;
                     if let Some(sql) = &mut self.sql {
