@@ -942,22 +942,7 @@ fn every_statement_on_every_surface_is_recorded_in_the_query_log() {
     assert_eq!(checked.code, 0, "{}{}", checked.out, checked.err);
 
     // A changed entry is named by verify.
-    let segment = std::fs::read_dir(store.join("query_log/+queries/0"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .next()
-        .unwrap();
-    let mut bytes = std::fs::read(&segment).unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x01;
-    std::fs::write(&segment, bytes).unwrap();
-    let tampered = run(&["verify", store.to_str().unwrap(), "--json"], &[]);
-    assert_ne!(tampered.code, 0);
-    assert!(
-        tampered.out.contains("query_log/+queries/0"),
-        "{}",
-        tampered.out
-    );
+    tamper_and_expect_verify_to_name(&store, "query_log/+queries/0");
 }
 
 /// With a certificate configured, the HTTP API and the PostgreSQL endpoint

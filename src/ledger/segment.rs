@@ -40,11 +40,7 @@ const READ_BATCH_ROWS: usize = 8192;
 /// The Arrow schema of the `events` table.
 pub fn events_schema() -> SchemaRef {
     let utf8 = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
-    Arc::new(Schema::new(vec![
-        Field::new("seq", DataType::UInt64, false),
-        utf8("stream", false),
-        Field::new("partition", DataType::Int32, false),
-        Field::new("offset", DataType::Int64, false),
+    table_schema(vec![
         utf8("id", false),
         Field::new(
             "time",
@@ -62,33 +58,25 @@ pub fn events_schema() -> SchemaRef {
         Field::new("records", DataType::Int64, true),
         utf8("model", true),
         utf8("record", false),
-    ]))
+    ])
 }
 
 /// The Arrow schema of the `rejects` table.
 pub fn rejects_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("seq", DataType::UInt64, false),
-        Field::new("stream", DataType::Utf8, false),
-        Field::new("partition", DataType::Int32, false),
-        Field::new("offset", DataType::Int64, false),
+    table_schema(vec![
         Field::new("reason", DataType::Utf8, false),
         Field::new("detail", DataType::Utf8, false),
         Field::new("key", DataType::Binary, true),
         Field::new("payload", DataType::Binary, false),
         Field::new("record", DataType::Utf8, false),
-    ]))
+    ])
 }
 
 /// The Arrow schema of the `incidents` table: one row per incident
 /// revision, `offset` being its number in the outbox.
 pub fn incidents_schema() -> SchemaRef {
     let utf8 = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
-    Arc::new(Schema::new(vec![
-        Field::new("seq", DataType::UInt64, false),
-        utf8("stream", false),
-        Field::new("partition", DataType::Int32, false),
-        Field::new("offset", DataType::Int64, false),
+    table_schema(vec![
         utf8("id", false),
         Field::new("revision", DataType::UInt64, false),
         utf8("state", false),
@@ -102,18 +90,14 @@ pub fn incidents_schema() -> SchemaRef {
             false,
         ),
         utf8("record", false),
-    ]))
+    ])
 }
 
 /// The Arrow schema of the `query_log` table: one row per statement a
 /// query surface received, `offset` being its number in the chain.
 pub fn query_log_schema() -> SchemaRef {
     let utf8 = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
-    Arc::new(Schema::new(vec![
-        Field::new("seq", DataType::UInt64, false),
-        utf8("stream", false),
-        Field::new("partition", DataType::Int32, false),
-        Field::new("offset", DataType::Int64, false),
+    table_schema(vec![
         Field::new(
             "at",
             DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
@@ -128,7 +112,21 @@ pub fn query_log_schema() -> SchemaRef {
         utf8("error", true),
         Field::new("elapsed_ms", DataType::UInt64, false),
         utf8("record", false),
-    ]))
+    ])
+}
+
+/// A table's schema: every table starts with the row's place in the
+/// ledger (`seq` in the chain's tree, and the chain and source offset it
+/// came from), then `columns`.
+fn table_schema(columns: Vec<Field>) -> SchemaRef {
+    let mut fields = vec![
+        Field::new("seq", DataType::UInt64, false),
+        Field::new("stream", DataType::Utf8, false),
+        Field::new("partition", DataType::Int32, false),
+        Field::new("offset", DataType::Int64, false),
+    ];
+    fields.extend(columns);
+    Arc::new(Schema::new(fields))
 }
 
 /// The Arrow schema of a table.

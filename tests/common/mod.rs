@@ -644,3 +644,21 @@ pub fn sigkill(custos: &mut Custos) {
         .status();
     custos.child.wait().unwrap();
 }
+
+/// Flips one byte in the middle of the first segment of the log folder
+/// `log` (relative to `store`, e.g. `incidents/+incidents/0`), then
+/// asserts that `custos verify` fails and names that log.
+pub fn tamper_and_expect_verify_to_name(store: &Path, log: &str) {
+    let segment = std::fs::read_dir(store.join(log))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .next()
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&segment, bytes).unwrap();
+    let tampered = run(&["verify", store.to_str().unwrap(), "--json"], &[]);
+    assert_ne!(tampered.code, 0);
+    assert!(tampered.out.contains(log), "{}", tampered.out);
+}
