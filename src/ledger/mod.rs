@@ -82,7 +82,10 @@ pub use segment::{
 };
 pub use store::{Store, StoreOptions, valid_origin};
 pub use verify::{LogHead, Problem, VerifyOptions, VerifyReport, verify, verify_with};
-pub use writer::{AmendStats, ChainWriter, Erasure, FlushStats, PreparedEvent, StoredRow};
+pub use writer::{
+    AmendStats, ChainWriter, Erasure, FlushStats, PreparedEvent, SealedFlush, StoredRow,
+    WrittenFlush,
+};
 
 /// The stream name used for file ingest (always partition 0).
 pub const FILE_STREAM: &str = "+file";

@@ -197,6 +197,86 @@ fn flush_writes_segments_and_reopen_continues_the_chain() {
 }
 
 #[test]
+fn a_sealed_flush_is_written_while_the_writer_buffers_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let chain = ChainId::new("audit", 4);
+    let mut w = store.chain_writer(&chain).unwrap();
+    let next = push_some(&mut w, 0, 5);
+    let sealed = w.seal().unwrap().unwrap();
+    assert_eq!(w.buffered(), 0);
+    // One flush at a time: the next waits for this one's commit.
+    let next = push_some(&mut w, next, 4);
+    assert!(matches!(w.seal(), Err(LedgerError::Internal(_))));
+    // Amendments wait too; nothing of the sealed rows is durable yet.
+    assert!(matches!(
+        w.prune(i64::MAX, chrono::Utc::now()),
+        Err(LedgerError::Internal(_))
+    ));
+    assert_eq!((w.last_offset(), w.tree_head(Table::Events).0), (None, 0));
+    let written = std::thread::spawn(move || sealed.write_segments().unwrap())
+        .join()
+        .unwrap();
+    let stats = w.commit(written).unwrap();
+    assert_eq!((stats.events, stats.rejects, stats.last_offset), (5, 1, 5));
+    assert_eq!(
+        (w.last_offset(), w.tree_head(Table::Events).0),
+        (Some(5), 5)
+    );
+    // The rows buffered meanwhile are the next flush, continuing the seqs.
+    assert_eq!(w.buffered(), 5);
+    let stats = w.flush().unwrap().unwrap();
+    assert_eq!((stats.events, stats.last_offset), (4, next - 1));
+    assert_eq!(w.tree_head(Table::Events).0, 9);
+    drop(w);
+
+    // Stored exactly as by one writer flushing the same rows in place.
+    let other = tempfile::tempdir().unwrap();
+    let other_store = open(other.path());
+    let mut v = other_store.chain_writer(&chain).unwrap();
+    let n = push_some(&mut v, 0, 5);
+    v.flush().unwrap();
+    push_some(&mut v, n, 4);
+    v.flush().unwrap();
+    let w = store.chain_writer(&chain).unwrap();
+    for table in [Table::Events, Table::Rejects] {
+        assert_eq!(w.tree_head(table), v.tree_head(table));
+    }
+    assert_eq!(
+        manifest_text(&store, &chain),
+        manifest_text(&other_store, &chain)
+    );
+    let report = verify(store.root()).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!((report.events, report.rejects), (9, 2));
+}
+
+#[test]
+fn a_sealed_flush_that_never_commits_leaves_the_log_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let chain = ChainId::new("audit", 5);
+    let mut w = store.chain_writer(&chain).unwrap();
+    let next = push_some(&mut w, 0, 3);
+    w.flush().unwrap();
+    let head = w.tree_head(Table::Events);
+    push_some(&mut w, next, 3);
+    // Its segment files are written, then the process dies before the
+    // commit: the next owner deletes them and continues from the last
+    // committed flush.
+    w.seal().unwrap().unwrap().write_segments().unwrap();
+    drop(w);
+    let w = store.chain_writer(&chain).unwrap();
+    assert_eq!(
+        (w.last_offset(), w.tree_head(Table::Events)),
+        (Some(3), head)
+    );
+    let report = verify(store.root()).unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.events, 3);
+}
+
+#[test]
 fn torn_manifest_tail_is_truncated_with_its_segments() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());

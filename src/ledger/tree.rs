@@ -370,19 +370,41 @@ impl TreeAppender {
     /// Appends the buffered hashes to the strata and, with `sync`, fsyncs
     /// them.
     pub fn write(&mut self, sync: bool) -> Result<(), LedgerError> {
-        for (stratum, bytes) in self.pending.iter_mut().enumerate() {
-            if bytes.is_empty() {
+        let pending = self.take_pending();
+        self.write_pending(pending, sync)
+    }
+
+    /// Takes the hashes buffered since the last take: those of the leaves
+    /// pushed so far, to be written later by [`Self::write_pending`] while
+    /// more leaves are pushed.
+    pub fn take_pending(&mut self) -> StrataPending {
+        StrataPending(
+            self.pending
+                .iter_mut()
+                .map(|bytes| bytes::Bytes::from(std::mem::take(bytes)))
+                .collect(),
+        )
+    }
+
+    /// Appends hashes taken by [`Self::take_pending`] to the strata (in
+    /// the order they were taken) and, with `sync`, fsyncs them.
+    pub fn write_pending(&mut self, pending: StrataPending, sync: bool) -> Result<(), LedgerError> {
+        for (stratum, chunk) in pending.0.into_iter().enumerate() {
+            if chunk.is_empty() {
                 continue;
             }
             let rel = stratum_rel(&self.dir, stratum as u32 * STRIDE);
-            let n = bytes.len() as u64;
-            let chunk = bytes::Bytes::from(std::mem::take(bytes));
+            let n = chunk.len() as u64;
             self.storage.append(&rel, self.lens[stratum], chunk, sync)?;
             self.lens[stratum] += n;
         }
         Ok(())
     }
 }
+
+/// Hashes of a tree's strata not yet written ([`TreeAppender::take_pending`]).
+#[derive(Debug, Default)]
+pub struct StrataPending(Vec<bytes::Bytes>);
 
 /// The frontier of the tree of `size` leaves, from the strata.
 fn rebuild_frontier(

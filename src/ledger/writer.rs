@@ -38,7 +38,7 @@ use super::segment::{
 };
 use super::storage::{ChainLock, join};
 use super::store::{checkpoint_rel_path, durable_lines, is_tmp, tree_rel_dir};
-use super::tree::TreeAppender;
+use super::tree::{StrataPending, TreeAppender};
 use super::{ChainId, Origin, Store, log_origin};
 use crate::event::{Event, Reject};
 
@@ -108,6 +108,8 @@ pub struct ChainWriter {
     last_offset: Option<i64>,
     last_pushed: Option<i64>,
     next_flush: u64,
+    /// The flush sealed and not yet committed, if any.
+    sealed: Option<u64>,
     poisoned: bool,
 }
 
@@ -236,6 +238,7 @@ impl ChainWriter {
             last_offset,
             last_pushed: last_offset,
             next_flush,
+            sealed: None,
             poisoned: false,
         })
     }
@@ -481,38 +484,81 @@ impl ChainWriter {
     /// protocol). `Ok(None)` if nothing was buffered. After an error the
     /// writer refuses further flushes: drop it and open the chain again.
     pub fn flush(&mut self) -> Result<Option<FlushStats>, LedgerError> {
+        let Some(sealed) = self.seal()? else {
+            return Ok(None);
+        };
+        self.poisoned = true;
+        let written = sealed.write_segments()?;
+        self.commit(written).map(Some)
+    }
+
+    /// Takes everything buffered out as one flush, to be made durable in
+    /// two steps while this writer goes on buffering: its segment files
+    /// ([`SealedFlush::write_segments`], on any thread, without the writer),
+    /// then its commit ([`Self::commit`]: tree strata and manifest). One
+    /// flush at a time: it must be committed before the next is sealed.
+    /// `Ok(None)` if nothing was buffered.
+    pub fn seal(&mut self) -> Result<Option<SealedFlush>, LedgerError> {
         if self.poisoned {
             return Err(LedgerError::Poisoned {
                 chain: self.chain.to_string(),
             });
         }
+        if let Some(flush) = self.sealed {
+            return Err(LedgerError::Internal(format!(
+                "flush {flush} of chain {} was sealed but never committed",
+                self.chain
+            )));
+        }
         if self.buffered() == 0 {
             return Ok(None);
         }
-        self.poisoned = true;
-        self.lock.renew()?;
-        let stats = self.flush_buffered()?;
-        self.poisoned = false;
-        Ok(Some(stats))
+        let flush = self.next_flush;
+        self.next_flush += 1;
+        self.sealed = Some(flush);
+        let mut heads = [(0, self.store.alg().empty_root()); Table::ALL.len()];
+        let mut strata: [StrataPending; Table::ALL.len()] = Default::default();
+        for table in Table::ALL {
+            let tree = &mut self.trees[table as usize];
+            heads[table as usize] = (tree.size(), tree.root());
+            strata[table as usize] = tree.take_pending();
+        }
+        Ok(Some(SealedFlush {
+            store: self.store.clone(),
+            chain: self.chain.clone(),
+            flush,
+            first_seqs: self.durable.map(|(size, _)| size),
+            heads,
+            strata,
+            events: std::mem::take(&mut self.events),
+            rejects: std::mem::take(&mut self.rejects),
+            incidents: std::mem::take(&mut self.incidents),
+            queries: std::mem::take(&mut self.queries),
+        }))
     }
 
-    fn flush_buffered(&mut self) -> Result<FlushStats, LedgerError> {
-        let tables: Vec<Table> = Table::ALL
-            .into_iter()
-            .filter(|&t| match t {
-                Table::Events => !self.events.is_empty(),
-                Table::Rejects => !self.rejects.is_empty(),
-                Table::Incidents => !self.incidents.is_empty(),
-                Table::QueryLog => !self.queries.is_empty(),
-            })
-            .collect();
-        let mut lines = Vec::with_capacity(tables.len());
-        for &table in &tables {
-            lines.push(self.write_segment(table, tables.len() as u32)?);
+    /// Commits a sealed flush whose segment files are written: appends its
+    /// trees' hashes to the strata, then its lines to the manifest (the
+    /// commit point). After an error the writer refuses further flushes.
+    pub fn commit(&mut self, written: WrittenFlush) -> Result<FlushStats, LedgerError> {
+        if written.chain != self.chain || Some(written.flush) != self.sealed {
+            return Err(LedgerError::Internal(format!(
+                "flush {} of chain {} is not the flush sealed in chain {}",
+                written.flush, written.chain, self.chain
+            )));
         }
+        self.poisoned = true;
+        self.lock.renew()?;
         let sync = self.store.options().fsync;
-        for &table in &tables {
-            self.trees[table as usize].write(sync)?;
+        let WrittenFlush {
+            lines,
+            strata,
+            heads,
+            mut stats,
+            ..
+        } = written;
+        for (table, pending) in Table::ALL.into_iter().zip(strata) {
+            self.trees[table as usize].write_pending(pending, sync)?;
         }
         crate::failpoint::hit("tree.written");
 
@@ -528,24 +574,12 @@ impl ChainWriter {
 
         let last_offset = lines.iter().map(|l| l.last_offset).max();
         self.last_offset = self.last_offset.max(last_offset);
-        for table in tables {
-            let tree = &self.trees[table as usize];
-            self.durable[table as usize] = (tree.size(), tree.root());
+        for line in &lines {
+            self.durable[line.table as usize] = heads[line.table as usize];
         }
-        self.next_flush += 1;
-        let stats = FlushStats {
-            events: self.events.len(),
-            rejects: self.rejects.len(),
-            incidents: self.incidents.len(),
-            queries: self.queries.len(),
-            bytes: lines.iter().map(|l| l.bytes).sum(),
-            segments: lines.len(),
-            last_offset: self.last_offset.unwrap_or_default(),
-        };
-        self.events.clear();
-        self.rejects.clear();
-        self.incidents.clear();
-        self.queries.clear();
+        stats.last_offset = self.last_offset.unwrap_or_default();
+        self.sealed = None;
+        self.poisoned = false;
         Ok(stats)
     }
 
@@ -559,15 +593,90 @@ impl ChainWriter {
         self.manifest_len += appended;
         Ok(())
     }
+}
 
-    /// Writes the buffered rows of one table as a durable segment file and
-    /// returns its manifest line (not yet appended).
+/// The rows of one flush taken out of their writer ([`ChainWriter::seal`]),
+/// with the trees' hashes they added.
+pub struct SealedFlush {
+    store: Store,
+    chain: ChainId,
+    flush: u64,
+    /// Per table: the seq of its first row here (the durable size).
+    first_seqs: [u64; Table::ALL.len()],
+    /// Per table: the tree's size and root after these rows.
+    heads: [(u64, Hash); Table::ALL.len()],
+    strata: [StrataPending; Table::ALL.len()],
+    events: Vec<EventRow>,
+    rejects: Vec<RejectRow>,
+    incidents: Vec<IncidentRow>,
+    queries: Vec<QueryRow>,
+}
+
+/// A sealed flush whose segment files are durable, waiting for its
+/// writer's [`ChainWriter::commit`].
+pub struct WrittenFlush {
+    chain: ChainId,
+    flush: u64,
+    lines: Vec<ManifestLine>,
+    heads: [(u64, Hash); Table::ALL.len()],
+    strata: [StrataPending; Table::ALL.len()],
+    stats: FlushStats,
+}
+
+impl SealedFlush {
+    /// Encodes each table's rows as a segment file and makes it durable
+    /// (the first step of the flush protocol). The files are not part of
+    /// the log until the commit: a crash before it leaves files that the
+    /// next open deletes.
+    pub fn write_segments(self) -> Result<WrittenFlush, LedgerError> {
+        let tables: Vec<Table> = Table::ALL
+            .into_iter()
+            .filter(|&t| self.rows(t) > 0)
+            .collect();
+        let mut lines = Vec::with_capacity(tables.len());
+        for &table in &tables {
+            lines.push(self.write_segment(table, tables.len() as u32)?);
+        }
+        let stats = FlushStats {
+            events: self.events.len(),
+            rejects: self.rejects.len(),
+            incidents: self.incidents.len(),
+            queries: self.queries.len(),
+            bytes: lines.iter().map(|l| l.bytes).sum(),
+            segments: lines.len(),
+            last_offset: lines
+                .iter()
+                .map(|l| l.last_offset)
+                .max()
+                .unwrap_or_default(),
+        };
+        Ok(WrittenFlush {
+            chain: self.chain,
+            flush: self.flush,
+            lines,
+            heads: self.heads,
+            strata: self.strata,
+            stats,
+        })
+    }
+
+    fn rows(&self, table: Table) -> usize {
+        match table {
+            Table::Events => self.events.len(),
+            Table::Rejects => self.rejects.len(),
+            Table::Incidents => self.incidents.len(),
+            Table::QueryLog => self.queries.len(),
+        }
+    }
+
+    /// Writes the rows of one table as a durable segment file and returns
+    /// its manifest line (not yet appended).
     fn write_segment(
         &self,
         table: Table,
         flush_segments: u32,
     ) -> Result<ManifestLine, LedgerError> {
-        let first_seq = self.durable[table as usize].0;
+        let first_seq = self.first_seqs[table as usize];
         let rel = segment_rel_path(table, &self.chain, first_seq, 0);
         let path = self.store.storage().describe(&rel);
         let opts = self.store.options();
@@ -626,8 +735,8 @@ impl ChainWriter {
         self.store.storage().create(&rel, file, opts.fsync)?;
         crate::failpoint::hit("segment.renamed");
 
-        let tree = &self.trees[table as usize];
-        debug_assert_eq!(tree.size(), first_seq + rows as u64);
+        let (size, root) = self.heads[table as usize];
+        debug_assert_eq!(size, first_seq + rows as u64);
         let missing = || LedgerError::Internal("segment without rows".into());
         Ok(ManifestLine {
             table,
@@ -636,12 +745,12 @@ impl ChainWriter {
             rows: rows as u64,
             first_offset: first_offset.ok_or_else(missing)?,
             last_offset: last_offset.ok_or_else(missing)?,
-            root: hex::encode(tree.root()),
+            root: hex::encode(root),
             file_blake3: hex::encode(file_hash),
             bytes,
             min_time_us: times.0,
             max_time_us: times.1,
-            flush: self.next_flush,
+            flush: self.flush,
             flush_segments,
             key_id: opts.encryption.as_ref().map(|k| k.id().to_owned()),
             amended: super::manifest::Amended::default(),
@@ -653,6 +762,8 @@ impl ChainWriter {
 const _: () = {
     const fn assert_send<T: Send>() {}
     assert_send::<ChainWriter>();
+    assert_send::<SealedFlush>();
+    assert_send::<WrittenFlush>();
     assert_send::<Store>();
 };
 

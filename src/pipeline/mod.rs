@@ -53,6 +53,7 @@ use crate::failpoint;
 use crate::ledger::checkpoint::NoteSigner;
 use crate::ledger::{
     ChainId, ChainWriter, LedgerError, Origin, SNAPSHOT_VERSION, Snapshot, Store, Table,
+    WrittenFlush,
 };
 use crate::metrics::metrics;
 use crate::source::kafka::DeadLetters;
@@ -129,8 +130,11 @@ pub struct CheckpointPolicy {
 }
 
 struct ChainState {
-    /// `None` only while a flush runs on a blocking thread.
+    /// `None` only while a blocking thread holds it (a flush's commit, a
+    /// checkpoint, a head check).
     writer: Option<ChainWriter>,
+    /// The flush whose segment files are being written, if any.
+    inflight: Option<InFlight>,
     /// When the chain was last checkpointed (or opened), and whether its
     /// trees may have grown since.
     checkpointed: Instant,
@@ -148,6 +152,25 @@ struct ChainState {
     observed: bool,
     /// When the retention period was last applied.
     pruned: Instant,
+}
+
+/// A sealed flush of a chain, its segment files being written on a
+/// blocking thread while the loop goes on; committed by `Pipeline::settle`.
+struct InFlight {
+    task: tokio::task::JoinHandle<Result<WrittenFlush, LedgerError>>,
+    after: AfterFlush,
+}
+
+/// What a flush does once its rows are committed, decided when it was
+/// sealed.
+struct AfterFlush {
+    /// The detector state as of the flush's last event.
+    snapshot: Option<serde_json::Value>,
+    signer: Option<Arc<NoteSigner>>,
+    prune: Option<Duration>,
+    /// A revoke or the shutdown: commit offsets synchronously.
+    sync: bool,
+    started: Instant,
 }
 
 pub struct Pipeline {
@@ -465,6 +488,7 @@ impl Pipeline {
                 chain,
                 ChainState {
                     writer: Some(opened.writer),
+                    inflight: None,
                     checkpointed: Instant::now(),
                     // It may hold rows no checkpoint covers yet.
                     unsigned: true,
@@ -628,6 +652,15 @@ impl Pipeline {
     }
 
     async fn flush_due(&mut self) -> Result<(), PipelineError> {
+        let written: Vec<ChainId> = self
+            .chains
+            .iter()
+            .filter(|(_, s)| s.inflight.as_ref().is_some_and(|f| f.task.is_finished()))
+            .map(|(c, _)| c.clone())
+            .collect();
+        for chain in written {
+            self.settle(&chain).await?;
+        }
         let due: Vec<ChainId> = self
             .chains
             .iter()
@@ -651,13 +684,18 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Makes `chain`'s buffer durable, then commits past it.
+    /// Seals `chain`'s buffer as a flush and starts writing its segment
+    /// files on a blocking thread; the loop goes on buffering. The flush
+    /// in flight before it, if any, is committed first (one at a time per
+    /// chain). With `sync` (a revoke, the shutdown) the new flush is
+    /// committed before this returns.
     async fn flush(&mut self, chain: &ChainId, sync: bool) -> Result<(), PipelineError> {
+        self.settle(chain).await?;
         let Some(state) = self.chains.get_mut(chain) else {
             return Ok(());
         };
         state.oldest = None;
-        let Some(mut writer) = state.writer.take() else {
+        let Some(writer) = state.writer.as_mut() else {
             return Err(PipelineError::Internal(
                 "a chain lost its writer in an earlier failed flush".into(),
             ));
@@ -668,59 +706,130 @@ impl Pipeline {
             (Some(policy), true) => Some(policy.signer.clone()),
             _ => None,
         };
-        // Taken now, while every event the detectors saw is buffered: once
-        // the flush succeeds the state matches the ledger exactly.
+        // Taken now, while every event the detectors saw is in the flush:
+        // once it is committed the state matches the ledger exactly.
         let snapshot = (state.observed
             && (sync || state.snapshotted.elapsed() >= self.continuity.snapshot_interval))
             .then(|| chain_state(&state.detectors, &state.sketcher));
-        let snapshot_taken = snapshot.is_some();
         let prune = self
             .continuity
             .retention
             .filter(|_| state.pruned.elapsed() >= PRUNE_EVERY);
-        if writer.buffered() == 0 && signer.is_none() && snapshot.is_none() && prune.is_none() {
+        let buffered = writer.buffered() > 0;
+        if !buffered && signer.is_none() && snapshot.is_none() && prune.is_none() {
             // Nothing new; still re-commit on a revoke or at shutdown, in
             // case an earlier asynchronous commit failed.
-            state.writer = Some(writer);
             if let (true, Some(last)) = (sync, self.last_offset(chain)) {
                 self.commit(chain, last + 1, true);
             }
             return Ok(());
         }
-        if writer.buffered() > 0
-            && let Some(dl) = &mut self.dead_letters
-        {
+        if buffered && let Some(dl) = &mut self.dead_letters {
             dl.settle().await;
         }
-        if writer.buffered() > 0 {
+        if buffered {
             // The revisions these events caused are recorded first: a
             // crash after this flush must not leave stored events whose
             // incidents no one recorded (their replay raises nothing).
             self.alerter.sync().await;
         }
-        let started = Instant::now();
+        let after = AfterFlush {
+            snapshot,
+            signer,
+            prune,
+            sync,
+            started: Instant::now(),
+        };
+        let Some(state) = self.chains.get_mut(chain) else {
+            return Ok(());
+        };
+        let Some(writer) = state.writer.as_mut() else {
+            return Err(PipelineError::Internal(
+                "a chain lost its writer in an earlier failed flush".into(),
+            ));
+        };
+        if after.snapshot.is_some() {
+            state.observed = false;
+        }
+        match writer.seal()? {
+            None => self.commit_flush(chain, None, after).await,
+            Some(sealed) => {
+                let task = tokio::task::spawn_blocking(move || sealed.write_segments());
+                state.inflight = Some(InFlight { task, after });
+                if sync {
+                    self.settle(chain).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Waits for `chain`'s flush in flight, if any, and commits it.
+    async fn settle(&mut self, chain: &ChainId) -> Result<(), PipelineError> {
+        let Some(inflight) = self
+            .chains
+            .get_mut(chain)
+            .and_then(|state| state.inflight.take())
+        else {
+            return Ok(());
+        };
+        let written = inflight
+            .task
+            .await
+            .map_err(|e| PipelineError::Internal(e.to_string()))??;
+        self.commit_flush(chain, Some(written), inflight.after)
+            .await
+    }
+
+    /// Commits a flush whose segments are written (if any: a flush may be
+    /// only a snapshot, a checkpoint or a pruning), then does what it asks
+    /// for after, and commits the source's offsets past it.
+    async fn commit_flush(
+        &mut self,
+        chain: &ChainId,
+        written: Option<WrittenFlush>,
+        after: AfterFlush,
+    ) -> Result<(), PipelineError> {
+        let Some(state) = self.chains.get_mut(chain) else {
+            return Ok(());
+        };
+        let Some(mut writer) = state.writer.take() else {
+            return Err(PipelineError::Internal(
+                "a chain lost its writer in an earlier failed flush".into(),
+            ));
+        };
+        let AfterFlush {
+            snapshot,
+            signer,
+            prune,
+            sync,
+            started,
+        } = after;
+        let snapshotted = snapshot.is_some();
         let store = self.store.clone();
         let (writer, result) = tokio::task::spawn_blocking(move || {
-            let r = writer.flush().and_then(|stats| {
-                if let Some(state) = snapshot {
-                    write_snapshot(&store, &writer, state)?;
-                }
-                if let Some(keep) = prune {
-                    apply_retention(&mut writer, keep)?;
-                }
-                match signer {
-                    Some(signer) => {
-                        let written = writer.checkpoint(&signer, Utc::now())?;
-                        Ok((stats, written.len()))
+            let r = written
+                .map(|w| writer.commit(w))
+                .transpose()
+                .and_then(|stats| {
+                    if let Some(state) = snapshot {
+                        write_snapshot(&store, &writer, state)?;
                     }
-                    None => Ok((stats, 0)),
-                }
-            });
+                    if let Some(keep) = prune {
+                        apply_retention(&mut writer, keep)?;
+                    }
+                    match signer {
+                        Some(signer) => {
+                            let written = writer.checkpoint(&signer, Utc::now())?;
+                            Ok((stats, written.len()))
+                        }
+                        None => Ok((stats, 0)),
+                    }
+                });
             (writer, r)
         })
         .await
         .map_err(|e| PipelineError::Internal(e.to_string()))?;
-        let snapshotted = snapshot_taken;
         if let Some(state) = self.chains.get_mut(chain) {
             state.writer = Some(writer);
         }
@@ -734,7 +843,6 @@ impl Pipeline {
                 state.checkpointed = Instant::now();
             }
             if snapshotted {
-                state.observed = false;
                 state.snapshotted = Instant::now();
             }
             if prune.is_some() {

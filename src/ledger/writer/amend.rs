@@ -89,7 +89,7 @@ impl ChainWriter {
         erasure: &Erasure,
         select: &mut dyn FnMut(Table, StoredRow<'_>) -> bool,
     ) -> Result<AmendStats, LedgerError> {
-        self.ready_to_amend()?;
+        self.ready_to_amend(false)?;
         let time = erasure.time.to_rfc3339_opts(SecondsFormat::Secs, true);
         let lines = self.store.manifest(&self.chain)?;
         self.poisoned = true;
@@ -121,14 +121,14 @@ impl ChainWriter {
     /// Deletes the segments of the chain's oldest flushes, as long as each
     /// flush's events are all older than `before_us` (µs since the epoch).
     /// A flush that wrote only rejects (which carry no event time) goes
-    /// with the flushes around it, never past the last one pruned. Nothing
-    /// may be buffered.
+    /// with the flushes around it, never past the last one pruned. Rows
+    /// may be buffered; no flush may be sealed and not committed.
     pub fn prune(
         &mut self,
         before_us: i64,
         time: DateTime<Utc>,
     ) -> Result<AmendStats, LedgerError> {
-        self.ready_to_amend()?;
+        self.ready_to_amend(true)?;
         let time = time.to_rfc3339_opts(SecondsFormat::Secs, true);
         let lines = self.store.manifest(&self.chain)?;
         // The last flush of the prefix whose events are all old enough.
@@ -171,13 +171,22 @@ impl ChainWriter {
         Ok(stats)
     }
 
-    fn ready_to_amend(&self) -> Result<(), LedgerError> {
+    /// Amendments go between flushes: none sealed and not committed, and,
+    /// for an erasure (which must reach every stored row), nothing
+    /// buffered. Pruning only drops the oldest segments, so rows buffered
+    /// since (newer than any segment) do not stand in its way.
+    fn ready_to_amend(&self, buffered_ok: bool) -> Result<(), LedgerError> {
         if self.poisoned {
             return Err(LedgerError::Poisoned {
                 chain: self.chain.to_string(),
             });
         }
-        if self.buffered() > 0 {
+        if let Some(flush) = self.sealed {
+            return Err(LedgerError::Internal(format!(
+                "segments are amended only between flushes: flush {flush} is not committed"
+            )));
+        }
+        if !buffered_ok && self.buffered() > 0 {
             return Err(LedgerError::Internal(
                 "segments are amended only with nothing buffered: flush first".into(),
             ));
