@@ -541,6 +541,29 @@ path = "{sink}"
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     let _ = child.wait();
     let (store_bytes, parquet_bytes) = dir_bytes(dir.path());
+    let mut parts: Vec<(String, u64)> = std::fs::read_dir(dir.path().join("store"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            let bytes = if e.path().is_dir() {
+                dir_bytes(&e.path()).0
+            } else {
+                e.metadata().map_or(0, |m| m.len())
+            };
+            (e.file_name().to_string_lossy().into_owned(), bytes)
+        })
+        .collect();
+    parts.sort_by(|a, b| b.1.cmp(&a.1));
+    let outside = store_bytes - parts.iter().map(|p| p.1).sum::<u64>();
+    println!(
+        "  bytes on disk by store folder: {}; outside the store {outside}",
+        parts
+            .iter()
+            .map(|(name, b)| format!("{name} {b}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     CustosRun {
         m: Measure {
             secs: t1.duration_since(t0).as_secs_f64(),
