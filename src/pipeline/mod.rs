@@ -204,6 +204,8 @@ pub struct Pipeline {
     /// (fed by every chain), run on their own task.
     sql: Option<SqlDetectors>,
     sql_reports: (mpsc::Sender<SqlReport>, Option<mpsc::Receiver<SqlReport>>),
+    /// SQL runs started whose report has not been handled yet.
+    sql_unreported: usize,
     /// When the owned chains' heads were last checked.
     head_checked: Instant,
 }
@@ -243,6 +245,7 @@ impl Pipeline {
                 let (tx, rx) = mpsc::channel(4);
                 (tx, Some(rx))
             },
+            sql_unreported: 0,
             head_checked: Instant::now(),
         }
     }
@@ -292,6 +295,7 @@ impl Pipeline {
 
     /// Raises the findings of a finished SQL detector run.
     async fn sql_report(&mut self, report: SqlReport) {
+        self.sql_unreported = self.sql_unreported.saturating_sub(1);
         let m = metrics();
         for failure in &report.failures {
             m.sql_detector_failures
@@ -319,12 +323,14 @@ impl Pipeline {
     /// SQL detectors once more over the window as it ends, so the events
     /// after the last scheduled run are judged too.
     async fn finish_sql(&mut self, reports: Option<&mut mpsc::Receiver<SqlReport>>) {
-        let (Some(sql), Some(rx)) = (&mut self.sql, reports) else {
+        let (true, Some(rx)) = (self.sql.is_some(), reports) else {
             return;
         };
-        if sql.in_flight()
-            && let Some(report) = rx.recv().await
-        {
+        // Every run started has its report read first: a report still in
+        // the channel when the last run was started, or a run still going,
+        // would otherwise make the final run wait (and be skipped).
+        while self.sql_unreported > 0 {
+            let Some(report) = rx.recv().await else { break };
             self.sql_report(report).await;
         }
         let Some(sql) = &mut self.sql else { return };
@@ -348,6 +354,7 @@ impl Pipeline {
             .inc_by(sql.dropped().saturating_sub(dropped));
         if let Some(run) = run {
             let tx = self.sql_reports.0.clone();
+            self.sql_unreported += 1;
             tokio::spawn(async move {
                 let _ = tx.send(run.execute().await).await;
             });
@@ -403,6 +410,13 @@ impl Pipeline {
                     tracing::info!("stopping: draining the source");
                     if let Some(f) = on_shutdown.take() { f(); }
                 }
+                // Before the messages: while they keep coming, a report
+                // would wait for a lull (its findings delayed, and a run
+                // finished but unread at the end of the input).
+                Some(report) = async { match &mut sql_reports {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                } } => self.sql_report(report).await,
                 event = events.recv() => match event {
                     None | Some(Staged::End) => break Ok(()),
                     Some(Staged::Assigned(chains, reply)) => {
@@ -422,10 +436,6 @@ impl Pipeline {
                         if let Err(e) = r { break Err(e); }
                     }
                 },
-                Some(report) = async { match &mut sql_reports {
-                    Some(rx) => rx.recv().await,
-                    None => std::future::pending().await,
-                } } => self.sql_report(report).await,
                 _ = tick.tick() => {
                     self.reference_due();
                     if let Err(e) = self.flush_due().await { break Err(e); }
