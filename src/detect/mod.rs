@@ -346,7 +346,7 @@ impl Detectors {
         for d in &mut self.list {
             d.observe(event, &ctx, &mut self.findings);
         }
-        self.relations.learn(event, &keys);
+        self.relations.learn(event, &keys, relation);
     }
 
     /// Every detector's state, tagged with the configuration.

@@ -8,6 +8,15 @@
 //! create one. The care-team table, when loaded, is consulted as well (see
 //! [`Relations::classify`]).
 //!
+//! Orders are relationships too: ancillary departments (imaging, pharmacy,
+//! the lab) and consultants serve orders from the treating team. An order
+//! is a successful `create` for treatment that names the department asked
+//! to perform it in `attrs.performer_dept` ([`PERFORMER_ATTR`]); when its
+//! author has a treatment relationship to the patient (not a consult of a
+//! colleague, not a stranger: an order cannot open a chart its author
+//! could not), the performing department has one from then on, as if two
+//! of its members had treated the patient.
+//!
 //! Each chain learns from its own partition's events; a department's
 //! relationships learned in another partition are not seen here, which is
 //! why the care-team table (shared by all) is the better source when a
@@ -18,11 +27,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::memory::{Keys, Map, RecentSet, mix};
+use super::memory::{Keys, Map, RecentSet, key_hash, mix};
 use super::reference::Reference;
 use crate::event::{Body, Event};
 
 const MAX_PAIRS: usize = 1_000_000;
+
+/// The `attrs` key of an order event naming the department asked to
+/// perform it (FHIR `ServiceRequest.performerType`, as a department name
+/// like `actor.dept`).
+pub const PERFORMER_ATTR: &str = "performer_dept";
 const MAX_PATIENTS: usize = 500_000;
 
 /// How an event's actor stands to its patient, just before the event.
@@ -178,8 +192,9 @@ impl Relations {
                 .is_some_and(|g| self.purposes.routine(g, purpose))
     }
 
-    /// Learns from `event` (after the detectors have seen it).
-    pub fn learn(&mut self, event: &Event, keys: &Keys) {
+    /// Learns from `event` (after the detectors have seen it), which
+    /// [`Relations::classify`] placed in `relation`.
+    pub fn learn(&mut self, event: &Event, keys: &Keys, relation: Relation) {
         let Body::Access(a) = &event.body else { return };
         let secs = event.time.timestamp();
         let purpose = a.purpose.as_deref().unwrap_or("");
@@ -193,6 +208,18 @@ impl Relations {
         self.patients.insert(p);
         if a.outcome != "success" || !is_treatment(a.purpose.as_deref()) {
             return;
+        }
+        if relation == Relation::Treating
+            && a.action == "create"
+            && let Some(to) = event
+                .attrs
+                .get(PERFORMER_ATTR)
+                .map(|d| d.trim())
+                .filter(|d| !d.is_empty())
+        {
+            let d = key_hash(&["d", to]);
+            self.pairs.insert(mix(d, p));
+            self.pairs.insert(mix(d ^ SHARED, p));
         }
         let first_time = self.pairs.insert(mix(keys.actor, p));
         if let Some(d) = keys.dept {

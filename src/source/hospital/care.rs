@@ -380,6 +380,7 @@ impl Gen {
                 } else {
                     self.count("consults_without_care_row", 1);
                 }
+                self.place_order(x.patient, x.dept, t, 2 * HOUR, dept, res::ORDER);
                 let n = self.rng.between(4, 10) as u32;
                 self.visit(actor, shift, x.patient, t, n, Purpose::Treat);
                 self.count("consults", 1);

@@ -87,6 +87,7 @@ impl Gen {
                     && let Some((actor, shift)) =
                         self.on_duty_role(Dept::Pharmacy, Role::Pharmacist, t)
                 {
+                    self.place_order(x.patient, x.dept, t, 30 * MINUTE, Dept::Pharmacy, res::MED_REQUEST);
                     let n = self.rng.between(2, 5) as u32;
                     self.support_visit(
                         actor,
@@ -130,6 +131,7 @@ impl Gen {
                 } else {
                     self.count("imaging_reads_without_care_row", 1);
                 }
+                self.place_order(x.patient, x.dept, read, read - order, Dept::Radiology, res::ORDER);
                 if let Some((actor, shift)) =
                     self.on_duty_role(Dept::Radiology, Role::Physician, read)
                 {
