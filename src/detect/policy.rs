@@ -29,6 +29,12 @@ use super::reference::Consent;
 use super::{Context, Detector, Finding, Relation, Severity};
 use crate::event::{Body, Event};
 
+/// FHIR resource types that hold where a patient is and how the stay is
+/// administered, not what is wrong with them: what bed management and
+/// other operations need of a current inpatient.
+const ADMINISTRATIVE_RESOURCES: [&str; 4] =
+    ["Encounter", "Location", "Appointment", "EpisodeOfCare"];
+
 /// Fired keys remembered at most per rule detector.
 const MAX_FIRED: usize = 200_000;
 
@@ -126,6 +132,19 @@ impl Detector for Vip {
         // job function (billing, research, operations) needs to be one the
         // actor or their peers routinely work under.
         if matches!(ctx.relation, Relation::Treating) || ctx.routine_purpose {
+            return;
+        }
+        // Bed management and other operations on the administrative record
+        // of a patient the hospital has in care at the time (the bed board
+        // lists every current inpatient), by someone whose job includes
+        // that purpose regularly, is not curiosity; clinical content is.
+        if ctx.regular_purpose
+            && a.outcome == "success"
+            && a.resource_type
+                .as_deref()
+                .is_some_and(|r| ADMINISTRATIVE_RESOURCES.contains(&r))
+            && ctx.reference.in_care(patient, ctx.time)
+        {
             return;
         }
         let key = key_hash(&[

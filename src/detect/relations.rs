@@ -101,6 +101,10 @@ const MAX_HABITS: usize = 400_000;
 /// them a purpose needs to be routine.
 const HABIT_MIN_EVENTS: f32 = 30.0;
 const HABIT_MIN_SHARE: f32 = 0.2;
+/// Uses of a purpose in a key's remembered history (at most 1,000 events,
+/// recent ones weighing more) that make it a regular part of the work,
+/// if not the main part: a registrar's few bed-management reads a shift.
+const HABIT_REGULAR_USES: f32 = 5.0;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Habit {
@@ -135,6 +139,14 @@ impl Purposes {
                 *c /= 2.0;
             }
         }
+    }
+
+    fn regular(&self, key: u64, purpose: &str) -> bool {
+        self.map.get(&key).is_some_and(|h| {
+            h.counts
+                .iter()
+                .any(|(p, c)| p == purpose && *c >= HABIT_REGULAR_USES)
+        })
     }
 
     fn routine(&self, key: u64, purpose: &str) -> bool {
@@ -190,6 +202,19 @@ impl Relations {
             || keys
                 .group
                 .is_some_and(|g| self.purposes.routine(g, purpose))
+    }
+
+    /// Whether the event's purpose of use is a job function (not
+    /// treatment) that the actor, or their peer group, works under
+    /// regularly — a few times a shift — if not routinely.
+    pub fn regular_purpose(&self, event: &Event, keys: &Keys) -> bool {
+        let Some(purpose) = event.purpose().filter(|p| !is_treatment(Some(p))) else {
+            return false;
+        };
+        self.purposes.regular(keys.actor, purpose)
+            || keys
+                .group
+                .is_some_and(|g| self.purposes.regular(g, purpose))
     }
 
     /// Learns from `event` (after the detectors have seen it), which

@@ -8,10 +8,13 @@
 //!
 //! The orderer is a physician of the patient's ward with a per-actor
 //! care-team row for the patient, on shift when the order is placed (the
-//! latest to have joined the care team when several qualify). When no such
-//! physician is on shift before the service (a verbal or protocol order
-//! entered later, say), no order event is written and the service goes
-//! ahead without one; `orders_missing` counts those.
+//! latest to have joined the care team when several qualify), else a nurse
+//! of the team (protocol orders at triage, verbal orders entered by the
+//! nurse). Medication verification and imaging reads cannot precede their
+//! order: when nobody could have ordered in time, they wait for the first
+//! who can. When nobody on the team is on shift at all, no order event is
+//! written and the service goes ahead without one (a paper or downtime
+//! order); `orders_missing` counts those.
 //!
 //! Placing an order draws nothing from the generator's random stream, so
 //! adding orders leaves the rest of the workload as it was.
@@ -20,15 +23,17 @@ use super::Gen;
 use super::model::{Action, Dept, MINUTE, Purpose, Role};
 
 impl Gen {
-    /// Per patient, the per-actor care-team rows of physicians, as
-    /// (actor, ward, start, end); built once after ward care.
+    /// Per patient, the per-actor care-team rows of the physicians and
+    /// nurses of the patient's ward, as (actor, ward, start, end); built
+    /// once after ward care.
     pub(super) fn index_orderers(&mut self) {
         self.orderers.clear();
         for row in &self.care {
-            if row.actor == super::NONE
-                || self.staff[row.actor as usize].role != Role::Physician
-                || self.staff[row.actor as usize].dept != row.dept
-            {
+            if row.actor == super::NONE {
+                continue;
+            }
+            let s = &self.staff[row.actor as usize];
+            if !matches!(s.role, Role::Physician | Role::Nurse) || s.dept != row.dept {
                 continue;
             }
             self.orderers.entry(row.patient).or_default().push((
@@ -40,10 +45,52 @@ impl Gen {
         }
     }
 
-    /// Writes an order of `resource` for `patient` to department `to`, by a
-    /// physician of `ward` treating the patient, at `lead` before `service`
-    /// (or as soon as the physician has seen the patient, if later), at
-    /// least a minute before `service`. Returns whether one was written.
+    /// Who can order for `patient` at the time `when(start)` gives for a
+    /// care-team row starting at `start`: a physician or nurse of `ward`
+    /// on the patient's care team and on shift then, physicians first,
+    /// then the latest (`latest`) or earliest to have joined the team.
+    /// Returns (actor, time, session).
+    fn orderer(
+        &self,
+        patient: u32,
+        ward: Dept,
+        when: impl Fn(i64) -> Option<i64>,
+        latest: bool,
+    ) -> Option<(u32, i64, u32)> {
+        let mut best: Option<((bool, i64), (u32, i64, u32))> = None;
+        for &(actor, dept, start, end) in self.orderers.get(&patient).into_iter().flatten() {
+            let Some(t) = when(start) else { continue };
+            if dept != ward || end <= t {
+                continue;
+            }
+            let s = &self.staff[actor as usize];
+            let Some(shift) = s.shifts.iter().find(|sh| sh.start <= t && t < sh.end) else {
+                continue;
+            };
+            let rank = (
+                s.role == Role::Physician,
+                if latest { start } else { -start },
+            );
+            if best.is_none_or(|b| rank > b.0) {
+                best = Some((rank, (actor, t, shift.session)));
+            }
+        }
+        best.map(|b| b.1)
+    }
+
+    fn write_order(&mut self, (actor, t, session): (u32, i64, u32), patient: u32, to: Dept, resource: u8) {
+        let mut ev = self.ev(t, actor, session, Action::Create, patient);
+        ev.purpose = Purpose::Treat;
+        ev.resource = resource;
+        ev.order_to = Some(to);
+        self.push(ev);
+        self.count("orders", 1);
+    }
+
+    /// Writes an order of `resource` for `patient` to department `to` by
+    /// someone treating the patient in `ward`, `lead` before `service` (or
+    /// as soon as they have seen the patient, if later), at least a minute
+    /// before `service`. Returns whether one was written.
     pub(super) fn place_order(
         &mut self,
         patient: u32,
@@ -53,33 +100,50 @@ impl Gen {
         to: Dept,
         resource: u8,
     ) -> bool {
-        let mut best: Option<(i64, u32, i64, u32)> = None;
-        for &(actor, dept, start, end) in self.orderers.get(&patient).into_iter().flatten() {
-            let t = (service - lead).max(start + MINUTE);
-            if dept != ward || t > service - MINUTE || end <= t {
-                continue;
+        let found = self.orderer(
+            patient,
+            ward,
+            |start| Some((service - lead).max(start + MINUTE)).filter(|&t| t <= service - MINUTE),
+            true,
+        );
+        match found {
+            Some(o) => {
+                self.write_order(o, patient, to, resource);
+                true
             }
-            let Some(shift) = self.staff[actor as usize]
-                .shifts
-                .iter()
-                .find(|sh| sh.start <= t && t < sh.end)
-            else {
-                continue;
-            };
-            if best.is_none_or(|b| start > b.0) {
-                best = Some((start, actor, t, shift.session));
+            None => {
+                self.count("orders_missing", 1);
+                false
             }
         }
-        let Some((_, actor, t, session)) = best else {
-            self.count("orders_missing", 1);
-            return false;
-        };
-        let mut ev = self.ev(t, actor, session, Action::Create, patient);
-        ev.purpose = Purpose::Treat;
-        ev.resource = resource;
-        ev.order_to = Some(to);
-        self.push(ev);
-        self.count("orders", 1);
-        true
+    }
+
+    /// Like [`Gen::place_order`], for a service that cannot come before its
+    /// order (a pharmacist verifies what was ordered; a radiologist reads
+    /// an image taken on order): when nobody could have ordered by
+    /// `service`, the first who can orders, and the service follows
+    /// `after` later. Returns the service's time.
+    pub(super) fn order_first(
+        &mut self,
+        patient: u32,
+        ward: Dept,
+        service: i64,
+        lead: i64,
+        after: i64,
+        to: Dept,
+        resource: u8,
+    ) -> i64 {
+        if self.place_order(patient, ward, service, lead, to, resource) {
+            return service;
+        }
+        let found = self.orderer(patient, ward, |start| Some(start + MINUTE), false);
+        match found {
+            Some(o) if o.1 + after < self.end => {
+                *self.benign.entry("orders_missing").or_default() -= 1;
+                self.write_order(o, patient, to, resource);
+                o.1 + after
+            }
+            _ => service,
+        }
     }
 }
