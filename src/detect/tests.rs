@@ -910,40 +910,44 @@ fn an_order_from_the_treating_team_relates_the_department_that_performs_it() {
     );
     // A stranger's order opens nothing (and is itself an access).
     let stranger = by("s1", "nurse", "surgery").patient("star");
-    assert_eq!(run(&mut d, [order(&stranger, "radiology").at(t + 60)]).len(), 1);
-    assert_eq!(run(&mut d, [read("r2", "radiology").at(t + 120)]).len(), 1);
+    assert_eq!(run(&mut d, [order(&stranger, "lab").at(t + 60)]).len(), 1);
+    assert_eq!(run(&mut d, [read("l1", "lab").at(t + 120)]).len(), 1);
     // An order that is refused, or names no department, opens nothing.
     let onc = by("o1", "physician", "oncology").patient("star");
     let refused = Ev {
         outcome: "denied",
-        ..order(&onc, "radiology")
+        ..order(&onc, "pathology")
     };
     let blank = order(&onc, " ");
     assert!(run(&mut d, [refused.at(t + 150), blank.at(t + 160)]).is_empty());
-    assert_eq!(run(&mut d, [read("r3", "radiology").at(t + 170)]).len(), 1);
-    // The treating oncologist orders imaging: radiology may read it, from
-    // any of its members; pharmacy, not asked, still may not.
+    assert_eq!(run(&mut d, [read("q1", "pathology").at(t + 170)]).len(), 1);
+    // The treating oncologist orders imaging: a second radiologist, who
+    // without it would have only a colleague's read behind them, may read
+    // the chart; pharmacy, not asked, still may not.
     assert!(run(&mut d, [order(&onc, "radiology").at(t + 180)]).is_empty());
-    assert!(
-        run(
-            &mut d,
-            [
-                read("r4", "radiology").at(t + 240),
-                read("r5", "radiology").at(t + 300)
-            ]
-        )
-        .is_empty()
-    );
+    assert!(run(&mut d, [read("r2", "radiology").at(t + 240)]).is_empty());
     let pharmacist = by("p1", "pharmacist", "pharmacy").patient("star");
     assert_eq!(run(&mut d, [pharmacist.at(t + 360)]).len(), 1);
-    // The relationship is in the saved state.
+    // A consult ordered of cardiology: its first physician may read, also
+    // after a restart (the relationship is in the saved state).
+    assert!(run(&mut d, [order(&onc, "cardiology").at(t + 380)]).is_empty());
     let mut restored = detectors(vec![DetectorConfig::Vip(Default::default())], {
         let mut r = Reference::default();
         r.add_vip("star".into(), "vip".into());
         r
     });
     restored.load(d.save()).expect("loads");
-    assert!(run(&mut restored, [read("r6", "radiology").at(t + 400)]).is_empty());
+    assert!(run(&mut restored, [read("k1", "cardiology").at(t + 400)]).is_empty());
+    let mut fresh = detectors(vec![DetectorConfig::Vip(Default::default())], {
+        let mut r = Reference::default();
+        r.add_vip("star".into(), "vip".into());
+        r
+    });
+    assert_eq!(
+        run(&mut fresh, [read("k1", "cardiology").at(t + 400)]).len(),
+        1,
+        "without the order"
+    );
 }
 
 #[test]

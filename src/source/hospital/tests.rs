@@ -327,7 +327,7 @@ fn orders_come_from_the_care_team_and_precede_medication_verification() {
                 "{e}"
             );
             assert!(
-                rows.get(&(actor, patient))
+                rows.get(&(patient, actor))
                     .is_some_and(|v| v.iter().any(|(a, b)| *a <= t && t < *b)),
                 "the orderer is on the patient's care team: {e}"
             );
