@@ -993,7 +993,11 @@ fn vip_lets_bed_management_of_a_current_inpatient_pass_but_not_clinical_content(
         .patient(p)
     };
     assert!(
-        run(&mut d, [bed("g2", "registrar", "admissions", "star", "Encounter").at(t)]).is_empty(),
+        run(
+            &mut d,
+            [bed("g2", "registrar", "admissions", "star", "Encounter").at(t)]
+        )
+        .is_empty(),
         "bed management of an inpatient"
     );
     let found = run(
@@ -1020,14 +1024,21 @@ fn off_hours_takes_an_early_start_of_a_day_shift_for_work_not_the_night() {
         Reference::default(),
     );
     // Two actors seen on three days, 08:00-16:00.
-    let (early, night) = (by("e1", "therapist", "surgery"), by("e2", "therapist", "surgery"));
+    let (early, night) = (
+        by("e1", "therapist", "surgery"),
+        by("e2", "therapist", "surgery"),
+    );
     let mut history = workdays(&early, "e", 0, 3, 4);
     history.extend(workdays(&night, "n", 0, 3, 4));
     history.sort_by_key(|e| e.time);
     assert!(run(&mut d, history).is_empty());
     let burst = |ev: &Ev, h: i64| -> Vec<Event> {
         (0..5)
-            .map(|k| ev.clone().patient("x").at(DAY0 + 3 * 86_400 + h * H + k * 120))
+            .map(|k| {
+                ev.clone()
+                    .patient("x")
+                    .at(DAY0 + 3 * 86_400 + h * H + k * 120)
+            })
             .collect()
     };
     // 05:00: three quiet hours before the usual start, but 05:00-16:00 is

@@ -22,6 +22,19 @@
 use super::Gen;
 use super::model::{Action, Dept, MINUTE, Purpose, Role};
 
+/// What is ordered: for `patient` of `ward`, of department `to`, as a
+/// `resource` (an index into `RESOURCES`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ask {
+    pub patient: u32,
+    pub ward: Dept,
+    pub to: Dept,
+    pub resource: u8,
+}
+
+/// Who orders, when, in which session: (actor, time, session).
+type Orderer = (u32, i64, u32);
+
 impl Gen {
     /// Per patient, the per-actor care-team rows of the physicians and
     /// nurses of the patient's ward, as (actor, ward, start, end); built
@@ -36,12 +49,10 @@ impl Gen {
             if !matches!(s.role, Role::Physician | Role::Nurse) || s.dept != row.dept {
                 continue;
             }
-            self.orderers.entry(row.patient).or_default().push((
-                row.actor,
-                row.dept,
-                row.start,
-                row.end,
-            ));
+            self.orderers
+                .entry(row.patient)
+                .or_default()
+                .push((row.actor, row.dept, row.start, row.end));
         }
     }
 
@@ -56,8 +67,8 @@ impl Gen {
         ward: Dept,
         when: impl Fn(i64) -> Option<i64>,
         latest: bool,
-    ) -> Option<(u32, i64, u32)> {
-        let mut best: Option<((bool, i64), (u32, i64, u32))> = None;
+    ) -> Option<Orderer> {
+        let mut best: Option<((bool, i64), Orderer)> = None;
         for &(actor, dept, start, end) in self.orderers.get(&patient).into_iter().flatten() {
             let Some(t) = when(start) else { continue };
             if dept != ward || end <= t {
@@ -78,37 +89,29 @@ impl Gen {
         best.map(|b| b.1)
     }
 
-    fn write_order(&mut self, (actor, t, session): (u32, i64, u32), patient: u32, to: Dept, resource: u8) {
-        let mut ev = self.ev(t, actor, session, Action::Create, patient);
+    fn write_order(&mut self, (actor, t, session): Orderer, ask: Ask) {
+        let mut ev = self.ev(t, actor, session, Action::Create, ask.patient);
         ev.purpose = Purpose::Treat;
-        ev.resource = resource;
-        ev.order_to = Some(to);
+        ev.resource = ask.resource;
+        ev.order_to = Some(ask.to);
         self.push(ev);
         self.count("orders", 1);
     }
 
-    /// Writes an order of `resource` for `patient` to department `to` by
-    /// someone treating the patient in `ward`, `lead` before `service` (or
-    /// as soon as they have seen the patient, if later), at least a minute
-    /// before `service`. Returns whether one was written.
-    pub(super) fn place_order(
-        &mut self,
-        patient: u32,
-        ward: Dept,
-        service: i64,
-        lead: i64,
-        to: Dept,
-        resource: u8,
-    ) -> bool {
+    /// Writes the order `ask` by someone treating the patient in its ward,
+    /// `lead` before `service` (or as soon as they have seen the patient,
+    /// if later), at least a minute before `service`. Returns whether one
+    /// was written.
+    pub(super) fn place_order(&mut self, ask: Ask, service: i64, lead: i64) -> bool {
         let found = self.orderer(
-            patient,
-            ward,
+            ask.patient,
+            ask.ward,
             |start| Some((service - lead).max(start + MINUTE)).filter(|&t| t <= service - MINUTE),
             true,
         );
         match found {
             Some(o) => {
-                self.write_order(o, patient, to, resource);
+                self.write_order(o, ask);
                 true
             }
             None => {
@@ -123,24 +126,15 @@ impl Gen {
     /// an image taken on order): when nobody could have ordered by
     /// `service`, the first who can orders, and the service follows
     /// `after` later. Returns the service's time.
-    pub(super) fn order_first(
-        &mut self,
-        patient: u32,
-        ward: Dept,
-        service: i64,
-        lead: i64,
-        after: i64,
-        to: Dept,
-        resource: u8,
-    ) -> i64 {
-        if self.place_order(patient, ward, service, lead, to, resource) {
+    pub(super) fn order_first(&mut self, ask: Ask, service: i64, lead: i64, after: i64) -> i64 {
+        if self.place_order(ask, service, lead) {
             return service;
         }
-        let found = self.orderer(patient, ward, |start| Some(start + MINUTE), false);
+        let found = self.orderer(ask.patient, ask.ward, |start| Some(start + MINUTE), false);
         match found {
             Some(o) if o.1 + after < self.end => {
                 *self.benign.entry("orders_missing").or_default() -= 1;
-                self.write_order(o, patient, to, resource);
+                self.write_order(o, ask);
                 o.1 + after
             }
             _ => service,

@@ -28,6 +28,7 @@
 
 use super::Gen;
 use super::model::{Action, CareRow, DAY, Dept, HOUR, MINUTE, NONE, Purpose, Role, ShiftKind, res};
+use super::orders::Ask;
 use super::staff::weekday;
 
 /// Allowed export destinations (`export_allow.csv`).
@@ -86,15 +87,13 @@ impl Gen {
             while t < x.end.min(self.end) {
                 // Verification follows the medication order.
                 let at = if t >= self.start {
-                    self.order_first(
-                        x.patient,
-                        x.dept,
-                        t,
-                        30 * MINUTE,
-                        20 * MINUTE,
-                        Dept::Pharmacy,
-                        res::MED_REQUEST,
-                    )
+                    let ask = Ask {
+                        patient: x.patient,
+                        ward: x.dept,
+                        to: Dept::Pharmacy,
+                        resource: res::MED_REQUEST,
+                    };
+                    self.order_first(ask, t, 30 * MINUTE, 20 * MINUTE)
                 } else {
                     t
                 };
@@ -146,15 +145,13 @@ impl Gen {
                     self.count("imaging_reads_without_care_row", 1);
                 }
                 // The image is taken, and read, after it is ordered.
-                let read = self.order_first(
-                    x.patient,
-                    x.dept,
-                    read,
-                    read - order,
-                    20 * MINUTE,
-                    Dept::Radiology,
-                    res::ORDER,
-                );
+                let ask = Ask {
+                    patient: x.patient,
+                    ward: x.dept,
+                    to: Dept::Radiology,
+                    resource: res::ORDER,
+                };
+                let read = self.order_first(ask, read, read - order, 20 * MINUTE);
                 if let Some((actor, shift)) =
                     self.on_duty_role(Dept::Radiology, Role::Physician, read)
                 {

@@ -322,8 +322,16 @@ fn orders_come_from_the_care_team_and_precede_medication_verification() {
             orders += 1;
             assert_eq!(s(e, &["action"]), Some("create"), "{e}");
             assert!(
-                ["radiology", "pharmacy", "cardiology", "neurology", "icu", "oncology", "surgery"]
-                    .contains(&to),
+                [
+                    "radiology",
+                    "pharmacy",
+                    "cardiology",
+                    "neurology",
+                    "icu",
+                    "oncology",
+                    "surgery"
+                ]
+                .contains(&to),
                 "{e}"
             );
             assert!(
