@@ -3,8 +3,11 @@
 //! export allow-list) rather than against a learned baseline.
 //!
 //! - `vip`: a flagged (VIP, restricted, employee) patient opened by an
-//!   actor with no treatment relationship to them (see [`Relation`]);
-//!   one finding per actor, patient and `renotify_secs`.
+//!   actor with no treatment relationship to them (see [`Relation`]; an
+//!   order to the actor's department is one), unless for a purpose
+//!   routine for the actor or their peers, or for a regular one on the
+//!   administrative record of a patient in care at the time (bed
+//!   management); one finding per actor, patient and `renotify_secs`.
 //! - `termination`: any event by an actor after their roster termination
 //!   time (critical), or before their hire time (high); one finding per
 //!   actor and `renotify_secs`.
