@@ -349,10 +349,14 @@ impl Detectors {
             routine_purpose,
             regular_purpose: routine_purpose || self.relations.regular_purpose(event, &keys),
         };
+        let before = self.findings.len();
         for d in &mut self.list {
             d.observe(event, &ctx, &mut self.findings);
         }
-        self.relations.learn(event, &keys, relation);
+        let flagged = self.findings[before..]
+            .iter()
+            .any(|f| f.detector == "vip" && f.evidence.iter().any(|id| *id == event.id));
+        self.relations.learn(event, &keys, relation, flagged);
     }
 
     /// Every detector's state, tagged with the configuration.

@@ -1099,3 +1099,46 @@ fn volume_counts_viewing_not_documentation() {
     assert_eq!(found.len(), 1, "reading 200 charts does");
     assert!(found[0].summary.contains("views"), "{}", found[0].summary);
 }
+
+#[test]
+fn a_flagged_look_at_a_vip_teaches_no_relationship() {
+    let mut reference = Reference::default();
+    reference.add_vip("star".into(), "vip".into());
+    let configs = vec![
+        DetectorConfig::Vip(Default::default()),
+        DetectorConfig::Breadth(Default::default()),
+    ];
+    let mut d = detectors(configs, reference);
+    let curious = by("x1", "nurse", "surgery").patient("star");
+    let t = DAY0 + 10 * H;
+    assert_eq!(only(&run(&mut d, [curious.at(t)]), "vip").len(), 1);
+    assert!(
+        run(&mut d, [curious.at(t + 60)]).is_empty(),
+        "once per actor, patient and day"
+    );
+    assert_eq!(
+        only(&run(&mut d, [curious.at(t + 86_400)]), "vip").len(),
+        1,
+        "the next day's look is flagged again: the first taught nothing"
+    );
+    // Flagged looks by two members of a department do not make the
+    // patient the department's (unflagged ones would).
+    let k1 = by("k1", "physician", "cardiology").patient("star");
+    let k2 = by("k2", "physician", "cardiology").patient("star");
+    assert_eq!(only(&run(&mut d, [k1.at(t + 90_000)]), "vip").len(), 1);
+    assert_eq!(only(&run(&mut d, [k2.at(t + 90_060)]), "vip").len(), 1);
+    assert_eq!(
+        only(
+            &run(
+                &mut d,
+                [by("k3", "physician", "cardiology")
+                    .patient("star")
+                    .at(t + 90_120)]
+            ),
+            "vip"
+        )
+        .len(),
+        1,
+        "two flagged looks do not make the patient the department's"
+    );
+}
