@@ -349,14 +349,10 @@ impl Detectors {
             routine_purpose,
             regular_purpose: routine_purpose || self.relations.regular_purpose(event, &keys),
         };
-        let before = self.findings.len();
         for d in &mut self.list {
             d.observe(event, &ctx, &mut self.findings);
         }
-        let flagged = self.findings[before..]
-            .iter()
-            .any(|f| f.detector == "vip" && f.evidence.iter().any(|id| *id == event.id));
-        self.relations.learn(event, &keys, relation, flagged);
+        self.relations.learn(event, &keys, relation);
     }
 
     /// Every detector's state, tagged with the configuration.

@@ -218,12 +218,8 @@ impl Relations {
     }
 
     /// Learns from `event` (after the detectors have seen it), which
-    /// [`Relations::classify`] placed in `relation`. A `flagged` access (one
-    /// that raised a `vip` finding) teaches no relationship: a flagged
-    /// patient opened without one stays without one until the care team,
-    /// an order or the department's own care says otherwise, so a second
-    /// look on another day is flagged again.
-    pub fn learn(&mut self, event: &Event, keys: &Keys, relation: Relation, flagged: bool) {
+    /// [`Relations::classify`] placed in `relation`.
+    pub fn learn(&mut self, event: &Event, keys: &Keys, relation: Relation) {
         let Body::Access(a) = &event.body else { return };
         let secs = event.time.timestamp();
         let purpose = a.purpose.as_deref().unwrap_or("");
@@ -235,7 +231,7 @@ impl Relations {
             return;
         };
         self.patients.insert(p);
-        if flagged || a.outcome != "success" || !is_treatment(a.purpose.as_deref()) {
+        if a.outcome != "success" || !is_treatment(a.purpose.as_deref()) {
             return;
         }
         if relation == Relation::Treating
