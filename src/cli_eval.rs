@@ -22,7 +22,8 @@ pub struct EvalArgs {
     /// The labelled misuse, JSON lines (default: `labels.jsonl` beside the events).
     #[arg(long)]
     pub labels: Option<PathBuf>,
-    /// Also write every finding, one JSON object per line, to this file.
+    /// Also write every finding, one JSON object per line, to this file
+    /// (with `at`, the event time of the event that raised it).
     #[arg(long)]
     pub findings: Option<PathBuf>,
     /// Hours at the start of the stream in which detectors learn: instances
@@ -101,7 +102,13 @@ pub fn eval(config: Config, args: EvalArgs) -> Result<i32> {
     if let Some(path) = &args.findings {
         let mut out = String::new();
         for r in &raised {
-            let _ = writeln!(out, "{}", serde_json::to_string(&r.finding)?);
+            // The finding with the event time of the event that raised it
+            // (`at`), which is what the scoring matches on.
+            let mut v = serde_json::to_value(&r.finding)?;
+            if let serde_json::Value::Object(m) = &mut v {
+                m.insert("at".into(), r.at.to_rfc3339().into());
+            }
+            let _ = writeln!(out, "{v}");
         }
         std::fs::write(path, out).with_context(|| format!("cannot write {}", path.display()))?;
     }

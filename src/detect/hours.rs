@@ -17,6 +17,11 @@
 //! `min_days` (a new hire, a part-timer's first shifts), their peer
 //! group's (same role and department, at least 20 actor-days) stands in:
 //! a department with night staff has no off hours for its newcomers.
+//!
+//! An hour that makes one working day with the actor's usual hours (all of
+//! them within `shift_hours` + 1 hour slots) is not off hours either: a
+//! short history shows part of someone's shift, and an early start of a
+//! day shift is not the middle of the night.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +40,10 @@ pub struct OffHoursConfig {
     pub gap_hours: u32,
     /// Accesses in one off-hours run at which it fires.
     pub min_events: u32,
+    /// The longest working day, in hours (a 12-hour shift): an hour that
+    /// makes one working day with the actor's usual hours (together
+    /// within `shift_hours` + 1 hour slots) is not off hours.
+    pub shift_hours: u32,
     /// Daily decay of the histogram (0 < decay <= 1).
     pub decay: f64,
     pub max_actors: usize,
@@ -48,6 +57,7 @@ impl Default for OffHoursConfig {
             max_share: 0.05,
             gap_hours: 2,
             min_events: 3,
+            shift_hours: 12,
             decay: 0.97,
             max_actors: 200_000,
             max_evidence: 20,
@@ -67,6 +77,9 @@ impl OffHoursConfig {
             problems.push(format!(
                 "{at}: gap_hours must be at most 11, min_events and max_actors at least 1"
             ));
+        }
+        if !(1..=23).contains(&self.shift_hours) {
+            problems.push(format!("{at}.shift_hours must be between 1 and 23"));
         }
     }
 }
@@ -116,6 +129,35 @@ fn quiet(hours: &[f32], days: f64, h: usize, cfg: &OffHoursConfig) -> bool {
         let hour = (h + 24 + i - g) % 24;
         f64::from(hours[hour]) / days < cfg.max_share
     })
+}
+
+/// Whether hour `h` and the hours the actor usually works (a share of at
+/// least `max_share`) fit in one working day: the shortest stretch of the
+/// 24-hour clock covering them all spans at most `shift_hours` + 1 hour
+/// slots (a 07:00–19:00 shift, begun a few minutes early or left late,
+/// touches 13). A therapist whose first two days began at 10:00 and who
+/// starts at 07:00 on the third is working an early day, not the night.
+fn fits_working_day(hours: &[f32], days: f64, h: usize, cfg: &OffHoursConfig) -> bool {
+    let mut used = 1u32 << h;
+    for (x, n) in hours.iter().enumerate() {
+        if f64::from(*n) / days >= cfg.max_share {
+            used |= 1 << x;
+        }
+    }
+    if used == 1 << h {
+        return false;
+    }
+    // The longest run of unused hours, around the clock.
+    let (mut longest, mut run) = (0u32, 0u32);
+    for i in 0..48 {
+        if used & (1 << (i % 24)) == 0 {
+            run += 1;
+            longest = longest.max(run.min(24));
+        } else {
+            run = 0;
+        }
+    }
+    24 - longest <= cfg.shift_hours + 1
 }
 
 impl OffHours {
@@ -212,7 +254,11 @@ impl Detector for OffHours {
         } else {
             (&[], 0.0, "")
         };
-        let unusual = days > 0.0 && quiet(hours, days, h, cfg);
+        // Own history only: the envelope is the actor's own working day
+        // (peers' hours cover every shift of the department).
+        let unusual = days > 0.0
+            && quiet(hours, days, h, cfg)
+            && !(whose == "own" && fits_working_day(hours, days, h, cfg));
         if unusual {
             if secs.saturating_sub(s.run_last) > 3600 {
                 s.run_count = 0;

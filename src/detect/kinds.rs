@@ -24,11 +24,15 @@ fn defaults() -> CountParams {
     }
 }
 
-/// `volume`: accesses per actor in a 10-minute window, against the actor's
-/// own baseline for that part of the week (seasonal) and their peers'.
-/// Fires on a burst of activity — scripted scraping, a compromised
-/// account, a user paging through charts — that is unusual both for this
-/// person at this time and for people in the same job.
+/// `volume`: accesses that view or take data (reads, searches, exports,
+/// prints, deletes — not documentation: `create`, `update`, nor `login`)
+/// per actor in a 10-minute window, against the actor's own baseline for
+/// that part of the week (seasonal) and their peers'. Fires on a burst of
+/// viewing — scripted scraping, a compromised account, a user paging
+/// through charts — that is unusual both for this person at this time and
+/// for people in the same job. Documentation counts as activity but not in
+/// the count: writing a record discloses nothing, and a registrar
+/// registering a busload of arrivals writes in bursts.
 pub struct Volume;
 
 impl CountKind for Volume {
@@ -45,13 +49,16 @@ impl CountKind for Volume {
         }
     }
     fn measure(event: &Event, _: &Context) -> Measure {
-        match event.body {
+        match &event.body {
+            Body::Access(a) if matches!(a.action.as_str(), "create" | "update" | "login") => {
+                Measure::Touch
+            }
             Body::Access(_) => Measure::Add(1),
             _ => Measure::Skip,
         }
     }
     fn describe(count: u32) -> String {
-        format!("{count} accesses")
+        format!("{count} views")
     }
 }
 

@@ -68,6 +68,10 @@ pub struct Context<'a> {
     /// The event's purpose of use is not treatment, and is one the actor or
     /// their peer group routinely works under (billing, research, …).
     pub routine_purpose: bool,
+    /// The event's purpose of use is not treatment, and is one the actor or
+    /// their peer group works under regularly (a few times a shift), if
+    /// not routinely; implied by `routine_purpose`.
+    pub regular_purpose: bool,
 }
 
 /// One detector over the stream.
@@ -333,6 +337,7 @@ impl Detectors {
         let relation = self
             .relations
             .classify(event, &keys, dept, &self.reference, time);
+        let routine_purpose = self.relations.routine_purpose(event, &keys);
         let ctx = Context {
             reference: &self.reference,
             time,
@@ -341,12 +346,13 @@ impl Detectors {
             patient_key: keys.patient,
             group: keys.group,
             relation,
-            routine_purpose: self.relations.routine_purpose(event, &keys),
+            routine_purpose,
+            regular_purpose: routine_purpose || self.relations.regular_purpose(event, &keys),
         };
         for d in &mut self.list {
             d.observe(event, &ctx, &mut self.findings);
         }
-        self.relations.learn(event, &keys);
+        self.relations.learn(event, &keys, relation);
     }
 
     /// Every detector's state, tagged with the configuration.

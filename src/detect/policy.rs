@@ -3,8 +3,11 @@
 //! export allow-list) rather than against a learned baseline.
 //!
 //! - `vip`: a flagged (VIP, restricted, employee) patient opened by an
-//!   actor with no treatment relationship to them (see [`Relation`]);
-//!   one finding per actor, patient and `renotify_secs`.
+//!   actor with no treatment relationship to them (see [`Relation`]; an
+//!   order to the actor's department is one), unless for a purpose
+//!   routine for the actor or their peers, or for a regular one on the
+//!   administrative record of a patient in care at the time (bed
+//!   management); one finding per actor, patient and `renotify_secs`.
 //! - `termination`: any event by an actor after their roster termination
 //!   time (critical), or before their hire time (high); one finding per
 //!   actor and `renotify_secs`.
@@ -28,6 +31,12 @@ use super::memory::{RecentSet, key_hash};
 use super::reference::Consent;
 use super::{Context, Detector, Finding, Relation, Severity};
 use crate::event::{Body, Event};
+
+/// FHIR resource types that hold where a patient is and how the stay is
+/// administered, not what is wrong with them: what bed management and
+/// other operations need of a current inpatient.
+const ADMINISTRATIVE_RESOURCES: [&str; 4] =
+    ["Encounter", "Location", "Appointment", "EpisodeOfCare"];
 
 /// Fired keys remembered at most per rule detector.
 const MAX_FIRED: usize = 200_000;
@@ -126,6 +135,19 @@ impl Detector for Vip {
         // job function (billing, research, operations) needs to be one the
         // actor or their peers routinely work under.
         if matches!(ctx.relation, Relation::Treating) || ctx.routine_purpose {
+            return;
+        }
+        // Bed management and other operations on the administrative record
+        // of a patient the hospital has in care at the time (the bed board
+        // lists every current inpatient), by someone whose job includes
+        // that purpose regularly, is not curiosity; clinical content is.
+        if ctx.regular_purpose
+            && a.outcome == "success"
+            && a.resource_type
+                .as_deref()
+                .is_some_and(|r| ADMINISTRATIVE_RESOURCES.contains(&r))
+            && ctx.reference.in_care(patient, ctx.time)
+        {
             return;
         }
         let key = key_hash(&[

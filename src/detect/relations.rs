@@ -8,6 +8,15 @@
 //! create one. The care-team table, when loaded, is consulted as well (see
 //! [`Relations::classify`]).
 //!
+//! Orders are relationships too: ancillary departments (imaging, pharmacy,
+//! the lab) and consultants serve orders from the treating team. An order
+//! is a successful `create` for treatment that names the department asked
+//! to perform it in `attrs.performer_dept` ([`PERFORMER_ATTR`]); when its
+//! author has a treatment relationship to the patient (not a consult of a
+//! colleague, not a stranger: an order cannot open a chart its author
+//! could not), the performing department has one from then on, as if two
+//! of its members had treated the patient.
+//!
 //! Each chain learns from its own partition's events; a department's
 //! relationships learned in another partition are not seen here, which is
 //! why the care-team table (shared by all) is the better source when a
@@ -18,11 +27,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::memory::{Keys, Map, RecentSet, mix};
+use super::memory::{Keys, Map, RecentSet, key_hash, mix};
 use super::reference::Reference;
 use crate::event::{Body, Event};
 
 const MAX_PAIRS: usize = 1_000_000;
+
+/// The `attrs` key of an order event naming the department asked to
+/// perform it (FHIR `ServiceRequest.performerType`, as a department name
+/// like `actor.dept`).
+pub const PERFORMER_ATTR: &str = "performer_dept";
 const MAX_PATIENTS: usize = 500_000;
 
 /// How an event's actor stands to its patient, just before the event.
@@ -87,6 +101,10 @@ const MAX_HABITS: usize = 400_000;
 /// them a purpose needs to be routine.
 const HABIT_MIN_EVENTS: f32 = 30.0;
 const HABIT_MIN_SHARE: f32 = 0.2;
+/// Uses of a purpose in a key's remembered history (at most 1,000 events,
+/// recent ones weighing more) that make it a regular part of the work,
+/// if not the main part: a registrar's few bed-management reads a shift.
+const HABIT_REGULAR_USES: f32 = 5.0;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Habit {
@@ -121,6 +139,14 @@ impl Purposes {
                 *c /= 2.0;
             }
         }
+    }
+
+    fn regular(&self, key: u64, purpose: &str) -> bool {
+        self.map.get(&key).is_some_and(|h| {
+            h.counts
+                .iter()
+                .any(|(p, c)| p == purpose && *c >= HABIT_REGULAR_USES)
+        })
     }
 
     fn routine(&self, key: u64, purpose: &str) -> bool {
@@ -178,8 +204,22 @@ impl Relations {
                 .is_some_and(|g| self.purposes.routine(g, purpose))
     }
 
-    /// Learns from `event` (after the detectors have seen it).
-    pub fn learn(&mut self, event: &Event, keys: &Keys) {
+    /// Whether the event's purpose of use is a job function (not
+    /// treatment) that the actor, or their peer group, works under
+    /// regularly — a few times a shift — if not routinely.
+    pub fn regular_purpose(&self, event: &Event, keys: &Keys) -> bool {
+        let Some(purpose) = event.purpose().filter(|p| !is_treatment(Some(p))) else {
+            return false;
+        };
+        self.purposes.regular(keys.actor, purpose)
+            || keys
+                .group
+                .is_some_and(|g| self.purposes.regular(g, purpose))
+    }
+
+    /// Learns from `event` (after the detectors have seen it), which
+    /// [`Relations::classify`] placed in `relation`.
+    pub fn learn(&mut self, event: &Event, keys: &Keys, relation: Relation) {
         let Body::Access(a) = &event.body else { return };
         let secs = event.time.timestamp();
         let purpose = a.purpose.as_deref().unwrap_or("");
@@ -193,6 +233,18 @@ impl Relations {
         self.patients.insert(p);
         if a.outcome != "success" || !is_treatment(a.purpose.as_deref()) {
             return;
+        }
+        if relation == Relation::Treating
+            && a.action == "create"
+            && let Some(to) = event
+                .attrs
+                .get(PERFORMER_ATTR)
+                .map(|d| d.trim())
+                .filter(|d| !d.is_empty())
+        {
+            let d = key_hash(&["d", to]);
+            self.pairs.insert(mix(d, p));
+            self.pairs.insert(mix(d ^ SHARED, p));
         }
         let first_time = self.pairs.insert(mix(keys.actor, p));
         if let Some(d) = keys.dept {

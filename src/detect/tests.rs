@@ -23,6 +23,9 @@ struct Ev {
     purpose: Option<&'static str>,
     records: u64,
     destination: Option<&'static str>,
+    resource: Option<&'static str>,
+    /// For an order: the department asked to perform it.
+    performer: Option<&'static str>,
 }
 
 fn by(actor: &'static str, role: &'static str, dept: &'static str) -> Ev {
@@ -36,6 +39,8 @@ fn by(actor: &'static str, role: &'static str, dept: &'static str) -> Ev {
         purpose: Some("TREAT"),
         records: 1,
         destination: None,
+        resource: None,
+        performer: None,
     }
 }
 
@@ -57,12 +62,16 @@ impl Ev {
                 ..Actor::default()
             },
             source: None,
-            attrs: Default::default(),
+            attrs: self
+                .performer
+                .map(|d| (super::relations::PERFORMER_ATTR.to_owned(), d.to_owned()))
+                .into_iter()
+                .collect(),
             body: Body::Access(Access {
                 action: self.action.into(),
                 outcome: self.outcome.into(),
                 patient: self.patient.clone(),
-                resource_type: None,
+                resource_type: self.resource.map(Into::into),
                 resource_id: None,
                 purpose: self.purpose.map(Into::into),
                 records: self.records,
@@ -868,4 +877,225 @@ fn volume_judges_heavy_tailed_work_on_the_log_scale() {
     let mut normal = detectors(vec![DetectorConfig::Volume(linear)], Reference::default());
     run(&mut normal, events);
     assert_eq!(run(&mut normal, busy(40, t)).len(), 1);
+}
+
+/// An order (`create` naming `attrs.performer_dept`) by `ev`'s actor.
+fn order(ev: &Ev, to: &'static str) -> Ev {
+    Ev {
+        action: "create",
+        resource: Some("ServiceRequest"),
+        performer: Some(to),
+        ..ev.clone()
+    }
+}
+
+#[test]
+fn an_order_from_the_treating_team_relates_the_department_that_performs_it() {
+    let mut reference = Reference::default();
+    reference.add_vip("star".into(), "vip".into());
+    reference.add_care(
+        "star".into(),
+        CareAssignment {
+            dept: Some("oncology".into()),
+            ..Default::default()
+        },
+    );
+    let mut d = detectors(vec![DetectorConfig::Vip(Default::default())], reference);
+    let t = DAY0 + 10 * H;
+    let read = |a: &'static str, dept: &'static str| by(a, "physician", dept).patient("star");
+    assert_eq!(
+        run(&mut d, [read("r1", "radiology").at(t)]).len(),
+        1,
+        "no order yet: imaging has no business with the chart"
+    );
+    // A stranger's order opens nothing (and is itself an access).
+    let stranger = by("s1", "nurse", "surgery").patient("star");
+    assert_eq!(run(&mut d, [order(&stranger, "lab").at(t + 60)]).len(), 1);
+    assert_eq!(run(&mut d, [read("l1", "lab").at(t + 120)]).len(), 1);
+    // An order that is refused, or names no department, opens nothing.
+    let onc = by("o1", "physician", "oncology").patient("star");
+    let refused = Ev {
+        outcome: "denied",
+        ..order(&onc, "pathology")
+    };
+    let blank = order(&onc, " ");
+    assert!(run(&mut d, [refused.at(t + 150), blank.at(t + 160)]).is_empty());
+    assert_eq!(run(&mut d, [read("q1", "pathology").at(t + 170)]).len(), 1);
+    // The treating oncologist orders imaging: a second radiologist, who
+    // without it would have only a colleague's read behind them, may read
+    // the chart; pharmacy, not asked, still may not.
+    assert!(run(&mut d, [order(&onc, "radiology").at(t + 180)]).is_empty());
+    assert!(run(&mut d, [read("r2", "radiology").at(t + 240)]).is_empty());
+    let pharmacist = by("p1", "pharmacist", "pharmacy").patient("star");
+    assert_eq!(run(&mut d, [pharmacist.at(t + 360)]).len(), 1);
+    // A consult ordered of cardiology: its first physician may read, also
+    // after a restart (the relationship is in the saved state).
+    assert!(run(&mut d, [order(&onc, "cardiology").at(t + 380)]).is_empty());
+    let mut restored = detectors(vec![DetectorConfig::Vip(Default::default())], {
+        let mut r = Reference::default();
+        r.add_vip("star".into(), "vip".into());
+        r
+    });
+    restored.load(d.save()).expect("loads");
+    assert!(run(&mut restored, [read("k1", "cardiology").at(t + 400)]).is_empty());
+    let mut fresh = detectors(vec![DetectorConfig::Vip(Default::default())], {
+        let mut r = Reference::default();
+        r.add_vip("star".into(), "vip".into());
+        r
+    });
+    assert_eq!(
+        run(&mut fresh, [read("k1", "cardiology").at(t + 400)]).len(),
+        1,
+        "without the order"
+    );
+}
+
+#[test]
+fn vip_lets_bed_management_of_a_current_inpatient_pass_but_not_clinical_content() {
+    let t = DAY0 + 2 * 86_400 + 10 * H;
+    let at = |s: i64| DateTime::from_timestamp(s, 0).unwrap();
+    let mut reference = Reference::default();
+    for (p, end) in [("star", t + 86_400), ("gone", t - 86_400)] {
+        reference.add_vip(p.into(), "vip".into());
+        reference.add_care(
+            p.into(),
+            CareAssignment {
+                dept: Some("icu".into()),
+                start: Some(at(t - 5 * 86_400)),
+                end: Some(at(end)),
+                ..Default::default()
+            },
+        );
+    }
+    let mut d = detectors(vec![DetectorConfig::Vip(Default::default())], reference);
+    // Registrars register all day and manage beds a few times a shift:
+    // bed management is a regular part of their work, not the main part.
+    let g1 = by("g1", "registrar", "admissions");
+    let mut history = Vec::new();
+    for k in 0..200 {
+        history.push(g1.clone().patient(format!("new-{k}")).at(DAY0 + k * 300));
+        if k % 20 == 0 {
+            let bed = Ev {
+                purpose: Some("HOPERAT"),
+                resource: Some("Encounter"),
+                ..g1.clone()
+            };
+            history.push(bed.patient(format!("bed-{k}")).at(DAY0 + k * 300 + 60));
+        }
+    }
+    assert!(run(&mut d, history).is_empty());
+    let bed = |a: &'static str, role: &'static str, dept: &'static str, p: &str, r| {
+        Ev {
+            purpose: Some("HOPERAT"),
+            resource: Some(r),
+            ..by(a, role, dept)
+        }
+        .patient(p)
+    };
+    assert!(
+        run(
+            &mut d,
+            [bed("g2", "registrar", "admissions", "star", "Encounter").at(t)]
+        )
+        .is_empty(),
+        "bed management of an inpatient"
+    );
+    let found = run(
+        &mut d,
+        [bed("g2", "registrar", "admissions", "star", "DocumentReference").at(t + 60)],
+    );
+    assert_eq!(found.len(), 1, "clinical notes are not bed management");
+    let found = run(
+        &mut d,
+        [bed("g3", "registrar", "admissions", "gone", "Encounter").at(t + 120)],
+    );
+    assert_eq!(found.len(), 1, "a discharged patient has no bed");
+    let found = run(
+        &mut d,
+        [bed("n1", "nurse", "surgery", "star", "Encounter").at(t + 180)],
+    );
+    assert_eq!(found.len(), 1, "not a purpose surgery nurses work under");
+}
+
+#[test]
+fn off_hours_takes_an_early_start_of_a_day_shift_for_work_not_the_night() {
+    let mut d = detectors(
+        vec![DetectorConfig::OffHours(Default::default())],
+        Reference::default(),
+    );
+    // Two actors seen on three days, 08:00-16:00.
+    let (early, night) = (
+        by("e1", "therapist", "surgery"),
+        by("e2", "therapist", "surgery"),
+    );
+    let mut history = workdays(&early, "e", 0, 3, 4);
+    history.extend(workdays(&night, "n", 0, 3, 4));
+    history.sort_by_key(|e| e.time);
+    assert!(run(&mut d, history).is_empty());
+    let burst = |ev: &Ev, h: i64| -> Vec<Event> {
+        (0..5)
+            .map(|k| {
+                ev.clone()
+                    .patient("x")
+                    .at(DAY0 + 3 * 86_400 + h * H + k * 120)
+            })
+            .collect()
+    };
+    // 05:00: three quiet hours before the usual start, but 05:00-16:00 is
+    // one working day (12 hour slots).
+    assert!(run(&mut d, burst(&early, 5)).is_empty());
+    // 02:00 is not: 02:00-16:00 would be a 15-hour day.
+    assert_eq!(run(&mut d, burst(&night, 2)).len(), 1);
+    // With a 9-hour working day, 05:00 is off hours too.
+    let cfg: OffHoursConfig = toml::from_str("shift_hours = 9").expect("an off_hours table");
+    let mut short = detectors(vec![DetectorConfig::OffHours(cfg)], Reference::default());
+    assert!(run(&mut short, workdays(&early, "e", 0, 3, 4)).is_empty());
+    assert_eq!(run(&mut short, burst(&early, 5)).len(), 1);
+    let mut problems = Vec::new();
+    let bad: OffHoursConfig = toml::from_str("shift_hours = 0").expect("an off_hours table");
+    DetectorConfig::OffHours(bad).validate("detectors[0]", &mut problems);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+}
+
+#[test]
+fn volume_counts_viewing_not_documentation() {
+    let mut events = Vec::new();
+    for a in ["v1", "v2", "v3"] {
+        let ev = by(a, "nurse", "surgery");
+        for day in 0..4 {
+            for w in 0..48 {
+                let start = DAY0 + day * 86_400 + 8 * H + w * 600;
+                for k in 0..[2, 4, 8, 16][w as usize % 4] {
+                    events.push(ev.clone().patient(format!("{a}-{k}")).at(start + k * 30));
+                }
+            }
+        }
+    }
+    events.sort_by_key(|e| e.time);
+    let mut d = detectors(
+        vec![DetectorConfig::Volume(Default::default())],
+        Reference::default(),
+    );
+    assert!(run(&mut d, events).is_empty());
+    let burst = |action: &'static str, at: i64| -> Vec<Event> {
+        (0..200)
+            .map(|k| {
+                Ev {
+                    action,
+                    ..by("v1", "nurse", "surgery")
+                }
+                .patient(format!("b{k}"))
+                .at(at + k * 3)
+            })
+            .collect()
+    };
+    let t = DAY0 + 4 * 86_400 + 10 * H;
+    assert!(
+        run(&mut d, burst("update", t)).is_empty(),
+        "charting 200 observations discloses nothing"
+    );
+    assert!(run(&mut d, burst("create", t + 1200)).is_empty());
+    let found = run(&mut d, burst("read", t + 2400));
+    assert_eq!(found.len(), 1, "reading 200 charts does");
+    assert!(found[0].summary.contains("views"), "{}", found[0].summary);
 }

@@ -13,6 +13,7 @@ fn see(d: &mut AccessRate, e: &Event, out: &mut Vec<Finding>) {
         group: None,
         relation: crate::detect::Relation::NoPatient,
         routine_purpose: false,
+        regular_purpose: false,
     };
     d.observe(e, &ctx, out);
 }

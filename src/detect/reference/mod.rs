@@ -193,6 +193,15 @@ impl Reference {
             .is_some_and(|list| list.iter().any(|a| a.covers(actor, dept, at)))
     }
 
+    /// Whether the care-team table assigns the patient to anyone at `at`:
+    /// the patient is in the hospital's care then (admitted, say).
+    pub fn in_care(&self, patient: &str, at: DateTime<Utc>) -> bool {
+        self.care.get(patient).is_some_and(|list| {
+            list.iter()
+                .any(|a| a.start.is_none_or(|s| s <= at) && a.end.is_none_or(|e| at < e))
+        })
+    }
+
     /// Whether the care-team table assigns the patient to anyone, ever.
     pub fn has_care(&self, patient: &str) -> bool {
         self.care.contains_key(patient)

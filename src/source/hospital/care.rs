@@ -30,6 +30,7 @@ use super::model::{
     Action, CareRow, DAY, Dept, HOUR, MINUTE, NONE, Purpose, Role, Shift, ShiftKind, WARD_SPECS,
     res,
 };
+use super::orders::Ask;
 use super::{Gen, model::Encounter};
 
 /// (actor, their shift) on duty in one ward shift.
@@ -380,6 +381,13 @@ impl Gen {
                 } else {
                     self.count("consults_without_care_row", 1);
                 }
+                let ask = Ask {
+                    patient: x.patient,
+                    ward: x.dept,
+                    to: dept,
+                    resource: res::ORDER,
+                };
+                self.place_order(ask, t, 2 * HOUR);
                 let n = self.rng.between(4, 10) as u32;
                 self.visit(actor, shift, x.patient, t, n, Purpose::Treat);
                 self.count("consults", 1);

@@ -12,7 +12,7 @@
 //! "No relationship" (snooping, vip_curiosity, break_glass_habit) means:
 //! the actor never touched the patient in ordinary work, has no care-team
 //! row for them, and the patient was never in an encounter or a
-//! department-wide row of the actor's department.
+//! department-wide row of the actor's department, nor ordered to it.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -48,6 +48,9 @@ impl Gen {
         for ev in &self.events {
             if ev.patient != NONE {
                 rel.actor_patient.insert((ev.actor, ev.patient));
+                if let Some(to) = ev.order_to {
+                    rel.dept_patient.insert((to, ev.patient));
+                }
             }
         }
         for row in &self.care {

@@ -63,6 +63,7 @@ mod care;
 mod misuse;
 mod model;
 mod off_shift;
+mod orders;
 mod patients;
 mod staff;
 mod support;
@@ -115,6 +116,7 @@ pub fn generate(cfg: &GenConfig) -> Workload {
     g.build_patients();
     g.build_encounters();
     g.ward_care();
+    g.index_orderers();
     g.consults();
     g.support_work();
     g.service_jobs();
@@ -137,6 +139,8 @@ pub(super) struct Gen {
     consent: Vec<ConsentRow>,
     encounters: Vec<Encounter>,
     care: Vec<CareRow>,
+    /// Physicians who may order for a patient (see `orders`).
+    orderers: BTreeMap<u32, Vec<(u32, model::Dept, i64, i64)>>,
     events: Vec<Ev>,
     labels: Vec<Label>,
     /// Export and print destinations; index 0 is "none".
@@ -169,6 +173,7 @@ impl Gen {
             consent: Vec::new(),
             encounters: Vec::new(),
             care: Vec::new(),
+            orderers: BTreeMap::new(),
             events: Vec::new(),
             labels: Vec::new(),
             dests: vec![String::new()],
@@ -222,6 +227,7 @@ impl Gen {
             purpose: s.role.purpose(),
             resource: model::res::PATIENT,
             denied: false,
+            order_to: None,
         }
     }
 

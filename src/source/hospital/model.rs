@@ -386,6 +386,9 @@ pub(super) struct Ev {
     pub purpose: Purpose,
     pub resource: u8,
     pub denied: bool,
+    /// For an order: the department asked to perform it
+    /// (`attrs.performer_dept`).
+    pub order_to: Option<Dept>,
 }
 
 /// The kinds of injected misuse.

@@ -5,13 +5,14 @@
 //!   department-wide `admissions` care-team row covers the first day.
 //!   Registrars also read a few current patients for bed management
 //!   (`HOPERAT`) each shift.
-//! * **Pharmacy**: a pharmacist on duty verifies each encounter's orders
-//!   soon after arrival and then daily (2–5 events); a `pharmacy` row
-//!   covers the stay in 95% of encounters.
+//! * **Pharmacy**: a pharmacist on duty verifies each encounter's
+//!   medication orders soon after arrival and then daily (2–5 events),
+//!   each time after a medication order by the care team (`orders`); a
+//!   `pharmacy` row covers the stay in 95% of encounters.
 //! * **Radiology**: about 55% of emergency encounters and 25% of inpatients
-//!   a day get an imaging order; a radiologist on duty reads it within the
-//!   hour (3–6 events); a `radiology` row covers the order for two days in
-//!   95% of cases.
+//!   a day get an imaging order (an order event, `orders`); a radiologist
+//!   on duty reads it within the hour (3–6 events); a `radiology` row
+//!   covers the order for two days in 95% of cases.
 //! * **Billing** (`HPAYMT`): on office days each clerk works about 70
 //!   accounts × their activity (so some clerks touch well over a hundred
 //!   patients a day), 2–6 events each, for patients discharged in the past
@@ -27,6 +28,7 @@
 
 use super::Gen;
 use super::model::{Action, CareRow, DAY, Dept, HOUR, MINUTE, NONE, Purpose, Role, ShiftKind, res};
+use super::orders::Ask;
 use super::staff::weekday;
 
 /// Allowed export destinations (`export_allow.csv`).
@@ -83,16 +85,28 @@ impl Gen {
             }
             let mut t = x.start + (self.rng.exp() * 40.0) as i64 * MINUTE;
             while t < x.end.min(self.end) {
+                // Verification follows the medication order.
+                let at = if t >= self.start {
+                    let ask = Ask {
+                        patient: x.patient,
+                        ward: x.dept,
+                        to: Dept::Pharmacy,
+                        resource: res::MED_REQUEST,
+                    };
+                    self.order_first(ask, t, 30 * MINUTE, 20 * MINUTE)
+                } else {
+                    t
+                };
                 if t >= self.start
                     && let Some((actor, shift)) =
-                        self.on_duty_role(Dept::Pharmacy, Role::Pharmacist, t)
+                        self.on_duty_role(Dept::Pharmacy, Role::Pharmacist, at)
                 {
                     let n = self.rng.between(2, 5) as u32;
                     self.support_visit(
                         actor,
                         shift,
                         x.patient,
-                        t,
+                        at,
                         n,
                         &[res::MED_REQUEST, res::MED_REQUEST, res::OBSERVATION],
                     );
@@ -130,6 +144,14 @@ impl Gen {
                 } else {
                     self.count("imaging_reads_without_care_row", 1);
                 }
+                // The image is taken, and read, after it is ordered.
+                let ask = Ask {
+                    patient: x.patient,
+                    ward: x.dept,
+                    to: Dept::Radiology,
+                    resource: res::ORDER,
+                };
+                let read = self.order_first(ask, read, read - order, 20 * MINUTE);
                 if let Some((actor, shift)) =
                     self.on_duty_role(Dept::Radiology, Role::Physician, read)
                 {

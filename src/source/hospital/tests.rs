@@ -292,3 +292,68 @@ fn hard_benign_cases_are_present() {
         }
     }
 }
+
+#[test]
+fn orders_come_from_the_care_team_and_precede_medication_verification() {
+    let w = workload();
+    let care: Vec<Vec<String>> = lines(&w.care_team)[1..]
+        .iter()
+        .map(|l| l.split(',').map(str::to_owned).collect())
+        .collect();
+    // (patient, actor) → care-team rows' (start, end).
+    let mut rows: HashMap<(&str, &str), Vec<(DateTime<Utc>, DateTime<Utc>)>> = HashMap::new();
+    for r in &care {
+        if !r[1].is_empty() {
+            rows.entry((&r[0], &r[1]))
+                .or_default()
+                .push((time(&r[3]), time(&r[4])));
+        }
+    }
+    let mut first_order: HashMap<&str, DateTime<Utc>> = HashMap::new();
+    let (mut orders, mut verifications, mut unordered) = (0, 0, 0);
+    for e in events() {
+        let (Some(actor), Some(patient), Some(t)) =
+            (s(e, &["actor", "id"]), s(e, &["patient"]), s(e, &["time"]))
+        else {
+            continue;
+        };
+        let t = time(t);
+        if let Some(to) = s(e, &["attrs", "performer_dept"]) {
+            orders += 1;
+            assert_eq!(s(e, &["action"]), Some("create"), "{e}");
+            assert!(
+                [
+                    "radiology",
+                    "pharmacy",
+                    "cardiology",
+                    "neurology",
+                    "icu",
+                    "oncology",
+                    "surgery"
+                ]
+                .contains(&to),
+                "{e}"
+            );
+            assert!(
+                rows.get(&(patient, actor))
+                    .is_some_and(|v| v.iter().any(|(a, b)| *a <= t && t < *b)),
+                "the orderer is on the patient's care team: {e}"
+            );
+            if to == "pharmacy" {
+                first_order.entry(patient).or_insert(t);
+            }
+        } else if s(e, &["actor", "dept"]) == Some("pharmacy")
+            && s(e, &["purpose"]) == Some("TREAT")
+        {
+            verifications += 1;
+            unordered += usize::from(first_order.get(patient).is_none_or(|o| *o > t));
+        }
+    }
+    assert!(orders > 1000, "{orders}");
+    // Verification waits for an order, except where nobody on the team was
+    // on shift to place one (and patients admitted before the run).
+    assert!(
+        unordered * 10 < verifications,
+        "{unordered} of {verifications} verifications without an earlier order"
+    );
+}

@@ -214,6 +214,11 @@ pub(super) fn render(mut g: Gen) -> Workload {
             out.extend_from_slice(b",\"destination\":");
             crate::source::synth::json::push_str(&mut out, &g.dests[ev.dest as usize]);
         }
+        if let Some(to) = ev.order_to {
+            out.extend_from_slice(b",\"attrs\":{\"performer_dept\":\"");
+            out.extend_from_slice(to.name().as_bytes());
+            out.extend_from_slice(b"\"}");
+        }
         out.extend_from_slice(b"}\n");
     }
     g.count("events_without_role_dept", bare);
