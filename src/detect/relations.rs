@@ -195,26 +195,31 @@ impl Relations {
     /// treatment) that the actor, or their peer group, routinely works
     /// under.
     pub fn routine_purpose(&self, event: &Event, keys: &Keys) -> bool {
-        let Some(purpose) = event.purpose().filter(|p| !is_treatment(Some(p))) else {
-            return false;
-        };
-        self.purposes.routine(keys.actor, purpose)
-            || keys
-                .group
-                .is_some_and(|g| self.purposes.routine(g, purpose))
+        self.purpose_habit(event, keys, Purposes::routine)
     }
 
     /// Whether the event's purpose of use is a job function (not
     /// treatment) that the actor, or their peer group, works under
     /// regularly — a few times a shift — if not routinely.
     pub fn regular_purpose(&self, event: &Event, keys: &Keys) -> bool {
+        self.purpose_habit(event, keys, Purposes::regular)
+    }
+
+    /// `habit` of the actor's or the peer group's history holds for the
+    /// event's purpose of use, when it is not treatment.
+    fn purpose_habit(
+        &self,
+        event: &Event,
+        keys: &Keys,
+        habit: fn(&Purposes, u64, &str) -> bool,
+    ) -> bool {
         let Some(purpose) = event.purpose().filter(|p| !is_treatment(Some(p))) else {
             return false;
         };
-        self.purposes.regular(keys.actor, purpose)
+        habit(&self.purposes, keys.actor, purpose)
             || keys
                 .group
-                .is_some_and(|g| self.purposes.regular(g, purpose))
+                .is_some_and(|g| habit(&self.purposes, g, purpose))
     }
 
     /// Learns from `event` (after the detectors have seen it), which
