@@ -2,7 +2,8 @@
 //! commits out.
 //!
 //! One task owns every assigned chain's writer and handles source events
-//! strictly in order. Ahead of it, the prepare stage (`prepare`, its own
+//! strictly in order (a large batch's chains are handled on two threads,
+//! `lanes`, each chain's messages in order). Ahead of it, the prepare stage (`prepare`, its own
 //! thread) parses each message and, where no chain state is needed,
 //! encodes and hashes its ledger row; it forwards the source's events in
 //! the source's order. Invariants:
@@ -30,6 +31,7 @@
 //!   the pipeline stops.
 
 mod dedup;
+mod lanes;
 mod prepare;
 mod seal;
 
@@ -48,12 +50,11 @@ use crate::detect::reference::{ReferenceWatch, tables as reference_tables};
 use crate::detect::sql::{SqlDetectors, SqlReport};
 use crate::detect::{DetectorConfig, DetectorSetup, Detectors, Reference};
 use crate::event::sketch::Sketcher;
-use crate::event::{Decoder, Kind, Reject, RejectReason, RejectSealer, SealError};
+use crate::event::{Decoder, Kind, RejectReason, RejectSealer, SealError};
 use crate::failpoint;
 use crate::ledger::checkpoint::NoteSigner;
 use crate::ledger::{
-    ChainId, ChainWriter, LedgerError, Origin, SNAPSHOT_VERSION, Snapshot, Store, Table,
-    WrittenFlush,
+    ChainId, ChainWriter, LedgerError, SNAPSHOT_VERSION, Snapshot, Store, Table, WrittenFlush,
 };
 use crate::metrics::metrics;
 use crate::source::kafka::DeadLetters;
@@ -154,11 +155,25 @@ struct ChainState {
     pruned: Instant,
 }
 
-/// A batch's messages and events once handled, to be freed off the loop.
-#[derive(Default)]
-struct Spent {
-    messages: Vec<crate::source::SourceMessage>,
-    events: Vec<crate::event::Event>,
+impl ChainState {
+    fn new(opened: Opened, next_offset: i64) -> Self {
+        ChainState {
+            writer: Some(opened.writer),
+            inflight: None,
+            checkpointed: Instant::now(),
+            // It may hold rows no checkpoint covers yet.
+            unsigned: true,
+            next_offset,
+            oldest: None,
+            warned_skip: false,
+            detectors: opened.detectors,
+            sketcher: opened.sketcher,
+            ids: opened.ids,
+            snapshotted: Instant::now(),
+            observed: false,
+            pruned: Instant::now(),
+        }
+    }
 }
 
 /// A sealed flush of a chain, its segment files being written on a
@@ -501,25 +516,8 @@ impl Pipeline {
             // topic still holds, if 0 is gone): the store lacks all of it.
             positions.push((chain.clone(), next_offset));
             tracing::info!(stream = %chain.stream, partition = chain.partition, next_offset, "chain opened");
-            self.chains.insert(
-                chain,
-                ChainState {
-                    writer: Some(opened.writer),
-                    inflight: None,
-                    checkpointed: Instant::now(),
-                    // It may hold rows no checkpoint covers yet.
-                    unsigned: true,
-                    next_offset,
-                    oldest: None,
-                    warned_skip: false,
-                    detectors: opened.detectors,
-                    sketcher: opened.sketcher,
-                    ids: opened.ids,
-                    snapshotted: Instant::now(),
-                    observed: false,
-                    pruned: Instant::now(),
-                },
-            );
+            self.chains
+                .insert(chain, ChainState::new(opened, next_offset));
         }
         self.report_state();
         if let Some(reply) = reply {
@@ -544,117 +542,56 @@ impl Pipeline {
     }
 
     async fn handle_batch(&mut self, batch: Vec<Prepared>) -> Result<(), PipelineError> {
-        let mut alerts = Vec::new();
-        // One wall-clock read per batch: alerts of one batch share it.
-        let raised_at = Utc::now();
-        let mut full = Vec::new();
-        let mut newest = None;
+        // Each chain's messages, in order; messages of chains not (or no
+        // longer) ours are not committed: the owner reads them.
+        let mut by_chain: HashMap<ChainId, Vec<Prepared>> = HashMap::new();
+        for p in batch {
+            if let Some(msgs) = by_chain.get_mut(&p.msg.chain) {
+                msgs.push(p);
+            } else if self.chains.contains_key(&p.msg.chain) {
+                by_chain.insert(p.msg.chain.clone(), vec![p]);
+            }
+        }
+        let work: Vec<lanes::Work> = self
+            .chains
+            .iter_mut()
+            .filter_map(|(chain, state)| by_chain.remove(chain).map(|msgs| (chain, state, msgs)))
+            .collect();
+        let shared = lanes::Shared {
+            decoder: &self.decoder,
+            sealer: self.sealer.as_ref(),
+            accepted: &self.accepted,
+            max_rows: self.policy.max_rows,
+            raised_at: Utc::now(),
+            dead_letters: self.dead_letters.is_some(),
+        };
+        let handled = lanes::handle(&shared, work)?;
+        let lanes::Handled {
+            alerts,
+            spent,
+            full,
+            newest,
+            counts,
+            dead,
+            ..
+        } = handled;
+        self.summary.accepted += counts.accepted;
+        self.summary.rejected += counts.rejected;
+        self.summary.redelivered += counts.redelivered;
+        self.summary.duplicates += counts.duplicates;
+        if let Some(dl) = &mut self.dead_letters {
+            for (msg, reject) in &dead {
+                dl.send(msg, reject);
+            }
+        }
+        if let Some(sql) = &mut self.sql {
+            for event in &spent.events {
+                sql.push(event);
+            }
+        }
         // What the batch is done with is freed on a blocking thread: the
         // messages' and events' many small buffers took a seventh of the
         // loop's time to free (docs/performance.md).
-        let mut spent = Spent::default();
-        for Prepared { msg, parsed, row } in batch {
-            let Some(state) = self.chains.get_mut(&msg.chain) else {
-                // Not (or no longer) ours: not committed, the owner reads it.
-                continue;
-            };
-            let offset = match msg.offset {
-                Some(o) if o < state.next_offset => {
-                    // Already held (a redelivery after a restart or a
-                    // rebalance). Counted: an operator must see it if a
-                    // recreated topic reuses offsets.
-                    self.summary.redelivered += 1;
-                    metrics().messages_skipped.inc();
-                    if !state.warned_skip {
-                        state.warned_skip = true;
-                        tracing::warn!(stream = %msg.chain.stream, partition = msg.chain.partition,
-                            offset = o, next_offset = state.next_offset,
-                            "skipping messages the ledger already holds");
-                    }
-                    continue;
-                }
-                Some(o) => o,
-                None => state.next_offset,
-            };
-            state.next_offset = offset + 1;
-            state.oldest.get_or_insert_with(Instant::now);
-            let Some(writer) = state.writer.as_mut() else {
-                return Err(PipelineError::Internal(
-                    "a chain lost its writer in an earlier failed flush".into(),
-                ));
-            };
-            let (file, line) = match &msg.file {
-                Some((f, l)) => (Some(f.clone()), Some(*l)),
-                None => (None, None),
-            };
-            let origin = Origin { offset, file, line };
-            let decoded = parsed
-                .and_then(|parsed| self.decoder.finish(parsed, Some(&mut state.sketcher)))
-                .and_then(
-                    |event| match state.ids.insert(&event.id, event.time_micros(), offset) {
-                        None => Ok(event),
-                        Some(first) => Err(Reject::new(
-                            RejectReason::DuplicateId,
-                            format!(
-                                "event id already stored from offset {first} (a producer retry)"
-                            ),
-                        )),
-                    },
-                );
-            match decoded {
-                Ok(event) => {
-                    self.summary.accepted += 1;
-                    self.accepted[event.kind() as usize].inc();
-                    match row {
-                        Some(row) => writer.push_prepared(row),
-                        None => writer.push_event(origin, &event),
-                    }
-                    newest = newest.max(Some(event.time_micros()));
-                    state.observed = true;
-                    if let Some(sql) = &mut self.sql {
-                        sql.push(&event);
-                    }
-                    alerts.extend(
-                        state
-                            .detectors
-                            .observe(&event)
-                            .map(|f| Alert::from_finding(f, raised_at)),
-                    );
-                    spent.events.push(event);
-                }
-                Err(reject) if reject.reason == RejectReason::DuplicateId => {
-                    // Not bad input: kept in the rejects table for the
-                    // record, not copied to the dead-letter topic.
-                    self.summary.duplicates += 1;
-                    metrics()
-                        .events_rejected
-                        .with_label_values(&[reject.reason.as_str()])
-                        .inc();
-                    let stored =
-                        seal::seal(self.sealer.as_ref(), msg.key.as_deref(), &msg.payload)?;
-                    writer.push_reject(origin, stored.bytes(), &reject);
-                }
-                Err(reject) => {
-                    self.summary.rejected += 1;
-                    metrics()
-                        .events_rejected
-                        .with_label_values(&[reject.reason.as_str()])
-                        .inc();
-                    tracing::debug!(stream = %msg.chain.stream, partition = msg.chain.partition,
-                        offset, reason = reject.reason.as_str(), detail = %reject.detail, "rejected");
-                    let stored =
-                        seal::seal(self.sealer.as_ref(), msg.key.as_deref(), &msg.payload)?;
-                    writer.push_reject(origin, stored.bytes(), &reject);
-                    if let Some(dl) = &mut self.dead_letters {
-                        dl.send(&msg, &reject);
-                    }
-                }
-            }
-            if writer.buffered() >= self.policy.max_rows && !full.contains(&msg.chain) {
-                full.push(msg.chain.clone());
-            }
-            spent.messages.push(msg);
-        }
         if !spent.messages.is_empty() {
             drop(tokio::task::spawn_blocking(move || drop(spent)));
         }

@@ -73,7 +73,7 @@ pub(super) fn spawn(
     Ok(rx)
 }
 
-fn prepare(decoder: &Decoder, alg: HashAlg, msg: SourceMessage) -> Prepared {
+pub(super) fn prepare(decoder: &Decoder, alg: HashAlg, msg: SourceMessage) -> Prepared {
     let parsed = decoder.parse(&msg.payload);
     let row = match (&parsed, msg.offset) {
         (Ok(parsed), Some(offset)) => parsed.ready().map(|event| {

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::event::{PseudonymKey, Pseudonymizer};
-use crate::ledger::StoreOptions;
+use crate::ledger::{Origin, StoreOptions};
 
 fn chain() -> ChainId {
     ChainId {
@@ -251,4 +251,129 @@ fn a_new_owner_waits_for_the_previous_owners_lock() {
     let opened = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(opened.detectors.save(), state_after(&events));
     opener.join().unwrap();
+}
+
+/// Three chains' messages in one batch, with a malformed message, a
+/// producer retry and an export that raises a finding in each: handled on
+/// two lanes, every chain ends exactly as when each is handled alone.
+#[test]
+fn a_batch_split_over_two_lanes_leaves_each_chain_as_handling_it_alone_does() {
+    let decoder = Decoder::new(Pseudonymizer::new(&PseudonymKey::demo()));
+    let chains: Vec<ChainId> = (0..3)
+        .map(|partition| ChainId {
+            stream: "t".into(),
+            partition,
+        })
+        .collect();
+    let messages = |store: &Store, chain: &ChainId| -> Vec<Prepared> {
+        let p = chain.partition;
+        (0..120i64)
+            .map(|i| {
+                let t = chrono::DateTime::from_timestamp(1_772_438_400 + i * 5, 0).unwrap();
+                // 40: malformed; 41: a retry of 39; 60: an export off any
+                // allow-list, large enough for a finding.
+                let id = if i == 41 { 39 } else { i };
+                let payload = match i {
+                    40 => b"{\"id\":\"broken\"".to_vec(),
+                    60 => format!(
+                        r#"{{"id":"x-{p}-{i}","time":"{}","kind":"access","actor":{{"id":"emp-{p}"}},"action":"export","patient":"MRN-{i}","records":500,"destination":"https://paste.example/{p}"}}"#,
+                        t.to_rfc3339()
+                    )
+                    .into_bytes(),
+                    _ => format!(
+                        r#"{{"id":"x-{p}-{id}","time":"{}","kind":"access","actor":{{"id":"emp-{}"}},"action":"read","patient":"MRN-{}"}}"#,
+                        t.to_rfc3339(),
+                        i % 4,
+                        i % 17
+                    )
+                    .into_bytes(),
+                };
+                prepare::prepare(
+                    &decoder,
+                    store.alg(),
+                    crate::source::SourceMessage {
+                        chain: chain.clone(),
+                        offset: Some(i),
+                        file: None,
+                        key: None,
+                        payload,
+                    },
+                )
+            })
+            .collect()
+    };
+    let accepted = Kind::ALL.map(|k| metrics().events_accepted.with_label_values(&[k.as_str()]));
+    let shared = lanes::Shared {
+        decoder: &decoder,
+        sealer: None,
+        accepted: &accepted,
+        max_rows: 100,
+        raised_at: Utc::now(),
+        dead_letters: true,
+    };
+    let run = |split: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        let mut states: Vec<(ChainId, ChainState)> = chains
+            .iter()
+            .map(|c| {
+                let opened = open_chain(&store, c, &setup(), sketcher(), Continuity::default());
+                (c.clone(), ChainState::new(opened.unwrap(), 0))
+            })
+            .collect();
+        let mut handled = Vec::new();
+        if split {
+            let work = states
+                .iter_mut()
+                .map(|(c, s)| (&*c, s, messages(&store, c)))
+                .collect();
+            handled.push(lanes::handle(&shared, work).unwrap());
+        } else {
+            for (c, s) in &mut states {
+                let work = vec![(&*c, s, messages(&store, c))];
+                handled.push(lanes::handle(&shared, work).unwrap());
+            }
+        }
+        let lanes: Vec<usize> = handled.iter().map(|h| h.lanes).collect();
+        let mut alerts: Vec<String> = handled
+            .iter()
+            .flat_map(|h| h.alerts.iter().map(|a| a.id.clone()))
+            .collect();
+        alerts.sort();
+        let counts: Vec<(u64, u64, u64)> = handled
+            .iter()
+            .map(|h| (h.counts.accepted, h.counts.rejected, h.counts.duplicates))
+            .collect();
+        let (accepted, rejected, duplicates) = counts
+            .iter()
+            .fold((0, 0, 0), |a, c| (a.0 + c.0, a.1 + c.1, a.2 + c.2));
+        let mut full: Vec<ChainId> = handled.iter().flat_map(|h| h.full.clone()).collect();
+        full.sort_by_key(|c| c.partition);
+        let dead = handled.iter().map(|h| h.dead.len()).sum::<usize>();
+        let chains: Vec<_> = states
+            .iter_mut()
+            .map(|(_, s)| {
+                let writer = s.writer.as_mut().unwrap();
+                writer.flush().unwrap();
+                (
+                    writer.tree_head(Table::Events),
+                    writer.tree_head(Table::Rejects),
+                    s.next_offset,
+                    s.detectors.save(),
+                )
+            })
+            .collect();
+        let summary = (alerts, (accepted, rejected, duplicates), full, dead, chains);
+        (lanes, summary)
+    };
+    let (split_lanes, split) = run(true);
+    let (alone_lanes, alone) = run(false);
+    assert_eq!(split_lanes, vec![2]);
+    assert_eq!(alone_lanes, vec![1, 1, 1]);
+    // One export finding per chain; 118 events, a reject and a retry each.
+    assert_eq!(split.0.len(), 3, "{:?}", split.0);
+    assert_eq!(split.1, (354, 3, 3));
+    assert_eq!(split.2, chains, "each chain has 100 rows buffered");
+    assert_eq!(split.3, 3);
+    assert_eq!(split, alone);
 }
