@@ -37,6 +37,7 @@
 //! `max_evidence` evidence ids per actor, 512 entries in a sliding window
 //! and 4096 distinct keys per tumbling window (enough to fire).
 
+use crate::ledger::StateWriter;
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
 
@@ -527,11 +528,15 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
         self.evictions
     }
 
-    fn save(&self) -> serde_json::Value {
+    fn save(&self) -> Vec<u8> {
         let actors: std::collections::BTreeMap<&String, &ActorCount> = self.actors.iter().collect();
         let peers: std::collections::BTreeMap<String, &Baseline> =
             self.peers.iter().map(|(k, v)| (k.to_string(), v)).collect();
-        serde_json::json!({ "actors": actors, "peers": peers, "evictions": self.evictions })
+        StateWriter::new()
+            .field("actors", &actors)
+            .field("evictions", &self.evictions)
+            .field("peers", &peers)
+            .finish()
     }
 
     fn load(&mut self, state: serde_json::Value) -> Result<(), String> {

@@ -23,6 +23,7 @@
 //! short history shows part of someone's shift, and an early start of a
 //! day shift is not the middle of the night.
 
+use crate::ledger::StateWriter;
 use serde::{Deserialize, Serialize};
 
 use super::memory::Map;
@@ -337,14 +338,18 @@ impl Detector for OffHours {
         self.evictions
     }
 
-    fn save(&self) -> serde_json::Value {
+    fn save(&self) -> Vec<u8> {
         let actors: std::collections::BTreeMap<&String, &Habit> = self.actors.iter().collect();
         let groups: std::collections::BTreeMap<String, &Peers> = self
             .groups
             .iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
-        serde_json::json!({ "actors": actors, "groups": groups, "evictions": self.evictions })
+        StateWriter::new()
+            .field("actors", &actors)
+            .field("evictions", &self.evictions)
+            .field("groups", &groups)
+            .finish()
     }
 
     fn load(&mut self, state: serde_json::Value) -> Result<(), String> {

@@ -10,6 +10,7 @@
 pub type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 pub type Set<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
+use crate::ledger::StateWriter;
 use serde::{Deserialize, Serialize};
 
 /// 64-bit FNV-1a over the parts, each followed by a 0xff separator (which
@@ -179,12 +180,16 @@ impl RecentSet {
         self.forgotten
     }
 
-    pub fn save(&self) -> serde_json::Value {
+    pub fn save(&self) -> Vec<u8> {
         let mut young: Vec<u64> = self.young.iter().copied().collect();
         let mut old: Vec<u64> = self.old.iter().copied().collect();
         young.sort_unstable();
         old.sort_unstable();
-        serde_json::json!({ "young": young, "old": old, "forgotten": self.forgotten })
+        StateWriter::new()
+            .field("forgotten", &self.forgotten)
+            .field("old", &old)
+            .field("young", &young)
+            .finish()
     }
 
     pub fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
@@ -249,7 +254,7 @@ mod tests {
         assert!(s.len() <= 10);
         assert!(s.forgotten() > 0);
         let mut r = RecentSet::new(10);
-        r.load(s.save()).unwrap();
+        r.load(serde_json::from_slice(&s.save()).unwrap()).unwrap();
         assert_eq!(r, s);
     }
 }

@@ -40,6 +40,7 @@ pub use rate::{AccessRate, RateConfig};
 pub use reference::Reference;
 pub use relations::{Relation, Relations};
 
+use crate::ledger::StateWriter;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -84,8 +85,9 @@ pub trait Detector: Send {
     fn keys(&self) -> usize;
     /// Keys evicted so far to stay within the cap.
     fn evictions(&self) -> u64;
-    /// The detector's whole state, for a snapshot.
-    fn save(&self) -> serde_json::Value;
+    /// The detector's whole state, for a snapshot: JSON text of an object
+    /// (see `StateWriter`), which `load` takes back parsed.
+    fn save(&self) -> Vec<u8>;
     /// Replaces the state by a saved one (of the same configuration).
     fn load(&mut self, state: serde_json::Value) -> Result<(), String>;
 }
@@ -356,12 +358,21 @@ impl Detectors {
     }
 
     /// Every detector's state, tagged with the configuration.
-    pub fn save(&self) -> serde_json::Value {
-        serde_json::json!({
-            "config": self.config_id,
-            "detectors": self.list.iter().map(|d| d.save()).collect::<Vec<_>>(),
-            "relations": self.relations.save(),
-        })
+    pub fn save(&self) -> Vec<u8> {
+        self.save_with(&[])
+    }
+
+    /// Every detector's state, and after it the members `more` (name, JSON
+    /// text).
+    pub fn save_with(&self, more: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut state = StateWriter::new()
+            .field("config", &self.config_id)
+            .raw_array("detectors", self.list.iter().map(|d| d.save()))
+            .raw("relations", &self.relations.save());
+        for (name, json) in more {
+            state = state.raw(name, json);
+        }
+        state.finish()
     }
 
     /// Restores a saved state. Refused (state unchanged) when it was saved

@@ -21,6 +21,7 @@
 //! State: recently fired keys ([`RecentSet`], bounded) and, for exports,
 //! a per-actor window sum (bounded like the count detectors).
 
+use crate::ledger::StateWriter;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -79,7 +80,7 @@ macro_rules! fired_state {
         fn evictions(&self) -> u64 {
             self.fired.forgotten()
         }
-        fn save(&self) -> serde_json::Value {
+        fn save(&self) -> Vec<u8> {
             self.fired.save()
         }
         fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
@@ -419,10 +420,13 @@ impl Detector for BulkExport {
         self.evictions
     }
 
-    fn save(&self) -> serde_json::Value {
+    fn save(&self) -> Vec<u8> {
         let actors: std::collections::BTreeMap<&String, &ExportWindow> =
             self.actors.iter().collect();
-        serde_json::json!({ "actors": actors, "evictions": self.evictions })
+        StateWriter::new()
+            .field("actors", &actors)
+            .field("evictions", &self.evictions)
+            .finish()
     }
 
     fn load(&mut self, state: serde_json::Value) -> Result<(), String> {

@@ -27,6 +27,7 @@
 //! State: one small record per actor; at `max_actors` the least recently
 //! active tenth is evicted (counted in `custos_detector_evictions_total`).
 
+use crate::ledger::StateWriter;
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
@@ -287,10 +288,13 @@ impl Detector for AccessRate {
         self.evictions
     }
 
-    fn save(&self) -> serde_json::Value {
+    fn save(&self) -> Vec<u8> {
         // Sorted by actor, so equal states save to equal bytes.
         let actors: std::collections::BTreeMap<&String, &ActorState> = self.actors.iter().collect();
-        serde_json::json!({ "actors": actors, "evictions": self.evictions })
+        StateWriter::new()
+            .field("actors", &actors)
+            .field("evictions", &self.evictions)
+            .finish()
     }
 
     fn load(&mut self, state: serde_json::Value) -> Result<(), String> {

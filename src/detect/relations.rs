@@ -25,6 +25,7 @@
 //! Bounded: at most `MAX_PAIRS` actor/department–patient pairs and
 //! `MAX_PATIENTS` patients per chain, the least recently used forgotten.
 
+use crate::ledger::StateWriter;
 use serde::{Deserialize, Serialize};
 
 use super::memory::{Keys, Map, RecentSet, key_hash, mix};
@@ -270,18 +271,22 @@ impl Relations {
         self.pairs.forgotten() + self.patients.forgotten() + self.purposes.forgotten
     }
 
-    pub fn save(&self) -> serde_json::Value {
+    pub fn save(&self) -> Vec<u8> {
         let habits: std::collections::BTreeMap<String, &Habit> = self
             .purposes
             .map
             .iter()
             .map(|(k, h)| (k.to_string(), h))
             .collect();
-        serde_json::json!({
-            "pairs": self.pairs.save(),
-            "patients": self.patients.save(),
-            "purposes": { "habits": habits, "forgotten": self.purposes.forgotten },
-        })
+        let purposes = StateWriter::new()
+            .field("forgotten", &self.purposes.forgotten)
+            .field("habits", &habits)
+            .finish();
+        StateWriter::new()
+            .raw("pairs", &self.pairs.save())
+            .raw("patients", &self.patients.save())
+            .raw("purposes", &purposes)
+            .finish()
     }
 
     pub fn load(&mut self, state: serde_json::Value) -> Result<(), String> {

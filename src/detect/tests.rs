@@ -554,7 +554,7 @@ fn a_restored_state_decides_exactly_like_the_live_one() {
     let saved = live.save();
     let mut restored = detectors(configs.clone(), Reference::default());
     restored
-        .load(serde_json::from_str(&saved.to_string()).unwrap())
+        .load(serde_json::from_slice(&saved).unwrap())
         .unwrap();
     assert_eq!(restored.save(), saved);
     let a = run(&mut live, tail.clone());
@@ -566,7 +566,7 @@ fn a_restored_state_decides_exactly_like_the_live_one() {
         vec![DetectorConfig::Vip(Default::default())],
         Reference::default(),
     );
-    assert!(other.load(saved).is_err());
+    assert!(other.load(serde_json::from_slice(&saved).unwrap()).is_err());
 }
 
 #[test]
@@ -936,7 +936,9 @@ fn an_order_from_the_treating_team_relates_the_department_that_performs_it() {
         r.add_vip("star".into(), "vip".into());
         r
     });
-    restored.load(d.save()).expect("loads");
+    restored
+        .load(serde_json::from_slice(&d.save()).unwrap())
+        .expect("loads");
     assert!(run(&mut restored, [read("k1", "cardiology").at(t + 400)]).is_empty());
     let mut fresh = detectors(vec![DetectorConfig::Vip(Default::default())], {
         let mut r = Reference::default();

@@ -343,10 +343,13 @@ impl Sketcher {
     }
 
     /// The normalizations, for a snapshot.
-    pub fn save(&self) -> serde_json::Value {
+    pub fn save(&self) -> Vec<u8> {
         let mut models: Vec<(&String, &Scale)> = self.scales.iter().collect();
         models.sort_by(|a, b| a.0.cmp(b.0));
-        serde_json::json!({ "uses": self.uses, "models": models })
+        crate::ledger::StateWriter::new()
+            .field("models", &models)
+            .field("uses", &self.uses)
+            .finish()
     }
 
     pub fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
@@ -548,7 +551,9 @@ mod tests {
             s.sketch("m@1", x).unwrap();
         }
         let mut restored = sketcher();
-        restored.load(s.save()).unwrap();
+        restored
+            .load(serde_json::from_slice(&s.save()).unwrap())
+            .unwrap();
         assert_eq!(s.sketch("m@1", &pop[150]).unwrap(), first);
         assert_eq!(restored.sketch("m@1", &pop[150]).unwrap(), first);
     }

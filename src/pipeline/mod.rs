@@ -187,7 +187,8 @@ struct InFlight {
 /// sealed.
 struct AfterFlush {
     /// The detector state as of the flush's last event.
-    snapshot: Option<serde_json::Value>,
+    /// (JSON text, written straight from the state.)
+    snapshot: Option<Vec<u8>>,
     signer: Option<Arc<NoteSigner>>,
     prune: Option<Duration>,
     /// A revoke or the shutdown: commit offsets synchronously.
@@ -1011,12 +1012,8 @@ pub struct Opened {
 }
 
 /// A chain's saved state: its detectors' and its model normalizations.
-fn chain_state(detectors: &Detectors, sketcher: &Sketcher) -> serde_json::Value {
-    let mut state = detectors.save();
-    if let serde_json::Value::Object(m) = &mut state {
-        m.insert("sketcher".into(), sketcher.save());
-    }
-    state
+fn chain_state(detectors: &Detectors, sketcher: &Sketcher) -> Vec<u8> {
+    detectors.save_with(&[("sketcher", &sketcher.save())])
 }
 
 /// Opens a chain (recovering from a crash), restores its detectors from
@@ -1128,23 +1125,20 @@ fn apply_retention(writer: &mut ChainWriter, keep: Duration) -> Result<(), Ledge
 
 /// Writes a chain's detector state as of its durable end (call right after
 /// a successful flush).
-fn write_snapshot(
-    store: &Store,
-    writer: &ChainWriter,
-    state: serde_json::Value,
-) -> Result<(), LedgerError> {
+fn write_snapshot(store: &Store, writer: &ChainWriter, state: Vec<u8>) -> Result<(), LedgerError> {
     let Some(last) = writer.last_offset() else {
         return Ok(());
     };
-    store.write_snapshot(
+    store.write_snapshot_text(
         writer.chain(),
         &Snapshot {
             v: SNAPSHOT_VERSION,
             next_offset: last + 1,
             events: writer.tree_head(Table::Events).0,
             written: Utc::now(),
-            state,
+            state: serde_json::Value::Null,
         },
+        &state,
     )?;
     failpoint::hit("snapshot.written");
     Ok(())

@@ -49,7 +49,7 @@ fn setup() -> DetectorSetup {
 }
 
 /// The state detectors reach on `events`, saved.
-fn state_after(events: &[crate::event::Event]) -> serde_json::Value {
+fn state_after(events: &[crate::event::Event]) -> Vec<u8> {
     let mut d = setup().build();
     for e in events {
         d.replay(e);
@@ -57,17 +57,18 @@ fn state_after(events: &[crate::event::Event]) -> serde_json::Value {
     d.save()
 }
 
-fn snapshot(store: &Store, next_offset: i64, state: serde_json::Value) {
+fn snapshot(store: &Store, next_offset: i64, state: Vec<u8>) {
     store
-        .write_snapshot(
+        .write_snapshot_text(
             &chain(),
             &Snapshot {
                 v: SNAPSHOT_VERSION,
                 next_offset,
                 events: 0,
                 written: Utc::now(),
-                state,
+                state: serde_json::Value::Null,
             },
+            &state,
         )
         .unwrap();
 }

@@ -79,6 +79,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
+use crate::ledger::StateWriter;
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
@@ -989,18 +990,18 @@ impl Detector for ModelAbuse {
         self.evictions
     }
 
-    fn save(&self) -> serde_json::Value {
+    fn save(&self) -> Vec<u8> {
         fn sorted<V>(map: &Map<u64, V>) -> Vec<(String, &V)> {
             let mut v: Vec<(u64, &V)> = map.iter().map(|(k, x)| (*k, x)).collect();
             v.sort_by_key(|(k, _)| *k);
             v.into_iter().map(|(k, x)| (k.to_string(), x)).collect()
         }
-        serde_json::json!({
-            "callers": sorted(&self.callers),
-            "models": sorted(&self.models),
-            "peers": sorted(&self.peers),
-            "evictions": self.evictions,
-        })
+        StateWriter::new()
+            .field("callers", &sorted(&self.callers))
+            .field("evictions", &self.evictions)
+            .field("models", &sorted(&self.models))
+            .field("peers", &sorted(&self.peers))
+            .finish()
     }
 
     fn load(&mut self, state: serde_json::Value) -> Result<(), String> {

@@ -285,7 +285,9 @@ fn restored_state_decides_like_the_live_one() {
         &[DetectorConfig::ModelAbuse(ModelAbuseConfig::default())],
         Arc::default(),
     );
-    restored.load(saved.clone()).unwrap();
+    restored
+        .load(serde_json::from_slice(&saved).unwrap())
+        .unwrap();
     assert_eq!(restored.save(), saved);
     let mut live_findings = Vec::new();
     let mut restored_findings = Vec::new();
