@@ -24,7 +24,8 @@
 //! straddles a boundary is counted whole. An actor fires as soon as the
 //! count `c` reaches `min_count` and `score = min(own z, peer z) >=
 //! threshold`, and then not again in that window (sliding: for one window
-//! length); where
+//! length, unless the count doubles what it reported: an escalation);
+//! where
 //! `z = (c - mean) / spread` and spread is at least the Poisson spread of
 //! the mean. Taking the smaller z means the count must be unusual against
 //! both references that are warm (own: `warmup_windows` windows; peers:
@@ -54,6 +55,15 @@ const MAX_GROUPS: usize = 10_000;
 const MAX_RECENT: usize = 512;
 /// Distinct keys counted per actor and window at most.
 const MAX_DISTINCT: usize = 4096;
+/// Within the silence after a finding of a sliding window (one window
+/// length: a shift), the actor fires again only when the count reaches
+/// this multiple of the count last reported (a tumbling window's silence
+/// ends with the window, minutes later, and has no escalation): the misuse has
+/// grown as large again as what the privacy officer was shown, which a
+/// finding already on their desk does not say (the snooping that follows a
+/// break-the-glass habit in the same shift). At most a handful of
+/// findings per window: 2, 4, 8, … times the first count.
+const ESCALATION: u64 = 2;
 
 /// What one event adds to its actor's window.
 pub enum Measure {
@@ -265,8 +275,11 @@ struct ActorCount {
     recent: std::collections::VecDeque<(i64, u64)>,
     /// Sum of the amounts in `recent` (its length for distinct counts).
     sliding: u64,
-    /// When this actor last fired (it fires again only a window later).
+    /// When this actor last fired (it fires again only a window later,
+    /// or on escalation), and the count it reported then.
     fired_at: i64,
+    #[serde(default)]
+    fired_count: u32,
     /// Peer group of the current window (0: none).
     group: u64,
     /// Keys counted in the current window (ordered, so equal states save
@@ -282,6 +295,17 @@ struct ActorCount {
     own: Baseline,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     slots: Vec<Baseline>,
+    /// Sliding windows only: the previous tumbling window, learned when
+    /// the current one ends (see [`CountDetector::close`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending: Option<Pending>,
+}
+
+/// A finished window not yet learned.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pending {
+    window: i64,
+    count: u32,
 }
 
 /// A count detector of type `K`.
@@ -318,30 +342,64 @@ impl<K: CountKind> CountDetector<K> {
         self.evictions += super::memory::evict_stalest(&mut self.actors, |s| s.window);
     }
 
-    /// Folds the actor's finished window into their baselines and their
-    /// peers', and starts window `w`.
+    /// Ends the actor's current window and starts window `w`. The ended
+    /// window's count is folded into the peers' baseline at once, and into
+    /// the actor's own once no judged count of theirs can include it: at
+    /// once for tumbling windows; for sliding ones, whose count at the
+    /// start of a window still holds the end of the previous one, when the
+    /// next window ends (a misuse straddling a boundary must not become,
+    /// half way through, the habit its second half is judged against; in
+    /// the peers' baseline it is one window of many).
+    ///
+    /// A window in which the actor fired (own baseline, sliding: since
+    /// whose start they fired) teaches neither baseline: a finding is not
+    /// evidence of what is normal, and misuse learned as habit — a young
+    /// baseline's first windows enter unclipped — would hide the same
+    /// person's next misuse.
     fn close(p: &CountParams, peers: &mut Map<u64, Baseline>, s: &mut ActorCount, w: i64) {
-        let x = match p.model {
-            Model::LogNormal => f64::from(s.count).ln_1p(),
-            Model::Normal | Model::PoissonGamma => f64::from(s.count),
+        let ended = Pending {
+            window: s.window,
+            count: s.count,
         };
-        s.own.learn(x, p.alpha, p.threshold);
-        if p.seasonal {
-            if s.slots.is_empty() {
-                s.slots = vec![Baseline::default(); 8];
-            }
-            let slot = slot_of(s.window * p.window_secs as i64);
-            s.slots[slot].learn(x, p.alpha, p.threshold);
+        let start = |window: i64| window.saturating_mul(p.window_secs as i64);
+        if s.fired_at < start(s.window)
+            && s.group != 0
+            && (peers.len() < MAX_GROUPS || peers.contains_key(&s.group))
+        {
+            peers.entry(s.group).or_default().learn(
+                value(p.model, s.count),
+                p.peer_alpha,
+                p.threshold,
+            );
         }
-        if s.group != 0 && (peers.len() < MAX_GROUPS || peers.contains_key(&s.group)) {
-            peers
-                .entry(s.group)
-                .or_default()
-                .learn(x, p.peer_alpha, p.threshold);
+        let learnable = if p.sliding {
+            s.pending.replace(ended)
+        } else {
+            Some(ended)
+        };
+        if let Some(done) = learnable
+            && s.fired_at < start(done.window)
+        {
+            let x = value(p.model, done.count);
+            s.own.learn(x, p.alpha, p.threshold);
+            if p.seasonal {
+                if s.slots.is_empty() {
+                    s.slots = vec![Baseline::default(); 8];
+                }
+                s.slots[slot_of(start(done.window))].learn(x, p.alpha, p.threshold);
+            }
         }
         s.window = w;
         s.count = 0;
         s.distinct.clear();
+    }
+}
+
+/// A window's count as its baselines learn it.
+fn value(model: Model, count: u32) -> f64 {
+    match model {
+        Model::LogNormal => f64::from(count).ln_1p(),
+        Model::Normal | Model::PoissonGamma => f64::from(count),
     }
 }
 
@@ -371,12 +429,14 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
                     recent: Default::default(),
                     sliding: 0,
                     fired_at: i64::MIN,
+                    fired_count: 0,
                     group: 0,
                     distinct: BTreeSet::new(),
                     evidence: Default::default(),
                     evidence_at: Default::default(),
                     own: Baseline::default(),
                     slots: Vec::new(),
+                    pending: None,
                 },
             );
         }
@@ -454,7 +514,13 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
         } else {
             (s.count, s.fired_at >= s.window * p.window_secs as i64)
         };
-        if fired_recently || count < p.min_count {
+        // Within the silence after a finding, only an escalation speaks:
+        // the count has grown to `ESCALATION` times the one reported.
+        let escalation = p.sliding
+            && fired_recently
+            && s.fired_count > 0
+            && u64::from(count) >= ESCALATION * u64::from(s.fired_count);
+        if fired_recently && !escalation || count < p.min_count {
             return;
         }
         let c = f64::from(count);
@@ -475,8 +541,17 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
             return;
         }
         let score = judged.score;
-        s.fired_at = secs;
         let mut reason = format!("{} in {}", K::describe(count), span(p.window_secs));
+        if escalation {
+            let at = chrono::DateTime::from_timestamp(s.fired_at, 0).unwrap_or_default();
+            reason += &format!(
+                " (escalation: {} reported at {} UTC)",
+                s.fired_count,
+                at.format("%H:%M")
+            );
+        }
+        s.fired_at = secs;
+        s.fired_count = count;
         if let Some(o) = own {
             reason += &format!("; own usual {}", usual(p.model, &o));
         }

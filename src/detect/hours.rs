@@ -12,8 +12,12 @@
 //! the middle of the night from overtime at the edge of a shift.
 //!
 //! It fires once per off-hours run (activity with no break longer than an
-//! hour) when the run reaches `min_events` accesses, so one stray login
-//! does not alert. While an actor's own history is shorter than
+//! hour): at its first access to a patient's record (`min_patient_events`)
+//! or when the run reaches `min_events` accesses of any kind, so one stray
+//! login does not alert but the first chart opened does. A day enters the
+//! actor's history before their first event of a later day is judged, and
+//! their peer group's as soon as the group's newest event is on a later
+//! day. While an actor's own history is shorter than
 //! `min_days` (a new hire, a part-timer's first shifts), their peer
 //! group's (same role and department, at least 20 actor-days) stands in:
 //! a department with night staff has no off hours for its newcomers.
@@ -41,6 +45,10 @@ pub struct OffHoursConfig {
     pub gap_hours: u32,
     /// Accesses in one off-hours run at which it fires.
     pub min_events: u32,
+    /// Accesses to a patient's data (events naming a patient) in one
+    /// off-hours run at which it fires, if `min_events` is not reached
+    /// first: a login or a search discloses nothing, a chart does.
+    pub min_patient_events: u32,
     /// The longest working day, in hours (a 12-hour shift): an hour that
     /// makes one working day with the actor's usual hours (together
     /// within `shift_hours` + 1 hour slots) is not off hours.
@@ -58,6 +66,7 @@ impl Default for OffHoursConfig {
             max_share: 0.05,
             gap_hours: 2,
             min_events: 3,
+            min_patient_events: 1,
             shift_hours: 12,
             decay: 0.97,
             max_actors: 200_000,
@@ -74,9 +83,14 @@ impl OffHoursConfig {
         if !(self.max_share > 0.0 && self.max_share < 1.0) {
             problems.push(format!("{at}.max_share must be between 0 and 1"));
         }
-        if self.gap_hours > 11 || self.min_events == 0 || self.max_actors == 0 {
+        if self.gap_hours > 11
+            || self.min_events == 0
+            || self.min_patient_events == 0
+            || self.max_actors == 0
+        {
             problems.push(format!(
-                "{at}: gap_hours must be at most 11, min_events and max_actors at least 1"
+                "{at}: gap_hours must be at most 11, min_events, min_patient_events and \
+                 max_actors at least 1"
             ));
         }
         if !(1..=23).contains(&self.shift_hours) {
@@ -98,6 +112,9 @@ struct Habit {
     /// The current off-hours run: last event second, accesses, fired.
     run_last: i64,
     run_count: u32,
+    /// Accesses of the run that named a patient.
+    #[serde(default)]
+    run_patients: u32,
     run_fired: bool,
     evidence: Vec<String>,
 }
@@ -116,6 +133,39 @@ struct Peers {
     #[serde(with = "super::exact_f64")]
     days: f64,
     hours: Vec<f32>,
+    /// The group's current day (the newest of its members' events) and
+    /// its members' days so far: a day enters `days` when the group has
+    /// moved past it, not when each member next comes to work (an office
+    /// worker's Friday would wait for Monday).
+    #[serde(default)]
+    open_day: i64,
+    #[serde(default, with = "super::exact_f64")]
+    open_days: f64,
+    #[serde(default)]
+    open_hours: Vec<f32>,
+}
+
+impl Peers {
+    /// Moves the group's clock to `day`, folding the days before it into
+    /// the history.
+    fn roll(&mut self, day: i64) {
+        if day <= self.open_day {
+            return;
+        }
+        if self.open_days > 0.0 {
+            self.days += self.open_days;
+            for (x, n) in self.hours.iter_mut().zip(&self.open_hours) {
+                *x += n;
+            }
+            if self.days >= 2000.0 {
+                self.days /= 2.0;
+                self.hours.iter_mut().for_each(|x| *x /= 2.0);
+            }
+        }
+        self.open_day = day;
+        self.open_days = 0.0;
+        self.open_hours = vec![0.0; 24];
+    }
 }
 
 /// Actor-days a peer group needs before it stands in for a newcomer.
@@ -177,14 +227,12 @@ impl OffHours {
 }
 
 impl Habit {
-    /// Records activity in hour `h` of day `day`. A day enters the
-    /// history when it is over, so an event is never judged against its
-    /// own day. Returns the hours of a day that just closed, for the peers.
-    fn learn(&mut self, day: i64, h: usize, decay: f64) -> Option<u32> {
-        let mut closed = None;
+    /// Moves the actor's clock to `day`: a day enters the history when it
+    /// is over — before the first event of a later day is judged — so an
+    /// event is judged against every finished day and never its own.
+    fn roll(&mut self, day: i64, decay: f64) {
         if day > self.day {
             if self.day_hours != 0 {
-                closed = Some(self.day_hours);
                 self.days += 1.0;
                 for (i, x) in self.hours.iter_mut().enumerate() {
                     if self.day_hours & (1 << i) != 0 {
@@ -200,8 +248,6 @@ impl Habit {
             self.day = day;
             self.day_hours = 0;
         }
-        self.day_hours |= 1 << h;
-        closed
     }
 }
 
@@ -233,6 +279,7 @@ impl Detector for OffHours {
                     day_hours: 0,
                     run_last: i64::MIN,
                     run_count: 0,
+                    run_patients: 0,
                     run_fired: false,
                     evidence: Vec::new(),
                 },
@@ -241,7 +288,24 @@ impl Detector for OffHours {
         let Some(s) = self.actors.get_mut(&event.actor.id) else {
             return;
         };
+        s.roll(day, cfg.decay);
         let group = ctx.group.unwrap_or(0);
+        if group != 0 && (self.groups.len() < MAX_GROUPS || self.groups.contains_key(&group)) {
+            let p = self.groups.entry(group).or_insert_with(|| Peers {
+                hours: vec![0.0; 24],
+                open_day: day,
+                open_hours: vec![0.0; 24],
+                ..Peers::default()
+            });
+            p.roll(day);
+            // The actor's hour, once per actor-day, in the group's open day.
+            if day == p.open_day && s.day == day && s.day_hours & (1 << h) == 0 {
+                if s.day_hours == 0 {
+                    p.open_days += 1.0;
+                }
+                p.open_hours[h] += 1.0;
+            }
+        }
         // Judged against the history before this event's day was learned:
         // the actor's own, or while it is too short, their peers'.
         let peers = self
@@ -263,15 +327,21 @@ impl Detector for OffHours {
         if unusual {
             if secs.saturating_sub(s.run_last) > 3600 {
                 s.run_count = 0;
+                s.run_patients = 0;
                 s.run_fired = false;
                 s.evidence.clear();
             }
             s.run_last = secs;
             s.run_count += 1;
+            if event.patient().is_some() {
+                s.run_patients += 1;
+            }
             if s.evidence.len() < cfg.max_evidence {
                 s.evidence.push(event.id.clone());
             }
-            if !s.run_fired && s.run_count >= cfg.min_events {
+            if !s.run_fired
+                && (s.run_count >= cfg.min_events || s.run_patients >= cfg.min_patient_events)
+            {
                 s.run_fired = true;
                 let share = f64::from(hours[h]) / days;
                 let usual: Vec<String> = (0..24)
@@ -309,25 +379,7 @@ impl Detector for OffHours {
                 });
             }
         }
-        if let Some(bits) = s.learn(day, h, cfg.decay)
-            && group != 0
-            && (self.groups.len() < MAX_GROUPS || self.groups.contains_key(&group))
-        {
-            let p = self.groups.entry(group).or_insert_with(|| Peers {
-                days: 0.0,
-                hours: vec![0.0; 24],
-            });
-            p.days += 1.0;
-            for (i, x) in p.hours.iter_mut().enumerate() {
-                if bits & (1 << i) != 0 {
-                    *x += 1.0;
-                }
-            }
-            if p.days >= 2000.0 {
-                p.days /= 2.0;
-                p.hours.iter_mut().for_each(|x| *x /= 2.0);
-            }
-        }
+        s.day_hours |= 1 << h;
     }
 
     fn keys(&self) -> usize {

@@ -316,12 +316,11 @@ fn off_hours_fires_in_the_night_but_not_on_overtime() {
                 .at(DAY0 + 6 * 86_400 + 2 * H + k * 60)
         })
         .collect();
+    // The first chart opened at 02:00 fires (a login or a search would
+    // wait for `min_events`).
     let found = run(&mut d, night.clone());
     assert_eq!(found.len(), 1, "{found:?}");
-    assert_eq!(
-        found[0].evidence,
-        night[..3].iter().map(|e| e.id.clone()).collect::<Vec<_>>()
-    );
+    assert_eq!(found[0].evidence, vec![night[0].id.clone()]);
     assert!(found[0].summary.contains("02:00"), "{}", found[0].summary);
     // A new actor has no habit yet.
     let fresh: Vec<Event> = (0..8)
@@ -1100,4 +1099,166 @@ fn volume_counts_viewing_not_documentation() {
     let found = run(&mut d, burst("read", t + 2400));
     assert_eq!(found.len(), 1, "reading 200 charts does");
     assert!(found[0].summary.contains("views"), "{}", found[0].summary);
+}
+
+#[test]
+fn off_hours_waits_for_a_run_of_logins_but_not_for_a_chart() {
+    let mut d = detectors(
+        vec![DetectorConfig::OffHours(Default::default())],
+        Reference::default(),
+    );
+    let ev = by("day1", "nurse", "surgery");
+    assert!(run(&mut d, workdays(&ev, "s", 0, 3, 4)).is_empty());
+    let night = DAY0 + 3 * 86_400 + 2 * H;
+    let login = Ev {
+        action: "login",
+        ..ev.clone()
+    };
+    let search = Ev {
+        action: "search",
+        ..ev.clone()
+    };
+    // A login and a search at 02:00 disclose nothing: one stray session
+    // is not a run.
+    assert!(run(&mut d, [login.at(night), search.at(night + 60)]).is_empty());
+    // The first chart opened is the disclosure.
+    let chart = ev.clone().patient("z").at(night + 120);
+    let found = run(&mut d, [chart.clone()]);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].evidence.contains(&chart.id));
+    // Three logins and searches still make a run on their own.
+    let mut d = detectors(
+        vec![DetectorConfig::OffHours(Default::default())],
+        Reference::default(),
+    );
+    assert!(run(&mut d, workdays(&ev, "s", 0, 3, 4)).is_empty());
+    let found = run(
+        &mut d,
+        [
+            login.at(night),
+            search.at(night + 60),
+            search.at(night + 120),
+        ],
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].summary.contains("3 accesses"),
+        "{}",
+        found[0].summary
+    );
+}
+
+#[test]
+fn off_hours_counts_the_peers_days_once_they_are_over() {
+    // Ten billing clerks work days 0 and 1, 08:00-16:00; "new" only day 0.
+    let mut d = detectors(
+        vec![DetectorConfig::OffHours(Default::default())],
+        Reference::default(),
+    );
+    let clerks = ["b0", "b1", "b2", "b3", "b4", "b5", "b6", "b7", "b8", "b9"];
+    let mut history = Vec::new();
+    for a in clerks {
+        history.extend(workdays(
+            &by(a, "billing_clerk", "billing"),
+            "acct",
+            0,
+            2,
+            4,
+        ));
+    }
+    let newcomer = by("new", "billing_clerk", "billing");
+    history.extend(workdays(&newcomer, "acct", 0, 1, 4));
+    history.sort_by_key(|e| e.time);
+    assert!(run(&mut d, history).is_empty());
+    // 00:30 on day 2: nobody of the group has come back yet, but day 1 is
+    // over: 20 finished actor-days of office hours stand in for the
+    // newcomer's single day.
+    let found = run(
+        &mut d,
+        [newcomer
+            .clone()
+            .patient("acct-1")
+            .at(DAY0 + 2 * 86_400 + 1800)],
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].summary.contains("peers'"), "{}", found[0].summary);
+}
+
+#[test]
+fn no_relationship_escalates_when_the_count_doubles_within_its_silence() {
+    let (reference, events) = wards();
+    let mut d = detectors(
+        vec![DetectorConfig::NoRelationship(Default::default())],
+        reference,
+    );
+    assert!(run(&mut d, events).is_empty());
+    // Day 8: c1 opens ten oncology charts, 20 minutes apart.
+    let t = DAY0 + 8 * 86_400 + 9 * H;
+    let reads: Vec<Event> = (0..10)
+        .map(|i| {
+            by("c1", "nurse", "cardiology")
+                .patient(format!("onc-{i}"))
+                .at(t + i * 1200)
+        })
+        .collect();
+    let found = run(&mut d, reads);
+    let first = found[0].observed;
+    assert!(first <= 3.0, "{found:?}");
+    assert!(!found[0].summary.contains("escalation"));
+    // Then once per doubling, each saying what was reported before.
+    let counts: Vec<f64> = found.iter().map(|f| f.observed).collect();
+    let mut expected = vec![first];
+    while expected.last().copied().unwrap_or(0.0) * 2.0 <= 10.0 {
+        expected.push(expected.last().copied().unwrap_or(0.0) * 2.0);
+    }
+    assert_eq!(counts, expected, "{found:?}");
+    for (f, before) in found[1..].iter().zip(&counts) {
+        assert!(
+            f.summary
+                .contains(&format!("escalation: {before} reported at 09:")),
+            "{}",
+            f.summary
+        );
+    }
+}
+
+#[test]
+fn a_window_that_fired_does_not_teach_the_baseline() {
+    let (reference, events) = wards();
+    let mut d = detectors(
+        vec![DetectorConfig::NoRelationship(Default::default())],
+        reference,
+    );
+    assert!(run(&mut d, events).is_empty());
+    // c1 snoops on day 8 (six charts) and again on day 9 (three): the
+    // first run is not c1's habit, so the second is as improbable.
+    for (day, n, first) in [(8, 6, 0), (9, 3, 6)] {
+        let t = DAY0 + day * 86_400 + 9 * H;
+        let mut reads = Vec::new();
+        for i in 0..n {
+            reads.push(
+                by("c1", "nurse", "cardiology")
+                    .patient(format!("card-c1-{}", i % 5))
+                    .at(t + i * 1800 - 60),
+            );
+            reads.push(
+                by("c1", "nurse", "cardiology")
+                    .patient(format!("onc-{}", first + i))
+                    .at(t + i * 1800),
+            );
+        }
+        // Their own ward's work until the end of the day.
+        reads.extend((0..8).map(|k| {
+            by("c1", "nurse", "cardiology")
+                .patient("card-c1-1")
+                .at(t + 4 * H + k * 600)
+        }));
+        let found = run(&mut d, reads);
+        assert!(!found.is_empty(), "day {day}: nothing");
+        assert!(
+            !found[0].summary.contains("escalation"),
+            "{}",
+            found[0].summary
+        );
+    }
 }

@@ -17,7 +17,9 @@
 //! | `bulk_export` | the export or print at which the records reach 500 |
 //! | `denied_probing` | the 5th denied access |
 //! | `break_glass_habit` | the first `ETREAT` read of the 4th distinct patient |
-//! | the others | the first event (first unrelated chart, first VIP read, first use after termination, first off-hours event, first read without consent) |
+//! | `snooping` | the first read of the 2nd distinct patient (one chart without a relationship is a cover or a consult as often as not) |
+//! | `off_hours` | the first access to a patient's data (the login before it discloses nothing) |
+//! | the others | the first event (first VIP read, first use after termination, first read without consent) |
 //!
 //! (the last event when an instance is smaller than the threshold).
 
@@ -124,6 +126,8 @@ fn detectable_at(scenario: Scenario, evs: &[&Ev]) -> i64 {
         Scenario::Breadth => nth_patient(25),
         Scenario::DeniedProbing => nth(5),
         Scenario::BreakGlassHabit => nth_patient(4),
+        Scenario::Snooping => nth_patient(2),
+        Scenario::OffHours => nth_patient(1),
         Scenario::BulkExport => {
             let mut sum = 0u64;
             evs.iter()
