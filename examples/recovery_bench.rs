@@ -139,15 +139,16 @@ fn snapshot_one_segment_behind(
         .last()
         .with_context(|| format!("chain {chain} is empty"))?;
     store
-        .write_snapshot(
+        .write_snapshot_text(
             chain,
             &Snapshot {
                 v: SNAPSHOT_VERSION,
                 next_offset: last.first_offset,
                 events: last.first_seq,
                 written: chrono::Utc::now(),
-                state: configs.build().save(),
+                state: serde_json::Value::Null,
             },
+            &configs.build().save(),
         )
         .context("write a snapshot")
 }
