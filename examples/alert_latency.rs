@@ -21,6 +21,15 @@
 //! detector, correlation, the incidents chain's flush, the outbox's fsync
 //! and the sink's write. The ingest rate is events accepted per second
 //! while the load runs (from custos's `/metrics`).
+//!
+//! The second figure is the issue's definition, from custos's own
+//! `custos_incident_latency_seconds` histogram: from the message's arrival
+//! at custos (polled from the consumer) to the revision durable in the
+//! outbox (quantiles interpolated within buckets, as `histogram_quantile`).
+//! The difference is Kafka and the sink: `kafka_latency` measures the
+//! broker alone. `ALERT_LATENCY_TRACE=1` prints each incident (its event's
+//! time into the load, produced -> sink, produced -> the loop's batch) and
+//! shows custos's log.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Seek, Write};
@@ -106,6 +115,44 @@ fn accepted(addr: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Quantiles of custos's `custos_incident_latency_seconds` histogram, in
+/// milliseconds, interpolated linearly within a bucket as Prometheus's
+/// `histogram_quantile` does: `(count, [p50, p99, p99.9])`.
+fn incident_latency(addr: &str) -> (f64, [f64; 3]) {
+    let text = http_get(addr, "/metrics").unwrap_or_default();
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("custos_incident_latency_seconds_bucket{le=\""))
+        .filter_map(|l| {
+            let (le, rest) = l.split_once('"')?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, rest.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    let q = |p: f64| {
+        let rank = p * total;
+        let (mut lo, mut below) = (0.0, 0.0);
+        for &(le, count) in &buckets {
+            if count >= rank {
+                if le.is_infinite() {
+                    return lo * 1000.0;
+                }
+                let within = (rank - below) / (count - below).max(1.0);
+                return (lo + (le - lo) * within) * 1000.0;
+            }
+            (lo, below) = (le, count);
+        }
+        f64::NAN
+    };
+    (total, [q(0.5), q(0.99), q(0.999)])
+}
+
 /// The figures of one run.
 struct Figures {
     incidents: usize,
@@ -116,6 +163,9 @@ struct Figures {
     max: f64,
     ingest_rate: f64,
     offered_rate: f64,
+    /// Arrival at custos -> revision durable in the outbox, from custos's
+    /// own histogram: (incidents, [p50, p99, p99.9] ms).
+    inside: (f64, [f64; 3]),
 }
 
 fn run(a: &Args, dead_sink: bool) -> Figures {
@@ -194,7 +244,11 @@ path = "{sink}"
         .env("CUSTOS_PRIVACY_DEMO_KEY", "true")
         .env("CUSTOS_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(if std::env::var_os("ALERT_LATENCY_TRACE").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -210,6 +264,8 @@ path = "{sink}"
     let tail = {
         let (sent, seen, stop, path) =
             (sent.clone(), seen.clone(), stop.clone(), sink_file.clone());
+        let trace = std::env::var_os("ALERT_LATENCY_TRACE").is_some();
+        let t0 = Instant::now();
         std::thread::spawn(move || {
             let mut pos = 0u64;
             let mut partial = String::new();
@@ -231,9 +287,28 @@ path = "{sink}"
                             && let Some(id) = doc["evidence"][0].as_str()
                             && let Some(at) = sent.lock().unwrap().get(id)
                         {
-                            seen.lock()
-                                .unwrap()
-                                .push(now.duration_since(*at).as_secs_f64() * 1000.0);
+                            let ms = now.duration_since(*at).as_secs_f64() * 1000.0;
+                            if trace {
+                                // The incident's time line: when its event
+                                // was produced (s into the load), produced
+                                // -> sink (ms), and produced -> the loop's
+                                // batch that raised it (`raised_at` minus
+                                // the event's time, ms).
+                                let at_ms = |k: &str| {
+                                    doc[k]
+                                        .as_str()
+                                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                                        .map(|t| t.timestamp_micros() as f64 / 1000.0)
+                                };
+                                let loop_ms = at_ms("raised_at")
+                                    .zip(at_ms("first_seen"))
+                                    .map_or(f64::NAN, |(r, f)| r - f);
+                                eprintln!(
+                                    "trace {:.3} {ms:.1} {loop_ms:.1}",
+                                    at.duration_since(t0).as_secs_f64()
+                                );
+                            }
+                            seen.lock().unwrap().push(ms);
                         }
                         partial.clear();
                     }
@@ -313,6 +388,7 @@ path = "{sink}"
         .duration_since(started)
         .as_secs_f64();
     let _ = load_end;
+    let inside = incident_latency(&http);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     tail.join().unwrap();
     let _ = Command::new("kill")
@@ -339,6 +415,7 @@ path = "{sink}"
         max: ms.last().copied().unwrap_or(f64::NAN),
         ingest_rate: total as f64 / ingest_secs,
         offered_rate: offered,
+        inside,
     }
 }
 
@@ -353,6 +430,11 @@ fn main() {
         println!(
             "{name:>17}: {}/{} incidents; event produced -> incident in the sink p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms; offered {:.0} events/s, ingested {:.0} events/s",
             f.incidents, f.expected, f.p50, f.p99, f.p999, f.max, f.offered_rate, f.ingest_rate
+        );
+        let (n, [p50, p99, p999]) = f.inside;
+        println!(
+            "{:>17}  arrival at custos -> incident durable in the outbox ({n} incidents, custos_incident_latency_seconds): p50 {p50:.1} ms, p99 {p99:.1} ms, p99.9 {p999:.1} ms",
+            ""
         );
     }
 }

@@ -491,6 +491,10 @@ pub struct AlertMetrics {
     /// Wall-clock seconds from a revision being made (its finding
     /// correlated) to its delivery, per sink.
     pub delivery_seconds: prometheus::HistogramVec,
+    /// Seconds from the arrival of the message whose event completed a
+    /// finding to the incident revision it caused being durable in the
+    /// outbox.
+    pub incident_latency: prometheus::Histogram,
 }
 
 pub fn alert_metrics() -> &'static AlertMetrics {
@@ -562,6 +566,20 @@ pub fn alert_metrics() -> &'static AlertMetrics {
                         60.0, 120.0, 300.0,
                     ]),
                     &["sink"],
+                )
+                .expect("valid metric"),
+            ),
+            incident_latency: register(
+                r,
+                prometheus::Histogram::with_opts(
+                    HistogramOpts::new(
+                        "custos_incident_latency_seconds",
+                        "Seconds from the arrival at custos of the message whose event completed a finding to the incident revision it caused being durable (recorded in the ledger, fsynced in the outbox); SQL detectors' findings are not included.",
+                    )
+                    .buckets(vec![
+                        0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04,
+                        0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                    ]),
                 )
                 .expect("valid metric"),
             ),

@@ -48,7 +48,7 @@ pub use sink::{
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -70,6 +70,11 @@ pub struct Alert {
     pub finding: Finding,
     #[serde(with = "crate::event::rfc3339")]
     pub raised_at: DateTime<Utc>,
+    /// When the message whose event completed the finding arrived at
+    /// custos (`None` for SQL detectors' findings, which come from a
+    /// window): the start of `custos_incident_latency_seconds`.
+    #[serde(skip)]
+    pub arrived: Option<Instant>,
 }
 
 impl Alert {
@@ -78,6 +83,16 @@ impl Alert {
             id: incident::finding_id(&finding),
             finding,
             raised_at,
+            arrived: None,
+        }
+    }
+
+    /// The same, for a finding completed by the event of a message that
+    /// arrived at `arrived`.
+    pub fn arrived_at(self, arrived: Instant) -> Alert {
+        Alert {
+            arrived: Some(arrived),
+            ..self
         }
     }
 }
@@ -154,7 +169,9 @@ const WRITER_QUEUE: usize = 256;
 
 /// What the pipeline hands the writer: revisions, and who waits until
 /// they (and everything before) are recorded.
-type ToWriter = (Vec<Incident>, Option<oneshot::Sender<()>>);
+/// Revisions for the outbox, with the arrival of the message that caused
+/// them (if one did), or a request to be told when all before are written.
+type ToWriter = (Vec<Incident>, Option<Instant>, Option<oneshot::Sender<()>>);
 
 /// The alert stage's entry point, owned by the pipeline.
 pub struct Alerter {
@@ -280,7 +297,7 @@ impl Alerter {
         alert_metrics()
             .findings_duplicate
             .inc_by(self.correlator.duplicates() - before);
-        self.publish(revisions).await;
+        self.publish(revisions, alert.arrived).await;
     }
 
     /// Tells the stage how far event time has got (microseconds since the
@@ -291,10 +308,10 @@ impl Alerter {
             return;
         };
         let revisions = self.correlator.advance(now, Utc::now());
-        self.publish(revisions).await;
+        self.publish(revisions, None).await;
     }
 
-    async fn publish(&mut self, revisions: Vec<Incident>) {
+    async fn publish(&mut self, revisions: Vec<Incident>, arrived: Option<Instant>) {
         if revisions.is_empty() {
             return;
         }
@@ -305,7 +322,7 @@ impl Alerter {
                 .inc();
         }
         m.incidents_open.set(self.correlator.open() as i64);
-        if self.tx.send((revisions, None)).await.is_err() {
+        if self.tx.send((revisions, arrived, None)).await.is_err() {
             tracing::error!("the outbox writer stopped; incident revisions are not recorded");
         }
     }
@@ -315,7 +332,7 @@ impl Alerter {
     /// so events never outlive the revisions they caused in a crash.
     pub async fn sync(&mut self) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send((Vec::new(), Some(done))).await.is_ok() {
+        if self.tx.send((Vec::new(), None, Some(done))).await.is_ok() {
             let _ = wait.await;
         }
     }
@@ -374,13 +391,15 @@ async fn run_writer(
                 continue;
             }
         };
-        let Some((mut batch, done)) = batch else {
+        let Some((mut batch, arrived, done)) = batch else {
             break;
         };
         let mut waiting: Vec<oneshot::Sender<()>> = done.into_iter().collect();
+        let mut arrivals: Vec<Instant> = arrived.into_iter().collect();
         // Group commit: whatever else is queued goes in the same fsync.
-        while let Ok((more, done)) = rx.try_recv() {
+        while let Ok((more, arrived, done)) = rx.try_recv() {
             batch.extend(more);
+            arrivals.extend(arrived);
             waiting.extend(done);
         }
         if batch.is_empty() {
@@ -444,6 +463,9 @@ async fn run_writer(
                     let m = alert_metrics();
                     m.outbox_appended.inc_by(n);
                     m.outbox_bytes.set(bytes as i64);
+                    for at in arrivals.drain(..) {
+                        m.incident_latency.observe(at.elapsed().as_secs_f64());
+                    }
                     let _ = end.send(next);
                     for w in waiting.drain(..) {
                         let _ = w.send(());

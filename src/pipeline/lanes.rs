@@ -196,7 +196,7 @@ fn chain_messages(
                     state
                         .detectors
                         .observe(&event)
-                        .map(|f| Alert::from_finding(f, shared.raised_at)),
+                        .map(|f| Alert::from_finding(f, shared.raised_at).arrived_at(msg.arrived)),
                 );
                 out.spent.events.push(event);
             }

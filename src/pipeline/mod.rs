@@ -30,6 +30,7 @@
 //!   checkpoint at most every interval, and always when it is revoked or
 //!   the pipeline stops.
 
+mod background;
 mod dedup;
 mod lanes;
 mod prepare;
@@ -176,10 +177,11 @@ impl ChainState {
     }
 }
 
-/// A sealed flush of a chain, its segment files being written on a
-/// blocking thread while the loop goes on; committed by `Pipeline::settle`.
+/// A sealed flush of a chain, its segment files being written on the
+/// segment thread while the loop goes on; committed by `Pipeline::settle`.
 struct InFlight {
-    task: tokio::task::JoinHandle<Result<WrittenFlush, LedgerError>>,
+    /// The segment files being written (`None`: the writing panicked).
+    task: tokio::task::JoinHandle<Option<Result<WrittenFlush, LedgerError>>>,
     after: AfterFlush,
 }
 
@@ -649,7 +651,7 @@ impl Pipeline {
     }
 
     /// Seals `chain`'s buffer as a flush and starts writing its segment
-    /// files on a blocking thread; the loop goes on buffering. The flush
+    /// files on the segment thread (`background`); the loop goes on buffering. The flush
     /// in flight before it, if any, is committed first (one at a time per
     /// chain). With `sync` (a revoke, the shutdown) the new flush is
     /// committed before this returns.
@@ -718,7 +720,7 @@ impl Pipeline {
         match writer.seal()? {
             None => self.commit_flush(chain, None, after).await,
             Some(sealed) => {
-                let task = tokio::task::spawn_blocking(move || sealed.write_segments());
+                let task = background::spawn(move || sealed.write_segments());
                 state.inflight = Some(InFlight { task, after });
                 if sync {
                     self.settle(chain).await?;
@@ -740,7 +742,10 @@ impl Pipeline {
         let written = inflight
             .task
             .await
-            .map_err(|e| PipelineError::Internal(e.to_string()))??;
+            .map_err(|e| PipelineError::Internal(e.to_string()))?
+            .ok_or_else(|| {
+                PipelineError::Internal("writing a flush's segments panicked".into())
+            })??;
         self.commit_flush(chain, Some(written), inflight.after)
             .await
     }

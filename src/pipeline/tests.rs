@@ -298,6 +298,7 @@ fn a_batch_split_over_two_lanes_leaves_each_chain_as_handling_it_alone_does() {
                         file: None,
                         key: None,
                         payload,
+                        arrived: std::time::Instant::now(),
                     },
                 )
             })

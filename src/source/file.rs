@@ -75,6 +75,7 @@ pub fn read_files(
                 file: Some((name.clone(), number)),
                 key: None,
                 payload: line[..end].to_vec(),
+                arrived: std::time::Instant::now(),
             });
             if batch.len() == BATCH {
                 total += batch.len() as u64;

@@ -358,6 +358,7 @@ fn poll_loop(
                     file: None,
                     key: m.key().map(<[u8]>::to_vec),
                     payload: m.payload().unwrap_or_default().to_vec(),
+                    arrived: Instant::now(),
                 });
                 idle = false;
                 // (The rebalance callbacks may have sent the batch meanwhile.)

@@ -37,6 +37,9 @@ pub struct SourceMessage {
     pub file: Option<(String, u64)>,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
+    /// When custos received it (polled from Kafka, read from the file):
+    /// where its detection latency starts.
+    pub arrived: std::time::Instant,
 }
 
 /// What a source tells the pipeline, in order.

@@ -1,0 +1,85 @@
+//! Segment files are encoded and written on one thread of their own, at a
+//! lower CPU priority (nice 10) than the loop and the prepare stage.
+//!
+//! A chain's buffer becomes a flush about every second, and a flush's
+//! Parquet encoding (Arrow arrays, dictionary and zstd) is a burst of CPU.
+//! On the blocking pool the flushes of all chains ran at once, on both
+//! cores, and for about a tenth of a second each second the loop waited
+//! for a core: incidents raised then reached the outbox up to 100 ms late
+//! (docs/performance.md). On this thread the encoding uses the CPU the
+//! loop and the prepare stage leave; the loop waits for a chain's flush
+//! only when it seals that chain's next one.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::{OnceLock, mpsc};
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+fn queue() -> Option<&'static mpsc::Sender<Job>> {
+    static QUEUE: OnceLock<Option<mpsc::Sender<Job>>> = OnceLock::new();
+    QUEUE
+        .get_or_init(|| {
+            let (tx, rx) = mpsc::channel::<Job>();
+            std::thread::Builder::new()
+                .name("custos-segments".into())
+                .spawn(move || {
+                    for job in rx {
+                        // A panicking job drops its reply (the flush
+                        // fails); the thread serves the next one.
+                        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                    }
+                })
+                .map_err(|e| tracing::warn!(error = %e, "cannot start the segment thread; flushes use the blocking pool"))
+                .ok()
+                .map(|_| tx)
+        })
+        .as_ref()
+}
+
+/// Runs `work` on the segment thread, in submission order; the handle
+/// yields `None` if it panicked.
+pub(super) fn spawn<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> JoinHandle<Option<T>> {
+    let Some(queue) = queue() else {
+        return tokio::task::spawn_blocking(move || Some(work()));
+    };
+    let (tx, rx) = oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = tx.send(work());
+    });
+    // The thread never ends while the process runs; if it did, the job
+    // comes back here and its reply is dropped with it.
+    let _ = queue.send(job);
+    tokio::spawn(async move { rx.await.ok() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn work_runs_in_order_and_a_panic_fails_only_its_own_handle() {
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let handles: Vec<_> = (0..5)
+            .map(|i| {
+                let order = order.clone();
+                spawn(move || {
+                    order.lock().unwrap().push(i);
+                    i * 10
+                })
+            })
+            .collect();
+        let boom = spawn(|| -> u32 { panic!("a failing flush") });
+        let after = spawn(|| 7);
+        for (i, h) in handles.into_iter().enumerate() {
+            assert_eq!(h.await.unwrap(), Some(i * 10));
+        }
+        assert_eq!(boom.await.unwrap(), None);
+        assert_eq!(after.await.unwrap(), Some(7));
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3, 4]);
+    }
+}
