@@ -41,7 +41,10 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::BaseProducer;
+
+#[path = "common/paced.rs"]
+mod paced;
 
 struct Args {
     brokers: String,
@@ -327,48 +330,24 @@ path = "{sink}"
     let accepted_before = accepted(&http);
     let started = Instant::now();
     let total = a.rate * a.secs;
-    let tick = Duration::from_millis(1);
-    let per_tick = (a.rate / 1000).max(1);
-    let mut n = 0u64;
     let mut gone = 0usize;
-    let mut next = started;
-    while n < total {
-        for _ in 0..per_tick {
-            let (actor, id) = if n % a.every == a.every / 2 {
-                gone += 1;
-                (format!("gone-{:06}", gone - 1), format!("ev-gone-{n}"))
-            } else {
-                (format!("emp-{:05}", n % 20_000), format!("ev-{n}"))
-            };
-            let body = format!(
-                r#"{{"id":"{id}","time":"{time}","kind":"access","actor":{{"id":"{actor}","role":"nurse","dept":"icu"}},"action":"read","purpose":"TREAT","patient":"MRN-{p}"}}"#,
-                time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                p = (n * 7919) % 200_000,
-            );
-            if id.starts_with("ev-gone") {
-                sent.lock().unwrap().insert(id.clone(), Instant::now());
-            }
-            while let Err((e, _)) = producer.send(BaseRecord::to(&topic).key(&actor).payload(&body))
-            {
-                assert!(
-                    matches!(
-                        e.rdkafka_error_code(),
-                        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                    ),
-                    "produce: {e}"
-                );
-                producer.poll(Duration::from_millis(1));
-            }
-            n += 1;
+    let offered = paced::produce(&producer, &topic, a.rate, total, |n| {
+        let (actor, id) = if n % a.every == a.every / 2 {
+            gone += 1;
+            (format!("gone-{:06}", gone - 1), format!("ev-gone-{n}"))
+        } else {
+            (format!("emp-{:05}", n % 20_000), format!("ev-{n}"))
+        };
+        let body = format!(
+            r#"{{"id":"{id}","time":"{time}","kind":"access","actor":{{"id":"{actor}","role":"nurse","dept":"icu"}},"action":"read","purpose":"TREAT","patient":"MRN-{p}"}}"#,
+            time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            p = (n * 7919) % 200_000,
+        );
+        if id.starts_with("ev-gone") {
+            sent.lock().unwrap().insert(id, Instant::now());
         }
-        producer.poll(Duration::ZERO);
-        next += tick;
-        if let Some(wait) = next.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
-    let offered = total as f64 / started.elapsed().as_secs_f64();
+        (actor, body)
+    });
     let load_end = Instant::now();
     // Wait for custos to catch up, and for the last incidents.
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -20,7 +20,10 @@ use rdkafka::Message;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::BaseProducer;
+
+#[path = "common/paced.rs"]
+mod paced;
 
 fn micros_now() -> i64 {
     SystemTime::now()
@@ -101,34 +104,12 @@ fn main() {
         .create()
         .unwrap();
     let filler = "x".repeat(200);
-    let started = Instant::now();
-    let per_tick = (rate / 1000).max(1);
-    let mut next = started;
-    let mut n = 0u64;
-    while n < total {
-        for _ in 0..per_tick {
-            let body = format!("{:016}{filler}", micros_now());
-            let key = format!("emp-{:05}", n % 20_000);
-            while let Err((e, _)) = producer.send(BaseRecord::to(&topic).key(&key).payload(&body)) {
-                assert!(
-                    matches!(
-                        e.rdkafka_error_code(),
-                        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                    ),
-                    "produce: {e}"
-                );
-                producer.poll(Duration::from_millis(1));
-            }
-            n += 1;
-        }
-        producer.poll(Duration::ZERO);
-        next += Duration::from_millis(1);
-        if let Some(wait) = next.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
-    let offered = total as f64 / started.elapsed().as_secs_f64();
+    let offered = paced::produce(&producer, &topic, rate, total, |n| {
+        (
+            format!("emp-{:05}", n % 20_000),
+            format!("{:016}{filler}", micros_now()),
+        )
+    });
     let mut ms = consumer.join().unwrap();
     let _ = rt.block_on(admin.delete_topics(&[&topic], &AdminOptions::new()));
     ms.sort_by(f64::total_cmp);
