@@ -167,10 +167,9 @@ pub enum AlertError {
 /// Revisions in flight between the pipeline and the outbox writer.
 const WRITER_QUEUE: usize = 256;
 
-/// What the pipeline hands the writer: revisions, and who waits until
-/// they (and everything before) are recorded.
-/// Revisions for the outbox, with the arrival of the message that caused
-/// them (if one did), or a request to be told when all before are written.
+/// What the pipeline hands the writer: revisions, the arrival of the
+/// message that caused them (if one did), and who waits until they (and
+/// everything before) are recorded.
 type ToWriter = (Vec<Incident>, Option<Instant>, Option<oneshot::Sender<()>>);
 
 /// The alert stage's entry point, owned by the pipeline.

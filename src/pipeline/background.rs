@@ -1,14 +1,16 @@
-//! Segment files are encoded and written on one thread of their own, at a
-//! lower CPU priority (nice 10) than the loop and the prepare stage.
+//! Segment files are encoded and written on one thread of their own, in
+//! the order their flushes were sealed.
 //!
 //! A chain's buffer becomes a flush about every second, and a flush's
 //! Parquet encoding (Arrow arrays, dictionary and zstd) is a burst of CPU.
 //! On the blocking pool the flushes of all chains ran at once, on both
 //! cores, and for about a tenth of a second each second the loop waited
 //! for a core: incidents raised then reached the outbox up to 100 ms late
-//! (docs/performance.md). On this thread the encoding uses the CPU the
-//! loop and the prepare stage leave; the loop waits for a chain's flush
-//! only when it seals that chain's next one.
+//! (docs/performance.md). On this thread the encoding takes at most one
+//! core, leaving the other to the loop and the prepare stage; the loop
+//! waits for a chain's flush only when it seals that chain's next one.
+//! (A lower CPU priority for the thread would help further; `setpriority`
+//! needs `unsafe`, which the crate forbids.)
 
 use std::panic::AssertUnwindSafe;
 use std::sync::{OnceLock, mpsc};
