@@ -74,7 +74,7 @@ fn severity_id(s: Severity) -> u8 {
 /// OCSF analytic type: 1 rule, 2 behavioral, 3 statistical.
 fn analytic_type(detector: &str) -> (u8, &'static str) {
     match detector {
-        "access_rate" | "volume" | "breadth" | "no_relationship" | "denied_burst"
+        "access_rate" | "volume" | "pace" | "breadth" | "no_relationship" | "denied_burst"
         | "break_glass" => (3, "Statistical"),
         "off_hours" => (2, "Behavioral"),
         _ => (1, "Rule"),

@@ -16,7 +16,7 @@ fn defaults_need_only_a_key() {
     let c = Config::load(None, env(&[("CUSTOS_PRIVACY_PSEUDONYM_KEY", KEY)]), &[]).unwrap();
     assert_eq!(c.kafka.group_id, "custos");
     // `access_rate`, one detector of every access type, and model abuse.
-    assert_eq!(c.detectors.len(), 12);
+    assert_eq!(c.detectors.len(), 13);
 }
 
 #[test]

@@ -123,6 +123,10 @@ pub struct CountParams {
     pub min_ratio: f64,
     /// How a count is judged against the baselines (see [`Model`]).
     pub model: Model,
+    /// Seconds an actor stays silent after a finding, unless the count
+    /// escalates (0: the window length). A burst of several minutes seen
+    /// through a one-minute window is one finding, not one a minute.
+    pub renotify_secs: u64,
     /// Actors held at most.
     pub max_actors: usize,
     /// Evidence event ids kept per finding.
@@ -192,6 +196,8 @@ pub struct CountParamsSer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<Model>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub renotify_secs: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_actors: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_evidence: Option<usize>,
@@ -238,6 +244,7 @@ impl<K: CountKind> CountConfig<K> {
             sliding: p.sliding.unwrap_or(d.sliding),
             min_ratio: p.min_ratio.unwrap_or(d.min_ratio),
             model: p.model.unwrap_or(d.model),
+            renotify_secs: p.renotify_secs.unwrap_or(d.renotify_secs),
             max_actors: p.max_actors.unwrap_or(d.max_actors),
             max_evidence: p.max_evidence.unwrap_or(d.max_evidence),
         }
@@ -505,14 +512,16 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
         }
         s.evidence.push_back(event.id.clone());
         s.evidence_at.push_back(secs);
+        let silence = p.window_secs.max(p.renotify_secs) as i64;
         let (count, fired_recently) = if p.sliding {
             let count = u32::try_from(s.sliding).unwrap_or(u32::MAX);
-            (
-                count,
-                secs.saturating_sub(s.fired_at) < p.window_secs as i64,
-            )
+            (count, secs.saturating_sub(s.fired_at) < silence)
         } else {
-            (s.count, s.fired_at >= s.window * p.window_secs as i64)
+            (
+                s.count,
+                s.fired_at >= s.window * p.window_secs as i64
+                    || secs.saturating_sub(s.fired_at) < p.renotify_secs as i64,
+            )
         };
         // Within the silence after a finding, only an escalation speaks:
         // the count has grown to `ESCALATION` times the one reported.

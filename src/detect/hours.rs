@@ -7,9 +7,13 @@
 //! active, one count per active hour and day, decayed by `decay` per day
 //! so the habit follows shift changes within weeks. An hour `h` is off
 //! hours for the actor when their history covers at least `min_days`
-//! active days and every hour within `gap_hours` of `h` has a share of the
-//! active days below `max_share`. The gap requirement is what separates
-//! the middle of the night from overtime at the edge of a shift.
+//! active days and the activity of every usual hour (a share of the
+//! active days of at least `max_share`) lies more than `gap_hours` away
+//! from the event, to the minute: each hour slot also keeps the earliest
+//! and latest minute seen in it, so 04:19 is two and a half hours before a
+//! shift whose earliest start was 06:52, not "two hour slots". The gap is
+//! what separates the middle of the night from overtime at the edge of a
+//! shift.
 //!
 //! It fires once per off-hours run (activity with no break longer than an
 //! hour): at its first access to a patient's record (`min_patient_events`)
@@ -41,7 +45,8 @@ pub struct OffHoursConfig {
     pub min_days: f64,
     /// Share of active days below which an hour counts as unused.
     pub max_share: f64,
-    /// Hours on each side of the event's hour that must be unused too.
+    /// Hours on each side of the event within which the actor must have
+    /// no usual activity.
     pub gap_hours: u32,
     /// Accesses in one off-hours run at which it fires.
     pub min_events: u32,
@@ -109,6 +114,13 @@ struct Habit {
     /// Current day and the hours already counted in it (bit per hour).
     day: i64,
     day_hours: u32,
+    /// Per hour slot, the earliest and latest minute seen in it (`lo > hi`:
+    /// none seen, or a snapshot from before they were kept: the whole
+    /// hour).
+    #[serde(default = "no_minutes")]
+    lo: Vec<u8>,
+    #[serde(default)]
+    hi: Vec<u8>,
     /// The current off-hours run: last event second, accesses, fired.
     run_last: i64,
     run_count: u32,
@@ -143,6 +155,25 @@ struct Peers {
     open_days: f64,
     #[serde(default)]
     open_hours: Vec<f32>,
+    /// Per hour slot, the earliest and latest minute a member was seen in
+    /// it (as [`Habit`]'s).
+    #[serde(default = "no_minutes")]
+    lo: Vec<u8>,
+    #[serde(default)]
+    hi: Vec<u8>,
+}
+
+/// Minute bounds with nothing seen: `lo` above every minute.
+fn no_minutes() -> Vec<u8> {
+    vec![60; 24]
+}
+
+/// Widens hour `h`'s minute bounds to take in minute `m`.
+fn see_minute(lo: &mut Vec<u8>, hi: &mut Vec<u8>, h: usize, m: u8) {
+    lo.resize(24, 60);
+    hi.resize(24, 0);
+    lo[h] = lo[h].min(m);
+    hi[h] = hi[h].max(m);
 }
 
 impl Peers {
@@ -172,14 +203,52 @@ impl Peers {
 const PEER_MIN_DAYS: f64 = 20.0;
 const MAX_GROUPS: usize = 10_000;
 
-/// Whether hour `h` and those within `gap` of it have a share below
-/// `max_share` of `days`.
-fn quiet(hours: &[f32], days: f64, h: usize, cfg: &OffHoursConfig) -> bool {
-    let g = cfg.gap_hours as usize;
-    (0..=2 * g).all(|i| {
-        let hour = (h + 24 + i - g) % 24;
-        f64::from(hours[hour]) / days < cfg.max_share
-    })
+/// A habit of hours to judge by: the share of days active in each hour
+/// slot, and the minutes seen in each.
+struct Hours<'a> {
+    hours: &'a [f32],
+    days: f64,
+    lo: &'a [u8],
+    hi: &'a [u8],
+}
+
+/// The minute of the day nearest to `minute` (0..1440) at which the actor
+/// (or group) was seen in a usual hour within `gap_hours` + 1 slots of it,
+/// and how many minutes away it is, around the clock; `None` when no usual
+/// activity is that near.
+fn nearest_usual(habit: &Hours, minute: i64, cfg: &OffHoursConfig) -> Option<(i64, i64)> {
+    let reach = i64::from(cfg.gap_hours) + 1;
+    let h = minute / 60;
+    let mut best: Option<(i64, i64)> = None;
+    for dx in -reach..=reach {
+        let x = (h + dx).rem_euclid(24) as usize;
+        if f64::from(habit.hours[x]) / habit.days < cfg.max_share {
+            continue;
+        }
+        let (lo, hi) = match (habit.lo.get(x), habit.hi.get(x)) {
+            (Some(&lo), Some(&hi)) if lo <= hi => (i64::from(lo), i64::from(hi)),
+            _ => (0, 59),
+        };
+        // The slot's seen span, placed on the side of `minute` it lies on.
+        let start = (h + dx) * 60 + lo;
+        let end = (h + dx) * 60 + hi;
+        let (dist, at) = if minute < start {
+            (start - minute, start)
+        } else if minute > end {
+            (minute - end, end)
+        } else {
+            (0, minute)
+        };
+        if best.is_none_or(|(d, _)| dist < d) {
+            best = Some((dist, at.rem_euclid(1440)));
+        }
+    }
+    best
+}
+
+/// Whether no usual activity lies within `gap_hours` of `minute`.
+fn quiet(habit: &Hours, minute: i64, cfg: &OffHoursConfig) -> bool {
+    nearest_usual(habit, minute, cfg).is_none_or(|(d, _)| d > i64::from(cfg.gap_hours) * 60)
 }
 
 /// Whether hour `h` and the hours the actor usually works (a share of at
@@ -261,10 +330,8 @@ impl Detector for OffHours {
             return;
         }
         let secs = ctx.time.timestamp();
-        let (day, h) = (
-            secs.div_euclid(86_400),
-            (secs.rem_euclid(86_400) / 3600) as usize,
-        );
+        let (day, minute) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) / 60);
+        let (h, m) = ((minute / 60) as usize, (minute % 60) as u8);
         if !self.actors.contains_key(&event.actor.id) && self.actors.len() >= self.cfg.max_actors {
             self.evict();
         }
@@ -277,6 +344,8 @@ impl Detector for OffHours {
                     hours: vec![0.0; 24],
                     day: day - 1,
                     day_hours: 0,
+                    lo: no_minutes(),
+                    hi: vec![0; 24],
                     run_last: i64::MIN,
                     run_count: 0,
                     run_patients: 0,
@@ -305,6 +374,7 @@ impl Detector for OffHours {
                 }
                 p.open_hours[h] += 1.0;
             }
+            see_minute(&mut p.lo, &mut p.hi, h, m);
         }
         // Judged against the history before this event's day was learned:
         // the actor's own, or while it is too short, their peers'.
@@ -312,17 +382,40 @@ impl Detector for OffHours {
             .groups
             .get(&group)
             .filter(|p| group != 0 && p.days >= PEER_MIN_DAYS);
-        let (hours, days, whose): (&[f32], f64, &str) = if s.days >= cfg.min_days {
-            (&s.hours, s.days, "own")
+        let (habit, whose) = if s.days >= cfg.min_days {
+            let (hours, days, lo, hi) = (&s.hours[..], s.days, &s.lo[..], &s.hi[..]);
+            (
+                Some(Hours {
+                    hours,
+                    days,
+                    lo,
+                    hi,
+                }),
+                "own",
+            )
         } else if let Some(p) = peers {
-            (&p.hours, p.days, "peers'")
+            let (hours, days, lo, hi) = (&p.hours[..], p.days, &p.lo[..], &p.hi[..]);
+            (
+                Some(Hours {
+                    hours,
+                    days,
+                    lo,
+                    hi,
+                }),
+                "peers'",
+            )
         } else {
-            (&[], 0.0, "")
+            (None, "")
         };
+        let Some(habit) = habit.filter(|x| x.days > 0.0) else {
+            see_minute(&mut s.lo, &mut s.hi, h, m);
+            s.day_hours |= 1 << h;
+            return;
+        };
+        let (hours, days) = (habit.hours, habit.days);
         // Own history only: the envelope is the actor's own working day
         // (peers' hours cover every shift of the department).
-        let unusual = days > 0.0
-            && quiet(hours, days, h, cfg)
+        let unusual = quiet(&habit, minute, cfg)
             && !(whose == "own" && fits_working_day(hours, days, h, cfg));
         if unusual {
             if secs.saturating_sub(s.run_last) > 3600 {
@@ -348,9 +441,19 @@ impl Detector for OffHours {
                     .filter(|&x| f64::from(hours[x]) / days >= cfg.max_share)
                     .map(|x| format!("{x:02}"))
                     .collect();
+                let nearest = match nearest_usual(&habit, minute, cfg) {
+                    Some((d, at)) => format!(
+                        "; nearest usual activity {:02}:{:02}, {} h {:02} min away",
+                        at / 60,
+                        at % 60,
+                        d / 60,
+                        d % 60
+                    ),
+                    None => String::new(),
+                };
                 let summary = format!(
-                    "{} accesses at {h:02}:00 UTC, an hour active on {:.0}% of {:.0} days of {whose} \
-                     history (usual hours: {})",
+                    "{} accesses at {h:02}:{m:02} UTC, an hour active on {:.0}% of {:.0} days of \
+                     {whose} history{nearest} (usual hours: {})",
                     s.run_count,
                     100.0 * share,
                     days,
@@ -379,6 +482,7 @@ impl Detector for OffHours {
                 });
             }
         }
+        see_minute(&mut s.lo, &mut s.hi, h, m);
         s.day_hours |= 1 << h;
     }
 

@@ -19,6 +19,7 @@ fn defaults() -> CountParams {
         sliding: false,
         min_ratio: 1.0,
         model: Model::Normal,
+        renotify_secs: 0,
         max_actors: 200_000,
         max_evidence: 20,
     }
@@ -56,6 +57,40 @@ impl CountKind for Volume {
             Body::Access(_) => Measure::Add(1),
             _ => Measure::Skip,
         }
+    }
+    fn describe(count: u32) -> String {
+        format!("{count} views")
+    }
+}
+
+/// `pace`: views per actor in the last minute (sliding), against the
+/// actor's own and their peers' usual minute. Reading a chart takes a
+/// person seconds to minutes; a script, or someone paging through records
+/// to copy them, opens one every few seconds. Such a run is short, and in
+/// `volume`'s ten minutes a three-minute burst is diluted by the minutes of
+/// ordinary work around it; a minute sees it at full contrast, and as soon
+/// as it starts. What counts is what `volume` counts.
+pub struct Pace;
+
+impl CountKind for Pace {
+    const DISTINCT: bool = false;
+    const NAME: &'static str = "pace";
+    fn defaults() -> CountParams {
+        CountParams {
+            window_secs: 60,
+            // One view every four seconds for a whole minute.
+            min_count: 15,
+            threshold: 3.0,
+            sliding: true,
+            min_ratio: 4.0,
+            model: Model::LogNormal,
+            // A burst lasts minutes: one finding for `volume`'s ten.
+            renotify_secs: 600,
+            ..defaults()
+        }
+    }
+    fn measure(event: &Event, ctx: &Context) -> Measure {
+        Volume::measure(event, ctx)
     }
     fn describe(count: u32) -> String {
         format!("{count} views")

@@ -30,7 +30,7 @@ mod tests;
 
 pub use count::{CountConfig, CountDetector, CountParams, Model as CountModel};
 pub use hours::{OffHours, OffHoursConfig};
-pub use kinds::{Breadth, BreakGlass, DeniedBurst, NoRelationship, Volume};
+pub use kinds::{Breadth, BreakGlass, DeniedBurst, NoRelationship, Pace, Volume};
 pub use model::{ModelAbuse, ModelAbuseConfig};
 pub use policy::{
     BulkExport, ConsentCheck, ConsentConfig, ExportConfig, Termination, TerminationConfig, Vip,
@@ -115,6 +115,7 @@ pub(crate) mod exact_f64 {
 pub enum DetectorConfig {
     AccessRate(RateConfig),
     Volume(CountConfig<Volume>),
+    Pace(CountConfig<Pace>),
     Breadth(CountConfig<Breadth>),
     NoRelationship(CountConfig<NoRelationship>),
     DeniedBurst(CountConfig<DeniedBurst>),
@@ -139,6 +140,7 @@ impl DetectorConfig {
     pub fn access_defaults() -> Vec<DetectorConfig> {
         vec![
             DetectorConfig::Volume(Default::default()),
+            DetectorConfig::Pace(Default::default()),
             DetectorConfig::Breadth(Default::default()),
             DetectorConfig::NoRelationship(Default::default()),
             DetectorConfig::DeniedBurst(Default::default()),
@@ -155,6 +157,7 @@ impl DetectorConfig {
         match self {
             DetectorConfig::AccessRate(c) => Box::new(AccessRate::new(c.clone())),
             DetectorConfig::Volume(c) => Box::new(CountDetector::new(c)),
+            DetectorConfig::Pace(c) => Box::new(CountDetector::new(c)),
             DetectorConfig::Breadth(c) => Box::new(CountDetector::new(c)),
             DetectorConfig::NoRelationship(c) => Box::new(CountDetector::new(c)),
             DetectorConfig::DeniedBurst(c) => Box::new(CountDetector::new(c)),
@@ -172,6 +175,7 @@ impl DetectorConfig {
         match self {
             DetectorConfig::AccessRate(c) => c.validate(at, problems),
             DetectorConfig::Volume(c) => c.validate(at, problems),
+            DetectorConfig::Pace(c) => c.validate(at, problems),
             DetectorConfig::Breadth(c) => c.validate(at, problems),
             DetectorConfig::NoRelationship(c) => c.validate(at, problems),
             DetectorConfig::DeniedBurst(c) => c.validate(at, problems),

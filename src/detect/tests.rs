@@ -117,13 +117,9 @@ fn only(found: &[Finding], detector: &str) -> Vec<Finding> {
         .collect()
 }
 
-#[test]
-fn volume_fires_on_a_burst_against_own_and_peer_baselines_only() {
-    let mut d = detectors(
-        vec![DetectorConfig::Volume(Default::default())],
-        Reference::default(),
-    );
-    let nurse = by("n1", "nurse", "cardiology");
+/// Three days of `nurse`'s steady work (12 views an hour, 08:00–16:00)
+/// and four of three peers' (same role and department), in time order.
+fn ward_history(nurse: &Ev) -> Vec<Event> {
     let mut events = Vec::new();
     for (i, a) in ["n2", "n3", "n4"].into_iter().enumerate() {
         let peer = Ev {
@@ -132,9 +128,22 @@ fn volume_fires_on_a_burst_against_own_and_peer_baselines_only() {
         };
         events.extend(workdays(&peer, &format!("p{i}"), 0, 4, 12));
     }
-    events.extend(workdays(&nurse, "q", 0, 3, 12));
+    events.extend(workdays(nurse, "q", 0, 3, 12));
     events.sort_by_key(|e| e.time);
-    assert!(run(&mut d, events).is_empty(), "steady work never fires");
+    events
+}
+
+#[test]
+fn volume_fires_on_a_burst_against_own_and_peer_baselines_only() {
+    let mut d = detectors(
+        vec![DetectorConfig::Volume(Default::default())],
+        Reference::default(),
+    );
+    let nurse = by("n1", "nurse", "cardiology");
+    assert!(
+        run(&mut d, ward_history(&nurse)).is_empty(),
+        "steady work never fires"
+    );
     // Day 4, 10:00: 90 accesses in 10 minutes.
     let burst: Vec<Event> = (0..90)
         .map(|k| {
@@ -155,6 +164,72 @@ fn volume_fires_on_a_burst_against_own_and_peer_baselines_only() {
     );
     assert!(f.observed >= 30.0 && f.score >= 3.0);
     assert_eq!(f.evidence.len(), 20);
+}
+
+#[test]
+fn pace_sees_a_short_burst_that_volume_dilutes() {
+    let configs = || {
+        vec![
+            DetectorConfig::Volume(Default::default()),
+            DetectorConfig::Pace(Default::default()),
+        ]
+    };
+    let mut d = detectors(configs(), Reference::default());
+    let nurse = by("n1", "nurse", "cardiology");
+    assert!(
+        run(&mut d, ward_history(&nurse)).is_empty(),
+        "steady work never fires"
+    );
+    // Day 4, 10:00: 22 views in one minute (one every 2.7 s), then
+    // ordinary work: 29 views in the ten minutes, short of `volume`'s 30.
+    let at = DAY0 + 3 * 86_400 + 10 * H;
+    let mut day4: Vec<Event> = (0..22)
+        .map(|k| nurse.clone().patient(format!("x{k}")).at(at + k * 60 / 22))
+        .collect();
+    day4.extend((1..8).map(|k| nurse.clone().patient("q-1").at(at + k * 70)));
+    let found = run(&mut d, day4.clone());
+    assert_eq!(found.len(), 1, "{found:?}");
+    let f = &found[0];
+    assert_eq!((f.detector.as_str(), f.actor.as_str()), ("pace", "n1"));
+    assert!(f.summary.contains("views in 1 min"), "{}", f.summary);
+    assert!(f.observed >= 15.0 && f.score >= 3.0, "{f:?}");
+    // It fired within the burst, at its 15th view or a few after.
+    let last = day4[..22].iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+    assert!(f.evidence.iter().all(|id| last.contains(id)), "{f:?}");
+    // The burst goes on at the same pace two more minutes: one finding
+    // for the run, not one a minute (`renotify_secs`).
+    let more: Vec<Event> = (0..44)
+        .map(|k| {
+            nurse
+                .clone()
+                .patient(format!("w{k}"))
+                .at(at + 500 + k * 60 / 22)
+        })
+        .collect();
+    assert!(only(&run(&mut d, more), "pace").is_empty());
+    // Six charts in a minute, a brisk round, stay below `min_count`: a
+    // person can read that fast; the detector waits for a pace no
+    // reading keeps up.
+    let mut calm = detectors(configs(), Reference::default());
+    let mut history = Vec::new();
+    for (i, a) in ["n2", "n3", "n4", "n1"].into_iter().enumerate() {
+        let ev = Ev {
+            actor: a,
+            ..nurse.clone()
+        };
+        history.extend(workdays(&ev, &format!("p{i}"), 0, 4, 12));
+    }
+    history.sort_by_key(|e| e.time);
+    assert!(run(&mut calm, history).is_empty());
+    let brisk: Vec<Event> = (0..6)
+        .map(|k| {
+            nurse
+                .clone()
+                .patient(format!("y{k}"))
+                .at(at + 86_400 + k * 10)
+        })
+        .collect();
+    assert!(run(&mut calm, brisk).is_empty());
 }
 
 #[test]
@@ -1016,6 +1091,41 @@ fn vip_lets_bed_management_of_a_current_inpatient_pass_but_not_clinical_content(
         [bed("n1", "nurse", "surgery", "star", "Encounter").at(t + 180)],
     );
     assert_eq!(found.len(), 1, "not a purpose surgery nurses work under");
+}
+
+#[test]
+fn off_hours_measures_the_gap_to_usual_activity_in_minutes_not_hour_slots() {
+    let mut d = detectors(
+        vec![DetectorConfig::OffHours(Default::default())],
+        Reference::default(),
+    );
+    // Two nurses whose shifts began at 06:52 and ran to 19:00, three days.
+    let (a, b) = (by("m1", "nurse", "surgery"), by("m2", "nurse", "surgery"));
+    let mut history = Vec::new();
+    for day in 0..3 {
+        for k in 0..37 {
+            let t = DAY0 + day * 86_400 + 6 * H + 52 * 60 + k * 20 * 60;
+            history.push(a.clone().patient(format!("a-{}", k % 5)).at(t));
+            history.push(b.clone().patient(format!("b-{}", k % 5)).at(t));
+        }
+    }
+    assert!(run(&mut d, history).is_empty());
+    let charts = |ev: &Ev, at: i64| -> Vec<Event> {
+        (0..3)
+            .map(|k| ev.clone().patient(format!("x{k}")).at(at + k * 90))
+            .collect()
+    };
+    // 05:10 is 1 h 42 min before the earliest start seen: early, not night.
+    assert!(run(&mut d, charts(&a, DAY0 + 3 * 86_400 + 5 * H + 10 * 60)).is_empty());
+    // 04:19 is 2 h 33 min before it, although hour slots 04 and 06 are
+    // only two apart.
+    let found = run(&mut d, charts(&b, DAY0 + 3 * 86_400 + 4 * H + 19 * 60));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].summary.contains("04:19") && found[0].summary.contains("06:52, 2 h 33 min away"),
+        "{}",
+        found[0].summary
+    );
 }
 
 #[test]
