@@ -166,7 +166,7 @@ fn ingest_detects_a_burst_in_a_synthetic_workload_and_alerts_to_a_file() {
         .filter_map(|r| r.get("finding").cloned())
         .collect();
     assert!(
-        lines.iter().any(|a| a["detector"] == "access_rate"),
+        lines.iter().any(|a| a["detector"] == "pace"),
         "the synthetic bursts raised no alert"
     );
     assert!(

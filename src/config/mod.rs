@@ -247,8 +247,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             reference: ReferenceConfig::default(),
             detectors: {
-                let mut all = vec![DetectorConfig::default()];
-                all.extend(DetectorConfig::access_defaults());
+                let mut all = DetectorConfig::access_defaults();
                 all.push(DetectorConfig::ModelAbuse(Default::default()));
                 all
             },

@@ -15,8 +15,14 @@ fn defaults_need_only_a_key() {
     assert!(err.contains("privacy.pseudonym_key is not set"), "{err}");
     let c = Config::load(None, env(&[("CUSTOS_PRIVACY_PSEUDONYM_KEY", KEY)]), &[]).unwrap();
     assert_eq!(c.kafka.group_id, "custos");
-    // `access_rate`, one detector of every access type, and model abuse.
-    assert_eq!(c.detectors.len(), 13);
+    // One detector of every access type and model abuse (`access_rate`,
+    // which `pace` supersedes, only when named).
+    assert_eq!(c.detectors.len(), 12);
+    assert!(
+        c.detectors
+            .iter()
+            .all(|d| !matches!(d, crate::detect::DetectorConfig::AccessRate(_)))
+    );
 }
 
 #[test]

@@ -318,7 +318,7 @@ struct Pending {
 /// A count detector of type `K`.
 pub struct CountDetector<K: CountKind> {
     p: CountParams,
-    actors: Map<String, ActorCount>,
+    actors: Map<u64, ActorCount>,
     peers: Map<u64, Baseline>,
     evictions: u64,
     kind: PhantomData<K>,
@@ -349,110 +349,21 @@ impl<K: CountKind> CountDetector<K> {
         self.evictions += super::memory::evict_stalest(&mut self.actors, |s| s.window);
     }
 
-    /// Ends the actor's current window and starts window `w`. The ended
-    /// window's count is folded into the peers' baseline at once, and into
-    /// the actor's own once no judged count of theirs can include it: at
-    /// once for tumbling windows; for sliding ones, whose count at the
-    /// start of a window still holds the end of the previous one, when the
-    /// next window ends (a misuse straddling a boundary must not become,
-    /// half way through, the habit its second half is judged against; in
-    /// the peers' baseline it is one window of many).
-    ///
-    /// A window in which the actor fired (own baseline, sliding: since
-    /// whose start they fired) teaches neither baseline: a finding is not
-    /// evidence of what is normal, and misuse learned as habit — a young
-    /// baseline's first windows enter unclipped — would hide the same
-    /// person's next misuse.
-    fn close(p: &CountParams, peers: &mut Map<u64, Baseline>, s: &mut ActorCount, w: i64) {
-        let ended = Pending {
-            window: s.window,
-            count: s.count,
-        };
-        let start = |window: i64| window.saturating_mul(p.window_secs as i64);
-        if s.fired_at < start(s.window)
-            && s.group != 0
-            && (peers.len() < MAX_GROUPS || peers.contains_key(&s.group))
-        {
-            peers.entry(s.group).or_default().learn(
-                value(p.model, s.count),
-                p.peer_alpha,
-                p.threshold,
-            );
-        }
-        let learnable = if p.sliding {
-            s.pending.replace(ended)
-        } else {
-            Some(ended)
-        };
-        if let Some(done) = learnable
-            && s.fired_at < start(done.window)
-        {
-            let x = value(p.model, done.count);
-            s.own.learn(x, p.alpha, p.threshold);
-            if p.seasonal {
-                if s.slots.is_empty() {
-                    s.slots = vec![Baseline::default(); 8];
-                }
-                s.slots[slot_of(start(done.window))].learn(x, p.alpha, p.threshold);
-            }
-        }
-        s.window = w;
-        s.count = 0;
-        s.distinct.clear();
-    }
-}
-
-/// A window's count as its baselines learn it.
-fn value(model: Model, count: u32) -> f64 {
-    match model {
-        Model::LogNormal => f64::from(count).ln_1p(),
-        Model::Normal | Model::PoissonGamma => f64::from(count),
-    }
-}
-
-impl<K: CountKind> super::Detector for CountDetector<K> {
-    fn name(&self) -> &'static str {
-        K::NAME
-    }
-
-    fn observe(&mut self, event: &Event, ctx: &Context, findings: &mut Vec<Finding>) {
-        let m = K::measure(event, ctx);
-        if matches!(m, Measure::Skip) {
-            return;
-        }
+    /// [`Detector::observe`] for an actor's state `s`, once found.
+    fn step(
+        p: &CountParams,
+        peers: &mut Map<u64, Baseline>,
+        s: &mut ActorCount,
+        m: Measure,
+        event: &Event,
+        ctx: &Context,
+        findings: &mut Vec<Finding>,
+    ) {
         let secs = ctx.time.timestamp();
-        let w = secs.div_euclid(self.p.window_secs as i64);
-        if !self.actors.contains_key(&event.actor.id) && self.actors.len() >= self.p.max_actors {
-            self.evict();
-        }
-        let p = &self.p;
-        // Looked up before inserting, so a known actor costs no allocation.
-        if !self.actors.contains_key(&event.actor.id) {
-            self.actors.insert(
-                event.actor.id.clone(),
-                ActorCount {
-                    window: w,
-                    count: 0,
-                    recent: Default::default(),
-                    sliding: 0,
-                    fired_at: i64::MIN,
-                    fired_count: 0,
-                    group: 0,
-                    distinct: BTreeSet::new(),
-                    evidence: Default::default(),
-                    evidence_at: Default::default(),
-                    own: Baseline::default(),
-                    slots: Vec::new(),
-                    pending: None,
-                },
-            );
-        }
-        let Some(s) = self.actors.get_mut(&event.actor.id) else {
-            return;
-        };
+        let w = secs.div_euclid(p.window_secs as i64);
         // A late event (an earlier window) counts in the current one.
         if w > s.window {
-            Self::close(p, &mut self.peers, s, w);
+            Self::close(p, peers, s, w);
         }
         if let Some(g) = ctx.group {
             s.group = g;
@@ -537,8 +448,7 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
             Some(slot) if slot.n >= p.warmup_windows => Some(*slot),
             _ => (s.own.n >= p.warmup_windows).then_some(s.own),
         };
-        let peer = self
-            .peers
+        let peer = peers
             .get(&s.group)
             .filter(|b| s.group != 0 && b.n >= p.peer_warmup)
             .copied();
@@ -604,6 +514,108 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
         });
     }
 
+    /// Ends the actor's current window and starts window `w`. The ended
+    /// window's count is folded into the peers' baseline at once, and into
+    /// the actor's own once no judged count of theirs can include it: at
+    /// once for tumbling windows; for sliding ones, whose count at the
+    /// start of a window still holds the end of the previous one, when the
+    /// next window ends (a misuse straddling a boundary must not become,
+    /// half way through, the habit its second half is judged against; in
+    /// the peers' baseline it is one window of many).
+    ///
+    /// A window in which the actor fired (own baseline, sliding: since
+    /// whose start they fired) teaches neither baseline: a finding is not
+    /// evidence of what is normal, and misuse learned as habit — a young
+    /// baseline's first windows enter unclipped — would hide the same
+    /// person's next misuse.
+    fn close(p: &CountParams, peers: &mut Map<u64, Baseline>, s: &mut ActorCount, w: i64) {
+        let ended = Pending {
+            window: s.window,
+            count: s.count,
+        };
+        let start = |window: i64| window.saturating_mul(p.window_secs as i64);
+        if s.fired_at < start(s.window)
+            && s.group != 0
+            && (peers.len() < MAX_GROUPS || peers.contains_key(&s.group))
+        {
+            peers.entry(s.group).or_default().learn(
+                value(p.model, s.count),
+                p.peer_alpha,
+                p.threshold,
+            );
+        }
+        let learnable = if p.sliding {
+            s.pending.replace(ended)
+        } else {
+            Some(ended)
+        };
+        if let Some(done) = learnable
+            && s.fired_at < start(done.window)
+        {
+            let x = value(p.model, done.count);
+            s.own.learn(x, p.alpha, p.threshold);
+            if p.seasonal {
+                if s.slots.is_empty() {
+                    s.slots = vec![Baseline::default(); 8];
+                }
+                s.slots[slot_of(start(done.window))].learn(x, p.alpha, p.threshold);
+            }
+        }
+        s.window = w;
+        s.count = 0;
+        s.distinct.clear();
+    }
+}
+
+/// A window's count as its baselines learn it.
+fn value(model: Model, count: u32) -> f64 {
+    match model {
+        Model::LogNormal => f64::from(count).ln_1p(),
+        Model::Normal | Model::PoissonGamma => f64::from(count),
+    }
+}
+
+impl<K: CountKind> super::Detector for CountDetector<K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+
+    fn observe(&mut self, event: &Event, ctx: &Context, findings: &mut Vec<Finding>) {
+        let m = K::measure(event, ctx);
+        if matches!(m, Measure::Skip) {
+            return;
+        }
+        let secs = ctx.time.timestamp();
+        let w = secs.div_euclid(self.p.window_secs as i64);
+        // One lookup for a known actor; a new one costs the allocation of
+        // its key once.
+        if let Some(s) = self.actors.get_mut(&ctx.actor_key) {
+            return Self::step(&self.p, &mut self.peers, s, m, event, ctx, findings);
+        }
+        if self.actors.len() >= self.p.max_actors {
+            self.evict();
+        }
+        let s = self
+            .actors
+            .entry(ctx.actor_key)
+            .or_insert_with(|| ActorCount {
+                window: w,
+                count: 0,
+                recent: Default::default(),
+                sliding: 0,
+                fired_at: i64::MIN,
+                fired_count: 0,
+                group: 0,
+                distinct: BTreeSet::new(),
+                evidence: Default::default(),
+                evidence_at: Default::default(),
+                own: Baseline::default(),
+                slots: Vec::new(),
+                pending: None,
+            });
+        Self::step(&self.p, &mut self.peers, s, m, event, ctx, findings);
+    }
+
     fn keys(&self) -> usize {
         self.actors.len()
     }
@@ -613,11 +625,15 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
     }
 
     fn save(&self) -> Vec<u8> {
-        let actors: std::collections::BTreeMap<&String, &ActorCount> = self.actors.iter().collect();
+        let actors: std::collections::BTreeMap<String, &ActorCount> = self
+            .actors
+            .iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         let peers: std::collections::BTreeMap<String, &Baseline> =
             self.peers.iter().map(|(k, v)| (k.to_string(), v)).collect();
         StateWriter::new()
-            .field("actors", &actors)
+            .field("actor_keys", &actors)
             .field("evictions", &self.evictions)
             .field("peers", &peers)
             .finish()
@@ -626,12 +642,13 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
     fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
         #[derive(Deserialize)]
         struct Saved {
-            actors: Map<String, ActorCount>,
+            actor_keys: Option<std::collections::HashMap<String, ActorCount>>,
+            actors: Option<std::collections::HashMap<String, ActorCount>>,
             peers: Map<String, Baseline>,
             evictions: u64,
         }
         let saved: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;
-        self.actors = saved.actors;
+        self.actors = super::memory::actor_state(saved.actor_keys, saved.actors)?;
         self.peers = super::memory::numeric_keys(saved.peers)?;
         self.evictions = saved.evictions;
         Ok(())

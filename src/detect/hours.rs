@@ -133,7 +133,7 @@ struct Habit {
 
 pub struct OffHours {
     cfg: OffHoursConfig,
-    actors: Map<String, Habit>,
+    actors: Map<u64, Habit>,
     /// Per peer group (role and department): finished actor-days and, per
     /// hour, those with activity in it; halved at 2,000 actor-days.
     groups: Map<u64, Peers>,
@@ -332,13 +332,12 @@ impl Detector for OffHours {
         let secs = ctx.time.timestamp();
         let (day, minute) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) / 60);
         let (h, m) = ((minute / 60) as usize, (minute % 60) as u8);
-        if !self.actors.contains_key(&event.actor.id) && self.actors.len() >= self.cfg.max_actors {
-            self.evict();
-        }
-        let cfg = &self.cfg;
-        if !self.actors.contains_key(&event.actor.id) {
+        if !self.actors.contains_key(&ctx.actor_key) {
+            if self.actors.len() >= self.cfg.max_actors {
+                self.evict();
+            }
             self.actors.insert(
-                event.actor.id.clone(),
+                ctx.actor_key,
                 Habit {
                     days: 0.0,
                     hours: vec![0.0; 24],
@@ -354,7 +353,8 @@ impl Detector for OffHours {
                 },
             );
         }
-        let Some(s) = self.actors.get_mut(&event.actor.id) else {
+        let cfg = &self.cfg;
+        let Some(s) = self.actors.get_mut(&ctx.actor_key) else {
             return;
         };
         s.roll(day, cfg.decay);
@@ -495,14 +495,18 @@ impl Detector for OffHours {
     }
 
     fn save(&self) -> Vec<u8> {
-        let actors: std::collections::BTreeMap<&String, &Habit> = self.actors.iter().collect();
+        let actors: std::collections::BTreeMap<String, &Habit> = self
+            .actors
+            .iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
         let groups: std::collections::BTreeMap<String, &Peers> = self
             .groups
             .iter()
             .map(|(k, v)| (k.to_string(), v))
             .collect();
         StateWriter::new()
-            .field("actors", &actors)
+            .field("actor_keys", &actors)
             .field("evictions", &self.evictions)
             .field("groups", &groups)
             .finish()
@@ -511,12 +515,13 @@ impl Detector for OffHours {
     fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
         #[derive(Deserialize)]
         struct Saved {
-            actors: Map<String, Habit>,
+            actor_keys: Option<std::collections::HashMap<String, Habit>>,
+            actors: Option<std::collections::HashMap<String, Habit>>,
             groups: std::collections::HashMap<String, Peers>,
             evictions: u64,
         }
         let s: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;
-        self.actors = s.actors;
+        self.actors = super::memory::actor_state(s.actor_keys, s.actors)?;
         self.groups = super::memory::numeric_keys(s.groups)?;
         self.evictions = s.evictions;
         Ok(())

@@ -28,6 +28,31 @@ pub fn key_hash(parts: &[&str]) -> u64 {
     h
 }
 
+/// The key of an actor's state in the detectors: a stable 64-bit hash of
+/// the id, worked out once per event, so each detector's lookup hashes and
+/// compares eight bytes rather than the id. Two ids of a million collide
+/// with a chance of about 3 in 100 million; actor ids come from the
+/// hospital's identity system, not from those being watched.
+pub fn actor_key(id: &str) -> u64 {
+    key_hash(&["a", id])
+}
+
+/// Saved per-actor state under its keys (`actor_keys`), or from a snapshot
+/// of an earlier version keyed by actor id (`actors`), rekeyed.
+pub fn actor_state<V, M: FromIterator<(u64, V)>>(
+    keyed: Option<std::collections::HashMap<String, V>>,
+    by_id: Option<std::collections::HashMap<String, V>>,
+) -> Result<M, String> {
+    match (keyed, by_id) {
+        (Some(keyed), _) => numeric_keys(keyed),
+        (None, Some(by_id)) => Ok(by_id
+            .into_iter()
+            .map(|(id, v)| (actor_key(&id), v))
+            .collect()),
+        (None, None) => Err("no actor state".into()),
+    }
+}
+
 /// Drops the least recently active tenth of `map` (at least one entry),
 /// ties broken by key so actors active in the same window are not all
 /// dropped at once; returns how many were dropped.

@@ -56,6 +56,9 @@ pub struct Context<'a> {
     pub reference: &'a Reference,
     /// Event time in UTC.
     pub time: DateTime<Utc>,
+    /// A stable hash of the actor's id, the key of per-actor state
+    /// ([`memory::actor_key`]).
+    pub actor_key: u64,
     /// The actor's role and department: the event's, else the roster's.
     pub role: Option<&'a str>,
     pub dept: Option<&'a str>,
@@ -335,7 +338,7 @@ impl Detectors {
             .as_deref()
             .or_else(|| staff.and_then(|s| s.dept.as_deref()));
         let keys = memory::Keys {
-            actor: memory::key_hash(&["a", &event.actor.id]),
+            actor: memory::actor_key(&event.actor.id),
             patient: event.patient().map(|p| memory::key_hash(&[p])),
             dept: dept.map(|d| memory::key_hash(&["d", d])),
             group: role.zip(dept).map(|(r, d)| memory::key_hash(&[r, d])),
@@ -347,6 +350,7 @@ impl Detectors {
         let ctx = Context {
             reference: &self.reference,
             time,
+            actor_key: keys.actor,
             role,
             dept,
             patient_key: keys.patient,

@@ -230,14 +230,18 @@ impl Detector for AccessRate {
         }
         let t = event.time.with_timezone(&Utc);
         let w = self.window_of(t);
-        if !self.actors.contains_key(&event.actor.id) && self.actors.len() >= self.cfg.max_actors {
-            self.evict();
+        // A known actor's id is not copied.
+        if !self.actors.contains_key(&event.actor.id) {
+            if self.actors.len() >= self.cfg.max_actors {
+                self.evict();
+            }
+            self.actors
+                .insert(event.actor.id.clone(), ActorState::new(w));
         }
         let cfg = &self.cfg;
-        let state = self
-            .actors
-            .entry(event.actor.id.clone())
-            .or_insert_with(|| ActorState::new(w));
+        let Some(state) = self.actors.get_mut(&event.actor.id) else {
+            return;
+        };
         // A late event (earlier window) counts in the current window.
         state.advance(w, cfg);
         state.count += 1;

@@ -662,6 +662,29 @@ fn state_is_capped_and_evictions_are_counted() {
 }
 
 #[test]
+fn actor_state_saved_by_id_in_an_earlier_version_is_rekeyed_on_load() {
+    let configs = vec![
+        DetectorConfig::Volume(Default::default()),
+        DetectorConfig::OffHours(Default::default()),
+    ];
+    let mut d = detectors(configs.clone(), Reference::default());
+    run(&mut d, workdays(&by("n1", "nurse", "icu"), "q", 0, 3, 4));
+    let now: serde_json::Value = serde_json::from_slice(&d.save()).unwrap();
+    // The same state as an earlier version wrote it: actors by id.
+    let mut old = now.clone();
+    for entry in old["detectors"].as_array_mut().unwrap() {
+        let keyed = entry.as_object_mut().unwrap().remove("actor_keys").unwrap();
+        let (key, record) = keyed.as_object().unwrap().iter().next().unwrap();
+        assert_eq!(key, &memory::actor_key("n1").to_string());
+        entry["actors"] = serde_json::json!({ "n1": record });
+    }
+    let mut restored = detectors(configs, Reference::default());
+    restored.load(old).unwrap();
+    let again: serde_json::Value = serde_json::from_slice(&restored.save()).unwrap();
+    assert_eq!(again, now);
+}
+
+#[test]
 fn count_detector_parameters_validate_and_default_per_type() {
     let v: DetectorConfig = toml::from_str("type = \"breadth\"\nthreshold = 3.5").unwrap();
     let DetectorConfig::Breadth(b) = &v else {

@@ -7,6 +7,7 @@ fn see(d: &mut AccessRate, e: &Event, out: &mut Vec<Finding>) {
     let ctx = crate::detect::Context {
         reference: &reference,
         time: e.time.with_timezone(&Utc),
+        actor_key: 0,
         role: None,
         dept: None,
         patient_key: None,
