@@ -296,7 +296,8 @@ struct ActorCount {
     /// The newest counted events' ids (at most `max_evidence`), and their
     /// seconds: evidence older than the window is dropped, so a finding
     /// cites only events it counted.
-    evidence: std::collections::VecDeque<String>,
+    #[serde(with = "super::memory::shared_ids")]
+    evidence: std::collections::VecDeque<std::sync::Arc<str>>,
     #[serde(default)]
     evidence_at: std::collections::VecDeque<i64>,
     own: Baseline,
@@ -421,7 +422,7 @@ impl<K: CountKind> CountDetector<K> {
             s.evidence.pop_front();
             s.evidence_at.pop_front();
         }
-        s.evidence.push_back(event.id.clone());
+        s.evidence.push_back(ctx.event_id());
         s.evidence_at.push_back(secs);
         let silence = p.window_secs.max(p.renotify_secs) as i64;
         let (count, fired_recently) = if p.sliding {
@@ -509,7 +510,7 @@ impl<K: CountKind> CountDetector<K> {
             observed: c,
             expected,
             summary: reason,
-            evidence: s.evidence.iter().cloned().collect(),
+            evidence: s.evidence.iter().map(|id| id.to_string()).collect(),
             evidence_total: u64::from(count),
         });
     }

@@ -59,6 +59,11 @@ pub struct Context<'a> {
     /// A stable hash of the actor's id, the key of per-actor state
     /// ([`memory::actor_key`]).
     pub actor_key: u64,
+    /// The event's id, shared by the detectors that keep it as evidence
+    /// (made on first use: most events are evidence of nothing).
+    pub shared_id: std::cell::OnceCell<std::sync::Arc<str>>,
+    /// The event's id as given.
+    pub id: &'a str,
     /// The actor's role and department: the event's, else the roster's.
     pub role: Option<&'a str>,
     pub dept: Option<&'a str>,
@@ -76,6 +81,13 @@ pub struct Context<'a> {
     /// their peer group works under regularly (a few times a shift), if
     /// not routinely; implied by `routine_purpose`.
     pub regular_purpose: bool,
+}
+
+impl Context<'_> {
+    /// The event's id, one copy shared by every detector that keeps it.
+    pub fn event_id(&self) -> std::sync::Arc<str> {
+        self.shared_id.get_or_init(|| self.id.into()).clone()
+    }
 }
 
 /// One detector over the stream.
@@ -351,6 +363,8 @@ impl Detectors {
             reference: &self.reference,
             time,
             actor_key: keys.actor,
+            shared_id: std::cell::OnceCell::new(),
+            id: &event.id,
             role,
             dept,
             patient_key: keys.patient,
