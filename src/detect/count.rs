@@ -422,7 +422,7 @@ impl<K: CountKind> CountDetector<K> {
             s.evidence.pop_front();
             s.evidence_at.pop_front();
         }
-        s.evidence.push_back(ctx.event_id());
+        s.evidence.push_back(ctx.event_id(event));
         s.evidence_at.push_back(secs);
         let silence = p.window_secs.max(p.renotify_secs) as i64;
         let (count, fired_recently) = if p.sliding {

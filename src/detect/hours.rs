@@ -212,6 +212,17 @@ struct Hours<'a> {
     hi: &'a [u8],
 }
 
+impl<'a> Hours<'a> {
+    fn of(hours: &'a [f32], days: f64, lo: &'a [u8], hi: &'a [u8]) -> Self {
+        Hours {
+            hours,
+            days,
+            lo,
+            hi,
+        }
+    }
+}
+
 /// The minute of the day nearest to `minute` (0..1440) at which the actor
 /// (or group) was seen in a usual hour within `gap_hours` + 1 slots of it,
 /// and how many minutes away it is, around the clock; `None` when no usual
@@ -383,41 +394,19 @@ impl Detector for OffHours {
             .get(&group)
             .filter(|p| group != 0 && p.days >= PEER_MIN_DAYS);
         let (habit, whose) = if s.days >= cfg.min_days {
-            let (hours, days, lo, hi) = (&s.hours[..], s.days, &s.lo[..], &s.hi[..]);
-            (
-                Some(Hours {
-                    hours,
-                    days,
-                    lo,
-                    hi,
-                }),
-                "own",
-            )
+            (Some(Hours::of(&s.hours, s.days, &s.lo, &s.hi)), "own")
         } else if let Some(p) = peers {
-            let (hours, days, lo, hi) = (&p.hours[..], p.days, &p.lo[..], &p.hi[..]);
-            (
-                Some(Hours {
-                    hours,
-                    days,
-                    lo,
-                    hi,
-                }),
-                "peers'",
-            )
+            (Some(Hours::of(&p.hours, p.days, &p.lo, &p.hi)), "peers'")
         } else {
             (None, "")
         };
-        let Some(habit) = habit.filter(|x| x.days > 0.0) else {
-            see_minute(&mut s.lo, &mut s.hi, h, m);
-            s.day_hours |= 1 << h;
-            return;
-        };
-        let (hours, days) = (habit.hours, habit.days);
         // Own history only: the envelope is the actor's own working day
         // (peers' hours cover every shift of the department).
-        let unusual = quiet(&habit, minute, cfg)
-            && !(whose == "own" && fits_working_day(hours, days, h, cfg));
-        if unusual {
+        if let Some(habit) = habit.filter(|x| x.days > 0.0)
+            && quiet(&habit, minute, cfg)
+            && !(whose == "own" && fits_working_day(habit.hours, habit.days, h, cfg))
+        {
+            let (hours, days) = (habit.hours, habit.days);
             if secs.saturating_sub(s.run_last) > 3600 {
                 s.run_count = 0;
                 s.run_patients = 0;

@@ -62,8 +62,6 @@ pub struct Context<'a> {
     /// The event's id, shared by the detectors that keep it as evidence
     /// (made on first use: most events are evidence of nothing).
     pub shared_id: std::cell::OnceCell<std::sync::Arc<str>>,
-    /// The event's id as given.
-    pub id: &'a str,
     /// The actor's role and department: the event's, else the roster's.
     pub role: Option<&'a str>,
     pub dept: Option<&'a str>,
@@ -84,9 +82,12 @@ pub struct Context<'a> {
 }
 
 impl Context<'_> {
-    /// The event's id, one copy shared by every detector that keeps it.
-    pub fn event_id(&self) -> std::sync::Arc<str> {
-        self.shared_id.get_or_init(|| self.id.into()).clone()
+    /// The id of `event` (the event this context is of), one copy shared
+    /// by every detector that keeps it.
+    pub fn event_id(&self, event: &Event) -> std::sync::Arc<str> {
+        self.shared_id
+            .get_or_init(|| event.id.as_str().into())
+            .clone()
     }
 }
 
@@ -364,7 +365,6 @@ impl Detectors {
             time,
             actor_key: keys.actor,
             shared_id: std::cell::OnceCell::new(),
-            id: &event.id,
             role,
             dept,
             patient_key: keys.patient,

@@ -9,7 +9,6 @@ fn see(d: &mut AccessRate, e: &Event, out: &mut Vec<Finding>) {
         time: e.time.with_timezone(&Utc),
         actor_key: 0,
         shared_id: Default::default(),
-        id: &e.id,
         role: None,
         dept: None,
         patient_key: None,
