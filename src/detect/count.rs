@@ -39,8 +39,9 @@
 //! and 4096 distinct keys per tumbling window (enough to fire).
 
 use crate::ledger::StateWriter;
-use std::collections::BTreeSet;
+use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -272,48 +273,151 @@ impl<K: CountKind> CountConfig<K> {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// An actor's state in one count detector: small and inline for every
+/// actor seen, with what only a window in progress needs ([`Live`]) boxed
+/// apart and dropped when that window is over, so an actor who is not at
+/// work costs the baselines, not the buffers.
+#[derive(Debug, Clone)]
 struct ActorCount {
     window: i64,
-    /// The tumbling window's count (what the baselines learn).
-    count: u32,
-    /// The sliding window: (second, key or amount) of each counted event
-    /// within `window_secs` of the newest, oldest first.
-    recent: std::collections::VecDeque<(i64, u64)>,
-    /// Sum of the amounts in `recent` (its length for distinct counts).
-    sliding: u64,
     /// When this actor last fired (it fires again only a window later,
     /// or on escalation), and the count it reported then.
     fired_at: i64,
-    #[serde(default)]
-    fired_count: u32,
     /// Peer group of the current window (0: none).
     group: u64,
-    /// Keys counted in the current window (ordered, so equal states save
-    /// to equal bytes).
-    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
-    distinct: BTreeSet<u64>,
-    /// The newest counted events' ids (at most `max_evidence`), and their
-    /// seconds: evidence older than the window is dropped, so a finding
-    /// cites only events it counted.
-    #[serde(with = "super::memory::shared_ids")]
-    evidence: std::collections::VecDeque<std::sync::Arc<str>>,
-    #[serde(default)]
-    evidence_at: std::collections::VecDeque<i64>,
     own: Baseline,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    slots: Vec<Baseline>,
+    /// The tumbling window's count (what the baselines learn).
+    count: u32,
+    fired_count: u32,
     /// Sliding windows only: the previous tumbling window, learned when
     /// the current one ends (see [`CountDetector::close`]).
+    pending: Option<Pending>,
+    /// Seasonal baselines, once a window has been learned.
+    slots: Option<Box<[Baseline; 8]>>,
+    live: Option<Box<Live>>,
+}
+
+/// What a window in progress holds.
+#[derive(Debug, Clone, Default)]
+struct Live {
+    /// Sliding windows only: (second, key or amount) of each counted
+    /// event within `window_secs` of the newest, oldest first.
+    recent: VecDeque<(i64, u64)>,
+    /// Sum of the amounts in `recent` (its length for distinct counts).
+    sliding: u64,
+    /// Keys counted in the current tumbling window, sorted (so equal
+    /// states save to equal bytes).
+    distinct: Vec<u64>,
+    /// The newest counted events (second, id), at most `max_evidence`:
+    /// evidence older than the window is dropped, so a finding cites only
+    /// events it counted.
+    evidence: VecDeque<(i64, Arc<str>)>,
+}
+
+/// A finished window not yet learned.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Pending {
+    window: i64,
+    count: u32,
+}
+
+/// [`ActorCount`] as snapshots hold it (the layout of earlier versions:
+/// evidence ids and their seconds as two arrays).
+#[derive(Serialize, Deserialize)]
+struct SavedCount<'a> {
+    window: i64,
+    count: u32,
+    #[serde(default)]
+    recent: std::borrow::Cow<'a, VecDeque<(i64, u64)>>,
+    #[serde(default)]
+    sliding: u64,
+    fired_at: i64,
+    #[serde(default)]
+    fired_count: u32,
+    group: u64,
+    #[serde(default, skip_serializing_if = "no_items")]
+    distinct: std::borrow::Cow<'a, [u64]>,
+    #[serde(default)]
+    evidence: Vec<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    evidence_at: Vec<i64>,
+    own: Baseline,
+    #[serde(default, skip_serializing_if = "no_items")]
+    slots: std::borrow::Cow<'a, [Baseline]>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pending: Option<Pending>,
 }
 
-/// A finished window not yet learned.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Pending {
-    window: i64,
-    count: u32,
+// `skip_serializing_if` hands over the field as it is.
+#[allow(clippy::ptr_arg)]
+fn no_items<T: Clone>(items: &std::borrow::Cow<'_, [T]>) -> bool {
+    items.is_empty()
+}
+
+impl Serialize for ActorCount {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let empty = Live::default();
+        let live = self.live.as_deref().unwrap_or(&empty);
+        SavedCount {
+            window: self.window,
+            count: self.count,
+            recent: std::borrow::Cow::Borrowed(&live.recent),
+            sliding: live.sliding,
+            fired_at: self.fired_at,
+            fired_count: self.fired_count,
+            group: self.group,
+            distinct: std::borrow::Cow::Borrowed(&live.distinct),
+            evidence: live.evidence.iter().map(|(_, id)| (&**id).into()).collect(),
+            evidence_at: live.evidence.iter().map(|(t, _)| *t).collect(),
+            own: self.own,
+            slots: match &self.slots {
+                Some(slots) => std::borrow::Cow::Borrowed(&slots[..]),
+                None => std::borrow::Cow::Borrowed(&[]),
+            },
+            pending: self.pending,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ActorCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let saved = SavedCount::deserialize(d)?;
+        let mut distinct = saved.distinct.into_owned();
+        distinct.sort_unstable();
+        distinct.dedup();
+        // A state saved without the evidence's seconds starts its
+        // evidence afresh.
+        let evidence = if saved.evidence.len() == saved.evidence_at.len() {
+            saved
+                .evidence_at
+                .into_iter()
+                .zip(saved.evidence)
+                .map(|(t, id)| (t, Arc::from(&*id)))
+                .collect()
+        } else {
+            VecDeque::new()
+        };
+        let live = Live {
+            recent: saved.recent.into_owned(),
+            sliding: saved.sliding,
+            distinct,
+            evidence,
+        };
+        let busy =
+            !(live.recent.is_empty() && live.distinct.is_empty() && live.evidence.is_empty());
+        Ok(ActorCount {
+            window: saved.window,
+            fired_at: saved.fired_at,
+            group: saved.group,
+            own: saved.own,
+            count: saved.count,
+            fired_count: saved.fired_count,
+            pending: saved.pending,
+            slots: <[Baseline; 8]>::try_from(&*saved.slots).ok().map(Box::new),
+            live: busy.then(|| Box::new(live)),
+        })
+    }
 }
 
 /// A count detector of type `K`.
@@ -371,62 +475,79 @@ impl<K: CountKind> CountDetector<K> {
         }
         // Slide: forget what left the window.
         let horizon = secs.saturating_sub(p.window_secs as i64);
-        while s.recent.front().is_some_and(|&(t, _)| t <= horizon) {
-            let (_, x) = s.recent.pop_front().unwrap_or_default();
-            s.sliding -= if K::DISTINCT { 1 } else { x };
+        if let Some(live) = s.live.as_deref_mut() {
+            while live.recent.front().is_some_and(|&(t, _)| t <= horizon) {
+                let (_, x) = live.recent.pop_front().unwrap_or_default();
+                live.sliding -= if K::DISTINCT { 1 } else { x };
+            }
+            // A sliding window that has emptied holds nothing to cite.
+            if p.sliding && live.recent.is_empty() && live.distinct.is_empty() {
+                s.live = None;
+            }
         }
+        if matches!(m, Measure::Skip | Measure::Touch | Measure::Add(0)) {
+            return;
+        }
+        let live = s.live.get_or_insert_with(Box::default);
         let added = match m {
             Measure::Skip | Measure::Touch => false,
             Measure::Add(n) => {
                 s.count = s.count.saturating_add(n);
-                if n > 0 {
-                    s.recent.push_back((secs, u64::from(n)));
-                    s.sliding += u64::from(n);
+                if p.sliding {
+                    live.recent.push_back((secs, u64::from(n)));
+                    live.sliding += u64::from(n);
                 }
-                n > 0
+                true
             }
             Measure::Distinct(key) => {
-                if s.distinct.len() < MAX_DISTINCT && s.distinct.insert(key) {
-                    s.count += 1;
+                let new_here = match live.distinct.binary_search(&key) {
+                    Ok(_) => false,
+                    Err(at) if live.distinct.len() < MAX_DISTINCT => {
+                        live.distinct.insert(at, key);
+                        s.count += 1;
+                        true
+                    }
+                    Err(_) => false,
+                };
+                // Sliding: fresh within the sliding window; tumbling: new
+                // in this window's count.
+                if p.sliding {
+                    let fresh = !live.recent.iter().any(|&(_, k)| k == key);
+                    if fresh {
+                        live.recent.push_back((secs, key));
+                        live.sliding += 1;
+                    }
+                    fresh
+                } else {
+                    new_here
                 }
-                let fresh = !s.recent.iter().any(|&(_, k)| k == key);
-                if fresh {
-                    s.recent.push_back((secs, key));
-                    s.sliding += 1;
-                }
-                fresh
             }
         };
-        if s.recent.len() > MAX_RECENT {
-            let (_, x) = s.recent.pop_front().unwrap_or_default();
-            s.sliding -= if K::DISTINCT { 1 } else { x };
+        if live.recent.len() > MAX_RECENT {
+            let (_, x) = live.recent.pop_front().unwrap_or_default();
+            live.sliding -= if K::DISTINCT { 1 } else { x };
         }
         if !added {
             return;
         }
-        // Evidence of the window only (a state saved without the seconds
-        // starts its evidence afresh).
+        // Evidence of the window only.
         let from = if p.sliding {
             horizon
         } else {
             s.window * p.window_secs as i64 - 1
         };
-        if s.evidence_at.len() != s.evidence.len() {
-            s.evidence.clear();
-            s.evidence_at.clear();
-        }
-        while !s.evidence.is_empty()
-            && (s.evidence_at.front().is_some_and(|&t| t <= from)
-                || s.evidence.len() >= p.max_evidence)
+        while live
+            .evidence
+            .front()
+            .is_some_and(|&(t, _)| t <= from || live.evidence.len() >= p.max_evidence)
         {
-            s.evidence.pop_front();
-            s.evidence_at.pop_front();
+            live.evidence.pop_front();
         }
-        s.evidence.push_back(ctx.event_id(event));
-        s.evidence_at.push_back(secs);
+        live.evidence.push_back((secs, ctx.event_id(event)));
+        let sliding = live.sliding;
         let silence = p.window_secs.max(p.renotify_secs) as i64;
         let (count, fired_recently) = if p.sliding {
-            let count = u32::try_from(s.sliding).unwrap_or(u32::MAX);
+            let count = u32::try_from(sliding).unwrap_or(u32::MAX);
             (count, secs.saturating_sub(s.fired_at) < silence)
         } else {
             (
@@ -445,8 +566,8 @@ impl<K: CountKind> CountDetector<K> {
             return;
         }
         let c = f64::from(count);
-        let own = match s.slots.get(slot_of(secs)) {
-            Some(slot) if slot.n >= p.warmup_windows => Some(*slot),
+        let own = match s.slots.as_deref().map(|slots| slots[slot_of(secs)]) {
+            Some(slot) if slot.n >= p.warmup_windows => Some(slot),
             _ => (s.own.n >= p.warmup_windows).then_some(s.own),
         };
         let peer = peers
@@ -510,7 +631,12 @@ impl<K: CountKind> CountDetector<K> {
             observed: c,
             expected,
             summary: reason,
-            evidence: s.evidence.iter().map(|id| id.to_string()).collect(),
+            evidence: s
+                .live
+                .iter()
+                .flat_map(|live| &live.evidence)
+                .map(|(_, id)| id.to_string())
+                .collect(),
             evidence_total: u64::from(count),
         });
     }
@@ -556,15 +682,24 @@ impl<K: CountKind> CountDetector<K> {
             let x = value(p.model, done.count);
             s.own.learn(x, p.alpha, p.threshold);
             if p.seasonal {
-                if s.slots.is_empty() {
-                    s.slots = vec![Baseline::default(); 8];
-                }
-                s.slots[slot_of(start(done.window))].learn(x, p.alpha, p.threshold);
+                s.slots.get_or_insert_with(Default::default)[slot_of(start(done.window))].learn(
+                    x,
+                    p.alpha,
+                    p.threshold,
+                );
             }
         }
         s.window = w;
         s.count = 0;
-        s.distinct.clear();
+        // A tumbling window's counts and evidence end with it; a sliding
+        // one keeps what is still within its length.
+        if p.sliding {
+            if let Some(live) = s.live.as_deref_mut() {
+                live.distinct = Vec::new();
+            }
+        } else {
+            s.live = None;
+        }
     }
 }
 
@@ -601,18 +736,14 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
             .entry(ctx.actor_key)
             .or_insert_with(|| ActorCount {
                 window: w,
-                count: 0,
-                recent: Default::default(),
-                sliding: 0,
                 fired_at: i64::MIN,
-                fired_count: 0,
                 group: 0,
-                distinct: BTreeSet::new(),
-                evidence: Default::default(),
-                evidence_at: Default::default(),
                 own: Baseline::default(),
-                slots: Vec::new(),
+                count: 0,
+                fired_count: 0,
                 pending: None,
+                slots: None,
+                live: None,
             });
         Self::step(&self.p, &mut self.peers, s, m, event, ctx, findings);
     }

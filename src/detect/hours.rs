@@ -109,18 +109,13 @@ struct Habit {
     /// Finished active days seen, decayed.
     #[serde(with = "super::exact_f64")]
     days: f64,
-    /// Per hour of day: finished days with activity in that hour, decayed.
-    hours: Vec<f32>,
+    /// Per hour of day, what was seen in it (one allocation, saved as
+    /// members of the habit).
+    #[serde(flatten)]
+    slots: Box<HourSlots>,
     /// Current day and the hours already counted in it (bit per hour).
     day: i64,
     day_hours: u32,
-    /// Per hour slot, the earliest and latest minute seen in it (`lo > hi`:
-    /// none seen, or a snapshot from before they were kept: the whole
-    /// hour).
-    #[serde(default = "no_minutes")]
-    lo: Vec<u8>,
-    #[serde(default)]
-    hi: Vec<u8>,
     /// The current off-hours run: last event second, accesses, fired.
     run_last: i64,
     run_count: u32,
@@ -129,6 +124,22 @@ struct Habit {
     run_patients: u32,
     run_fired: bool,
     evidence: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct HourSlots {
+    /// Finished days with activity in the hour, decayed.
+    hours: [f32; 24],
+    /// The earliest and latest minute seen in the hour (`lo > hi`: none
+    /// seen, or a snapshot from before they were kept: the whole hour).
+    #[serde(default = "no_minutes_yet")]
+    lo: [u8; 24],
+    #[serde(default)]
+    hi: [u8; 24],
+}
+
+fn no_minutes_yet() -> [u8; 24] {
+    [60; 24]
 }
 
 pub struct OffHours {
@@ -165,15 +176,19 @@ struct Peers {
 
 /// Minute bounds with nothing seen: `lo` above every minute.
 fn no_minutes() -> Vec<u8> {
-    vec![60; 24]
+    no_minutes_yet().to_vec()
 }
 
 /// Widens hour `h`'s minute bounds to take in minute `m`.
 fn see_minute(lo: &mut Vec<u8>, hi: &mut Vec<u8>, h: usize, m: u8) {
     lo.resize(24, 60);
     hi.resize(24, 0);
-    lo[h] = lo[h].min(m);
-    hi[h] = hi[h].max(m);
+    widen(&mut lo[h], &mut hi[h], m);
+}
+
+fn widen(lo: &mut u8, hi: &mut u8, m: u8) {
+    *lo = (*lo).min(m);
+    *hi = (*hi).max(m);
 }
 
 impl Peers {
@@ -314,7 +329,7 @@ impl Habit {
         if day > self.day {
             if self.day_hours != 0 {
                 self.days += 1.0;
-                for (i, x) in self.hours.iter_mut().enumerate() {
+                for (i, x) in self.slots.hours.iter_mut().enumerate() {
                     if self.day_hours & (1 << i) != 0 {
                         *x += 1.0;
                     }
@@ -322,7 +337,7 @@ impl Habit {
             }
             let factor = decay.powi((day - self.day).min(1000) as i32);
             self.days *= factor;
-            for x in &mut self.hours {
+            for x in &mut self.slots.hours {
                 *x = (f64::from(*x) * factor) as f32;
             }
             self.day = day;
@@ -351,11 +366,13 @@ impl Detector for OffHours {
                 ctx.actor_key,
                 Habit {
                     days: 0.0,
-                    hours: vec![0.0; 24],
+                    slots: Box::new(HourSlots {
+                        hours: [0.0; 24],
+                        lo: no_minutes_yet(),
+                        hi: [0; 24],
+                    }),
                     day: day - 1,
                     day_hours: 0,
-                    lo: no_minutes(),
-                    hi: vec![0; 24],
                     run_last: i64::MIN,
                     run_count: 0,
                     run_patients: 0,
@@ -394,7 +411,8 @@ impl Detector for OffHours {
             .get(&group)
             .filter(|p| group != 0 && p.days >= PEER_MIN_DAYS);
         let (habit, whose) = if s.days >= cfg.min_days {
-            (Some(Hours::of(&s.hours, s.days, &s.lo, &s.hi)), "own")
+            let own = &s.slots;
+            (Some(Hours::of(&own.hours, s.days, &own.lo, &own.hi)), "own")
         } else if let Some(p) = peers {
             (Some(Hours::of(&p.hours, p.days, &p.lo, &p.hi)), "peers'")
         } else {
@@ -471,7 +489,8 @@ impl Detector for OffHours {
                 });
             }
         }
-        see_minute(&mut s.lo, &mut s.hi, h, m);
+        let own = &mut s.slots;
+        widen(&mut own.lo[h], &mut own.hi[h], m);
         s.day_hours |= 1 << h;
     }
 

@@ -37,26 +37,6 @@ pub fn actor_key(id: &str) -> u64 {
     key_hash(&["a", id])
 }
 
-/// Event ids held as evidence, shared between the detectors that count
-/// the same event (one copy of the id per event, not one per detector);
-/// saved as a JSON array of strings.
-pub mod shared_ids {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::collections::VecDeque;
-    use std::sync::Arc;
-
-    pub fn serialize<S: Serializer>(ids: &VecDeque<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(ids.iter().map(|id| &**id))
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<VecDeque<Arc<str>>, D::Error> {
-        Ok(Vec::<String>::deserialize(d)?
-            .into_iter()
-            .map(Arc::from)
-            .collect())
-    }
-}
-
 /// Saved per-actor state under its keys (`actor_keys`), or from a snapshot
 /// of an earlier version keyed by actor id (`actors`), rekeyed.
 pub fn actor_state<V, M: FromIterator<(u64, V)>>(

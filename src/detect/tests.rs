@@ -1395,3 +1395,67 @@ fn a_window_that_fired_does_not_teach_the_baseline() {
         );
     }
 }
+
+#[test]
+fn an_actor_between_windows_keeps_baselines_not_the_windows_buffers() {
+    let configs = vec![
+        DetectorConfig::Volume(Default::default()),
+        DetectorConfig::Pace(Default::default()),
+        DetectorConfig::Breadth(Default::default()),
+    ];
+    let mut d = detectors(configs, Reference::default());
+    let nurse = by("n1", "nurse", "icu");
+    let views: Vec<Event> = (0..12)
+        .map(|k| {
+            nurse
+                .clone()
+                .patient(format!("p{k}"))
+                .at(DAY0 + 8 * H + k * 20)
+        })
+        .collect();
+    run(&mut d, views.clone());
+    let state = |d: &Detectors| -> Vec<serde_json::Value> {
+        let saved: serde_json::Value = serde_json::from_slice(&d.save()).unwrap();
+        saved["detectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["actor_keys"][memory::actor_key("n1").to_string()].clone())
+            .collect()
+    };
+    let busy = state(&d);
+    // Evidence of the window: ten minutes' and an hour's all twelve, the
+    // last minute's three (one view every 20 s).
+    for ((name, s), n) in ["volume", "pace", "breadth"]
+        .iter()
+        .zip(&busy)
+        .zip([12, 3, 12])
+    {
+        assert_eq!(s["evidence"].as_array().unwrap().len(), n, "{name}: {s}");
+        assert_eq!(s["evidence_at"].as_array().unwrap().len(), n, "{name}: {s}");
+    }
+    // Only the sliding window keeps the times of what it counted; breadth
+    // keeps the patients of its hour.
+    assert!(busy[0]["recent"].as_array().unwrap().is_empty());
+    assert_eq!(busy[1]["recent"].as_array().unwrap().len(), 3);
+    assert_eq!(busy[2]["distinct"].as_array().unwrap().len(), 12);
+    // Two hours later, a login: activity, but nothing counted.
+    let login = Ev {
+        action: "login",
+        patient: None,
+        ..nurse.clone()
+    };
+    run(&mut d, [login.at(DAY0 + 10 * H)]);
+    let idle = state(&d);
+    for (name, s) in ["volume", "pace", "breadth"].iter().zip(&idle) {
+        assert!(s["evidence"].as_array().unwrap().is_empty(), "{name}: {s}");
+        assert!(s["recent"].as_array().unwrap().is_empty(), "{name}: {s}");
+        assert!(s.get("distinct").is_none(), "{name}: {s}");
+        assert_eq!(s["count"], 0, "{name}: {s}");
+    }
+    // The windows that ended were learned (a sliding one's waits for the
+    // next to end).
+    assert_eq!(idle[0]["own"]["n"], 1);
+    assert_eq!(idle[2]["own"]["n"], 1);
+    assert_eq!(idle[1]["pending"]["count"], 3);
+}
