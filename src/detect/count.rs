@@ -45,7 +45,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::memory::{Baseline, Map};
+use super::memory::{Baseline, Map, is_never, is_zero, never};
 use super::{Context, Finding, Severity};
 use crate::event::Event;
 
@@ -322,30 +322,45 @@ struct Pending {
 }
 
 /// [`ActorCount`] as snapshots hold it (the layout of earlier versions:
-/// evidence ids and their seconds as two arrays).
+/// evidence ids and their seconds as two arrays). Members at their
+/// defaults (nothing counted, never fired, no history) are left out: most
+/// actors in a large state are between windows.
 #[derive(Serialize, Deserialize)]
 struct SavedCount<'a> {
     window: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
     count: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "no_recent")]
     recent: std::borrow::Cow<'a, VecDeque<(i64, u64)>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     sliding: u64,
+    #[serde(default = "never", skip_serializing_if = "is_never")]
     fired_at: i64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     fired_count: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
     group: u64,
     #[serde(default, skip_serializing_if = "no_items")]
     distinct: std::borrow::Cow<'a, [u64]>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     evidence: Vec<std::borrow::Cow<'a, str>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     evidence_at: Vec<i64>,
+    #[serde(default, skip_serializing_if = "no_history")]
     own: Baseline,
     #[serde(default, skip_serializing_if = "no_items")]
     slots: std::borrow::Cow<'a, [Baseline]>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pending: Option<Pending>,
+}
+
+fn no_history(b: &Baseline) -> bool {
+    b.n == 0 && b.mean.to_bits() == 0 && b.var.to_bits() == 0
+}
+
+#[allow(clippy::ptr_arg)]
+fn no_recent(recent: &std::borrow::Cow<'_, VecDeque<(i64, u64)>>) -> bool {
+    recent.is_empty()
 }
 
 // `skip_serializing_if` hands over the field as it is.

@@ -34,7 +34,7 @@
 use crate::ledger::StateWriter;
 use serde::{Deserialize, Serialize};
 
-use super::memory::Map;
+use super::memory::{Map, is_never, is_zero, never};
 use super::{Context, Detector, Finding, Severity};
 use crate::event::{Body, Event};
 
@@ -116,13 +116,18 @@ struct Habit {
     /// Current day and the hours already counted in it (bit per hour).
     day: i64,
     day_hours: u32,
-    /// The current off-hours run: last event second, accesses, fired.
+    /// The current off-hours run: last event second, accesses, fired
+    /// (saved only once there has been one).
+    #[serde(default = "never", skip_serializing_if = "is_never")]
     run_last: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
     run_count: u32,
     /// Accesses of the run that named a patient.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     run_patients: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
     run_fired: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     evidence: Vec<String>,
 }
 

@@ -37,6 +37,20 @@ pub fn actor_key(id: &str) -> u64 {
     key_hash(&["a", id])
 }
 
+/// For saved state that leaves out members at their defaults: a number
+/// at zero, and a time that has not come (`i64::MIN`).
+pub fn is_zero<T: Default + PartialEq>(x: &T) -> bool {
+    *x == T::default()
+}
+
+pub fn never() -> i64 {
+    i64::MIN
+}
+
+pub fn is_never(t: &i64) -> bool {
+    *t == i64::MIN
+}
+
 /// Saved per-actor state under its keys (`actor_keys`), or from a snapshot
 /// of an earlier version keyed by actor id (`actors`), rekeyed.
 pub fn actor_state<V, M: FromIterator<(u64, V)>>(

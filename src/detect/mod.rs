@@ -298,6 +298,9 @@ pub struct Detectors {
     /// Evictions already added to the metric, per detector.
     reported_evictions: Vec<u64>,
     reported_relations: u64,
+    /// Length of the last saved state: the next one is written into a
+    /// buffer of about that size.
+    saved_len: std::cell::Cell<usize>,
 }
 
 impl Detectors {
@@ -312,6 +315,7 @@ impl Detectors {
             config_id: blake3::hash(&config_json).to_hex()[..16].to_owned(),
             reported_evictions: vec![0; configs.len()],
             reported_relations: 0,
+            saved_len: Default::default(),
         }
     }
 
@@ -387,14 +391,17 @@ impl Detectors {
     /// Every detector's state, and after it the members `more` (name, JSON
     /// text).
     pub fn save_with(&self, more: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut state = StateWriter::new()
+        let hint = self.saved_len.get() + self.saved_len.get() / 8;
+        let mut state = StateWriter::with_capacity(hint)
             .field("config", &self.config_id)
             .raw_array("detectors", self.list.iter().map(|d| d.save()))
             .raw("relations", &self.relations.save());
         for (name, json) in more {
             state = state.raw(name, json);
         }
-        state.finish()
+        let text = state.finish();
+        self.saved_len.set(text.len());
+        text
     }
 
     /// Restores a saved state. Refused (state unchanged) when it was saved

@@ -44,6 +44,15 @@ impl StateWriter {
         Self::default()
     }
 
+    /// A writer whose buffer holds `bytes` before it grows: a text of a
+    /// known size is then written without the slack of a growing buffer
+    /// (up to as much again, which for a large state is hundreds of MB).
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut out = Vec::with_capacity(bytes.max(1));
+        out.push(b'{');
+        StateWriter { out }
+    }
+
     fn key(&mut self, key: &str) {
         if self.out.len() > 1 {
             self.out.push(b',');
@@ -122,7 +131,7 @@ impl Store {
         snapshot: &Snapshot,
         state: &[u8],
     ) -> Result<(), LedgerError> {
-        let bytes = StateWriter::new()
+        let bytes = StateWriter::with_capacity(state.len() + 256)
             .field("v", &snapshot.v)
             .field("next_offset", &snapshot.next_offset)
             .field("events", &snapshot.events)
