@@ -1469,3 +1469,49 @@ fn an_actor_between_windows_keeps_baselines_not_the_windows_buffers() {
     assert_eq!(idle[2]["own"]["n"], 1);
     assert_eq!(idle[1]["pending"]["count"], 3);
 }
+
+#[test]
+fn a_snapshot_with_every_member_written_out_loads_as_the_compact_one() {
+    let configs = vec![
+        DetectorConfig::Volume(Default::default()),
+        DetectorConfig::Pace(Default::default()),
+        DetectorConfig::OffHours(Default::default()),
+    ];
+    let mut d = detectors(configs.clone(), Reference::default());
+    run(&mut d, workdays(&by("n1", "nurse", "icu"), "q", 0, 2, 4));
+    run(
+        &mut d,
+        [by("n2", "nurse", "icu").patient("p").at(DAY0 + 3 * 86_400)],
+    );
+    let now: serde_json::Value = serde_json::from_slice(&d.save()).unwrap();
+    // Earlier versions wrote every member, defaults included.
+    let count_defaults = serde_json::json!({
+        "count": 0, "recent": [], "sliding": 0, "fired_at": i64::MIN, "fired_count": 0,
+        "group": 0, "evidence": [], "evidence_at": [], "own": {"n": 0, "mean": 0, "var": 0},
+    });
+    let hours_defaults = serde_json::json!({
+        "run_last": i64::MIN, "run_count": 0, "run_patients": 0, "run_fired": false,
+        "evidence": [],
+    });
+    let mut full = now.clone();
+    let mut filled = 0;
+    for (entry, defaults) in full["detectors"].as_array_mut().unwrap().iter_mut().zip([
+        &count_defaults,
+        &count_defaults,
+        &hours_defaults,
+    ]) {
+        for record in entry["actor_keys"].as_object_mut().unwrap().values_mut() {
+            for (key, value) in defaults.as_object().unwrap() {
+                if record.get(key).is_none() {
+                    record[key] = value.clone();
+                    filled += 1;
+                }
+            }
+        }
+    }
+    assert!(filled > 10, "the state has members at their defaults");
+    let mut restored = detectors(configs, Reference::default());
+    restored.load(full).unwrap();
+    let again: serde_json::Value = serde_json::from_slice(&restored.save()).unwrap();
+    assert_eq!(again, now);
+}
