@@ -275,8 +275,9 @@ impl<K: CountKind> CountConfig<K> {
 
 /// An actor's state in one count detector: small and inline for every
 /// actor seen, with what only a window in progress needs ([`Live`]) boxed
-/// apart and dropped when that window is over, so an actor who is not at
-/// work costs the baselines, not the buffers.
+/// apart, emptied when that window is over and dropped after a window with
+/// nothing counted, so an actor who is not at work costs the baselines,
+/// not the buffers.
 #[derive(Debug, Clone)]
 struct ActorCount {
     window: i64,
@@ -482,6 +483,8 @@ impl<K: CountKind> CountDetector<K> {
         let secs = ctx.time.timestamp();
         let w = secs.div_euclid(p.window_secs as i64);
         // A late event (an earlier window) counts in the current one.
+        // Whether a window just ended with nothing counted in it.
+        let idle_window = w > s.window && s.count == 0;
         if w > s.window {
             Self::close(p, peers, s, w);
         }
@@ -495,8 +498,17 @@ impl<K: CountKind> CountDetector<K> {
                 let (_, x) = live.recent.pop_front().unwrap_or_default();
                 live.sliding -= if K::DISTINCT { 1 } else { x };
             }
-            // A sliding window that has emptied holds nothing to cite.
-            if p.sliding && live.recent.is_empty() && live.distinct.is_empty() {
+            while live
+                .evidence
+                .front()
+                .is_some_and(|&(t, _)| p.sliding && t <= horizon)
+            {
+                live.evidence.pop_front();
+            }
+            // A sliding window that has emptied, of an actor who counted
+            // nothing in the tumbling window that ended, holds nothing to
+            // keep (one busy now and then reuses its buffers).
+            if p.sliding && idle_window && live.recent.is_empty() {
                 s.live = None;
             }
         }
@@ -707,13 +719,16 @@ impl<K: CountKind> CountDetector<K> {
         s.window = w;
         s.count = 0;
         // A tumbling window's counts and evidence end with it; a sliding
-        // one keeps what is still within its length.
-        if p.sliding {
-            if let Some(live) = s.live.as_deref_mut() {
-                live.distinct = Vec::new();
-            }
-        } else {
+        // one keeps what is still within its length. The buffers of an
+        // actor who counted nothing in the window that ended are dropped;
+        // a busy one's are emptied and reused.
+        if !p.sliding && ended.count == 0 {
             s.live = None;
+        } else if let Some(live) = s.live.as_deref_mut() {
+            live.distinct.clear();
+            if !p.sliding {
+                live.evidence.clear();
+            }
         }
     }
 }
