@@ -68,19 +68,12 @@ fn rss() -> u64 {
         * 1024
 }
 
-fn type_name(c: &DetectorConfig) -> String {
-    serde_json::to_value(c).expect("a config serializes")["type"]
-        .as_str()
-        .expect("a type tag")
-        .to_owned()
-}
-
 /// The sets measured: every default detector together, then each alone,
 /// then the relationships alone.
 fn sets() -> Vec<(String, Vec<DetectorConfig>)> {
     let mut sets = vec![("all".to_owned(), DetectorConfig::access_defaults())];
     for c in DetectorConfig::access_defaults() {
-        sets.push((type_name(&c), vec![c]));
+        sets.push((c.build().name().to_owned(), vec![c]));
     }
     sets.push(("relations".to_owned(), Vec::new()));
     sets

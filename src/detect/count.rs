@@ -386,10 +386,7 @@ impl Serialize for ActorCount {
             evidence: live.evidence.iter().map(|(_, id)| (&**id).into()).collect(),
             evidence_at: live.evidence.iter().map(|(t, _)| *t).collect(),
             own: self.own,
-            slots: match &self.slots {
-                Some(slots) => std::borrow::Cow::Borrowed(&slots[..]),
-                None => std::borrow::Cow::Borrowed(&[]),
-            },
+            slots: std::borrow::Cow::Borrowed(self.slots.as_deref().map_or(&[], |s| &s[..])),
             pending: self.pending,
         }
         .serialize(s)
@@ -482,33 +479,35 @@ impl<K: CountKind> CountDetector<K> {
     ) {
         let secs = ctx.time.timestamp();
         let w = secs.div_euclid(p.window_secs as i64);
-        // A late event (an earlier window) counts in the current one.
         // Whether a window just ended with nothing counted in it.
         let idle_window = w > s.window && s.count == 0;
+        // A late event (an earlier window) counts in the current one.
         if w > s.window {
             Self::close(p, peers, s, w);
         }
         if let Some(g) = ctx.group {
             s.group = g;
         }
-        // Slide: forget what left the window.
+        // Slide: forget what left the window, and the evidence of what
+        // it no longer counts.
         let horizon = secs.saturating_sub(p.window_secs as i64);
+        let from = if p.sliding {
+            horizon
+        } else {
+            s.window * p.window_secs as i64 - 1
+        };
         if let Some(live) = s.live.as_deref_mut() {
             while live.recent.front().is_some_and(|&(t, _)| t <= horizon) {
                 let (_, x) = live.recent.pop_front().unwrap_or_default();
                 live.sliding -= if K::DISTINCT { 1 } else { x };
             }
-            while live
-                .evidence
-                .front()
-                .is_some_and(|&(t, _)| p.sliding && t <= horizon)
-            {
+            while live.evidence.front().is_some_and(|&(t, _)| t <= from) {
                 live.evidence.pop_front();
             }
-            // A sliding window that has emptied, of an actor who counted
-            // nothing in the tumbling window that ended, holds nothing to
-            // keep (one busy now and then reuses its buffers).
-            if p.sliding && idle_window && live.recent.is_empty() {
+            // The buffers of an actor who counted nothing in the window
+            // that ended, once nothing is left in them, are dropped; a
+            // busy actor's are reused.
+            if idle_window && live.recent.is_empty() {
                 s.live = None;
             }
         }
@@ -557,19 +556,7 @@ impl<K: CountKind> CountDetector<K> {
         if !added {
             return;
         }
-        // Evidence of the window only.
-        let from = if p.sliding {
-            horizon
-        } else {
-            s.window * p.window_secs as i64 - 1
-        };
-        while live
-            .evidence
-            .front()
-            .is_some_and(|&(t, _)| t <= from || live.evidence.len() >= p.max_evidence)
-        {
-            live.evidence.pop_front();
-        }
+        while live.evidence.len() >= p.max_evidence && live.evidence.pop_front().is_some() {}
         live.evidence.push_back((secs, ctx.event_id(event)));
         let sliding = live.sliding;
         let silence = p.window_secs.max(p.renotify_secs) as i64;
@@ -718,17 +705,10 @@ impl<K: CountKind> CountDetector<K> {
         }
         s.window = w;
         s.count = 0;
-        // A tumbling window's counts and evidence end with it; a sliding
-        // one keeps what is still within its length. The buffers of an
-        // actor who counted nothing in the window that ended are dropped;
-        // a busy one's are emptied and reused.
-        if !p.sliding && ended.count == 0 {
-            s.live = None;
-        } else if let Some(live) = s.live.as_deref_mut() {
+        // The distinct keys were the ended window's; its evidence leaves
+        // with the next event's slide.
+        if let Some(live) = s.live.as_deref_mut() {
             live.distinct.clear();
-            if !p.sliding {
-                live.evidence.clear();
-            }
         }
     }
 }

@@ -131,20 +131,41 @@ struct Habit {
     evidence: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Per hour of day, for an actor or a peer group: the (decayed) days
+/// with activity in it, and the earliest and latest minute seen in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct HourSlots {
     /// Finished days with activity in the hour, decayed.
     hours: [f32; 24],
     /// The earliest and latest minute seen in the hour (`lo > hi`: none
     /// seen, or a snapshot from before they were kept: the whole hour).
-    #[serde(default = "no_minutes_yet")]
+    #[serde(default = "no_minutes")]
     lo: [u8; 24],
     #[serde(default)]
     hi: [u8; 24],
 }
 
-fn no_minutes_yet() -> [u8; 24] {
+/// Minute bounds with nothing seen: `lo` above every minute.
+fn no_minutes() -> [u8; 24] {
     [60; 24]
+}
+
+impl Default for HourSlots {
+    fn default() -> Self {
+        HourSlots {
+            hours: [0.0; 24],
+            lo: no_minutes(),
+            hi: [0; 24],
+        }
+    }
+}
+
+impl HourSlots {
+    /// Widens hour `h`'s minute bounds to take in minute `m`.
+    fn see_minute(&mut self, h: usize, m: u8) {
+        self.lo[h] = self.lo[h].min(m);
+        self.hi[h] = self.hi[h].max(m);
+    }
 }
 
 pub struct OffHours {
@@ -160,7 +181,8 @@ pub struct OffHours {
 struct Peers {
     #[serde(with = "super::exact_f64")]
     days: f64,
-    hours: Vec<f32>,
+    #[serde(flatten)]
+    slots: HourSlots,
     /// The group's current day (the newest of its members' events) and
     /// its members' days so far: a day enters `days` when the group has
     /// moved past it, not when each member next comes to work (an office
@@ -171,29 +193,6 @@ struct Peers {
     open_days: f64,
     #[serde(default)]
     open_hours: Vec<f32>,
-    /// Per hour slot, the earliest and latest minute a member was seen in
-    /// it (as [`Habit`]'s).
-    #[serde(default = "no_minutes")]
-    lo: Vec<u8>,
-    #[serde(default)]
-    hi: Vec<u8>,
-}
-
-/// Minute bounds with nothing seen: `lo` above every minute.
-fn no_minutes() -> Vec<u8> {
-    no_minutes_yet().to_vec()
-}
-
-/// Widens hour `h`'s minute bounds to take in minute `m`.
-fn see_minute(lo: &mut Vec<u8>, hi: &mut Vec<u8>, h: usize, m: u8) {
-    lo.resize(24, 60);
-    hi.resize(24, 0);
-    widen(&mut lo[h], &mut hi[h], m);
-}
-
-fn widen(lo: &mut u8, hi: &mut u8, m: u8) {
-    *lo = (*lo).min(m);
-    *hi = (*hi).max(m);
 }
 
 impl Peers {
@@ -205,12 +204,12 @@ impl Peers {
         }
         if self.open_days > 0.0 {
             self.days += self.open_days;
-            for (x, n) in self.hours.iter_mut().zip(&self.open_hours) {
+            for (x, n) in self.slots.hours.iter_mut().zip(&self.open_hours) {
                 *x += n;
             }
             if self.days >= 2000.0 {
                 self.days /= 2.0;
-                self.hours.iter_mut().for_each(|x| *x /= 2.0);
+                self.slots.hours.iter_mut().for_each(|x| *x /= 2.0);
             }
         }
         self.open_day = day;
@@ -226,21 +225,8 @@ const MAX_GROUPS: usize = 10_000;
 /// A habit of hours to judge by: the share of days active in each hour
 /// slot, and the minutes seen in each.
 struct Hours<'a> {
-    hours: &'a [f32],
+    slots: &'a HourSlots,
     days: f64,
-    lo: &'a [u8],
-    hi: &'a [u8],
-}
-
-impl<'a> Hours<'a> {
-    fn of(hours: &'a [f32], days: f64, lo: &'a [u8], hi: &'a [u8]) -> Self {
-        Hours {
-            hours,
-            days,
-            lo,
-            hi,
-        }
-    }
 }
 
 /// The minute of the day nearest to `minute` (0..1440) at which the actor
@@ -253,11 +239,11 @@ fn nearest_usual(habit: &Hours, minute: i64, cfg: &OffHoursConfig) -> Option<(i6
     let mut best: Option<(i64, i64)> = None;
     for dx in -reach..=reach {
         let x = (h + dx).rem_euclid(24) as usize;
-        if f64::from(habit.hours[x]) / habit.days < cfg.max_share {
+        if f64::from(habit.slots.hours[x]) / habit.days < cfg.max_share {
             continue;
         }
-        let (lo, hi) = match (habit.lo.get(x), habit.hi.get(x)) {
-            (Some(&lo), Some(&hi)) if lo <= hi => (i64::from(lo), i64::from(hi)),
+        let (lo, hi) = match (habit.slots.lo[x], habit.slots.hi[x]) {
+            (lo, hi) if lo <= hi => (i64::from(lo), i64::from(hi)),
             _ => (0, 59),
         };
         // The slot's seen span, placed on the side of `minute` it lies on.
@@ -371,11 +357,7 @@ impl Detector for OffHours {
                 ctx.actor_key,
                 Habit {
                     days: 0.0,
-                    slots: Box::new(HourSlots {
-                        hours: [0.0; 24],
-                        lo: no_minutes_yet(),
-                        hi: [0; 24],
-                    }),
+                    slots: Box::default(),
                     day: day - 1,
                     day_hours: 0,
                     run_last: i64::MIN,
@@ -394,7 +376,6 @@ impl Detector for OffHours {
         let group = ctx.group.unwrap_or(0);
         if group != 0 && (self.groups.len() < MAX_GROUPS || self.groups.contains_key(&group)) {
             let p = self.groups.entry(group).or_insert_with(|| Peers {
-                hours: vec![0.0; 24],
                 open_day: day,
                 open_hours: vec![0.0; 24],
                 ..Peers::default()
@@ -407,7 +388,7 @@ impl Detector for OffHours {
                 }
                 p.open_hours[h] += 1.0;
             }
-            see_minute(&mut p.lo, &mut p.hi, h, m);
+            p.slots.see_minute(h, m);
         }
         // Judged against the history before this event's day was learned:
         // the actor's own, or while it is too short, their peers'.
@@ -416,10 +397,22 @@ impl Detector for OffHours {
             .get(&group)
             .filter(|p| group != 0 && p.days >= PEER_MIN_DAYS);
         let (habit, whose) = if s.days >= cfg.min_days {
-            let own = &s.slots;
-            (Some(Hours::of(&own.hours, s.days, &own.lo, &own.hi)), "own")
+            let slots = &s.slots;
+            (
+                Some(Hours {
+                    slots,
+                    days: s.days,
+                }),
+                "own",
+            )
         } else if let Some(p) = peers {
-            (Some(Hours::of(&p.hours, p.days, &p.lo, &p.hi)), "peers'")
+            (
+                Some(Hours {
+                    slots: &p.slots,
+                    days: p.days,
+                }),
+                "peers'",
+            )
         } else {
             (None, "")
         };
@@ -427,9 +420,9 @@ impl Detector for OffHours {
         // (peers' hours cover every shift of the department).
         if let Some(habit) = habit.filter(|x| x.days > 0.0)
             && quiet(&habit, minute, cfg)
-            && !(whose == "own" && fits_working_day(habit.hours, habit.days, h, cfg))
+            && !(whose == "own" && fits_working_day(&habit.slots.hours, habit.days, h, cfg))
         {
-            let (hours, days) = (habit.hours, habit.days);
+            let (hours, days) = (&habit.slots.hours, habit.days);
             if secs.saturating_sub(s.run_last) > 3600 {
                 s.run_count = 0;
                 s.run_patients = 0;
@@ -494,8 +487,7 @@ impl Detector for OffHours {
                 });
             }
         }
-        let own = &mut s.slots;
-        widen(&mut own.lo[h], &mut own.hi[h], m);
+        s.slots.see_minute(h, m);
         s.day_hours |= 1 << h;
     }
 
