@@ -27,7 +27,9 @@
 //! chain opening are not counted; the floor's assign takes no join) to the
 //! last message counted (floor) or the last offset committed (custos). CPU
 //! seconds are the process's user + system time over the same span (from
-//! `/proc`); peak RSS is the process's `VmHWM`; bytes on disk are every
+//! `/proc`); peak RSS is the process's `VmHWM` when the last offset is
+//! committed, and again once it has stopped (the stop writes every
+//! chain's final snapshot, read until the process exits); bytes on disk are every
 //! file of the store (segments, tree strata, manifests, checkpoints,
 //! snapshots, the incidents chain and the outbox) over N.
 //!
@@ -414,6 +416,8 @@ fn metric(text: &str, name: &str) -> f64 {
 /// What custos did besides its `Measure`.
 struct CustosRun {
     m: Measure,
+    /// Peak RSS including the stop (the final snapshots), bytes.
+    rss_stop: u64,
     store_bytes: u64,
     parquet_bytes: u64,
     accepted: f64,
@@ -539,7 +543,13 @@ path = "{sink}"
     let rss = peak_rss(&pid).unwrap_or(0);
     let text = http_get(&http, "/metrics").unwrap_or_default();
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let _ = child.wait();
+    // The stop writes every chain's final snapshot: the peak with it is
+    // the last high-water mark read before the process is gone.
+    let mut rss_stop = rss;
+    while matches!(child.try_wait(), Ok(None)) {
+        rss_stop = rss_stop.max(peak_rss(&pid).unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let (store_bytes, parquet_bytes) = dir_bytes(dir.path());
     let mut parts: Vec<(String, u64)> = std::fs::read_dir(dir.path().join("store"))
         .into_iter()
@@ -570,6 +580,7 @@ path = "{sink}"
             cpu: cpu1 - cpu0,
             rss,
         },
+        rss_stop,
         store_bytes,
         parquet_bytes,
         accepted: metric(&text, "custos_events_accepted_total"),
@@ -616,7 +627,7 @@ fn main() {
             let (fr, cr) = (n as f64 / f.secs, n as f64 / c.m.secs);
             println!(
                 "N={n} run {}: floor {:.0} events/s ({:.2} s, {:.2} CPU s/M events, peak RSS {:.0} MB) | \
-                 custos {:.0} events/s ({:.2} s, {:.2} CPU s/M events, peak RSS {:.0} MB, \
+                 custos {:.0} events/s ({:.2} s, {:.2} CPU s/M events, peak RSS {:.0} MB ({:.0} MB with the stop), \
                  {:.1} bytes/event on disk, {:.1} of them Parquet; {} accepted, {} rejected, {} findings) | ratio {:.3}",
                 round + 1,
                 fr,
@@ -627,6 +638,7 @@ fn main() {
                 c.m.secs,
                 c.m.cpu / n as f64 * 1e6,
                 c.m.rss as f64 / 1e6,
+                c.rss_stop as f64 / 1e6,
                 c.store_bytes as f64 / n as f64,
                 c.parquet_bytes as f64 / n as f64,
                 c.accepted,
