@@ -320,7 +320,7 @@ fn a_batch_split_over_two_lanes_leaves_each_chain_as_handling_it_alone_does() {
             .iter()
             .map(|c| {
                 let opened = open_chain(&store, c, &setup(), sketcher(), Continuity::default());
-                (c.clone(), ChainState::new(opened.unwrap(), 0))
+                (c.clone(), ChainState::new(opened.unwrap(), 0, Duration::ZERO))
             })
             .collect();
         let mut handled = Vec::new();
@@ -378,4 +378,19 @@ fn a_batch_split_over_two_lanes_leaves_each_chain_as_handling_it_alone_does() {
     assert_eq!(split.2, chains, "each chain has 100 rows buffered");
     assert_eq!(split.3, 3);
     assert_eq!(split, alone);
+}
+
+#[test]
+fn the_chains_of_a_process_come_due_for_snapshots_spread_over_the_interval() {
+    let interval = Duration::from_secs(60);
+    let mut phases: Vec<Duration> = (0..12).map(|p| snapshot_phase(p, interval)).collect();
+    assert_eq!(phases[0], Duration::ZERO);
+    assert!(phases.iter().all(|&p| p < interval), "{phases:?}");
+    phases.sort();
+    // Twelve chains of a 60-s interval: no two within 3 s of each other
+    // (the golden ratio's gaps: 3.3, 5.4 and 8.7 s), so their snapshot
+    // texts are not held at once.
+    for pair in phases.windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::from_secs(3), "{phases:?}");
+    }
 }
