@@ -320,7 +320,10 @@ fn a_batch_split_over_two_lanes_leaves_each_chain_as_handling_it_alone_does() {
             .iter()
             .map(|c| {
                 let opened = open_chain(&store, c, &setup(), sketcher(), Continuity::default());
-                (c.clone(), ChainState::new(opened.unwrap(), 0, Duration::ZERO))
+                (
+                    c.clone(),
+                    ChainState::new(opened.unwrap(), 0, Duration::ZERO),
+                )
             })
             .collect();
         let mut handled = Vec::new();
