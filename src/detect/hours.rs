@@ -191,8 +191,19 @@ struct Peers {
     open_day: i64,
     #[serde(default, with = "super::exact_f64")]
     open_days: f64,
-    #[serde(default)]
-    open_hours: Vec<f32>,
+    #[serde(default, deserialize_with = "day_counts")]
+    open_hours: [f32; 24],
+}
+
+/// An open day's counts per hour as saved: 24 numbers (a state saved
+/// before its first day opened has none; missing hours count 0).
+fn day_counts<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[f32; 24], D::Error> {
+    let saved = Vec::<f32>::deserialize(d)?;
+    let mut counts = [0.0; 24];
+    for (c, x) in counts.iter_mut().zip(saved) {
+        *c = x;
+    }
+    Ok(counts)
 }
 
 impl Peers {
@@ -214,7 +225,7 @@ impl Peers {
         }
         self.open_day = day;
         self.open_days = 0.0;
-        self.open_hours = vec![0.0; 24];
+        self.open_hours = [0.0; 24];
     }
 }
 
@@ -377,7 +388,6 @@ impl Detector for OffHours {
         if group != 0 && (self.groups.len() < MAX_GROUPS || self.groups.contains_key(&group)) {
             let p = self.groups.entry(group).or_insert_with(|| Peers {
                 open_day: day,
-                open_hours: vec![0.0; 24],
                 ..Peers::default()
             });
             p.roll(day);
