@@ -564,7 +564,7 @@ path = "{sink}"
             (e.file_name().to_string_lossy().into_owned(), bytes)
         })
         .collect();
-    parts.sort_by(|a, b| b.1.cmp(&a.1));
+    parts.sort_by_key(|p| std::cmp::Reverse(p.1));
     let outside = store_bytes - parts.iter().map(|p| p.1).sum::<u64>();
     println!(
         "  bytes on disk by store folder: {}; outside the store {outside}",
