@@ -8,10 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::DateTime;
-use serde_json::{Map, Value};
-
 use super::sketch::{Sketcher, sketch_unscaled};
-use super::strict_json::{DUPLICATE_KEY, StrictValue};
+use super::strict_json::{DUPLICATE_KEY, Json, Object};
 use super::{
     Access, Actor, Body, Event, Inference, Lineage, Pseudonymizer, Reject, RejectReason as R,
 };
@@ -122,13 +120,13 @@ impl Decoder {
             stored: true,
             models: Arc::default(),
         });
-        let Value::Object(mut obj) = serde_json::from_str(record)
+        let Json::Object(mut obj) = serde_json::from_str(record)
             .map_err(|_| Reject::new(R::InvalidJson, "the record is not JSON"))?
         else {
             return Err(Reject::new(R::NotObject, "the record is not an object"));
         };
         match obj.remove("event") {
-            Some(Value::Object(event)) => decoder.finish(decoder.event(event)?, None),
+            Some(Json::Object(event)) => decoder.finish(decoder.event(event)?, None),
             _ => Err(Reject::new(
                 R::MissingField,
                 "the record has no `event` object",
@@ -210,7 +208,7 @@ impl Decoder {
         if text.trim().is_empty() {
             return Err(Reject::new(R::InvalidJson, "empty message"));
         }
-        let StrictValue(value) = serde_json::from_str(text).map_err(|e| {
+        let value: Json = serde_json::from_str(text).map_err(|e| {
             let msg = e.to_string();
             if msg.contains(DUPLICATE_KEY) {
                 // Name the key only when the contract defines it: free-form
@@ -234,7 +232,7 @@ impl Decoder {
                 )
             }
         })?;
-        let Value::Object(obj) = value else {
+        let Json::Object(obj) = value else {
             return Err(Reject::new(
                 R::NotObject,
                 format!("message is a JSON {}, not an object", type_name(&value)),
@@ -265,7 +263,7 @@ impl Decoder {
         Ok(event)
     }
 
-    fn event(&self, mut obj: Map<String, Value>) -> Result<Parsed, Reject> {
+    fn event(&self, obj: Object<'_>) -> Result<Parsed, Reject> {
         let id = required_str(&obj, "id", "id")?;
         if id.chars().count() > MAX_ID_CHARS {
             return Err(Reject::new(
@@ -274,7 +272,7 @@ impl Decoder {
             ));
         }
         let time_text = required_str(&obj, "time", "time")?;
-        let time = DateTime::parse_from_rfc3339(&time_text).map_err(|_| {
+        let time = DateTime::parse_from_rfc3339(time_text).map_err(|_| {
             Reject::new(
                 R::InvalidTime,
                 "`time` is not an RFC 3339 timestamp with a UTC offset",
@@ -290,11 +288,11 @@ impl Decoder {
         }
         let kind = required_str(&obj, "kind", "kind")?;
         let actor = actor(obj.get("actor"))?;
-        let source = optional_str(&obj, "source", "source")?;
+        let source = optional_string(&obj, "source", "source")?;
         let attrs = attrs(obj.get("attrs"))?;
 
         let mut features = None;
-        let body = match kind.as_str() {
+        let body = match kind {
             "access" => Body::Access(self.access(&obj)?),
             "inference" => {
                 let (inference, vector) = self.inference(&obj)?;
@@ -309,54 +307,54 @@ impl Decoder {
                 ));
             }
         };
-        obj.retain(|k, _| !KNOWN_FIELDS.contains(&k.as_str()));
         Ok(Parsed {
             event: Event {
-                id,
+                id: id.to_owned(),
                 time,
                 actor,
                 source,
                 attrs,
                 body,
-                extra: obj,
+                extra: obj.into_map(|k| !KNOWN_FIELDS.contains(&k)),
             },
             features,
         })
     }
 
-    fn patient(&self, obj: &Map<String, Value>) -> Result<Option<String>, Reject> {
-        Ok(optional_str(obj, "patient", "patient")?.map(|raw| self.pseudonym(&raw)))
+    fn patient(&self, obj: &Object<'_>) -> Result<Option<String>, Reject> {
+        Ok(optional_str(obj, "patient", "patient")?.map(|raw| self.pseudonym(raw)))
     }
 
-    fn access(&self, obj: &Map<String, Value>) -> Result<Access, Reject> {
+    fn access(&self, obj: &Object<'_>) -> Result<Access, Reject> {
         let action = required_str(obj, "action", "action")?;
-        one_of("action", &action, ACTIONS)?;
-        let outcome = optional_str(obj, "outcome", "outcome")?.unwrap_or_else(|| "success".into());
-        one_of("outcome", &outcome, OUTCOMES)?;
+        one_of("action", action, ACTIONS)?;
+        let outcome = optional_str(obj, "outcome", "outcome")?.unwrap_or("success");
+        one_of("outcome", outcome, OUTCOMES)?;
         let patient = self.patient(obj)?;
         // A bulk export or print covers many patients; search and login none.
-        if patient.is_none() && PATIENT_REQUIRED.contains(&action.as_str()) {
+        if patient.is_none() && PATIENT_REQUIRED.contains(&action) {
             return Err(Reject::new(
                 R::MissingField,
                 format!("`patient` is required for action `{action}`"),
             ));
         }
         let (resource_type, resource_id) = match obj.get("resource") {
-            None | Some(Value::Null) => (None, None),
-            Some(Value::Object(r)) => {
+            None | Some(Json::Null) => (None, None),
+            Some(Json::Object(r)) => {
                 let rtype = optional_str(r, "type", "resource.type")?;
-                let mut rid = optional_str(r, "id", "resource.id")?;
+                let rid = optional_str(r, "id", "resource.id")?;
                 // A Patient resource's id is the patient's identifier.
-                if rtype.as_deref() == Some("Patient") {
-                    rid = rid.map(|id| self.pseudonym(&id));
-                }
-                (rtype, rid)
+                let rid = match rtype {
+                    Some("Patient") => rid.map(|id| self.pseudonym(id)),
+                    _ => rid.map(str::to_owned),
+                };
+                (rtype.map(str::to_owned), rid)
             }
             Some(other) => return Err(wrong_type("resource", "an object", other)),
         };
         let records = match obj.get("records") {
-            None | Some(Value::Null) => 1,
-            Some(Value::Number(n)) => match n.as_u64() {
+            None | Some(Json::Null) => 1,
+            Some(Json::Number(n)) => match n.as_u64() {
                 Some(r) if r >= 1 => r,
                 _ => {
                     return Err(Reject::new(
@@ -368,28 +366,28 @@ impl Decoder {
             Some(other) => return Err(wrong_type("records", "an integer", other)),
         };
         Ok(Access {
-            action,
-            outcome,
+            action: action.to_owned(),
+            outcome: outcome.to_owned(),
             patient,
             resource_type,
             resource_id,
-            purpose: optional_str(obj, "purpose", "purpose")?,
+            purpose: optional_string(obj, "purpose", "purpose")?,
             records,
-            destination: optional_str(obj, "destination", "destination")?,
+            destination: optional_string(obj, "destination", "destination")?,
         })
     }
 
     /// The inference, and its feature vector when it carries one (the
     /// fingerprint is made from it by [`Decoder::finish`]).
-    fn inference(&self, obj: &Map<String, Value>) -> Result<(Inference, Option<Vec<f64>>), Reject> {
+    fn inference(&self, obj: &Object<'_>) -> Result<(Inference, Option<Vec<f64>>), Reject> {
         let model = match obj.get("model") {
-            None | Some(Value::Null) => {
+            None | Some(Json::Null) => {
                 return Err(Reject::new(
                     R::MissingField,
                     "`model` is required for an inference",
                 ));
             }
-            Some(Value::Object(m)) => m,
+            Some(Json::Object(m)) => m,
             Some(other) => return Err(wrong_type("model", "an object", other)),
         };
         let model_id = required_str(model, "id", "model.id")?;
@@ -397,11 +395,11 @@ impl Decoder {
 
         let (mut fingerprint, mut feature_count, mut vector) = (None, None, None);
         match obj.get("input") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(input)) => {
+            None | Some(Json::Null) => {}
+            Some(Json::Object(input)) => {
                 match input.get("features") {
-                    None | Some(Value::Null) => {}
-                    Some(Value::Array(items)) => {
+                    None | Some(Json::Null) => {}
+                    Some(Json::Array(items)) => {
                         let features = features(items)?;
                         feature_count = Some(features.len() as u32);
                         vector = Some(features);
@@ -414,10 +412,10 @@ impl Decoder {
                 if let Some(fp) = optional_str(input, "fingerprint", "input.fingerprint")?
                     && vector.is_none()
                 {
-                    fingerprint = Some(fp);
+                    fingerprint = Some(fp.to_owned());
                 }
                 if self.stored
-                    && let Some(Value::Number(n)) = input.get("features_n")
+                    && let Some(Json::Number(n)) = input.get("features_n")
                 {
                     feature_count = n.as_u64().and_then(|n| u32::try_from(n).ok());
                 }
@@ -427,17 +425,17 @@ impl Decoder {
 
         let (mut output_label, mut output_score, mut scores_returned) = (None, None, None);
         match obj.get("output") {
-            None | Some(Value::Null) => {}
-            Some(Value::Object(out)) => {
-                output_label = optional_str(out, "label", "output.label")?;
+            None | Some(Json::Null) => {}
+            Some(Json::Object(out)) => {
+                output_label = optional_string(out, "label", "output.label")?;
                 output_score = match out.get("score") {
-                    None | Some(Value::Null) => None,
-                    Some(Value::Number(n)) => n.as_f64(),
+                    None | Some(Json::Null) => None,
+                    Some(Json::Number(n)) => n.as_f64(),
                     Some(other) => return Err(wrong_type("output.score", "a number", other)),
                 };
                 scores_returned = match out.get("scores_returned") {
-                    None | Some(Value::Null) => None,
-                    Some(Value::Bool(b)) => Some(*b),
+                    None | Some(Json::Null) => None,
+                    Some(Json::Bool(b)) => Some(*b),
                     Some(other) => {
                         return Err(wrong_type("output.scores_returned", "a boolean", other));
                     }
@@ -446,36 +444,36 @@ impl Decoder {
             Some(other) => return Err(wrong_type("output", "an object", other)),
         }
         let inference = Inference {
-            model_id,
-            model_version,
+            model_id: model_id.to_owned(),
+            model_version: model_version.to_owned(),
             patient: self.patient(obj)?,
             fingerprint,
             feature_count,
             output_label,
             output_score,
             scores_returned,
-            purpose: optional_str(obj, "purpose", "purpose")?,
+            purpose: optional_string(obj, "purpose", "purpose")?,
         };
         Ok((inference, vector))
     }
 
-    fn lineage(&self, obj: &Map<String, Value>) -> Result<Lineage, Reject> {
+    fn lineage(&self, obj: &Object<'_>) -> Result<Lineage, Reject> {
         let op = required_str(obj, "op", "op")?;
-        one_of("op", &op, LINEAGE_OPS)?;
+        one_of("op", op, LINEAGE_OPS)?;
         Ok(Lineage {
-            op,
+            op: op.to_owned(),
             inputs: self.references(obj, "inputs")?,
             outputs: self.references(obj, "outputs")?,
-            job: optional_str(obj, "job", "job")?,
-            run: optional_str(obj, "run", "run")?,
+            job: optional_string(obj, "job", "job")?,
+            run: optional_string(obj, "run", "run")?,
             patient: self.patient(obj)?,
         })
     }
 
-    fn references(&self, obj: &Map<String, Value>, field: &str) -> Result<Vec<String>, Reject> {
+    fn references(&self, obj: &Object<'_>, field: &str) -> Result<Vec<String>, Reject> {
         let items = match obj.get(field) {
-            None | Some(Value::Null) => return Ok(Vec::new()),
-            Some(Value::Array(items)) => items,
+            None | Some(Json::Null) => return Ok(Vec::new()),
+            Some(Json::Array(items)) => items,
             Some(other) => return Err(wrong_type(field, "an array of strings", other)),
         };
         if items.len() > MAX_REFERENCES {
@@ -488,14 +486,14 @@ impl Decoder {
             .iter()
             .enumerate()
             .map(|(i, item)| match item {
-                Value::String(s) if !s.is_empty() && s.len() <= MAX_TEXT_BYTES => {
+                Json::String(s) if !s.is_empty() && s.len() <= MAX_TEXT_BYTES => {
                     Ok(if self.stored {
-                        s.clone()
+                        s.to_string()
                     } else {
                         self.pseudonymizer.reference(s)
                     })
                 }
-                Value::String(_) => Err(Reject::new(
+                Json::String(_) => Err(Reject::new(
                     R::InvalidValue,
                     format!("`{field}[{i}]` must be 1 to {MAX_TEXT_BYTES} bytes"),
                 )),
@@ -505,28 +503,28 @@ impl Decoder {
     }
 }
 
-fn actor(value: Option<&Value>) -> Result<Actor, Reject> {
+fn actor(value: Option<&Json<'_>>) -> Result<Actor, Reject> {
     let obj = match value {
-        None | Some(Value::Null) => {
+        None | Some(Json::Null) => {
             return Err(Reject::new(R::MissingField, "`actor` is missing"));
         }
-        Some(Value::Object(obj)) => obj,
+        Some(Json::Object(obj)) => obj,
         Some(other) => return Err(wrong_type("actor", "an object", other)),
     };
     Ok(Actor {
-        id: required_str(obj, "id", "actor.id")?,
-        role: optional_str(obj, "role", "actor.role")?,
-        dept: optional_str(obj, "dept", "actor.dept")?,
-        ip: optional_str(obj, "ip", "actor.ip")?,
-        session: optional_str(obj, "session", "actor.session")?,
-        org: optional_str(obj, "org", "actor.org")?,
+        id: required_str(obj, "id", "actor.id")?.to_owned(),
+        role: optional_string(obj, "role", "actor.role")?,
+        dept: optional_string(obj, "dept", "actor.dept")?,
+        ip: optional_string(obj, "ip", "actor.ip")?,
+        session: optional_string(obj, "session", "actor.session")?,
+        org: optional_string(obj, "org", "actor.org")?,
     })
 }
 
-fn attrs(value: Option<&Value>) -> Result<BTreeMap<String, String>, Reject> {
+fn attrs(value: Option<&Json<'_>>) -> Result<BTreeMap<String, String>, Reject> {
     let obj = match value {
-        None | Some(Value::Null) => return Ok(BTreeMap::new()),
-        Some(Value::Object(obj)) => obj,
+        None | Some(Json::Null) => return Ok(BTreeMap::new()),
+        Some(Json::Object(obj)) => obj,
         Some(other) => return Err(wrong_type("attrs", "an object of strings", other)),
     };
     obj.iter()
@@ -535,9 +533,9 @@ fn attrs(value: Option<&Value>) -> Result<BTreeMap<String, String>, Reject> {
                 R::InvalidValue,
                 format!("an `attrs` key is longer than {MAX_TEXT_BYTES} bytes"),
             )),
-            Value::String(s) if s.len() <= MAX_TEXT_BYTES => Ok((k.clone(), s.clone())),
+            Json::String(s) if s.len() <= MAX_TEXT_BYTES => Ok((k.to_owned(), s.to_string())),
             // Free-form keys are not named: they could be identifiers.
-            Value::String(_) => Err(Reject::new(
+            Json::String(_) => Err(Reject::new(
                 R::InvalidValue,
                 format!("an `attrs` value is longer than {MAX_TEXT_BYTES} bytes"),
             )),
@@ -546,7 +544,7 @@ fn attrs(value: Option<&Value>) -> Result<BTreeMap<String, String>, Reject> {
         .collect()
 }
 
-fn features(items: &[Value]) -> Result<Vec<f64>, Reject> {
+fn features(items: &[Json<'_>]) -> Result<Vec<f64>, Reject> {
     if items.len() > MAX_FEATURES {
         return Err(Reject::new(
             R::InvalidValue,
@@ -568,7 +566,7 @@ fn features(items: &[Value]) -> Result<Vec<f64>, Reject> {
 }
 
 /// A required, non-empty string of bounded length.
-fn required_str(obj: &Map<String, Value>, key: &str, path: &str) -> Result<String, Reject> {
+fn required_str<'o>(obj: &'o Object<'_>, key: &str, path: &str) -> Result<&'o str, Reject> {
     match optional_str(obj, key, path)? {
         Some(s) => Ok(s),
         None => Err(Reject::new(R::MissingField, format!("`{path}` is missing"))),
@@ -577,20 +575,29 @@ fn required_str(obj: &Map<String, Value>, key: &str, path: &str) -> Result<Strin
 
 /// An optional string: absent or null is `None`; present must be a
 /// non-empty string of at most `MAX_TEXT_BYTES`.
-fn optional_str(obj: &Map<String, Value>, key: &str, path: &str) -> Result<Option<String>, Reject> {
+fn optional_str<'o>(
+    obj: &'o Object<'_>,
+    key: &str,
+    path: &str,
+) -> Result<Option<&'o str>, Reject> {
     match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.is_empty() => Err(Reject::new(
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) if s.is_empty() => Err(Reject::new(
             R::InvalidValue,
             format!("`{path}` must not be empty"),
         )),
-        Some(Value::String(s)) if s.len() > MAX_TEXT_BYTES => Err(Reject::new(
+        Some(Json::String(s)) if s.len() > MAX_TEXT_BYTES => Err(Reject::new(
             R::InvalidValue,
             format!("`{path}` is longer than {MAX_TEXT_BYTES} bytes"),
         )),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Json::String(s)) => Ok(Some(s)),
         Some(other) => Err(wrong_type(path, "a string", other)),
     }
+}
+
+/// [`optional_str`], owned.
+fn optional_string(obj: &Object<'_>, key: &str, path: &str) -> Result<Option<String>, Reject> {
+    Ok(optional_str(obj, key, path)?.map(str::to_owned))
 }
 
 fn one_of(path: &str, value: &str, allowed: &[&str]) -> Result<(), Reject> {
@@ -604,21 +611,21 @@ fn one_of(path: &str, value: &str, allowed: &[&str]) -> Result<(), Reject> {
     }
 }
 
-fn wrong_type(path: &str, expected: &str, got: &Value) -> Reject {
+fn wrong_type(path: &str, expected: &str, got: &Json<'_>) -> Reject {
     Reject::new(
         R::WrongType,
         format!("`{path}` must be {expected}, not {}", type_name(got)),
     )
 }
 
-fn type_name(v: &Value) -> &'static str {
+fn type_name(v: &Json<'_>) -> &'static str {
     match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
     }
 }
 

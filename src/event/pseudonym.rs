@@ -112,7 +112,10 @@ impl Pseudonymizer {
         let hash = blake3::keyed_hash(&self.patient_key, raw.as_bytes());
         let mut out = String::with_capacity(35);
         out.push_str("pt_");
-        out.push_str(&hex::encode(&hash.as_bytes()[..16]));
+        // `hex::encode` goes through a `char` iterator; this is a table.
+        let mut digits = [0u8; 32];
+        hex::encode_to_slice(&hash.as_bytes()[..16], &mut digits).expect("two digits a byte");
+        out.push_str(std::str::from_utf8(&digits).expect("hex digits are ASCII"));
         out
     }
 

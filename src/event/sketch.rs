@@ -91,7 +91,9 @@ impl Sketch {
         }
         let mut out = String::with_capacity(PREFIX.len() + 2 * SKETCH_BYTES);
         out.push_str(PREFIX);
-        out.push_str(&hex::encode(bytes));
+        let mut digits = [0u8; 2 * SKETCH_BYTES];
+        hex::encode_to_slice(bytes, &mut digits).expect("two digits a byte");
+        out.push_str(std::str::from_utf8(&digits).expect("hex digits are ASCII"));
         out
     }
 
