@@ -258,6 +258,13 @@ impl KafkaSource {
             .set("statistics.interval.ms", "5000")
             .set("fetch.wait.max.ms", "50")
             .set("queued.min.messages", "20000")
+            // librdkafka postpones a partition's next fetch by this much
+            // once its local queue is past `queued.min.messages`; at the
+            // default (1 s) a partition read faster than it is fetched
+            // waits a whole second each time, which capped each partition
+            // near 12,000 events/s and put a second into the latency of
+            // every backlog. See docs/performance.md.
+            .set("fetch.queue.backoff.ms", "10")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000");
         for (k, v) in &settings.client {
