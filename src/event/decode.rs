@@ -7,12 +7,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use chrono::DateTime;
 use super::sketch::{Sketcher, sketch_unscaled};
 use super::strict_json::{DUPLICATE_KEY, Json, Object};
 use super::{
     Access, Actor, Body, Event, Inference, Lineage, Pseudonymizer, Reject, RejectReason as R,
 };
+use chrono::DateTime;
 
 /// Messages larger than this are refused before parsing.
 pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
@@ -575,11 +575,7 @@ fn required_str<'o>(obj: &'o Object<'_>, key: &str, path: &str) -> Result<&'o st
 
 /// An optional string: absent or null is `None`; present must be a
 /// non-empty string of at most `MAX_TEXT_BYTES`.
-fn optional_str<'o>(
-    obj: &'o Object<'_>,
-    key: &str,
-    path: &str,
-) -> Result<Option<&'o str>, Reject> {
+fn optional_str<'o>(obj: &'o Object<'_>, key: &str, path: &str) -> Result<Option<&'o str>, Reject> {
     match obj.get(key) {
         None | Some(Json::Null) => Ok(None),
         Some(Json::String(s)) if s.is_empty() => Err(Reject::new(

@@ -246,7 +246,10 @@ mod tests {
     fn plain_values_parse_as_serde_json_does() {
         let text = r#"{"a":[1,2.5,"s\"q",null,true,-7],"b":{"c":-3,"d":{}},"e":[]}"#;
         let tree = parse(text).unwrap();
-        assert_eq!(tree.into_value(), serde_json::from_str::<Value>(text).unwrap());
+        assert_eq!(
+            tree.into_value(),
+            serde_json::from_str::<Value>(text).unwrap()
+        );
     }
 
     #[test]
@@ -254,7 +257,10 @@ mod tests {
         let Json::Object(o) = parse(r#"{"plain":"abc","esc":"a\nb"}"#).unwrap() else {
             panic!("not an object")
         };
-        assert!(matches!(o.get("plain"), Some(Json::String(Cow::Borrowed("abc")))));
+        assert!(matches!(
+            o.get("plain"),
+            Some(Json::String(Cow::Borrowed("abc")))
+        ));
         assert!(matches!(o.get("esc"), Some(Json::String(Cow::Owned(s))) if s == "a\nb"));
     }
 

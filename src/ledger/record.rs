@@ -306,65 +306,143 @@ fn src_value(chain: &ChainId, origin: &Origin) -> Value {
 }
 
 /// The typed columns of an `events` row other than seq/src/record/hash.
+///
+/// The text values share one buffer: a row costs one allocation (and one
+/// free on the segment thread) rather than one a value.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct EventColumns {
-    pub id: String,
     pub time_us: i64,
-    pub kind: String,
-    pub actor_id: String,
-    pub actor_role: Option<String>,
-    pub actor_dept: Option<String>,
-    pub patient: Option<String>,
-    pub action: Option<String>,
-    pub purpose: Option<String>,
-    pub outcome: Option<String>,
+    pub kind: &'static str,
     pub records: Option<i64>,
-    pub model: Option<String>,
+    text: String,
+    /// Where each [`Text`] value ends in `text` (it starts where the one
+    /// before it ends).
+    ends: [u32; TEXTS],
+    /// Bit `i` set: the value of [`Text`] `i` is present.
+    present: u16,
 }
+
+/// The text columns of [`EventColumns`], in the order of their values in
+/// its buffer.
+#[derive(Clone, Copy)]
+enum Text {
+    Id,
+    ActorId,
+    ActorRole,
+    ActorDept,
+    Patient,
+    Action,
+    Purpose,
+    Outcome,
+    Model,
+}
+const TEXTS: usize = Text::Model as usize + 1;
 
 impl EventColumns {
     pub fn from_event(e: &Event) -> Self {
         let (outcome, records, model) = match &e.body {
-            Body::Access(a) => (Some(a.outcome.clone()), Some(clamp_i64(a.records)), None),
+            Body::Access(a) => (Some(a.outcome.as_str()), Some(clamp_i64(a.records)), None),
             Body::Inference(i) => (
                 None,
                 None,
-                Some(format!("{}@{}", i.model_id, i.model_version)),
+                Some([i.model_id.as_str(), "@", i.model_version.as_str()]),
             ),
             Body::Lineage(_) => (None, None, None),
         };
-        EventColumns {
-            id: e.id.clone(),
-            time_us: e.time_micros(),
-            kind: e.kind().as_str().to_owned(),
-            actor_id: e.actor.id.clone(),
-            actor_role: e.actor.role.clone(),
-            actor_dept: e.actor.dept.clone(),
-            patient: e.patient().map(str::to_owned),
-            action: e.action().map(str::to_owned),
-            purpose: e.purpose().map(str::to_owned),
-            outcome,
-            records,
+        let values: [Option<[&str; 3]>; TEXTS] = [
+            Some([&e.id, "", ""]),
+            Some([&e.actor.id, "", ""]),
+            e.actor.role.as_deref().map(|v| [v, "", ""]),
+            e.actor.dept.as_deref().map(|v| [v, "", ""]),
+            e.patient().map(|v| [v, "", ""]),
+            e.action().map(|v| [v, "", ""]),
+            e.purpose().map(|v| [v, "", ""]),
+            outcome.map(|v| [v, "", ""]),
             model,
+        ];
+        let len = values.iter().flatten().flatten().map(|p| p.len()).sum();
+        let mut text = String::with_capacity(len);
+        let (mut ends, mut present) = ([0u32; TEXTS], 0u16);
+        for (i, value) in values.iter().enumerate() {
+            if let Some(parts) = value {
+                present |= 1 << i;
+                parts.iter().for_each(|p| text.push_str(p));
+            }
+            // Values are bounded (4 KiB each, a message 1 MiB): fits u32.
+            ends[i] = text.len() as u32;
         }
+        EventColumns {
+            time_us: e.time_micros(),
+            kind: e.kind().as_str(),
+            records,
+            text,
+            ends,
+            present,
+        }
+    }
+
+    fn text(&self, field: Text) -> Option<&str> {
+        let i = field as usize;
+        if self.present & (1 << i) == 0 {
+            return None;
+        }
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        Some(&self.text[start..self.ends[i] as usize])
+    }
+
+    pub fn id(&self) -> &str {
+        self.text(Text::Id).unwrap_or_default()
+    }
+
+    pub fn actor_id(&self) -> &str {
+        self.text(Text::ActorId).unwrap_or_default()
+    }
+
+    pub fn actor_role(&self) -> Option<&str> {
+        self.text(Text::ActorRole)
+    }
+
+    pub fn actor_dept(&self) -> Option<&str> {
+        self.text(Text::ActorDept)
+    }
+
+    pub fn patient(&self) -> Option<&str> {
+        self.text(Text::Patient)
+    }
+
+    pub fn action(&self) -> Option<&str> {
+        self.text(Text::Action)
+    }
+
+    pub fn purpose(&self) -> Option<&str> {
+        self.text(Text::Purpose)
+    }
+
+    pub fn outcome(&self) -> Option<&str> {
+        self.text(Text::Outcome)
+    }
+
+    /// `id@version` of an inference's model.
+    pub fn model(&self) -> Option<&str> {
+        self.text(Text::Model)
     }
 
     /// The same columns, borrowed, for comparing with a view.
     #[cfg(test)]
     pub fn as_view(&self) -> ColumnsView<'_> {
         ColumnsView {
-            id: &self.id,
+            id: self.id(),
             time_us: self.time_us,
-            kind: &self.kind,
-            actor_id: &self.actor_id,
-            actor_role: self.actor_role.as_deref(),
-            actor_dept: self.actor_dept.as_deref(),
-            patient: self.patient.as_deref(),
-            action: self.action.as_deref(),
-            purpose: self.purpose.as_deref(),
-            outcome: self.outcome.as_deref(),
+            kind: self.kind,
+            actor_id: self.actor_id(),
+            actor_role: self.actor_role(),
+            actor_dept: self.actor_dept(),
+            patient: self.patient(),
+            action: self.action(),
+            purpose: self.purpose(),
+            outcome: self.outcome(),
             records: self.records,
-            model: self.model.as_deref().map(Cow::Borrowed),
+            model: self.model().map(Cow::Borrowed),
         }
     }
 }
@@ -419,6 +497,38 @@ fn clamp_i64(n: u64) -> i64 {
 mod tests {
     use super::*;
     use crate::event::{Decoder, PseudonymKey, Pseudonymizer, RejectReason};
+
+    #[test]
+    fn event_columns_keep_each_value_in_its_place_when_some_are_absent() {
+        let d = Decoder::new(Pseudonymizer::new(&PseudonymKey::demo()));
+        let access = d
+            .decode(br#"{"id":"e1","time":"2026-03-02T09:00:00Z","kind":"access","actor":{"id":"dr-1","dept":"ED"},"action":"search","outcome":"denied","records":3}"#)
+            .unwrap();
+        let c = EventColumns::from_event(&access);
+        assert_eq!((c.id(), c.actor_id(), c.kind), ("e1", "dr-1", "access"));
+        assert_eq!((c.actor_role(), c.actor_dept()), (None, Some("ED")));
+        assert_eq!(
+            (c.patient(), c.action(), c.purpose()),
+            (None, Some("search"), None)
+        );
+        assert_eq!(
+            (c.outcome(), c.records, c.model()),
+            (Some("denied"), Some(3), None)
+        );
+
+        let inference = d
+            .decode(br#"{"id":"i1","time":"2026-03-02T09:00:00Z","kind":"inference","actor":{"id":"svc","role":"service"},"model":{"id":"sepsis","version":"4"},"patient":"MRN-1","purpose":"TREAT"}"#)
+            .unwrap();
+        let c = EventColumns::from_event(&inference);
+        assert_eq!((c.id(), c.actor_id(), c.kind), ("i1", "svc", "inference"));
+        assert_eq!((c.actor_role(), c.actor_dept()), (Some("service"), None));
+        assert_eq!(c.patient(), inference.patient());
+        assert_eq!(
+            (c.action(), c.purpose(), c.outcome()),
+            (None, Some("TREAT"), None)
+        );
+        assert_eq!((c.records, c.model()), (None, Some("sepsis@4")));
+    }
 
     #[test]
     fn the_src_writer_equals_the_canonical_encoding_of_src() {

@@ -99,7 +99,10 @@ fn defaults_are_explicit_and_unknown_fields_are_kept_aside() {
     assert_eq!(e.kind(), Kind::Access);
     let Body::Access(a) = &e.body else { panic!() };
     assert_eq!((a.outcome.as_str(), a.records), ("success", 1));
-    assert_eq!(e.extra.get("ward"), Some(&serde_json::Value::String("4B".into())));
+    assert_eq!(
+        e.extra.get("ward"),
+        Some(&serde_json::Value::String("4B".into()))
+    );
     let text = String::from_utf8(e.canonical()).unwrap();
     assert!(text.contains(r#""extra":{"ward":"4B"}"#), "{text}");
     assert!(
