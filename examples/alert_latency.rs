@@ -208,9 +208,7 @@ fn run(a: &Args, dead_sink: bool) -> Figures {
     // (`sql:roster_mismatch`) stays silent about them: the figure is that
     // of the intended incidents, not of 20,000 unrostered accounts.
     for i in 0..LOAD_ACTORS {
-        roster.push_str(&format!(
-            "emp-{i:05},nurse,icu,2019-01-01T00:00:00Z,\n"
-        ));
+        roster.push_str(&format!("emp-{i:05},nurse,icu,2019-01-01T00:00:00Z,\n"));
     }
     std::fs::write(dir.path().join("roster.csv"), roster).unwrap();
     let http = free_addr();

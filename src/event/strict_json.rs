@@ -147,8 +147,9 @@ impl<'de> Visitor<'de> for StrictVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
-        // An event's top level has about a dozen members: one allocation.
-        let mut members: Vec<(Cow<'de, str>, Json<'de>)> = Vec::with_capacity(SCAN_LIMIT);
+        // Grown as members arrive: reserving room up front would make a
+        // message of many small objects cost far more memory than its size.
+        let mut members: Vec<(Cow<'de, str>, Json<'de>)> = Vec::new();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             if members.len() < SCAN_LIMIT && members.iter().any(|(k, _)| *k == key) {
                 return Err(duplicate(&key));
