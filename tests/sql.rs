@@ -251,6 +251,28 @@ fn segments_carry_bloom_filters_on_the_lookup_columns() {
         assert!(c.statistics().is_some(), "no statistics on {name}");
     }
     assert!(column("record").bloom_filter_offset().is_none());
+    // Growing integers as deltas; unique columns without a dictionary, the
+    // repetitive ones with one (docs/ledger-format.md, section 5).
+    use parquet::basic::Encoding;
+    for name in ["seq", "offset", "time"] {
+        let encodings: Vec<Encoding> = column(name).encodings().collect();
+        assert!(
+            encodings.contains(&Encoding::DELTA_BINARY_PACKED),
+            "{name}: {encodings:?}"
+        );
+    }
+    for name in ["id", "record"] {
+        let encodings: Vec<Encoding> = column(name).encodings().collect();
+        assert!(
+            !encodings.contains(&Encoding::RLE_DICTIONARY),
+            "{name}: {encodings:?}"
+        );
+    }
+    let encodings: Vec<Encoding> = column("actor_id").encodings().collect();
+    assert!(
+        encodings.contains(&Encoding::RLE_DICTIONARY),
+        "{encodings:?}"
+    );
     // Sized for the row group, not for a million values.
     eprintln!(
         "bloom filters: {bloom_bytes} bytes of a {file_bytes}-byte segment of 20000 events ({:.1}%)",

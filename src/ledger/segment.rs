@@ -3,7 +3,9 @@
 //!
 //! A segment holds consecutive rows of one table of one chain. It is zstd
 //! compressed with page statistics (and the page index) on, bloom filters
-//! on `id`, `actor_id` and `patient`, split into row groups of at most
+//! on `id`, `actor_id` and `patient`, per-row unique columns written
+//! without a dictionary and growing integers as deltas, split into row
+//! groups of at most
 //! `row_group_rows` rows, and carries the table and chain in its key-value
 //! metadata (`custos.*` keys, see `docs/ledger-format.md`).
 
@@ -20,7 +22,7 @@ use parquet::arrow::arrow_reader::{
     ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
 };
 use parquet::arrow::{ArrowWriter, ProjectionMask};
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
@@ -339,6 +341,17 @@ const BLOOM_COLUMNS: &[&str] = &["id", "actor_id", "patient"];
 /// Their false-positive rate: about 1.2 bytes per row and column.
 const BLOOM_FPP: f64 = 0.01;
 
+/// Columns whose value differs on (almost) every row (an incident's
+/// revisions share an id, rows apart): a dictionary would only be
+/// built to be given up (the writer falls back to plain encoding once the
+/// dictionary page is full), so they are written plain from the start.
+const UNIQUE_COLUMNS: &[&str] = &["id", "record", "payload"];
+
+/// Integer columns that grow row by row (`seq` and `offset` by one,
+/// `time` by the gaps between events): stored as deltas, a few bits a row
+/// before compression instead of eight bytes.
+const DELTA_COLUMNS: &[&str] = &["seq", "offset", "time"];
+
 /// Encodes `batches` as a segment file in memory (`path` names it in
 /// errors). Returns the file's bytes and their BLAKE3.
 pub(crate) fn encode_segment(
@@ -363,6 +376,19 @@ pub(crate) fn encode_segment(
         Some(Ok(b)) => b.num_rows().max(1) as u64,
         _ => 1,
     };
+    for column in UNIQUE_COLUMNS {
+        if schema.field_with_name(column).is_ok() {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+        }
+    }
+    for column in DELTA_COLUMNS {
+        if schema.field_with_name(column).is_ok() {
+            let column = ColumnPath::from(*column);
+            props = props
+                .set_column_dictionary_enabled(column.clone(), false)
+                .set_column_encoding(column, Encoding::DELTA_BINARY_PACKED);
+        }
+    }
     for column in BLOOM_COLUMNS {
         if schema.field_with_name(column).is_ok() {
             let column = ColumnPath::from(*column);
