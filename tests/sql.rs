@@ -254,24 +254,25 @@ fn segments_carry_bloom_filters_on_the_lookup_columns() {
     // Growing integers as deltas; unique columns without a dictionary, the
     // repetitive ones with one (docs/ledger-format.md, section 5).
     use parquet::basic::Encoding;
+    let encodings = |name: &str| column(name).encodings().collect::<Vec<Encoding>>();
     for name in ["seq", "offset", "time"] {
-        let encodings: Vec<Encoding> = column(name).encodings().collect();
         assert!(
-            encodings.contains(&Encoding::DELTA_BINARY_PACKED),
-            "{name}: {encodings:?}"
+            encodings(name).contains(&Encoding::DELTA_BINARY_PACKED),
+            "{name}: {:?}",
+            encodings(name)
         );
     }
     for name in ["id", "record"] {
-        let encodings: Vec<Encoding> = column(name).encodings().collect();
         assert!(
-            !encodings.contains(&Encoding::RLE_DICTIONARY),
-            "{name}: {encodings:?}"
+            !encodings(name).contains(&Encoding::RLE_DICTIONARY),
+            "{name}: {:?}",
+            encodings(name)
         );
     }
-    let encodings: Vec<Encoding> = column("actor_id").encodings().collect();
     assert!(
-        encodings.contains(&Encoding::RLE_DICTIONARY),
-        "{encodings:?}"
+        encodings("actor_id").contains(&Encoding::RLE_DICTIONARY),
+        "{:?}",
+        encodings("actor_id")
     );
     // Sized for the row group, not for a million values.
     eprintln!(

@@ -341,16 +341,20 @@ const BLOOM_COLUMNS: &[&str] = &["id", "actor_id", "patient"];
 /// Their false-positive rate: about 1.2 bytes per row and column.
 const BLOOM_FPP: f64 = 0.01;
 
-/// Columns whose value differs on (almost) every row (an incident's
-/// revisions share an id, rows apart): a dictionary would only be
-/// built to be given up (the writer falls back to plain encoding once the
-/// dictionary page is full), so they are written plain from the start.
-const UNIQUE_COLUMNS: &[&str] = &["id", "record", "payload"];
-
-/// Integer columns that grow row by row (`seq` and `offset` by one,
-/// `time` by the gaps between events): stored as deltas, a few bits a row
-/// before compression instead of eight bytes.
-const DELTA_COLUMNS: &[&str] = &["seq", "offset", "time"];
+/// Columns written without a dictionary, and their encoding instead.
+/// `id`, `record` and `payload` differ on (almost) every row (an
+/// incident's revisions share an id, rows apart): a dictionary would only
+/// be built to be given up once its page is full. `seq` and `offset` grow
+/// by one a row and `time` by the gaps between events: as deltas they
+/// take a few bits a row before compression instead of eight bytes.
+const COLUMN_ENCODINGS: &[(&str, Encoding)] = &[
+    ("id", Encoding::PLAIN),
+    ("record", Encoding::PLAIN),
+    ("payload", Encoding::PLAIN),
+    ("seq", Encoding::DELTA_BINARY_PACKED),
+    ("offset", Encoding::DELTA_BINARY_PACKED),
+    ("time", Encoding::DELTA_BINARY_PACKED),
+];
 
 /// Encodes `batches` as a segment file in memory (`path` names it in
 /// errors). Returns the file's bytes and their BLAKE3.
@@ -376,17 +380,12 @@ pub(crate) fn encode_segment(
         Some(Ok(b)) => b.num_rows().max(1) as u64,
         _ => 1,
     };
-    for column in UNIQUE_COLUMNS {
+    for &(column, encoding) in COLUMN_ENCODINGS {
         if schema.field_with_name(column).is_ok() {
-            props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
-        }
-    }
-    for column in DELTA_COLUMNS {
-        if schema.field_with_name(column).is_ok() {
-            let column = ColumnPath::from(*column);
+            let column = ColumnPath::from(column);
             props = props
                 .set_column_dictionary_enabled(column.clone(), false)
-                .set_column_encoding(column, Encoding::DELTA_BINARY_PACKED);
+                .set_column_encoding(column, encoding);
         }
     }
     for column in BLOOM_COLUMNS {

@@ -22,19 +22,26 @@ use tokio::task::JoinHandle;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The segment thread's nice value (Linux; 0 is the process's default):
-/// at 5 it weighs about a third of a default thread when both want a core.
+/// How much lower than the process the segment thread runs (nice
+/// levels, Linux): 5 lower weighs about a third of the process's other
+/// threads when both want a core.
 const SEGMENT_NICE: i32 = 5;
 
-/// Lowers the calling thread's CPU priority to `nice`; a failure is logged
-/// and changes nothing else.
-fn lower_priority(nice: i32) {
+/// Lowers the calling thread's CPU priority by `levels` below where it
+/// stands (so a process started under `nice` keeps its own level for the
+/// other threads); a failure is logged and changes nothing else.
+fn lower_priority(levels: i32) {
     #[cfg(target_os = "linux")]
-    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
-        tracing::debug!(error = %e, "cannot lower the segment thread's priority");
+    {
+        use rustix::process::{getpriority_process, setpriority_process};
+        let me = Some(rustix::thread::gettid());
+        let lowered = getpriority_process(me).and_then(|now| setpriority_process(me, now + levels));
+        if let Err(e) = lowered {
+            tracing::debug!(error = %e, "cannot lower the segment thread's priority");
+        }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = nice;
+    let _ = levels;
 }
 
 fn queue() -> Option<&'static mpsc::Sender<Job>> {
