@@ -11,6 +11,9 @@
 //! target/release/examples/alert_latency --brokers 127.0.0.1:9092 --rate 50000 --secs 30
 //! ```
 //!
+//! `--configs dead,live` runs the two configurations in another order (or
+//! one alone: `--configs dead`).
+//!
 //! One event in `--every` comes from a different terminated workforce
 //! member (the roster says so): the `termination` detector raises one
 //! critical finding for it, so each such event opens exactly one incident.
@@ -55,6 +58,9 @@ struct Args {
     secs: u64,
     every: u64,
     partitions: i32,
+    /// The configurations to run, in order: `live` (the JSON-lines sink
+    /// alone) and `dead` (the same plus a sink nobody listens on).
+    configs: Vec<bool>,
 }
 
 fn args() -> Args {
@@ -64,6 +70,7 @@ fn args() -> Args {
         secs: 30,
         every: 1000,
         partitions: 6,
+        configs: vec![false, true],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -74,6 +81,16 @@ fn args() -> Args {
             "--secs" => a.secs = value().parse().expect("--secs N"),
             "--every" => a.every = value().parse().expect("--every N"),
             "--partitions" => a.partitions = value().parse().expect("--partitions N"),
+            "--configs" => {
+                a.configs = value()
+                    .split(',')
+                    .map(|c| match c {
+                        "live" => false,
+                        "dead" => true,
+                        other => panic!("--configs takes live and dead, not {other}"),
+                    })
+                    .collect()
+            }
             other => panic!("unknown argument {other}"),
         }
     }
@@ -413,7 +430,12 @@ fn main() {
         "alert latency: {} events/s offered for {} s, 1 incident per {} events, {} partitions",
         a.rate, a.secs, a.every, a.partitions
     );
-    for (name, dead) in [("live sink", false), ("live + dead sink", true)] {
+    for &dead in &a.configs {
+        let name = if dead {
+            "live + dead sink"
+        } else {
+            "live sink"
+        };
         let f = run(&a, dead);
         println!(
             "{name:>17}: {}/{} incidents; event produced -> incident in the sink p50 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms; offered {:.0} events/s, ingested {:.0} events/s",

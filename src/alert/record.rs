@@ -181,7 +181,14 @@ fn bind(ledger: &IncidentLedger, outbox_dir: &Path) -> Result<(ChainId, ChainWri
         )));
     }
     let (chain, writer) = match ledger.chain.or(named) {
-        Some(n) => (chain(n), ledger.store.chain_writer(&chain(n))?),
+        // A crashed predecessor's lock (a lease, in a bucket) may still
+        // stand: wait it out as the event chains do.
+        Some(n) => (
+            chain(n),
+            ledger
+                .store
+                .chain_writer_waiting(&chain(n), ledger.store.takeover_wait())?,
+        ),
         None => {
             let mut taken = None;
             for n in 0..=u32::from(u16::MAX) {
@@ -230,4 +237,43 @@ fn write_synced(path: &Path, text: &str) -> Result<(), LedgerError> {
             .map_err(io(dir))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::StoreOptions;
+
+    /// A restart whose outbox names a chain that a crashed predecessor
+    /// still holds (a lease in a bucket runs on for a while) waits for it
+    /// rather than failing to start.
+    #[test]
+    fn a_restart_waits_for_the_previous_owners_lock_on_the_named_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store"), StoreOptions::default()).unwrap();
+        let outbox = dir.path().join("outbox");
+        std::fs::create_dir_all(&outbox).unwrap();
+        std::fs::write(outbox.join(BINDING), "0\n").unwrap();
+        let held = store
+            .chain_writer(&ChainId::new(INCIDENTS_STREAM, 0))
+            .unwrap();
+        let ledger = IncidentLedger {
+            store,
+            chain: None,
+            checkpoints: None,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let opener = std::thread::spawn(move || {
+            tx.send(IncidentRecorder::open(ledger, &outbox, 0).map(|(r, _)| r.chain))
+                .unwrap()
+        });
+        // Not opened while the lock is held…
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(rx.try_recv().is_err(), "opened beside the previous owner");
+        // …and opened, on the chain the outbox names, once it is released.
+        drop(held);
+        let chain = rx.recv_timeout(Duration::from_secs(10)).unwrap().unwrap();
+        assert_eq!(chain, ChainId::new(INCIDENTS_STREAM, 0));
+        opener.join().unwrap();
+    }
 }

@@ -301,6 +301,15 @@ impl Store {
         ChainWriter::open(self.clone(), chain.clone())
     }
 
+    /// How long a new writer waits for the previous writer's lock on a
+    /// chain: long enough for a dead writer's lease in a bucket to run
+    /// out, and for a live owner that is slow to hand the chain over (a
+    /// member finishing its revoke, a lock a shared file system has not
+    /// yet released).
+    pub fn takeover_wait(&self) -> std::time::Duration {
+        (self.inner.opts.lease * 2).max(std::time::Duration::from_secs(30))
+    }
+
     /// [`Store::chain_writer`], waiting up to `wait` (retrying with a
     /// growing pause) while another writer holds the chain.
     pub fn chain_writer_waiting(

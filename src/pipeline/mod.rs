@@ -1016,11 +1016,6 @@ pub fn open_chains(
         .collect()
 }
 
-/// How long a new owner waits for the previous owner's lock on a chain
-/// (a member that is slow to finish its revoke, or a lock a shared file
-/// system has not yet released) before it gives up.
-const LOCK_WAIT: Duration = Duration::from_secs(30);
-
 /// A chain opened for appending, with its state rebuilt from the ledger.
 pub struct Opened {
     writer: ChainWriter,
@@ -1050,7 +1045,7 @@ pub fn open_chain(
     continuity: Continuity,
 ) -> Result<Opened, LedgerError> {
     let started = Instant::now();
-    let mut writer = store.chain_writer_waiting(chain, LOCK_WAIT)?;
+    let mut writer = store.chain_writer_waiting(chain, store.takeover_wait())?;
     let next_offset = writer.last_offset().map_or(0, |o| o + 1);
     if let Some(keep) = continuity.retention {
         apply_retention(&mut writer, keep)?;
