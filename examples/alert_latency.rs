@@ -11,7 +11,8 @@
 //! target/release/examples/alert_latency --brokers 127.0.0.1:9092 --rate 50000 --secs 30
 //! ```
 //!
-//! `--configs dead,live` runs the two configurations in another order (or
+//! `ALERT_LATENCY_KEEP=<dir>` keeps each run's `/metrics` and sink file
+//! there. `--configs dead,live` runs the two configurations in another order (or
 //! one alone: `--configs dead`).
 //!
 //! One event in `--every` comes from a different terminated workforce
@@ -314,9 +315,12 @@ path = "{sink}"
                         if let Ok(doc) = serde_json::from_str::<serde_json::Value>(&partial)
                             && doc["revision"] == 1
                             && let Some(id) = doc["evidence"][0].as_str()
-                            && let Some(at) = sent.lock().unwrap().get(id)
+                            // The first incident citing the event counts;
+                            // a later one (a SQL detector's, every
+                            // `interval_secs`) is another subject's.
+                            && let Some(at) = sent.lock().unwrap().remove(id)
                         {
-                            let ms = now.duration_since(*at).as_secs_f64() * 1000.0;
+                            let ms = now.duration_since(at).as_secs_f64() * 1000.0;
                             if trace {
                                 // The incident's time line: when its event
                                 // was produced (s into the load), produced
@@ -394,6 +398,18 @@ path = "{sink}"
         .as_secs_f64();
     let _ = load_end;
     let inside = incident_latency(&http);
+    if let Some(keep) = std::env::var_os("ALERT_LATENCY_KEEP") {
+        // The run's metrics and sink file, for a closer look.
+        let keep = PathBuf::from(keep);
+        std::fs::create_dir_all(&keep).unwrap();
+        let tag = if dead_sink { "dead" } else { "live" };
+        std::fs::write(
+            keep.join(format!("metrics-{tag}.txt")),
+            http_get(&http, "/metrics").unwrap_or_default(),
+        )
+        .unwrap();
+        let _ = std::fs::copy(&sink_file, keep.join(format!("incidents-{tag}.jsonl")));
+    }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     tail.join().unwrap();
     let _ = Command::new("kill")

@@ -30,16 +30,27 @@ unrelated AS (
      AND (c."end" IS NULL OR a.time < c."end")
     WHERE c.patient IS NULL
 ),
-per_patient AS (
-    SELECT patient,
-           count(DISTINCT actor) AS actors,
-           count(DISTINCT dept) AS depts,
-           first_value(actor ORDER BY time DESC) AS last_actor,
-           array_agg(id ORDER BY time) AS evidence,
-           min(time) AS window_start,
-           max(time) AS window_end
-    FROM unrelated
+-- Patients opened by at least 3 unrelated actors (the lower of the two
+-- thresholds), found with plain groupings: most patients of a busy hour
+-- have one or two, and the distinct counts and evidence lists below,
+-- which keep state per group, are then built for the few candidates only.
+candidates AS (
+    SELECT patient
+    FROM (SELECT patient, actor FROM unrelated GROUP BY patient, actor) pairs
     GROUP BY patient
+    HAVING count(*) >= 3
+),
+per_patient AS (
+    SELECT u.patient,
+           count(DISTINCT u.actor) AS actors,
+           count(DISTINCT u.dept) AS depts,
+           first_value(u.actor ORDER BY u.time DESC) AS last_actor,
+           array_agg(u.id ORDER BY u.time) AS evidence,
+           min(u.time) AS window_start,
+           max(u.time) AS window_end
+    FROM unrelated u
+    JOIN candidates k ON k.patient = u.patient
+    GROUP BY u.patient
 ),
 flagged AS (
     SELECT patient, max(category) AS category FROM ref_vip GROUP BY patient

@@ -287,6 +287,25 @@ impl Alerter {
     /// Folds a finding into its incident; the revision it causes (if any)
     /// goes to the outbox. Waits only when the outbox writer is behind.
     pub async fn send(&mut self, alert: Alert) {
+        let arrived = alert.arrived;
+        let revisions = self.correlate(alert);
+        self.publish(revisions, arrived).await;
+    }
+
+    /// [`Alerter::send`] for many alerts at once (a SQL detector run's
+    /// findings): their revisions reach the outbox writer together, one
+    /// group commit, instead of one hand-over each while the loop waits.
+    pub async fn send_all(&mut self, alerts: impl IntoIterator<Item = Alert>) {
+        let mut revisions = Vec::new();
+        let mut arrived = None;
+        for alert in alerts {
+            arrived = arrived.or(alert.arrived);
+            revisions.extend(self.correlate(alert));
+        }
+        self.publish(revisions, arrived).await;
+    }
+
+    fn correlate(&mut self, alert: Alert) -> Vec<Incident> {
         metrics()
             .alerts
             .with_label_values(&[&alert.finding.detector])
@@ -296,7 +315,7 @@ impl Alerter {
         alert_metrics()
             .findings_duplicate
             .inc_by(self.correlator.duplicates() - before);
-        self.publish(revisions, alert.arrived).await;
+        revisions
     }
 
     /// Tells the stage how far event time has got (microseconds since the

@@ -79,7 +79,7 @@ pub enum Measure {
 }
 
 /// The per-detector part: what is counted and how it is described.
-pub trait CountKind: Send + 'static {
+pub trait CountKind: Clone + Send + 'static {
     const NAME: &'static str;
     /// Whether [`CountKind::measure`] returns distinct keys (else amounts).
     const DISTINCT: bool;
@@ -434,6 +434,7 @@ impl<'de> Deserialize<'de> for ActorCount {
 }
 
 /// A count detector of type `K`.
+#[derive(Clone)]
 pub struct CountDetector<K: CountKind> {
     p: CountParams,
     actors: Map<u64, ActorCount>,

@@ -168,6 +168,7 @@ impl HourSlots {
     }
 }
 
+#[derive(Clone)]
 pub struct OffHours {
     cfg: OffHoursConfig,
     actors: Map<u64, Habit>,

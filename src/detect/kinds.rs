@@ -34,6 +34,7 @@ fn defaults() -> CountParams {
 /// for people in the same job. Documentation counts as activity but not in
 /// the count: writing a record discloses nothing, and a registrar
 /// registering a busload of arrivals writes in bursts.
+#[derive(Clone)]
 pub struct Volume;
 
 impl CountKind for Volume {
@@ -70,6 +71,7 @@ impl CountKind for Volume {
 /// `volume`'s ten minutes a three-minute burst is diluted by the minutes of
 /// ordinary work around it; a minute sees it at full contrast, and as soon
 /// as it starts. What counts is what `volume` counts.
+#[derive(Clone)]
 pub struct Pace;
 
 impl CountKind for Pace {
@@ -101,6 +103,7 @@ impl CountKind for Pace {
 /// actor's own and their peers' usual breadth. An emergency physician's
 /// wide breadth is normal for emergency physicians; a ward nurse opening
 /// three times the charts of any ward nurse is not.
+#[derive(Clone)]
 pub struct Breadth;
 
 impl CountKind for Breadth {
@@ -136,6 +139,7 @@ impl CountKind for Breadth {
 /// on coworkers, neighbours, family or patients of other wards is a run
 /// of such accesses; departments whose work is to see new patients
 /// (emergency, registration, radiology) have high peer baselines.
+#[derive(Clone)]
 pub struct NoRelationship;
 
 impl CountKind for NoRelationship {
@@ -178,6 +182,7 @@ impl CountKind for NoRelationship {
 /// `denied_burst`: denied accesses per actor in 10 minutes, against the
 /// actor's and peers' usual number. A run of refusals is probing: someone
 /// trying records they are not allowed to open.
+#[derive(Clone)]
 pub struct DeniedBurst;
 
 impl CountKind for DeniedBurst {
@@ -207,6 +212,7 @@ impl CountKind for DeniedBurst {
 /// per actor in a 12-hour shift, against the actor's and peers' usual
 /// number. Break-the-glass bypasses access control for emergencies; used
 /// as a habit it is a way around it.
+#[derive(Clone)]
 pub struct BreakGlass;
 
 impl CountKind for BreakGlass {

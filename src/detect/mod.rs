@@ -92,7 +92,7 @@ impl Context<'_> {
 }
 
 /// One detector over the stream.
-pub trait Detector: Send {
+pub trait Detector: Send + CloneDetector {
     /// Stable name, used in findings and as a metric label.
     fn name(&self) -> &'static str;
     /// Updates state with `event`; appends a finding when it fires.
@@ -106,6 +106,56 @@ pub trait Detector: Send {
     fn save(&self) -> Vec<u8>;
     /// Replaces the state by a saved one (of the same configuration).
     fn load(&mut self, state: serde_json::Value) -> Result<(), String>;
+}
+
+/// A copy of a detector with its state, so a snapshot can be encoded off
+/// the loop (`Detectors::snapshot`). Every `Clone` detector has it.
+pub trait CloneDetector {
+    fn clone_box(&self) -> Box<dyn Detector>;
+}
+
+impl<T: Detector + Clone + 'static> CloneDetector for T {
+    fn clone_box(&self) -> Box<dyn Detector> {
+        Box::new(self.clone())
+    }
+}
+
+/// The detectors' state copied by [`Detectors::snapshot`].
+pub struct SavedDetectors {
+    config_id: String,
+    list: Vec<Box<dyn Detector>>,
+    relations: Relations,
+    hint: usize,
+}
+
+impl SavedDetectors {
+    /// The state's JSON text, as [`Detectors::save_with`] writes it.
+    pub fn encode(&self, more: &[(&str, &[u8])]) -> Vec<u8> {
+        encode_state(
+            &self.config_id,
+            &self.list,
+            &self.relations,
+            more,
+            self.hint,
+        )
+    }
+}
+
+fn encode_state(
+    config_id: &str,
+    list: &[Box<dyn Detector>],
+    relations: &Relations,
+    more: &[(&str, &[u8])],
+    last_len: usize,
+) -> Vec<u8> {
+    let mut state = StateWriter::with_capacity(last_len + last_len / 8)
+        .field("config", &config_id)
+        .raw_array("detectors", list.iter().map(|d| d.save()))
+        .raw("relations", &relations.save());
+    for (name, json) in more {
+        state = state.raw(name, json);
+    }
+    state.finish()
 }
 
 /// Floats in saved state as their IEEE bits, so a restored baseline is
@@ -391,17 +441,30 @@ impl Detectors {
     /// Every detector's state, and after it the members `more` (name, JSON
     /// text).
     pub fn save_with(&self, more: &[(&str, &[u8])]) -> Vec<u8> {
-        let hint = self.saved_len.get() + self.saved_len.get() / 8;
-        let mut state = StateWriter::with_capacity(hint)
-            .field("config", &self.config_id)
-            .raw_array("detectors", self.list.iter().map(|d| d.save()))
-            .raw("relations", &self.relations.save());
-        for (name, json) in more {
-            state = state.raw(name, json);
-        }
-        let text = state.finish();
+        let text = encode_state(
+            &self.config_id,
+            &self.list,
+            &self.relations,
+            more,
+            self.saved_len.get(),
+        );
         self.saved_len.set(text.len());
         text
+    }
+
+    /// A copy of every detector's state as it stands, to be encoded later
+    /// and elsewhere ([`SavedDetectors::encode`] gives what [`save`] gives
+    /// now): copying takes a few milliseconds where encoding a large state
+    /// takes tens, which the loop would wait for.
+    ///
+    /// [`save`]: Detectors::save
+    pub fn snapshot(&self) -> SavedDetectors {
+        SavedDetectors {
+            config_id: self.config_id.clone(),
+            list: self.list.iter().map(|d| d.clone_box()).collect(),
+            relations: self.relations.clone(),
+            hint: self.saved_len.get(),
+        }
     }
 
     /// Restores a saved state. Refused (state unchanged) when it was saved

@@ -104,6 +104,7 @@ impl Default for VipConfig {
     }
 }
 
+#[derive(Clone)]
 pub struct Vip {
     cfg: VipConfig,
     fired: RecentSet,
@@ -191,6 +192,7 @@ impl Default for TerminationConfig {
     }
 }
 
+#[derive(Clone)]
 pub struct Termination {
     cfg: TerminationConfig,
     fired: RecentSet,
@@ -310,6 +312,7 @@ struct ExportWindow {
     fired: bool,
 }
 
+#[derive(Clone)]
 pub struct BulkExport {
     cfg: ExportConfig,
     actors: HashMap<String, ExportWindow>,
@@ -463,6 +466,7 @@ impl Default for ConsentConfig {
     }
 }
 
+#[derive(Clone)]
 pub struct ConsentCheck {
     cfg: ConsentConfig,
     fired: RecentSet,

@@ -105,6 +105,7 @@ struct ActorState {
     var: f64,
 }
 
+#[derive(Clone)]
 pub struct AccessRate {
     cfg: RateConfig,
     actors: HashMap<String, ActorState>,

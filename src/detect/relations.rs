@@ -64,6 +64,7 @@ pub enum Relation {
 /// confirmed by a second member.
 const SHARED: u64 = 0x5348_4152_4544_0001;
 
+#[derive(Clone)]
 pub struct Relations {
     pairs: RecentSet,
     patients: RecentSet,
@@ -91,7 +92,7 @@ pub fn is_treatment(purpose: Option<&str>) -> bool {
 /// `HRESCH`. Counts are halved whenever a key's total reaches 1,000, so
 /// the habit follows the recent past. At most `MAX_HABITS` keys; the least
 /// recently seen tenth is dropped when full.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Purposes {
     map: Map<u64, Habit>,
     forgotten: u64,

@@ -154,6 +154,9 @@ struct ChainState {
     observed: bool,
     /// When the retention period was last applied.
     pruned: Instant,
+    /// The last snapshot, encoded and written on the snapshot thread after
+    /// its flush committed.
+    snapshot_task: Option<tokio::task::JoinHandle<Option<Result<(), LedgerError>>>>,
 }
 
 /// How far into its first snapshot interval a chain opens: the golden
@@ -185,6 +188,7 @@ impl ChainState {
                 .unwrap_or_else(Instant::now),
             observed: false,
             pruned: Instant::now(),
+            snapshot_task: None,
         }
     }
 }
@@ -200,9 +204,9 @@ struct InFlight {
 /// What a flush does once its rows are committed, decided when it was
 /// sealed.
 struct AfterFlush {
-    /// The detector state as of the flush's last event.
-    /// (JSON text, written straight from the state.)
-    snapshot: Option<Vec<u8>>,
+    /// The detector state as of the flush's last event, copied; encoded
+    /// and written once the flush is committed.
+    snapshot: Option<ChainSnapshot>,
     signer: Option<Arc<NoteSigner>>,
     prune: Option<Duration>,
     /// A revoke or the shutdown: commit offsets synchronously.
@@ -340,13 +344,18 @@ impl Pipeline {
             );
         }
         let raised_at = Utc::now();
-        for finding in report.findings {
+        for finding in &report.findings {
             m.finding(&finding.detector, finding.severity, finding.window_end);
-            self.summary.alerts += 1;
-            self.alerter
-                .send(Alert::from_finding(finding, raised_at))
-                .await;
         }
+        self.summary.alerts += report.findings.len() as u64;
+        self.alerter
+            .send_all(
+                report
+                    .findings
+                    .into_iter()
+                    .map(|f| Alert::from_finding(f, raised_at)),
+            )
+            .await;
     }
 
     /// At the end of the input: waits for the run in flight, then runs the
@@ -385,8 +394,23 @@ impl Pipeline {
         if let Some(run) = run {
             let tx = self.sql_reports.0.clone();
             self.sql_unreported += 1;
+            // On a thread of its own at a low priority, on a runtime of
+            // its own (DataFusion's tasks run there too).
+            let report = background::SQL.spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map(|rt| rt.block_on(run.execute()))
+            });
             tokio::spawn(async move {
-                let _ = tx.send(run.execute().await).await;
+                // Every run started is reported, a failed one too: the
+                // loop counts them.
+                let report = match report.await {
+                    Ok(Some(Ok(report))) => report,
+                    Ok(Some(Err(e))) => SqlReport::aborted(format!("no runtime: {e}")),
+                    _ => SqlReport::aborted("it panicked".into()),
+                };
+                let _ = tx.send(report).await;
             });
         }
     }
@@ -673,6 +697,13 @@ impl Pipeline {
         let Some(state) = self.chains.get_mut(chain) else {
             return Ok(());
         };
+        // A revoke or the shutdown hands on a chain whose snapshot is written.
+        if sync && let Some(task) = state.snapshot_task.take() {
+            finished_snapshot(task).await?;
+        }
+        let Some(state) = self.chains.get_mut(chain) else {
+            return Ok(());
+        };
         state.oldest = None;
         let Some(writer) = state.writer.as_mut() else {
             return Err(PipelineError::Internal(
@@ -689,7 +720,7 @@ impl Pipeline {
         // once it is committed the state matches the ledger exactly.
         let snapshot = (state.observed
             && (sync || state.snapshotted.elapsed() >= self.continuity.snapshot_interval))
-            .then(|| chain_state(&state.detectors, &state.sketcher));
+            .then(|| ChainSnapshot::of(&state.detectors, &state.sketcher));
         let prune = self
             .continuity
             .retention
@@ -733,7 +764,7 @@ impl Pipeline {
         match writer.seal()? {
             None => self.commit_flush(chain, None, after).await,
             Some(sealed) => {
-                let task = background::spawn(move || sealed.write_segments());
+                let task = background::SEGMENTS.spawn(move || sealed.write_segments());
                 state.inflight = Some(InFlight { task, after });
                 if sync {
                     self.settle(chain).await?;
@@ -788,15 +819,19 @@ impl Pipeline {
             started,
         } = after;
         let snapshotted = snapshot.is_some();
-        let store = self.store.clone();
+        // The previous snapshot's outcome, once it is written (and before
+        // the next one is): its error is this flush's.
+        if let Some(task) = state
+            .snapshot_task
+            .take_if(|t| snapshotted || t.is_finished())
+        {
+            finished_snapshot(task).await?;
+        }
         let (writer, result) = tokio::task::spawn_blocking(move || {
             let r = written
                 .map(|w| writer.commit(w))
                 .transpose()
                 .and_then(|stats| {
-                    if let Some(state) = snapshot {
-                        write_snapshot(&store, &writer, state)?;
-                    }
                     if let Some(keep) = prune {
                         apply_retention(&mut writer, keep)?;
                     }
@@ -812,10 +847,24 @@ impl Pipeline {
         })
         .await
         .map_err(|e| PipelineError::Internal(e.to_string()))?;
+        let position = snapshot.is_some().then(|| SnapshotAt::of(&writer));
         if let Some(state) = self.chains.get_mut(chain) {
             state.writer = Some(writer);
         }
         let (stats, signed) = result?;
+        // Encoding a large state takes tens of milliseconds: on a thread
+        // of its own, not the loop; waited for only on a revoke or at
+        // shutdown, or when the chain's next snapshot is due.
+        if let (Some(snapshot), Some(Some(at))) = (snapshot, position) {
+            let store = self.store.clone();
+            let task = background::SNAPSHOTS
+                .spawn(move || write_snapshot(&store, &at, &snapshot.encode()));
+            if sync {
+                finished_snapshot(task).await?;
+            } else if let Some(state) = self.chains.get_mut(chain) {
+                state.snapshot_task = Some(task);
+            }
+        }
         if let Some(state) = self.chains.get_mut(chain) {
             if stats.is_some() {
                 state.unsigned = true;
@@ -1024,11 +1073,6 @@ pub struct Opened {
     ids: IdWindow,
 }
 
-/// A chain's saved state: its detectors' and its model normalizations.
-fn chain_state(detectors: &Detectors, sketcher: &Sketcher) -> Vec<u8> {
-    detectors.save_with(&[("sketcher", &sketcher.save())])
-}
-
 /// Opens a chain (recovering from a crash), restores its detectors from
 /// its snapshot plus the stored events after it (without a usable
 /// snapshot: from the newest `replay_max_events` stored events), and
@@ -1138,20 +1182,71 @@ fn apply_retention(writer: &mut ChainWriter, keep: Duration) -> Result<(), Ledge
 
 /// Writes a chain's detector state as of its durable end (call right after
 /// a successful flush).
-fn write_snapshot(store: &Store, writer: &ChainWriter, state: Vec<u8>) -> Result<(), LedgerError> {
-    let Some(last) = writer.last_offset() else {
-        return Ok(());
-    };
+/// A chain's saved state, its detectors' and its model normalizations,
+/// copied at a flush (a few milliseconds on the loop) and encoded to its
+/// JSON text later, elsewhere.
+struct ChainSnapshot {
+    detectors: crate::detect::SavedDetectors,
+    sketcher: Sketcher,
+}
+
+impl ChainSnapshot {
+    fn of(detectors: &Detectors, sketcher: &Sketcher) -> Self {
+        ChainSnapshot {
+            detectors: detectors.snapshot(),
+            sketcher: sketcher.clone(),
+        }
+    }
+
+    /// The text the originals would have saved at the copy.
+    fn encode(&self) -> Vec<u8> {
+        self.detectors
+            .encode(&[("sketcher", &self.sketcher.save())])
+    }
+}
+
+/// Where a chain stood when a snapshot's flush committed.
+struct SnapshotAt {
+    chain: ChainId,
+    next_offset: i64,
+    events: u64,
+}
+
+impl SnapshotAt {
+    /// `None` for a chain that holds nothing yet.
+    fn of(writer: &ChainWriter) -> Option<Self> {
+        Some(SnapshotAt {
+            chain: writer.chain().clone(),
+            next_offset: writer.last_offset()? + 1,
+            events: writer.tree_head(Table::Events).0,
+        })
+    }
+}
+
+/// Waits for a snapshot written on the segment thread.
+async fn finished_snapshot(
+    task: tokio::task::JoinHandle<Option<Result<(), LedgerError>>>,
+) -> Result<(), PipelineError> {
+    match task.await {
+        Ok(Some(r)) => Ok(r?),
+        Ok(None) => Err(PipelineError::Internal(
+            "writing a snapshot panicked".into(),
+        )),
+        Err(e) => Err(PipelineError::Internal(e.to_string())),
+    }
+}
+
+fn write_snapshot(store: &Store, at: &SnapshotAt, state: &[u8]) -> Result<(), LedgerError> {
     store.write_snapshot_text(
-        writer.chain(),
+        &at.chain,
         &Snapshot {
             v: SNAPSHOT_VERSION,
-            next_offset: last + 1,
-            events: writer.tree_head(Table::Events).0,
+            next_offset: at.next_offset,
+            events: at.events,
             written: Utc::now(),
             state: serde_json::Value::Null,
         },
-        &state,
+        state,
     )?;
     failpoint::hit("snapshot.written");
     Ok(())

@@ -98,7 +98,7 @@ fn model_normalizations_come_back_with_the_snapshot() {
     for e in &events {
         detectors.replay(e);
     }
-    snapshot(&store, 600, chain_state(&detectors, &live));
+    snapshot(&store, 600, ChainSnapshot::of(&detectors, &live).encode());
     let mut opened = restored(&store, Continuity::default());
     assert_eq!(opened.sketcher.models(), 1);
     assert_eq!(
@@ -109,6 +109,37 @@ fn model_normalizations_come_back_with_the_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = store_with_events(dir.path());
     assert_eq!(restored(&store, Continuity::default()).sketcher.models(), 0);
+}
+
+/// A snapshot is copied at a flush and encoded later, while the loop's
+/// detectors go on: the text is that of the state at the copy.
+#[test]
+fn a_copied_snapshot_encodes_the_state_at_the_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, events) = store_with_events(dir.path());
+    let mut detectors = setup().build();
+    for e in &events[..300] {
+        detectors.replay(e);
+    }
+    let copy = ChainSnapshot::of(&detectors, &sketcher());
+    for e in &events[300..] {
+        detectors.replay(e);
+    }
+    let at_copy = state_after(&events[..300]);
+    let encoded = copy.encode();
+    let parsed: serde_json::Value = serde_json::from_slice(&encoded).unwrap();
+    let expected: serde_json::Value = serde_json::from_slice(&at_copy).unwrap();
+    assert_eq!(parsed["detectors"], expected["detectors"]);
+    assert_eq!(parsed["relations"], expected["relations"]);
+    assert_ne!(
+        parsed["detectors"],
+        serde_json::from_slice::<serde_json::Value>(&detectors.save()).unwrap()["detectors"],
+        "the later events changed the live state"
+    );
+    // It loads as any snapshot does.
+    let mut fresh = setup().build();
+    fresh.load(parsed).unwrap();
+    assert_eq!(fresh.save(), at_copy);
 }
 
 #[test]

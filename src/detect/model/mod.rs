@@ -473,6 +473,7 @@ impl Signals {
     }
 }
 
+#[derive(Clone)]
 pub struct ModelAbuse {
     cfg: ModelAbuseConfig,
     callers: Map<u64, Caller>,

@@ -117,6 +117,8 @@ pub enum SqlError {
     },
     #[error("the query ran longer than {0} s and was stopped")]
     Timeout(u64),
+    #[error("the run stopped: {0}")]
+    Aborted(String),
 }
 
 /// A detector file that does not load: `path: error`.

@@ -54,6 +54,20 @@ pub struct SqlReport {
     pub window_rows: usize,
 }
 
+impl SqlReport {
+    /// The report of a run that stopped before any query ran.
+    pub fn aborted(why: String) -> SqlReport {
+        tracing::error!(reason = %why, "a SQL detector run stopped");
+        SqlReport {
+            failures: vec![SqlFailure {
+                detector: "sql".into(),
+                error: SqlError::Aborted(why),
+            }],
+            ..SqlReport::default()
+        }
+    }
+}
+
 pub(super) struct RunInput {
     pub(super) queries: Arc<[Query]>,
     pub(super) window: Vec<RecordBatch>,
