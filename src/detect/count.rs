@@ -440,6 +440,12 @@ pub struct CountDetector<K: CountKind> {
     actors: Map<u64, ActorCount>,
     peers: Map<u64, Baseline>,
     evictions: u64,
+    /// The window of the first event this detector saw. It saw only the
+    /// end of that window, whose counts are too small for a baseline: a
+    /// stream started late in a minute taught `pace`'s peer groups a
+    /// fraction of their usual minute, and the next full minute fired for
+    /// every actor. No baseline learns it.
+    began: Option<i64>,
     kind: PhantomData<K>,
 }
 
@@ -459,6 +465,7 @@ impl<K: CountKind> CountDetector<K> {
             actors: Map::default(),
             peers: Map::default(),
             evictions: 0,
+            began: None,
             kind: PhantomData,
         }
     }
@@ -469,8 +476,10 @@ impl<K: CountKind> CountDetector<K> {
     }
 
     /// [`Detector::observe`] for an actor's state `s`, once found.
+    #[allow(clippy::too_many_arguments)]
     fn step(
         p: &CountParams,
+        began: i64,
         peers: &mut Map<u64, Baseline>,
         s: &mut ActorCount,
         m: Measure,
@@ -484,7 +493,7 @@ impl<K: CountKind> CountDetector<K> {
         let idle_window = w > s.window && s.count == 0;
         // A late event (an earlier window) counts in the current one.
         if w > s.window {
-            Self::close(p, peers, s, w);
+            Self::close(p, began, peers, s, w);
         }
         if let Some(g) = ctx.group {
             s.group = g;
@@ -670,13 +679,21 @@ impl<K: CountKind> CountDetector<K> {
     /// evidence of what is normal, and misuse learned as habit — a young
     /// baseline's first windows enter unclipped — would hide the same
     /// person's next misuse.
-    fn close(p: &CountParams, peers: &mut Map<u64, Baseline>, s: &mut ActorCount, w: i64) {
+    fn close(
+        p: &CountParams,
+        began: i64,
+        peers: &mut Map<u64, Baseline>,
+        s: &mut ActorCount,
+        w: i64,
+    ) {
         let ended = Pending {
             window: s.window,
             count: s.count,
         };
         let start = |window: i64| window.saturating_mul(p.window_secs as i64);
-        if s.fired_at < start(s.window)
+        // A window seen from its start, and not one that fired, teaches.
+        let teaches = |window: i64| window > began && s.fired_at < start(window);
+        if teaches(s.window)
             && s.group != 0
             && (peers.len() < MAX_GROUPS || peers.contains_key(&s.group))
         {
@@ -692,7 +709,7 @@ impl<K: CountKind> CountDetector<K> {
             Some(ended)
         };
         if let Some(done) = learnable
-            && s.fired_at < start(done.window)
+            && teaches(done.window)
         {
             let x = value(p.model, done.count);
             s.own.learn(x, p.alpha, p.threshold);
@@ -734,10 +751,11 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
         }
         let secs = ctx.time.timestamp();
         let w = secs.div_euclid(self.p.window_secs as i64);
+        let began = *self.began.get_or_insert(w);
         // One lookup for a known actor; a new one costs the allocation of
         // its key once.
         if let Some(s) = self.actors.get_mut(&ctx.actor_key) {
-            return Self::step(&self.p, &mut self.peers, s, m, event, ctx, findings);
+            return Self::step(&self.p, began, &mut self.peers, s, m, event, ctx, findings);
         }
         if self.actors.len() >= self.p.max_actors {
             self.evict();
@@ -756,7 +774,7 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
                 slots: None,
                 live: None,
             });
-        Self::step(&self.p, &mut self.peers, s, m, event, ctx, findings);
+        Self::step(&self.p, began, &mut self.peers, s, m, event, ctx, findings);
     }
 
     fn keys(&self) -> usize {
@@ -777,6 +795,7 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
             self.peers.iter().map(|(k, v)| (k.to_string(), v)).collect();
         StateWriter::new()
             .field("actor_keys", &actors)
+            .field("began", &self.began)
             .field("evictions", &self.evictions)
             .field("peers", &peers)
             .finish()
@@ -789,11 +808,15 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
             actors: Option<std::collections::HashMap<String, ActorCount>>,
             peers: Map<String, Baseline>,
             evictions: u64,
+            /// Absent from states saved before it was kept.
+            #[serde(default)]
+            began: Option<i64>,
         }
         let saved: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;
         self.actors = super::memory::actor_state(saved.actor_keys, saved.actors)?;
         self.peers = super::memory::numeric_keys(saved.peers)?;
         self.evictions = saved.evictions;
+        self.began = saved.began;
         Ok(())
     }
 }
