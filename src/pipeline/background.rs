@@ -1,5 +1,7 @@
-//! Segment files are encoded and written on one thread of their own, in
-//! the order their flushes were sealed.
+//! Work the loop does not wait for runs on threads of their own, at a
+//! lower CPU priority ([`Worker`]): segment files ([`SEGMENTS`], in the
+//! order their flushes were sealed), detector snapshots ([`SNAPSHOTS`])
+//! and SQL detector runs ([`SQL`]).
 //!
 //! A chain's buffer becomes a flush about every second, and a flush's
 //! Parquet encoding (Arrow arrays, dictionary and zstd) is a burst of CPU.

@@ -847,7 +847,7 @@ impl Pipeline {
         })
         .await
         .map_err(|e| PipelineError::Internal(e.to_string()))?;
-        let position = snapshot.is_some().then(|| SnapshotAt::of(&writer));
+        let position = snapshot.as_ref().and_then(|_| SnapshotAt::of(&writer));
         if let Some(state) = self.chains.get_mut(chain) {
             state.writer = Some(writer);
         }
@@ -855,7 +855,7 @@ impl Pipeline {
         // Encoding a large state takes tens of milliseconds: on a thread
         // of its own, not the loop; waited for only on a revoke or at
         // shutdown, or when the chain's next snapshot is due.
-        if let (Some(snapshot), Some(Some(at))) = (snapshot, position) {
+        if let (Some(snapshot), Some(at)) = (snapshot, position) {
             let store = self.store.clone();
             let task = background::SNAPSHOTS
                 .spawn(move || write_snapshot(&store, &at, &snapshot.encode()));
