@@ -156,7 +156,7 @@ struct ChainState {
     pruned: Instant,
     /// The last snapshot, encoded and written on the snapshot thread after
     /// its flush committed.
-    snapshot_task: Option<tokio::task::JoinHandle<Option<Result<(), LedgerError>>>>,
+    snapshot_task: Option<SnapshotTask>,
 }
 
 /// How far into its first snapshot interval a chain opens: the golden
@@ -1180,8 +1180,6 @@ fn apply_retention(writer: &mut ChainWriter, keep: Duration) -> Result<(), Ledge
     Ok(())
 }
 
-/// Writes a chain's detector state as of its durable end (call right after
-/// a successful flush).
 /// A chain's saved state, its detectors' and its model normalizations,
 /// copied at a flush (a few milliseconds on the loop) and encoded to its
 /// JSON text later, elsewhere.
@@ -1223,10 +1221,12 @@ impl SnapshotAt {
     }
 }
 
-/// Waits for a snapshot written on the segment thread.
-async fn finished_snapshot(
-    task: tokio::task::JoinHandle<Option<Result<(), LedgerError>>>,
-) -> Result<(), PipelineError> {
+/// A snapshot being encoded and written on the snapshot thread (`None`:
+/// it panicked).
+type SnapshotTask = tokio::task::JoinHandle<Option<Result<(), LedgerError>>>;
+
+/// Waits for a snapshot written on the snapshot thread.
+async fn finished_snapshot(task: SnapshotTask) -> Result<(), PipelineError> {
     match task.await {
         Ok(Some(r)) => Ok(r?),
         Ok(None) => Err(PipelineError::Internal(
@@ -1236,6 +1236,8 @@ async fn finished_snapshot(
     }
 }
 
+/// Writes a chain's detector state as of the durable end `at` (taken
+/// right after a successful flush).
 fn write_snapshot(store: &Store, at: &SnapshotAt, state: &[u8]) -> Result<(), LedgerError> {
     store.write_snapshot_text(
         &at.chain,
