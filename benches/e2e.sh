@@ -9,14 +9,18 @@
 # benches/e2e.sh [SIZES] [RATE] [SECS]
 #   SIZES  comma-separated event counts (default 5000000)
 #   RATE   offered events/s of the fixed-load run (default 50000)
-#   SECS   its duration (default 30)
+#   SECS   its duration (default 45: long enough to hold a SQL detector
+#          run and the chains' snapshots)
 # BROKERS (default 127.0.0.1:9092) and REPEAT (default 1) from the
-# environment. Topics are named bench-… and deleted afterwards.
+# environment. Topics are named bench-… and deleted afterwards. For the
+# latency figures, start the broker with its log off custos's disk
+# (CUSTOS_TEST_KAFKA_DATA=/dev/shm/custos-kafka scripts/kafka.sh start) and
+# warm it with one short run: docs/performance.md, "The broker's disk".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=${1:-5000000}
 rate=${2:-50000}
-secs=${3:-30}
+secs=${3:-45}
 brokers=${BROKERS:-127.0.0.1:9092}
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release --bin custos --example e2e_bench --example alert_latency

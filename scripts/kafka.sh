@@ -2,7 +2,10 @@
 # Starts or stops a single-node Apache Kafka broker (KRaft) on 127.0.0.1 for
 # custos's integration tests. The broker's jars come from Maven Central
 # (scripts/kafka/pom.xml) and are cached in $CUSTOS_TEST_KAFKA_DIR (default:
-# .kafka in the repository, ignored by git).
+# .kafka in the repository, ignored by git). The broker's log goes to
+# $CUSTOS_TEST_KAFKA_DATA (default: $CUSTOS_TEST_KAFKA_DIR/data); the latency
+# benchmark puts it on a tmpfs, where a production broker's disk is not
+# custos's (docs/performance.md).
 #
 #   scripts/kafka.sh start    fetch (first time), format, start, wait until it answers
 #   scripts/kafka.sh stop     stop the broker this script started
@@ -14,7 +17,7 @@ KAFKA_DIR="${CUSTOS_TEST_KAFKA_DIR:-$ROOT/.kafka}"
 PORT="${CUSTOS_TEST_KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${CUSTOS_TEST_KAFKA_CONTROLLER_PORT:-9093}"
 LIBS="${CUSTOS_TEST_KAFKA_LIBS:-$KAFKA_DIR/libs}"
-DATA="$KAFKA_DIR/data"
+DATA="${CUSTOS_TEST_KAFKA_DATA:-$KAFKA_DIR/data}"
 PIDFILE="$KAFKA_DIR/broker.pid"
 LOG="$KAFKA_DIR/broker.log"
 
