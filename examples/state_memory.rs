@@ -109,12 +109,24 @@ fn measure(a: &Args, name: &str, configs: Vec<DetectorConfig>) {
     }
     let secs = began.elapsed().as_secs_f64();
     let grown = rss().saturating_sub(before);
+    // What a flush's snapshot costs the loop: the copy of a chain's state
+    // (`Detectors::snapshot`), the largest chain's.
+    let copy_ms = chains
+        .iter()
+        .map(|d| {
+            let t = Instant::now();
+            let copy = d.snapshot();
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            drop(copy);
+            ms
+        })
+        .fold(0.0, f64::max);
     let keys: usize = chains
         .iter_mut()
         .map(|d| d.report().iter().map(|(_, k)| *k).max().unwrap_or(0))
         .sum();
     println!(
-        "{name:>16}: {:>8.1} MB, {:>7.0} B per actor, keys held {keys:>9} (largest detector, over chains), {fed} events, {findings} findings, {secs:.1} s",
+        "{name:>16}: {:>8.1} MB, {:>7.0} B per actor, keys held {keys:>9} (largest detector, over chains), {fed} events, {findings} findings, {secs:.1} s, snapshot copy {copy_ms:.1} ms (slowest chain)",
         grown as f64 / 1e6,
         grown as f64 / a.actors as f64,
     );
