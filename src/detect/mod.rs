@@ -62,6 +62,9 @@ pub struct Context<'a> {
     /// The event's id, shared by the detectors that keep it as evidence
     /// (made on first use: most events are evidence of nothing).
     pub shared_id: std::cell::OnceCell<std::sync::Arc<str>>,
+    /// The actor's roster entry, if the roster has one (looked up once per
+    /// event).
+    pub staff: Option<&'a reference::Staff>,
     /// The actor's role and department: the event's, else the roster's.
     pub role: Option<&'a str>,
     pub dept: Option<&'a str>,
@@ -419,6 +422,7 @@ impl Detectors {
             time,
             actor_key: keys.actor,
             shared_id: std::cell::OnceCell::new(),
+            staff,
             role,
             dept,
             patient_key: keys.patient,

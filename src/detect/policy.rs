@@ -213,7 +213,7 @@ impl Detector for Termination {
     }
 
     fn observe(&mut self, event: &Event, ctx: &Context, findings: &mut Vec<Finding>) {
-        let Some(staff) = ctx.reference.staff(&event.actor.id) else {
+        let Some(staff) = ctx.staff else {
             return;
         };
         let (severity, summary) = match (staff.terminated, staff.hired) {

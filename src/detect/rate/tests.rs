@@ -9,6 +9,7 @@ fn see(d: &mut AccessRate, e: &Event, out: &mut Vec<Finding>) {
         time: e.time.with_timezone(&Utc),
         actor_key: 0,
         shared_id: Default::default(),
+        staff: None,
         role: None,
         dept: None,
         patient_key: None,
