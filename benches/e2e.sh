@@ -15,7 +15,7 @@
 # environment. Topics are named bench-… and deleted afterwards. For the
 # latency figures, start the broker with its log off custos's disk
 # (CUSTOS_TEST_KAFKA_DATA=/dev/shm/custos-kafka scripts/kafka.sh start) and
-# warm it with one short run: docs/performance.md, "The broker's disk".
+# warm it with one full run: docs/performance.md, "The broker's disk".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes=${1:-5000000}

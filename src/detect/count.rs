@@ -274,10 +274,15 @@ impl<K: CountKind> CountConfig<K> {
 }
 
 /// An actor's state in one count detector: small and inline for every
-/// actor seen, with what only a window in progress needs ([`Live`]) boxed
+/// actor seen, with what only a window in progress needs ([`Live`]) held
 /// apart, emptied when that window is over and dropped after a window with
 /// nothing counted, so an actor who is not at work costs the baselines,
 /// not the buffers.
+///
+/// The parts held apart are shared, not copied, by a snapshot's copy of
+/// the state (`Arc`; written through `Arc::make_mut`): the loop's copy
+/// costs the inline part, and an actor's part is copied only when the
+/// actor is next seen while the snapshot still holds it.
 #[derive(Debug, Clone)]
 struct ActorCount {
     window: i64,
@@ -294,8 +299,8 @@ struct ActorCount {
     /// the current one ends (see [`CountDetector::close`]).
     pending: Option<Pending>,
     /// Seasonal baselines, once a window has been learned.
-    slots: Option<Box<[Baseline; 8]>>,
-    live: Option<Box<Live>>,
+    slots: Option<Arc<[Baseline; 8]>>,
+    live: Option<Arc<Live>>,
 }
 
 /// What a window in progress holds.
@@ -427,8 +432,8 @@ impl<'de> Deserialize<'de> for ActorCount {
             count: saved.count,
             fired_count: saved.fired_count,
             pending: saved.pending,
-            slots: <[Baseline; 8]>::try_from(&*saved.slots).ok().map(Box::new),
-            live: busy.then(|| Box::new(live)),
+            slots: <[Baseline; 8]>::try_from(&*saved.slots).ok().map(Arc::new),
+            live: busy.then(|| Arc::new(live)),
         })
     }
 }
@@ -506,7 +511,7 @@ impl<K: CountKind> CountDetector<K> {
         } else {
             s.window * p.window_secs as i64 - 1
         };
-        if let Some(live) = s.live.as_deref_mut() {
+        if let Some(live) = s.live.as_mut().map(Arc::make_mut) {
             while live.recent.front().is_some_and(|&(t, _)| t <= horizon) {
                 let (_, x) = live.recent.pop_front().unwrap_or_default();
                 live.sliding -= if K::DISTINCT { 1 } else { x };
@@ -524,7 +529,7 @@ impl<K: CountKind> CountDetector<K> {
         if matches!(m, Measure::Skip | Measure::Touch | Measure::Add(0)) {
             return;
         }
-        let live = s.live.get_or_insert_with(Box::default);
+        let live = Arc::make_mut(s.live.get_or_insert_with(Default::default));
         let added = match m {
             Measure::Skip | Measure::Touch => false,
             Measure::Add(n) => {
@@ -714,18 +719,16 @@ impl<K: CountKind> CountDetector<K> {
             let x = value(p.model, done.count);
             s.own.learn(x, p.alpha, p.threshold);
             if p.seasonal {
-                s.slots.get_or_insert_with(Default::default)[slot_of(start(done.window))].learn(
-                    x,
-                    p.alpha,
-                    p.threshold,
-                );
+                Arc::make_mut(s.slots.get_or_insert_with(Default::default))
+                    [slot_of(start(done.window))]
+                .learn(x, p.alpha, p.threshold);
             }
         }
         s.window = w;
         s.count = 0;
         // The distinct keys were the ended window's; its evidence leaves
         // with the next event's slide.
-        if let Some(live) = s.live.as_deref_mut() {
+        if let Some(live) = s.live.as_mut().map(Arc::make_mut) {
             live.distinct.clear();
         }
     }
