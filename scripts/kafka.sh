@@ -68,7 +68,7 @@ PROPS
 
 start() {
   if answers "$PORT"; then
-    echo "kafka.sh: a broker already answers on 127.0.0.1:$PORT" >&2
+    echo "kafka.sh: a broker already answers on 127.0.0.1:$PORT (its log is where it was started with; stop it to move it to $DATA)" >&2
     return 0
   fi
   command -v java >/dev/null || { echo "kafka.sh: java is required" >&2; exit 1; }
@@ -80,7 +80,7 @@ start() {
   echo $! >"$PIDFILE"
   for _ in $(seq 1 240); do
     if answers "$PORT"; then
-      echo "kafka.sh: broker up on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"))" >&2
+      echo "kafka.sh: broker up on 127.0.0.1:$PORT (pid $(cat "$PIDFILE"), log in $DATA)" >&2
       return 0
     fi
     if ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then

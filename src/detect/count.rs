@@ -511,7 +511,12 @@ impl<K: CountKind> CountDetector<K> {
         } else {
             s.window * p.window_secs as i64 - 1
         };
-        if let Some(live) = s.live.as_mut().map(Arc::make_mut) {
+        // Written only when something leaves: a snapshot may share it.
+        let stale = s.live.as_deref().is_some_and(|live| {
+            live.recent.front().is_some_and(|&(t, _)| t <= horizon)
+                || live.evidence.front().is_some_and(|&(t, _)| t <= from)
+        });
+        if stale && let Some(live) = s.live.as_mut().map(Arc::make_mut) {
             while live.recent.front().is_some_and(|&(t, _)| t <= horizon) {
                 let (_, x) = live.recent.pop_front().unwrap_or_default();
                 live.sliding -= if K::DISTINCT { 1 } else { x };
@@ -519,12 +524,12 @@ impl<K: CountKind> CountDetector<K> {
             while live.evidence.front().is_some_and(|&(t, _)| t <= from) {
                 live.evidence.pop_front();
             }
-            // The buffers of an actor who counted nothing in the window
-            // that ended, once nothing is left in them, are dropped; a
-            // busy actor's are reused.
-            if idle_window && live.recent.is_empty() {
-                s.live = None;
-            }
+        }
+        // The buffers of an actor who counted nothing in the window that
+        // ended, once nothing is left in them, are dropped; a busy actor's
+        // are reused.
+        if idle_window && s.live.as_deref().is_some_and(|live| live.recent.is_empty()) {
+            s.live = None;
         }
         if matches!(m, Measure::Skip | Measure::Touch | Measure::Add(0)) {
             return;
@@ -728,7 +733,12 @@ impl<K: CountKind> CountDetector<K> {
         s.count = 0;
         // The distinct keys were the ended window's; its evidence leaves
         // with the next event's slide.
-        if let Some(live) = s.live.as_mut().map(Arc::make_mut) {
+        if let Some(live) = s
+            .live
+            .as_mut()
+            .filter(|live| !live.distinct.is_empty())
+            .map(Arc::make_mut)
+        {
             live.distinct.clear();
         }
     }
