@@ -694,11 +694,13 @@ impl Pipeline {
     /// committed before this returns.
     async fn flush(&mut self, chain: &ChainId, sync: bool) -> Result<(), PipelineError> {
         self.settle(chain).await?;
-        let Some(state) = self.chains.get_mut(chain) else {
-            return Ok(());
-        };
         // A revoke or the shutdown hands on a chain whose snapshot is written.
-        if sync && let Some(task) = state.snapshot_task.take() {
+        if sync
+            && let Some(task) = self
+                .chains
+                .get_mut(chain)
+                .and_then(|state| state.snapshot_task.take())
+        {
             finished_snapshot(task).await?;
         }
         let Some(state) = self.chains.get_mut(chain) else {

@@ -55,9 +55,9 @@ pub struct SqlReport {
 }
 
 impl SqlReport {
-    /// The report of a run that stopped before any query ran.
+    /// The report of a run that stopped before any query ran (logged and
+    /// counted with the other failures when the loop reads it).
     pub fn aborted(why: String) -> SqlReport {
-        tracing::error!(reason = %why, "a SQL detector run stopped");
         SqlReport {
             failures: vec![SqlFailure {
                 detector: "sql".into(),
