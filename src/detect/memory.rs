@@ -246,9 +246,141 @@ impl RecentSet {
     }
 }
 
+/// [`RecentSet`] with the time each key was last seen (event-time
+/// seconds), bounded the same way: the least recently used keys are
+/// forgotten first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecentStamps {
+    young: Map<u64, i64>,
+    old: Map<u64, i64>,
+    cap: usize,
+    forgotten: u64,
+}
+
+/// The time of a key saved without one (by an earlier version): as if seen
+/// at every moment, so nothing learned before an upgrade lapses because of it.
+pub const ALWAYS: i64 = i64::MAX;
+
+impl RecentStamps {
+    pub fn new(cap: usize) -> Self {
+        RecentStamps {
+            cap: cap.max(2),
+            ..Default::default()
+        }
+    }
+
+    /// When `key` was last seen, if it is held.
+    pub fn get(&self, key: u64) -> Option<i64> {
+        self.young.get(&key).or_else(|| self.old.get(&key)).copied()
+    }
+
+    /// Whether `key` was seen at `now - within` or later.
+    pub fn seen_since(&self, key: u64, now: i64, within: i64) -> bool {
+        self.get(key)
+            .is_some_and(|t| t >= now.saturating_sub(within))
+    }
+
+    /// Records `key` as seen at `secs` (a later time of an earlier visit is
+    /// kept); returns when it was seen before, if it was held.
+    pub fn insert(&mut self, key: u64, secs: i64) -> Option<i64> {
+        if let Some(t) = self.young.get_mut(&key) {
+            let before = *t;
+            *t = before.max(secs);
+            return Some(before);
+        }
+        let held = self.old.remove(&key);
+        if self.young.len() >= self.cap / 2 {
+            self.forgotten += self.old.len() as u64;
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.young.insert(key, held.map_or(secs, |t| t.max(secs)));
+        held
+    }
+
+    pub fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+
+    /// Keys dropped so far to stay within the cap.
+    pub fn forgotten(&self) -> u64 {
+        self.forgotten
+    }
+
+    /// `{"forgotten":N,"old":[[key,secs],…],"young":[…]}`, sorted by key.
+    pub fn save(&self) -> Vec<u8> {
+        let sorted = |m: &Map<u64, i64>| {
+            let mut v: Vec<(u64, i64)> = m.iter().map(|(k, t)| (*k, *t)).collect();
+            v.sort_unstable();
+            v
+        };
+        StateWriter::new()
+            .field("forgotten", &self.forgotten)
+            .field("old", &sorted(&self.old))
+            .field("young", &sorted(&self.young))
+            .finish()
+    }
+
+    /// Reads what [`RecentStamps::save`] wrote, or a [`RecentSet`]'s keys
+    /// (an earlier version's), which get the time [`ALWAYS`].
+    pub fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Entry {
+            Stamped(u64, i64),
+            Key(u64),
+        }
+        #[derive(Deserialize)]
+        struct Saved {
+            young: Vec<Entry>,
+            old: Vec<Entry>,
+            forgotten: u64,
+        }
+        let s: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        let map = |v: Vec<Entry>| {
+            v.into_iter()
+                .map(|e| match e {
+                    Entry::Stamped(k, t) => (k, t),
+                    Entry::Key(k) => (k, ALWAYS),
+                })
+                .collect()
+        };
+        self.young = map(s.young);
+        self.old = map(s.old);
+        self.forgotten = s.forgotten;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recent_stamps_keep_the_latest_time_and_read_old_saves() {
+        let mut s = RecentStamps::new(10);
+        assert_eq!(s.insert(1, 100), None);
+        assert_eq!(s.insert(1, 50), Some(100));
+        assert_eq!(s.get(1), Some(100), "an earlier time does not move it back");
+        assert_eq!(s.insert(1, 200), Some(100));
+        assert!(s.seen_since(1, 250, 50));
+        assert!(!s.seen_since(1, 251, 50));
+        for k in 10..30 {
+            s.insert(k, 300);
+        }
+        assert!(s.len() <= 10);
+        assert!(s.get(1).is_none(), "the least recently used is forgotten");
+        let mut r = RecentStamps::new(10);
+        r.load(serde_json::from_slice(&s.save()).unwrap()).unwrap();
+        assert_eq!(r, s);
+        // A set saved by an earlier version: its keys never lapse.
+        let mut old = RecentSet::new(10);
+        old.insert(7);
+        let mut r = RecentStamps::new(10);
+        r.load(serde_json::from_slice(&old.save()).unwrap())
+            .unwrap();
+        assert_eq!(r.get(7), Some(ALWAYS));
+        assert!(r.seen_since(7, 1 << 40, 1));
+    }
 
     #[test]
     fn key_hash_separates_parts() {

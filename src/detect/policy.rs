@@ -165,11 +165,18 @@ impl Detector for Vip {
         } else {
             "tried to open"
         };
+        let article = if category.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            "an"
+        } else {
+            "a"
+        };
         let summary = format!(
-            "{how} the chart of a {category} patient ({} {}) with no treatment relationship \
-             (not on the care team, never treated by the actor or their department)",
+            "{how} the chart of {article} {category} patient ({} {}) with no treatment relationship \
+             (not on the care team, never treated by the actor, not by their department \
+             in the past {} days)",
             a.action,
             a.purpose.as_deref().unwrap_or("no purpose"),
+            super::relations::DEPT_EPISODE_SECS / 86_400,
         );
         findings.push(finding("vip", Severity::High, event, ctx, 0, summary));
     }

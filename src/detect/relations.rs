@@ -5,7 +5,11 @@
 //! A relationship is learned from a successful access for treatment
 //! (purpose `TREAT`, `ETREAT` or none): the actor, and the actor's
 //! department, then have it. Secondary uses (billing, research, …) do not
-//! create one. The care-team table, when loaded, is consulted as well (see
+//! create one, and neither does a read of a patient the hospital knows but
+//! the actor and their department do not treat (an `Unrelated` read): only
+//! care written for the patient (`create`, `update`) starts a relationship
+//! there. A department's relationship lapses [`DEPT_EPISODE_SECS`] after
+//! it last treated the patient; an actor's own does not. The care-team table, when loaded, is consulted as well (see
 //! [`Relations::classify`]).
 //!
 //! Orders are relationships too: ancillary departments (imaging, pharmacy,
@@ -28,11 +32,20 @@
 use crate::ledger::StateWriter;
 use serde::{Deserialize, Serialize};
 
-use super::memory::{Keys, Map, RecentSet, key_hash, mix};
+use super::memory::{Keys, Map, RecentSet, RecentStamps, key_hash, mix};
 use super::reference::Reference;
 use crate::event::{Body, Event};
 
 const MAX_PAIRS: usize = 1_000_000;
+
+/// How long a department's relationship with a patient lasts after the
+/// department last treated them: an episode of care and its aftermath
+/// (results, letters, a handover), not every later visit of the patient
+/// to anyone in it. An emergency department sees most of a city's patients
+/// in time; the ones it treated last month are not its patients today.
+/// An actor's own relationship does not lapse (one's own patients stay
+/// one's own), within the bound on pairs.
+pub const DEPT_EPISODE_SECS: i64 = 7 * 86_400;
 
 /// The `attrs` key of an order event naming the department asked to
 /// perform it (FHIR `ServiceRequest.performerType`, as a department name
@@ -40,21 +53,28 @@ const MAX_PAIRS: usize = 1_000_000;
 pub const PERFORMER_ATTR: &str = "performer_dept";
 const MAX_PATIENTS: usize = 500_000;
 
+/// Actions that record care for a patient (a note, an order, a result),
+/// as opposed to reading what is there.
+const WRITES: [&str; 2] = ["create", "update"];
+
 /// How an event's actor stands to its patient, just before the event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Relation {
     /// The event is about no patient (or is not an access).
     NoPatient,
     /// On the care team, or treated by the actor before, or by the actor's
-    /// department (at least two of its members) before.
+    /// department (at least two of its members) within
+    /// [`DEPT_EPISODE_SECS`].
     Treating,
-    /// Treated before by one other member of the actor's department only
-    /// (a consult, say), not by the actor, and on no care team of theirs:
+    /// Treated within [`DEPT_EPISODE_SECS`] by one other member of the
+    /// actor's department only (a consult, say), not by the actor, and on
+    /// no care team of theirs:
     /// close enough for routine work, not a relationship to a flagged
     /// patient.
     Consulted,
-    /// Known to the hospital (treated by others, or under someone else's
-    /// care), but not by this actor or department.
+    /// Known to the hospital (treated by others, by the department in an
+    /// earlier episode, or under someone else's care), but not by this
+    /// actor or department now.
     Unrelated,
     /// Never seen before, and not on any care team: a new patient.
     FirstSeen,
@@ -66,7 +86,9 @@ const SHARED: u64 = 0x5348_4152_4544_0001;
 
 #[derive(Clone)]
 pub struct Relations {
-    pairs: RecentSet,
+    /// Actor–patient and department–patient pairs, with when the actor or
+    /// department last treated the patient.
+    pairs: RecentStamps,
     patients: RecentSet,
     purposes: Purposes,
 }
@@ -74,7 +96,7 @@ pub struct Relations {
 impl Default for Relations {
     fn default() -> Self {
         Relations {
-            pairs: RecentSet::new(MAX_PAIRS),
+            pairs: RecentStamps::new(MAX_PAIRS),
             patients: RecentSet::new(MAX_PATIENTS),
             purposes: Purposes::default(),
         }
@@ -175,15 +197,15 @@ impl Relations {
         else {
             return Relation::NoPatient;
         };
-        if self.pairs.contains(mix(keys.actor, p))
-            || keys
-                .dept
-                .is_some_and(|d| self.pairs.contains(mix(d ^ SHARED, p)))
+        let now = at.timestamp();
+        let dept_has = |key: u64| self.pairs.seen_since(key, now, DEPT_EPISODE_SECS);
+        if self.pairs.get(mix(keys.actor, p)).is_some()
+            || keys.dept.is_some_and(|d| dept_has(mix(d ^ SHARED, p)))
             || reference.on_care_team(patient, &event.actor.id, dept, at)
         {
             return Relation::Treating;
         }
-        if keys.dept.is_some_and(|d| self.pairs.contains(mix(d, p))) {
+        if keys.dept.is_some_and(|d| dept_has(mix(d, p))) {
             return Relation::Consulted;
         }
         if self.patients.contains(p) || reference.has_care(patient) {
@@ -250,17 +272,27 @@ impl Relations {
                 .filter(|d| !d.is_empty())
         {
             let d = key_hash(&["d", to]);
-            self.pairs.insert(mix(d, p));
-            self.pairs.insert(mix(d ^ SHARED, p));
+            self.pairs.insert(mix(d, p), secs);
+            self.pairs.insert(mix(d ^ SHARED, p), secs);
         }
-        let first_time = self.pairs.insert(mix(keys.actor, p));
+        // Reading the chart of a patient the hospital knows but neither the
+        // actor nor their department treats is what curiosity looks like
+        // from the outside; it teaches no relationship, or the snooper's
+        // first look would explain the next one, and a colleague's. Care
+        // does: a note, an order or a result written for the patient, the
+        // first contact with a new patient, work within a relationship.
+        if relation == Relation::Unrelated && !WRITES.contains(&a.action.as_str()) {
+            return;
+        }
+        let before = self.pairs.insert(mix(keys.actor, p), secs);
         if let Some(d) = keys.dept {
-            // A second member treating the patient makes it the
-            // department's patient.
-            if first_time && self.pairs.contains(mix(d, p)) {
-                self.pairs.insert(mix(d ^ SHARED, p));
+            // A second member treating the patient in the department's
+            // current episode makes it the department's patient.
+            let new_member = before.is_none_or(|t| t < secs.saturating_sub(DEPT_EPISODE_SECS));
+            if new_member && self.pairs.seen_since(mix(d, p), secs, DEPT_EPISODE_SECS) {
+                self.pairs.insert(mix(d ^ SHARED, p), secs);
             }
-            self.pairs.insert(mix(d, p));
+            self.pairs.insert(mix(d, p), secs);
         }
     }
 

@@ -925,7 +925,12 @@ fn vip_needs_the_actors_own_or_the_departments_care_not_a_colleagues_consult() {
         run(&mut d, [onc.at(t - 3000)]).is_empty(),
         "the treating physician"
     );
-    let found = run(&mut d, [k1.at(t)]);
+    // The consultant writes a consult note.
+    let note = Ev {
+        action: "create",
+        ..k1.clone()
+    };
+    let found = run(&mut d, [note.at(t)]);
     assert_eq!(found.len(), 1, "the consult itself has no relationship");
     // Another cardiologist, who never treated the patient: the consult
     // of one colleague does not make the patient cardiology's.
@@ -935,6 +940,64 @@ fn vip_needs_the_actors_own_or_the_departments_care_not_a_colleagues_consult() {
     // Two cardiologists have treated the patient now: the department's.
     let k3 = by("k3", "physician", "cardiology").patient("star");
     assert!(run(&mut d, [k3.at(t + 1200)]).is_empty());
+}
+
+#[test]
+fn reading_a_patient_of_others_teaches_no_relationship() {
+    let mut reference = Reference::default();
+    reference.add_vip("star".into(), "vip".into());
+    let mut d = detectors(vec![DetectorConfig::Vip(Default::default())], reference);
+    let t = DAY0 + 10 * H;
+    let onc = by("o1", "physician", "oncology").patient("star");
+    run(&mut d, [onc.at(t - 3600), onc.at(t - 3500)]);
+    // Three cardiologists only look: each look is as unexplained as the
+    // first, and none of them explains a colleague's.
+    for (k, a) in ["k1", "k2", "k3"].into_iter().enumerate() {
+        let look = by(a, "physician", "cardiology").patient("star");
+        let found = run(&mut d, [look.at(t + 600 * k as i64)]);
+        assert_eq!(found.len(), 1, "{a}: {found:?}");
+    }
+    // The next day k1 looks again: still no relationship of their own.
+    let again = by("k1", "physician", "cardiology").patient("star");
+    assert_eq!(run(&mut d, [again.at(t + 86_400)]).len(), 1);
+}
+
+#[test]
+fn a_departments_relationship_lapses_a_week_after_its_last_care_an_actors_does_not() {
+    let mut reference = Reference::default();
+    reference.add_vip("star".into(), "vip".into());
+    let mut d = detectors(vec![DetectorConfig::Vip(Default::default())], reference);
+    let t = DAY0 + 10 * H;
+    // Two emergency physicians treat the patient: the department's.
+    let e1 = by("e1", "physician", "emergency").patient("star");
+    let e2 = by("e2", "physician", "emergency").patient("star");
+    run(&mut d, [e1.at(t), e2.at(t + 60)]);
+    let e3 = by("e3", "nurse", "emergency").patient("star");
+    assert!(
+        run(&mut d, [e3.at(t + 6 * 86_400)]).is_empty(),
+        "within the episode"
+    );
+    // e3's care refreshed the episode; eight days after it, the department
+    // no longer treats the patient, but e1 still has their own history.
+    let later = t + 14 * 86_400 + 60;
+    let e4 = by("e4", "nurse", "emergency").patient("star");
+    assert_eq!(run(&mut d, [e4.at(later)]).len(), 1, "a past episode");
+    assert!(
+        run(&mut d, [e1.at(later + 60)]).is_empty(),
+        "one's own patient"
+    );
+    // The saved state keeps the times: a restored copy decides the same.
+    let mut restored = detectors(vec![DetectorConfig::Vip(Default::default())], {
+        let mut r = Reference::default();
+        r.add_vip("star".into(), "vip".into());
+        r
+    });
+    restored
+        .load(serde_json::from_slice(&d.save()).unwrap())
+        .expect("loads");
+    let e5 = by("e5", "nurse", "emergency").patient("star");
+    assert_eq!(run(&mut restored, [e5.at(later + 120)]).len(), 1);
+    assert!(run(&mut restored, [e2.at(later + 180)]).is_empty());
 }
 
 #[test]
