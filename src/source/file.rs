@@ -58,14 +58,20 @@ pub fn read_files(
             if (&mut reader).take(limit).read_until(b'\n', &mut line)? == 0 {
                 break;
             }
-            if line.len() as u64 == limit && line.last() != Some(&b'\n') {
+            let cut = line.len() as u64 == limit && line.last() != Some(&b'\n');
+            if cut {
                 skip_line(&mut reader)?;
             }
             number += 1;
-            let end = line
-                .iter()
-                .rposition(|b| *b != b'\n' && *b != b'\r')
-                .map_or(0, |i| i + 1);
+            // A cut line keeps all it has, so it stays over the limit even
+            // when the cut falls on carriage returns.
+            let end = if cut {
+                line.len()
+            } else {
+                line.iter()
+                    .rposition(|b| *b != b'\n' && *b != b'\r')
+                    .map_or(0, |i| i + 1)
+            };
             if line[..end].iter().all(u8::is_ascii_whitespace) {
                 continue; // blank lines separate nothing; they are not messages
             }
@@ -121,5 +127,53 @@ fn skip_line(reader: &mut impl BufRead) -> std::io::Result<()> {
                 reader.consume(n);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(bytes: &[u8]) -> Vec<SourceMessage> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        std::fs::write(&path, bytes).unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        read_files(&[path], &tx, &AtomicBool::new(false)).unwrap();
+        let mut out = Vec::new();
+        while let Ok(e) = rx.try_recv() {
+            if let SourceEvent::Messages(m) = e {
+                out.extend(m);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn line_ends_are_not_part_of_a_message() {
+        let got = read(b"{\"a\":1}\r\n\n  \n{\"b\":2}");
+        let lines: Vec<_> = got.iter().map(|m| m.file.clone().unwrap().1).collect();
+        assert_eq!(lines, [1, 4]);
+        assert_eq!(got[0].payload, b"{\"a\":1}");
+        assert_eq!(got[1].payload, b"{\"b\":2}");
+    }
+
+    #[test]
+    fn a_line_cut_at_the_limit_stays_over_it_even_on_carriage_returns() {
+        // A complete object, padding up to the cut, and the cut falling on
+        // two carriage returns: trimming them would bring the message back
+        // to the limit and let the object through, the rest of the line
+        // unread.
+        let mut line = b"{\"a\":1}".to_vec();
+        line.resize(MAX_MESSAGE_BYTES, b' ');
+        line.extend_from_slice(b"\r\rmore of the line\n{\"b\":2}\n");
+        let got = read(&line);
+        assert_eq!(got.len(), 2);
+        assert!(
+            got[0].payload.len() > MAX_MESSAGE_BYTES,
+            "refused as oversize"
+        );
+        assert_eq!(got[1].payload, b"{\"b\":2}");
+        assert_eq!(got[1].file.as_ref().unwrap().1, 2);
     }
 }
