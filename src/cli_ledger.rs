@@ -113,7 +113,7 @@ pub struct LogArgs {
     pub stream: Option<String>,
     #[arg(long)]
     pub partition: Option<i32>,
-    /// `events`, `rejects` or `incidents`.
+    /// `events`, `rejects`, `incidents` or `query_log`.
     #[arg(long, default_value = "events")]
     pub table: String,
 }
@@ -123,7 +123,7 @@ impl LogArgs {
         match Table::parse(&self.table) {
             Some(table) => Ok(table),
             None => bail!(
-                "--table must be events, rejects or incidents, not {:?}",
+                "--table must be events, rejects, incidents or query_log, not {:?}",
                 self.table
             ),
         }
@@ -402,5 +402,24 @@ fn print_doc(text: &str) -> Result<()> {
     match writeln!(out, "{text}").and_then(|()| out.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_that_is_not_one_is_refused_naming_all_four() {
+        let log = |table: &str| LogArgs {
+            stream: None,
+            partition: None,
+            table: table.to_owned(),
+        };
+        let what = log("audit").table().unwrap_err().to_string();
+        for table in Table::ALL {
+            assert!(what.contains(table.as_str()), "{what}");
+        }
+        assert_eq!(log("query_log").table().unwrap(), Table::QueryLog);
     }
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, RecordBatch, StringArray};
 use custos::event::{Decoder, PseudonymKey, Pseudonymizer, RejectSealer, SealedPart};
 use custos::ledger::{
-    ChainId, Origin, Problem, RejectBytes, Store, StoreOptions, VerifyReport, verify,
+    ChainId, Origin, Problem, QUERIES_STREAM, RejectBytes, Store, StoreOptions, VerifyReport,
+    verify,
 };
 
 /// The tamper suite's file editing, shared.
@@ -266,5 +267,163 @@ fn a_raised_row_count_is_blamed_on_the_manifest_line() {
             .iter()
             .any(|p| p.file == file && p.what.contains("row is missing")),
         "the file is intact: {problems:?}"
+    );
+}
+
+const MANIFEST: &str = "manifests/audit/0.jsonl";
+
+/// Adds chain `+queries/0` to a store: 2 flushes of 2 query log entries.
+fn add_query_chain(root: &Path) {
+    let store = Store::open(root, StoreOptions::default()).unwrap();
+    let mut w = store
+        .chain_writer(&ChainId::new(QUERIES_STREAM, 0))
+        .unwrap();
+    for offset in 0..4 {
+        let entry = serde_json::json!({
+            "at": "2026-03-01T10:00:00Z", "who": "auditor", "surface": "sql",
+            "sql": "select 1", "rows": 1, "outcome": "ok", "elapsed_ms": 2,
+        });
+        w.push_query(Origin::kafka(offset), &entry).unwrap();
+        if offset % 2 == 1 {
+            w.flush().unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_segment_of_a_table_its_chain_does_not_hold_is_refused() {
+    let f = fixture();
+    add_query_chain(&f.root);
+    assert!(verify(&f.root).unwrap().ok());
+    // The second line of the source chain (rejects) turned into incidents,
+    // the first line of the query chain into events.
+    edit::edit_manifest(&f.root, MANIFEST, |i, v| {
+        if i == 1 {
+            v["table"] = "incidents".into();
+        }
+    });
+    let queries = format!("manifests/{QUERIES_STREAM}/0.jsonl");
+    edit::edit_manifest(&f.root, &queries, |i, v| {
+        if i == 0 {
+            v["table"] = "events".into();
+        }
+    });
+    let problems = problems_of(&f.root);
+    let refused = |file: &str, what: &str| {
+        problems
+            .iter()
+            .any(|p| p.file == file && p.what.starts_with(what))
+    };
+    assert!(
+        refused(
+            MANIFEST,
+            r#"manifest line 2: a chain of stream "audit" holds no incidents segments"#
+        ),
+        "{problems:?}"
+    );
+    assert!(
+        refused(
+            &queries,
+            r#"manifest line 1: a chain of stream "+queries" holds no events segments"#
+        ),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn time_fields_are_on_events_lines_only() {
+    let f = fixture();
+    add_query_chain(&f.root);
+    let queries = format!("manifests/{QUERIES_STREAM}/0.jsonl");
+    edit::edit_manifest(&f.root, &queries, |i, v| {
+        if i == 1 {
+            v["min_time_us"] = 1.into();
+            v["max_time_us"] = 2.into();
+        }
+    });
+    edit::edit_manifest(&f.root, MANIFEST, |i, v| {
+        if i == 2 {
+            v.as_object_mut().unwrap().remove("max_time_us");
+        }
+    });
+    let problems = problems_of(&f.root);
+    let has = |file: &str, what: &str| problems.iter().any(|p| p.file == file && p.what == what);
+    assert!(
+        has(
+            &queries,
+            "manifest line 2: a query_log segment has time fields"
+        ),
+        "{problems:?}"
+    );
+    assert!(
+        has(
+            MANIFEST,
+            "manifest line 3: an events segment lacks min_time_us or max_time_us"
+        ),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn an_amendment_line_inside_a_flush_is_found() {
+    let f = fixture();
+    // Between the events and the rejects line of flush 1.
+    let prune = r#"{"amend":"prune","table":"events","first_seq":0,"time":"2026-03-10T00:00:00Z","reason":"retention"}"#;
+    fs::remove_file(f.root.join(SEGMENT)).unwrap();
+    edit::edit_lines(&f.root, MANIFEST, |i, line| {
+        (i == 2).then(|| Some(format!("{line}\n{prune}")))
+    });
+    let problems = problems_of(&f.root);
+    assert_eq!(
+        problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        [format!(
+            "{MANIFEST}: manifest line 4: an amendment line inside flush 1 (the lines of one flush are consecutive)"
+        )]
+    );
+    // The writer refuses such a manifest too.
+    let store = Store::open(&f.root, StoreOptions::default()).unwrap();
+    let refused = store.chain_writer(&ChainId::new("audit", 0));
+    assert!(refused.is_err_and(|e| e.to_string().contains("inside flush 1")));
+}
+
+#[test]
+fn a_line_that_does_not_parse_is_not_called_a_crash() {
+    let f = fixture();
+    // The last line (flush 2's rejects) no longer parses.
+    edit::edit_lines(&f.root, MANIFEST, |i, line| {
+        (i == 5).then(|| Some(line.replace("\"rows\"", "\"rowz\"")))
+    });
+    let problems = problems_of(&f.root);
+    let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert!(
+        text[0].starts_with(&format!("{MANIFEST}: manifest line 6 does not parse:")),
+        "{text:?}"
+    );
+    assert!(
+        text.contains(&format!("{MANIFEST}: last flush 2 has 1 of 2 lines")),
+        "{text:?}"
+    );
+    assert!(
+        !text
+            .iter()
+            .any(|t| t.contains("crash") || t.contains("repairs it")),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn a_line_left_out_costs_one_problem_not_every_later_row() {
+    let f = fixture();
+    // Flush 1's events line: seqs 4..8 of the events log.
+    edit::edit_lines(&f.root, MANIFEST, |i, _| (i == 2).then_some(None));
+    let problems = problems_of(&f.root);
+    let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+    assert_eq!(
+        text,
+        [
+            format!("{MANIFEST}: manifest line 4: flush 1 has 1 of 2 lines"),
+            format!("{MANIFEST}: manifest line 4: events segment starts at seq 8, expected seq 4"),
+            "events/audit/0/00000000000000000004.parquet: file not in manifest".to_owned(),
+        ]
     );
 }

@@ -115,7 +115,7 @@ fn parse_table(name: Option<&str>) -> Result<Table, ApiError> {
     let name = name.unwrap_or("events");
     Table::parse(name).ok_or_else(|| {
         bad(format!(
-            "table must be `events`, `rejects` or `incidents`, not {name:?}"
+            "table must be `events`, `rejects`, `incidents` or `query_log`, not {name:?}"
         ))
     })
 }
@@ -273,4 +273,24 @@ async fn consistency(
         Ok(json_document(proof.to_json_pretty()))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_that_is_not_one_is_refused_naming_all_four() {
+        let Err(ApiError(status, what)) = parse_table(Some("audit")) else {
+            panic!("`audit` was taken for a table");
+        };
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        for table in Table::ALL {
+            assert!(what.contains(&format!("`{}`", table.as_str())), "{what}");
+        }
+        assert!(matches!(
+            parse_table(Some("query_log")),
+            Ok(Table::QueryLog)
+        ));
+    }
 }

@@ -118,8 +118,8 @@ impl ManifestLine {
 }
 
 /// The state of a segment after the manifest's amendment lines (all
-/// zero/false: as flushed).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// zero/false/empty: as flushed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Amended {
     /// Erasures that rewrote it: the file in the line is this generation.
     pub generation: u32,
@@ -127,6 +127,17 @@ pub struct Amended {
     pub erased_rows: u64,
     /// Deleted by retention (after any erasures).
     pub pruned: bool,
+    /// The `reason` and `time` of each erase amendment, in order: every
+    /// tombstone of the file carries one of them.
+    pub erasures: Vec<ErasureNote>,
+}
+
+/// Why and when an erase amendment erased rows, as its line and its
+/// tombstones state it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureNote {
+    pub reason: String,
+    pub time: String,
 }
 
 /// An amendment line: a later change to an earlier segment line, appended
@@ -250,6 +261,10 @@ pub(crate) fn apply_amendment<'a>(
             line.key_id = amendment.key_id.clone();
             line.amended.generation = generation;
             line.amended.erased_rows = rows;
+            line.amended.erasures.push(ErasureNote {
+                reason: amendment.reason.clone(),
+                time: amendment.time.clone(),
+            });
         }
     }
     Ok(())
@@ -307,9 +322,15 @@ pub(crate) enum Groups {
     IncompleteTail { lines: usize, next_flush: u64 },
 }
 
+/// The most segments one flush writes: a chain holds `events` and
+/// `rejects` (a source chain) or one other table, and a flush writes one
+/// segment per table it has rows of.
+pub(crate) const MAX_FLUSH_SEGMENTS: u32 = 2;
+
 /// Checks that lines form groups `flush` = 0, 1, 2, … of `flush_segments`
-/// lines each, every table at most once per group. Errors name the 0-based
-/// index of the first line that breaks the rule.
+/// (1 to [`MAX_FLUSH_SEGMENTS`]) lines each, every table at most once per
+/// group. Errors name the 0-based index of the first line that breaks the
+/// rule.
 pub(crate) fn check_groups(lines: &[&ManifestLine]) -> Result<Groups, (usize, String)> {
     let mut next_flush = 0u64;
     let mut i = 0;
@@ -322,8 +343,13 @@ pub(crate) fn check_groups(lines: &[&ManifestLine]) -> Result<Groups, (usize, St
             ));
         }
         let want = head.flush_segments as usize;
-        if want == 0 || want > Table::ALL.len() {
-            return Err((i, format!("flush_segments is {want}")));
+        if want == 0 || want > MAX_FLUSH_SEGMENTS as usize {
+            return Err((
+                i,
+                format!(
+                    "flush_segments is {want}; a flush writes 1 to {MAX_FLUSH_SEGMENTS} segments"
+                ),
+            ));
         }
         let mut tables = Vec::with_capacity(want);
         let mut n = 0;
@@ -354,6 +380,23 @@ pub(crate) fn check_groups(lines: &[&ManifestLine]) -> Result<Groups, (usize, St
         i += n;
     }
     Ok(Groups::Complete { next_flush })
+}
+
+/// Whether an amendment line that follows the first `before` of `lines`
+/// (the segment lines) sits inside a flush group: after some lines of a
+/// flush and before the rest of them, or after an incomplete last flush.
+/// The lines of one flush are written in one append, and amendments only
+/// between flushes, so no writer puts one there.
+pub(crate) fn inside_group(lines: &[&ManifestLine], before: usize) -> bool {
+    let Some(last) = before.checked_sub(1).and_then(|i| lines.get(i)) else {
+        return false;
+    };
+    let run = lines[..before]
+        .iter()
+        .rev()
+        .take_while(|l| l.flush == last.flush)
+        .count();
+    run < last.flush_segments as usize || lines.get(before).is_some_and(|l| l.flush == last.flush)
 }
 
 /// The manifest path of a chain, relative to the store root.
@@ -419,5 +462,24 @@ mod tests {
         assert_eq!(check(&[line(e, 0, 2), line(e, 0, 2)]).unwrap_err().0, 1);
         assert_eq!(check(&[line(e, 0, 2), line(r, 1, 1)]).unwrap_err().0, 1);
         assert_eq!(check(&[line(e, 0, 1), line(e, 2, 1)]).unwrap_err().0, 1);
+        // A flush writes at most 2 segments: events and rejects.
+        let q = Table::QueryLog;
+        assert_eq!(
+            check(&[line(e, 0, 3), line(r, 0, 3), line(q, 0, 3)])
+                .unwrap_err()
+                .0,
+            0
+        );
+    }
+
+    #[test]
+    fn amendments_between_the_lines_of_a_flush_are_found() {
+        let (e, r) = (Table::Events, Table::Rejects);
+        let lines = [line(e, 0, 2), line(r, 0, 2), line(e, 1, 1), line(e, 2, 2)];
+        let refs: Vec<&ManifestLine> = lines.iter().collect();
+        let inside: Vec<bool> = (0..=lines.len()).map(|b| inside_group(&refs, b)).collect();
+        // Before flush 0, inside it, after it, after flush 1, after the
+        // incomplete flush 2.
+        assert_eq!(inside, [false, true, false, false, true]);
     }
 }

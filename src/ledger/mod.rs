@@ -71,7 +71,7 @@ use std::fmt;
 
 pub use error::LedgerError;
 pub use hash::{Hash, parse_hash};
-pub use manifest::{Amended, ManifestLine, Table};
+pub use manifest::{Amended, ErasureNote, ManifestLine, Table};
 pub use merkle::HashAlg;
 pub use record::{
     IncidentColumns, QueryColumns, RejectBytes, event_record, incident_record, query_record,

@@ -461,6 +461,17 @@ pub(crate) fn durable_lines(
         }
         Err((i, what)) => return Err(at(index[i], what)),
     };
+    let mut before = 0;
+    for (i, entry) in entries.iter().enumerate().take(keep) {
+        match entry {
+            Entry::Segment(_) => before += 1,
+            Entry::Amend(_) if manifest::inside_group(&segments, before) => {
+                let flush = segments[before - 1].flush;
+                return Err(at(i, format!("an amendment line inside flush {flush}")));
+            }
+            Entry::Amend(_) => {}
+        }
+    }
     let repaired = parsed.torn_tail || keep < entries.len();
     let len = if keep == 0 { 0 } else { ends[keep - 1] };
     let mut lines = Vec::with_capacity(segments.len());

@@ -2,7 +2,8 @@
 //! against it, reporting problems instead of stopping at the first one.
 //!
 //! Order of the report: the marker; every chain's manifest-level problems
-//! (lines that do not parse, torn or incomplete tails); external
+//! (lines that do not parse, amendment lines inside a flush or that do not
+//! apply, torn or incomplete tails); external
 //! checkpoints that do not parse; then chain by chain: its stored
 //! checkpoint lines that do not parse, then its segments in manifest order
 //! (the line's own facts, the file, its rows in order, then what its rows
@@ -281,6 +282,8 @@ fn check_marker(storage: &dyn Storage, report: &mut VerifyReport) -> (HashAlg, O
 struct Manifest {
     rel: String,
     lines: Vec<(usize, ManifestLine)>,
+    /// Whether some line did not parse (then lines may be missing).
+    unparsed: bool,
 }
 
 fn read_manifest(
@@ -308,14 +311,37 @@ fn read_manifest(
     let mut lines: Vec<(usize, ManifestLine)> = Vec::new();
     // (line number, amendment, segment lines before it)
     let mut amendments = Vec::new();
+    let mut unparsed = false;
     for (no, _, entry) in parsed.lines {
         match entry {
             Ok(Entry::Segment(line)) => lines.push((no, line)),
             Ok(Entry::Amend(amendment)) => amendments.push((no, amendment, lines.len())),
-            Err(what) => report.problems.push(Problem::file(&rel, what)),
+            Err(what) => {
+                unparsed = true;
+                report.problems.push(Problem::file(&rel, what));
+            }
         }
     }
-    for (no, amendment, before) in &amendments {
+    // Where the amendments sit among the flush groups (before applying
+    // them, which changes the lines).
+    let inside: Vec<Option<u64>> = {
+        let refs: Vec<&ManifestLine> = lines.iter().map(|(_, l)| l).collect();
+        amendments
+            .iter()
+            .map(|(_, _, before)| {
+                manifest::inside_group(&refs, *before).then(|| refs[*before - 1].flush)
+            })
+            .collect()
+    };
+    for ((no, amendment, before), inside) in amendments.iter().zip(&inside) {
+        if let Some(flush) = inside {
+            report.problems.push(Problem::file(
+                &rel,
+                format!(
+                    "manifest line {no}: an amendment line inside flush {flush} (the lines of one flush are consecutive)"
+                ),
+            ));
+        }
         let earlier = lines[..*before].iter_mut().map(|(_, l)| l);
         if let Err(what) = manifest::apply_amendment(earlier, amendment, chain) {
             report
@@ -329,18 +355,36 @@ fn read_manifest(
             .problems
             .push(Problem::file(&rel, manifest::TORN_TAIL));
     }
+    // The writer repairs a crashed last flush only in a manifest whose
+    // every line parses and whose amendments sit between flushes; it
+    // refuses any other.
+    let repairable = !unparsed && inside.iter().all(Option::is_none);
     let refs: Vec<&ManifestLine> = lines.iter().map(|(_, l)| l).collect();
     match manifest::check_groups(&refs) {
         Ok(Groups::Complete { .. }) => {}
-        Ok(Groups::IncompleteTail { .. }) => report.problems.push(Problem::file(
+        Ok(Groups::IncompleteTail { .. }) if repairable => report.problems.push(Problem::file(
             &rel,
             "last flush is incomplete (a crash during append; opening the chain for writing repairs it)",
         )),
+        Ok(Groups::IncompleteTail { lines: n, .. }) => {
+            let head = refs[refs.len() - n];
+            report.problems.push(Problem::file(
+                &rel,
+                format!(
+                    "last flush {} has {n} of {} lines",
+                    head.flush, head.flush_segments
+                ),
+            ));
+        }
         Err((i, what)) => report
             .problems
             .push(Problem::file(&rel, format!("manifest line {}: {what}", lines[i].0))),
     }
-    Some(Manifest { rel, lines })
+    Some(Manifest {
+        rel,
+        lines,
+        unparsed,
+    })
 }
 
 /// An external checkpoint, parsed (and opened, if a key was given).
@@ -480,11 +524,12 @@ fn verify_chain(
             group = Some(line.flush);
         }
         let walk = &mut walks[line.table as usize];
-        if !check_line(rel, *no, chain, line, walk, report) {
-            // The log's seq broke here (reported): its rows no longer line
-            // up with the stored tree, so they are not listed one by one.
-            walk.root_diverged = true;
-        }
+        check_line(rel, *no, chain, line, walk, report);
+        // After a seq break (reported), the line is still walked at its own
+        // seq, so one line left out does not shift every later row off its
+        // stored leaf: seqs that no line lists are taken from the strata,
+        // and a line whose seqs the trees already hold is not fed to them.
+        let placed = line.first_seq >= walk.next_seq;
         if line.is_pruned() {
             // (A pruned file still present is reported by its scan.)
             report.pruned += line.rows;
@@ -509,7 +554,12 @@ fn verify_chain(
             ..
         } = scan;
         report.problems.extend(problems);
-        let (rows_ok, tree_only) = feed_tree(rel, *no, line, &leaves, &ids, walk, report);
+        let (rows_ok, tree_only) = if placed {
+            fill_gap(walk, line.first_seq, report);
+            feed_tree(rel, *no, line, &leaves, &ids, walk, report)
+        } else {
+            (false, 0)
+        };
         // A line whose rows hash to its root while neither its file nor
         // the tree holds some of them counts rows that never were.
         let line_changed = rows_ok && tree_only == 0;
@@ -523,7 +573,9 @@ fn verify_chain(
             report,
         );
         group_offsets.push((line.table, offsets));
-        walk.next_seq = line.end_seq();
+        if placed {
+            walk.next_seq = line.end_seq();
+        }
         walk.last_offset = walk.last_offset.max(Some(line.last_offset));
     });
     close_group(&group_offsets, rel, &mut before_group, report);
@@ -555,7 +607,16 @@ fn verify_chain(
                 ),
             ));
         }
-        walk.strata.finish(size, covered > size, report);
+        // Extra hashes are a crash's leftovers only where nothing else
+        // explains them.
+        let why = if covered > size {
+            "a checkpoint covers more, so the manifest lost lines"
+        } else if manifest.unparsed {
+            "a manifest line that does not parse may list them"
+        } else {
+            "a crash before the manifest append; opening the chain for writing repairs it"
+        };
+        walk.strata.finish(size, why, report);
         report.heads.push(LogHead {
             chain: chain.clone(),
             table,
@@ -648,6 +709,41 @@ fn scan_in_order(
     });
 }
 
+/// Pushes a row's leaf on the rows tree and the stored leaf on the strata
+/// tree (one tree while they agree), checking the strata's hashes above
+/// and keeping the rows tree's root at the sizes claims need.
+fn push_leaf(walk: &mut TableWalk, leaf: Hash, stored: Hash, report: &mut VerifyReport) {
+    let strata = &mut walk.strata;
+    let mut check = |height: u32, index: u64, hash: &Hash| {
+        if height >= STRIDE {
+            strata.check(height, index, hash, report);
+        }
+    };
+    match &mut walk.stored {
+        None => walk.rows.push(leaf, &mut check),
+        Some(tree) => {
+            walk.rows.push(leaf, |_, _, _| {});
+            tree.push(stored, &mut check);
+        }
+    }
+    if !walk.wanted.is_empty() && walk.wanted.contains(&walk.rows.size()) {
+        walk.roots.insert(walk.rows.size(), walk.rows.root());
+    }
+}
+
+/// Feeds both trees of a log the stored leaves of the seqs below `to` that
+/// no manifest line lists (a line left out: the seq break was reported),
+/// so the next line's rows meet the leaves of their own seqs, as for a
+/// pruned segment. Stops where the strata end (reported there).
+fn fill_gap(walk: &mut TableWalk, to: u64, report: &mut VerifyReport) {
+    while walk.rows.size() < to {
+        let Some(leaf) = walk.strata.leaf(walk.rows.size(), report) else {
+            return;
+        };
+        push_leaf(walk, leaf, leaf, report);
+    }
+}
+
 /// Feeds a segment's leaves to both trees of its table and checks the
 /// manifest's root at the segment's end; true when the rows hash to it,
 /// with the number of rows the file lacks that the tree supplied.
@@ -685,22 +781,7 @@ fn feed_tree(
                 walk.stored = Some(walk.rows.clone());
             }
         }
-        let strata = &mut walk.strata;
-        let mut check = |height: u32, index: u64, hash: &Hash| {
-            if height >= STRIDE {
-                strata.check(height, index, hash, report);
-            }
-        };
-        match &mut walk.stored {
-            None => walk.rows.push(leaf, &mut check),
-            Some(tree) => {
-                walk.rows.push(leaf, |_, _, _| {});
-                tree.push(stored.unwrap_or(leaf), &mut check);
-            }
-        }
-        if !walk.wanted.is_empty() && walk.wanted.contains(&walk.rows.size()) {
-            walk.roots.insert(walk.rows.size(), walk.rows.root());
-        }
+        push_leaf(walk, leaf, stored.unwrap_or(leaf), report);
     }
 
     let claimed = parse_hash(&line.root);
@@ -823,13 +904,19 @@ fn check_line(
     line: &ManifestLine,
     walk: &TableWalk,
     report: &mut VerifyReport,
-) -> bool {
-    let continues = line.first_seq == walk.next_seq;
+) {
     let mut bad = |what: String| {
         report
             .problems
             .push(Problem::file(rel, format!("manifest line {no}: {what}")));
     };
+    if !line.table.held_by(&chain.stream) {
+        bad(format!(
+            "a chain of stream {:?} holds no {} segments",
+            chain.stream,
+            line.table.as_str()
+        ));
+    }
     let expected = segment_rel_path(line.table, chain, line.first_seq, line.generation());
     if line.file != expected {
         bad(format!(
@@ -860,10 +947,16 @@ fn check_line(
     {
         bad("first_offset is not above the previous segment's offsets".into());
     }
-    if line.table == Table::Rejects && (line.min_time_us.is_some() || line.max_time_us.is_some()) {
-        bad("a rejects segment has time fields".into());
+    match (
+        line.table,
+        line.min_time_us.is_some(),
+        line.max_time_us.is_some(),
+    ) {
+        (Table::Events, true, true) => {}
+        (Table::Events, _, _) => bad("an events segment lacks min_time_us or max_time_us".into()),
+        (_, false, false) => {}
+        (table, _, _) => bad(format!("a {} segment has time fields", table.as_str())),
     }
-    continues
 }
 
 fn close_group(

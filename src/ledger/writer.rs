@@ -364,6 +364,7 @@ impl ChainWriter {
             "an event prepared for another hash"
         );
         self.note_offset(prepared.offset);
+        debug_assert!(Table::Events.held_by(&self.chain.stream));
         let tree = &mut self.trees[Table::Events as usize];
         let seq = tree.size();
         tree.push(prepared.leaf);
@@ -437,8 +438,16 @@ impl ChainWriter {
         Ok(())
     }
 
-    /// Adds a record's leaf to its table's tree; returns its seq.
+    /// Adds a record's leaf to its table's tree; returns its seq. A chain
+    /// holds `events` and `rejects` or one table of its own, so a
+    /// flush writes at most [`super::manifest::MAX_FLUSH_SEGMENTS`] segments.
     fn append_leaf(&mut self, table: Table, record: &[u8]) -> u64 {
+        debug_assert!(
+            table.held_by(&self.chain.stream),
+            "a {} row pushed to chain {}",
+            table.as_str(),
+            self.chain
+        );
         let tree = &mut self.trees[table as usize];
         let seq = tree.size();
         tree.push(self.store.alg().leaf(record));

@@ -15,7 +15,7 @@ use super::view::{RecordView, parse_record};
 use super::{MAX_ROW_PROBLEMS_PER_FILE, Problem};
 use crate::ledger::crypt::SegmentKey;
 use crate::ledger::hash::{Hash, parse_hash};
-use crate::ledger::manifest::{ManifestLine, Table};
+use crate::ledger::manifest::{ErasureNote, ManifestLine, Table};
 use crate::ledger::merkle::HashAlg;
 use crate::ledger::record::{
     ColumnsView, IncidentColumns, QueryColumns, SEAL_SCHEMES, blake3_hex, tombstone_record,
@@ -75,12 +75,14 @@ pub(super) struct EventIds {
 }
 
 impl EventIds {
-    /// The stored id of a row, if the row was read.
+    /// The stored id of a row, if the row was read and has one (a
+    /// tombstone's is empty).
     pub fn id(&self, row: u64) -> Option<String> {
         let at = self.batches.partition_point(|(first, _)| *first <= row);
         let (first, ids) = self.batches.get(at.checked_sub(1)?)?;
         let i = usize::try_from(row - first).ok()?;
-        (i < ids.len() && ids.is_valid(i)).then(|| ids.value(i).to_owned())
+        let id = (i < ids.len() && ids.is_valid(i)).then(|| ids.value(i))?;
+        (!id.is_empty()).then(|| id.to_owned())
     }
 }
 
@@ -367,7 +369,8 @@ fn check_batch(
                     if let Typed::Events(cols) = &typed {
                         times.push(cols.time.value(i));
                     }
-                    check_tombstone(&typed, i, record, leaf, &mut bad);
+                    let erasures = &line.amended.erasures;
+                    check_tombstone(&typed, i, record, leaf, erasures, &mut bad);
                 } else {
                     match &typed {
                         Typed::Events(cols) => {
@@ -393,19 +396,29 @@ fn check_batch(
 /// A tombstone holds nothing of the row but its coordinates (and, for
 /// events, its time): its record is exactly the canonical tombstone of its
 /// `erased`, `erasure.reason`, `erasure.time` and `src` (no other member:
-/// its bytes are covered by no hash), and its columns are emptied.
+/// its bytes are covered by no hash), its `erasure` is the `reason` and
+/// `time` of one of the erase amendments of its segment, and its columns
+/// are emptied.
 fn check_tombstone(
     typed: &Typed<'_>,
     i: usize,
     record: &str,
     leaf: Option<Hash>,
+    erasures: &[ErasureNote],
     bad: &mut impl FnMut(String),
 ) {
     let note = |v: &serde_json::Value, key: &str| v["erasure"][key].as_str().map(str::to_owned);
-    let canonical = serde_json::from_str::<serde_json::Value>(record)
+    let erasure = serde_json::from_str::<serde_json::Value>(record)
         .ok()
-        .and_then(|v| Some((leaf?, note(&v, "reason")?, note(&v, "time")?)))
-        .and_then(|(leaf, reason, time)| tombstone_record(&leaf, &reason, &time, record).ok());
+        .and_then(|v| {
+            Some(ErasureNote {
+                reason: note(&v, "reason")?,
+                time: note(&v, "time")?,
+            })
+        });
+    let canonical = leaf
+        .zip(erasure.as_ref())
+        .and_then(|(leaf, e)| tombstone_record(&leaf, &e.reason, &e.time, record).ok());
     if canonical.as_deref() != Some(record) {
         bad("a tombstone must be exactly `{\"erased\":…,\"erasure\":{\"reason\":…,\"time\":…},\"src\":…,\"v\":1}` in canonical form (it holds other members or is not canonical)".into());
     }
@@ -442,6 +455,14 @@ fn check_tombstone(
     };
     if !emptied {
         bad("an erased row's columns still hold values".into());
+    }
+    if let Some(erasure) = erasure
+        && !erasures.contains(&erasure)
+    {
+        bad(format!(
+            "the tombstone's erasure (reason {:?}, time {:?}) is not the reason and time of an erase amendment of this segment",
+            erasure.reason, erasure.time
+        ));
     }
 }
 

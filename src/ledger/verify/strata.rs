@@ -150,9 +150,8 @@ impl Strata {
     }
 
     /// After the last segment: every stratum must end where a tree of
-    /// `size` leaves ends. `cut` says a checkpoint covers more than `size`
-    /// (so extra hashes are not a crash's leftovers).
-    pub fn finish(&mut self, size: u64, cut: bool, report: &mut VerifyReport) {
+    /// `size` leaves ends; `why` says what extra hashes mean.
+    pub fn finish(&mut self, size: u64, why: &str, report: &mut VerifyReport) {
         for height in (0..HEIGHTS).map(|i| i * STRIDE) {
             let file = self.file(height);
             let Ok(Some(len)) = self.storage.len(&file) else {
@@ -160,11 +159,6 @@ impl Strata {
             };
             let want = (size >> height) * 32;
             if len > want {
-                let why = if cut {
-                    "a checkpoint covers more, so the manifest lost lines"
-                } else {
-                    "a crash before the manifest append; opening the chain for writing repairs it"
-                };
                 report.problems.push(Problem::file(
                     file,
                     format!(

@@ -425,13 +425,52 @@ fn verify_catches_a_forged_tombstone_and_a_forged_amendment() {
     let keep = |r: &str| r.replacen(r#","src":"#, r#","kept":"MRN-1","src":"#, 1);
     forge_first_tombstone(&path, keep);
     let report = verify_with(dir.path(), &VerifyOptions::default()).unwrap();
+    let canonical = report
+        .problems
+        .iter()
+        .find(|p| p.row == Some(1) && p.what.contains("canonical form"));
+    let Some(canonical) = canonical else {
+        panic!("{:#?}", report.problems);
+    };
+    // A tombstone's id is empty: the problem names no event.
+    assert_eq!(canonical.event_id, None);
     assert!(
-        report
-            .problems
-            .iter()
-            .any(|p| p.row == Some(1) && p.what.contains("canonical form")),
-        "{:#?}",
-        report.problems
+        canonical
+            .to_string()
+            .starts_with(&format!("{} row 1 (seq 1): ", line.file)),
+        "{canonical}"
+    );
+}
+
+#[test]
+fn a_tombstone_carries_its_amendments_reason_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, chain) = populated(dir.path());
+    let pseudonym = pseudonymizer().patient("MRN-1");
+    let mut w = store.chain_writer(&chain).unwrap();
+    w.erase(&erasure(), &mut patient(&pseudonym, "MRN-1"))
+        .unwrap();
+    drop(w);
+    verified(dir.path());
+    let line = &store.manifest(&chain).unwrap()[0];
+    // The first tombstone (row 1) names another request: canonical all the
+    // same, and the amendment line still says DSR-2026-0042.
+    let path = dir.path().join(&line.file);
+    forge_first_tombstone(&path, |r| r.replace("DSR-2026-0042", "DSR-2026-0043"));
+    let report = verify_with(dir.path(), &VerifyOptions::default()).unwrap();
+    let rows: Vec<String> = report
+        .problems
+        .iter()
+        .filter(|p| p.row.is_some())
+        .map(|p| p.to_string())
+        .collect();
+    // (A tombstone's id is empty: the problem names no event.)
+    assert_eq!(
+        rows,
+        [format!(
+            r#"{} row 1 (seq 1): the tombstone's erasure (reason "DSR-2026-0043", time "2026-03-10T12:00:00Z") is not the reason and time of an erase amendment of this segment"#,
+            line.file
+        )]
     );
 }
 
