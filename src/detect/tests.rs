@@ -109,6 +109,14 @@ fn workdays(ev: &Ev, panel: &str, first_day: i64, days: i64, per_hour: i64) -> V
     out
 }
 
+/// The `vip` detector alone, with one flagged patient, `star`, and no
+/// care-team table.
+fn star_vip() -> Detectors {
+    let mut reference = Reference::default();
+    reference.add_vip("star".into(), "vip".into());
+    detectors(vec![DetectorConfig::Vip(Default::default())], reference)
+}
+
 fn only(found: &[Finding], detector: &str) -> Vec<Finding> {
     found
         .iter()
@@ -912,9 +920,7 @@ fn no_relationship_leaves_routine_secondary_use_to_other_detectors() {
 
 #[test]
 fn vip_needs_the_actors_own_or_the_departments_care_not_a_colleagues_consult() {
-    let mut reference = Reference::default();
-    reference.add_vip("star".into(), "vip".into());
-    let mut d = detectors(vec![DetectorConfig::Vip(Default::default())], reference);
+    let mut d = star_vip();
     let t = DAY0 + 10 * H;
     // Oncology treats the patient; one cardiologist consults.
     let onc = by("o1", "physician", "oncology").patient("star");
@@ -944,9 +950,7 @@ fn vip_needs_the_actors_own_or_the_departments_care_not_a_colleagues_consult() {
 
 #[test]
 fn reading_a_patient_of_others_teaches_no_relationship() {
-    let mut reference = Reference::default();
-    reference.add_vip("star".into(), "vip".into());
-    let mut d = detectors(vec![DetectorConfig::Vip(Default::default())], reference);
+    let mut d = star_vip();
     let t = DAY0 + 10 * H;
     let onc = by("o1", "physician", "oncology").patient("star");
     run(&mut d, [onc.at(t - 3600), onc.at(t - 3500)]);
@@ -964,9 +968,7 @@ fn reading_a_patient_of_others_teaches_no_relationship() {
 
 #[test]
 fn a_departments_relationship_lapses_a_week_after_its_last_care_an_actors_does_not() {
-    let mut reference = Reference::default();
-    reference.add_vip("star".into(), "vip".into());
-    let mut d = detectors(vec![DetectorConfig::Vip(Default::default())], reference);
+    let mut d = star_vip();
     let t = DAY0 + 10 * H;
     // Two emergency physicians treat the patient: the department's.
     let e1 = by("e1", "physician", "emergency").patient("star");
@@ -987,11 +989,7 @@ fn a_departments_relationship_lapses_a_week_after_its_last_care_an_actors_does_n
         "one's own patient"
     );
     // The saved state keeps the times: a restored copy decides the same.
-    let mut restored = detectors(vec![DetectorConfig::Vip(Default::default())], {
-        let mut r = Reference::default();
-        r.add_vip("star".into(), "vip".into());
-        r
-    });
+    let mut restored = star_vip();
     restored
         .load(serde_json::from_slice(&d.save()).unwrap())
         .expect("loads");
@@ -1096,20 +1094,12 @@ fn an_order_from_the_treating_team_relates_the_department_that_performs_it() {
     // A consult ordered of cardiology: its first physician may read, also
     // after a restart (the relationship is in the saved state).
     assert!(run(&mut d, [order(&onc, "cardiology").at(t + 380)]).is_empty());
-    let mut restored = detectors(vec![DetectorConfig::Vip(Default::default())], {
-        let mut r = Reference::default();
-        r.add_vip("star".into(), "vip".into());
-        r
-    });
+    let mut restored = star_vip();
     restored
         .load(serde_json::from_slice(&d.save()).unwrap())
         .expect("loads");
     assert!(run(&mut restored, [read("k1", "cardiology").at(t + 400)]).is_empty());
-    let mut fresh = detectors(vec![DetectorConfig::Vip(Default::default())], {
-        let mut r = Reference::default();
-        r.add_vip("star".into(), "vip".into());
-        r
-    });
+    let mut fresh = star_vip();
     assert_eq!(
         run(&mut fresh, [read("k1", "cardiology").at(t + 400)]).len(),
         1,
