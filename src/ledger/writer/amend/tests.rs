@@ -154,6 +154,18 @@ fn erasure() -> Erasure {
     }
 }
 
+/// A populated store whose rows of patient MRN-1 are erased.
+fn erased_mrn_1() -> (tempfile::TempDir, Store, ChainId) {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, chain) = populated(dir.path());
+    let pseudonym = pseudonymizer().patient("MRN-1");
+    let mut w = store.chain_writer(&chain).unwrap();
+    w.erase(&erasure(), &mut patient(&pseudonym, "MRN-1"))
+        .unwrap();
+    drop(w);
+    (dir, store, chain)
+}
+
 #[test]
 fn erasure_removes_the_rows_and_keeps_every_proof() {
     let dir = tempfile::tempdir().unwrap();
@@ -392,13 +404,7 @@ fn verify_catches_a_forged_tombstone_and_a_forged_amendment() {
     );
 
     // An erased row whose tombstone names another leaf.
-    let dir = tempfile::tempdir().unwrap();
-    let (store, chain) = populated(dir.path());
-    let pseudonym = pseudonymizer().patient("MRN-1");
-    let mut w = store.chain_writer(&chain).unwrap();
-    w.erase(&erasure(), &mut patient(&pseudonym, "MRN-1"))
-        .unwrap();
-    drop(w);
+    let (dir, store, chain) = erased_mrn_1();
     let lines = store.manifest(&chain).unwrap();
     let line = &lines[0];
     let path = dir.path().join(&line.file);
@@ -444,13 +450,7 @@ fn verify_catches_a_forged_tombstone_and_a_forged_amendment() {
 
 #[test]
 fn a_tombstone_carries_its_amendments_reason_and_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, chain) = populated(dir.path());
-    let pseudonym = pseudonymizer().patient("MRN-1");
-    let mut w = store.chain_writer(&chain).unwrap();
-    w.erase(&erasure(), &mut patient(&pseudonym, "MRN-1"))
-        .unwrap();
-    drop(w);
+    let (dir, store, chain) = erased_mrn_1();
     verified(dir.path());
     let line = &store.manifest(&chain).unwrap()[0];
     // The first tombstone (row 1) names another request: canonical all the
