@@ -281,11 +281,13 @@ impl RecentStamps {
     }
 
     /// Records `key` as seen at `secs` (a later time of an earlier visit is
-    /// kept); returns when it was seen before, if it was held.
+    /// kept; [`ALWAYS`] gives way to the first real time); returns when it
+    /// was seen before, if it was held.
     pub fn insert(&mut self, key: u64, secs: i64) -> Option<i64> {
+        let latest = |t: i64| if t == ALWAYS { secs } else { t.max(secs) };
         if let Some(t) = self.young.get_mut(&key) {
             let before = *t;
-            *t = before.max(secs);
+            *t = latest(before);
             return Some(before);
         }
         let held = self.old.remove(&key);
@@ -293,7 +295,7 @@ impl RecentStamps {
             self.forgotten += self.old.len() as u64;
             self.old = std::mem::take(&mut self.young);
         }
-        self.young.insert(key, held.map_or(secs, |t| t.max(secs)));
+        self.young.insert(key, held.map_or(secs, latest));
         held
     }
 
@@ -380,6 +382,17 @@ mod tests {
             .unwrap();
         assert_eq!(r.get(7), Some(ALWAYS));
         assert!(r.seen_since(7, 1 << 40, 1));
+        // Learned again, it gets a time, and lapses from then on.
+        assert_eq!(r.insert(7, 1_000), Some(ALWAYS));
+        assert!(!r.seen_since(7, 2_000, 500));
+        // A key that waits in the old half keeps its time when it moves back.
+        let mut s = RecentStamps::new(4);
+        s.insert(1, 10);
+        s.insert(2, 20);
+        s.insert(3, 30); // 1 and 2 are the old half now
+        assert_eq!(s.insert(1, 5), Some(10));
+        assert_eq!(s.get(1), Some(10));
+        assert_eq!(s.len(), 3);
     }
 
     #[test]

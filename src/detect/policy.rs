@@ -172,8 +172,8 @@ impl Detector for Vip {
         };
         let summary = format!(
             "{how} the chart of {article} {category} patient ({} {}) with no treatment relationship \
-             (not on the care team, never treated by the actor, not by their department \
-             in the past {} days)",
+             (not on the care team, not treated by the actor before, not their department's \
+             patient in the past {} days)",
             a.action,
             a.purpose.as_deref().unwrap_or("no purpose"),
             super::relations::DEPT_EPISODE_SECS / 86_400,

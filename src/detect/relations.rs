@@ -9,8 +9,8 @@
 //! the actor and their department do not treat (an `Unrelated` read): only
 //! care written for the patient (`create`, `update`) starts a relationship
 //! there. A department's relationship lapses [`DEPT_EPISODE_SECS`] after
-//! it last treated the patient; an actor's own does not. The care-team table, when loaded, is consulted as well (see
-//! [`Relations::classify`]).
+//! it last treated the patient; an actor's own does not. The care-team
+//! table, when loaded, is consulted as well (see [`Relations::classify`]).
 //!
 //! Orders are relationships too: ancillary departments (imaging, pharmacy,
 //! the lab) and consultants serve orders from the treating team. An order
@@ -18,8 +18,8 @@
 //! to perform it in `attrs.performer_dept` ([`PERFORMER_ATTR`]); when its
 //! author has a treatment relationship to the patient (not a consult of a
 //! colleague, not a stranger: an order cannot open a chart its author
-//! could not), the performing department has one from then on, as if two
-//! of its members had treated the patient.
+//! could not), the performing department has one, as if two of its
+//! members had treated the patient then (it lapses like any department's).
 //!
 //! Each chain learns from its own partition's events; a department's
 //! relationships learned in another partition are not seen here, which is
@@ -287,10 +287,14 @@ impl Relations {
         let before = self.pairs.insert(mix(keys.actor, p), secs);
         if let Some(d) = keys.dept {
             // A second member treating the patient in the department's
-            // current episode makes it the department's patient.
+            // current episode makes it the department's patient; while it
+            // is, every member's care carries the episode on.
+            let shared = mix(d ^ SHARED, p);
             let new_member = before.is_none_or(|t| t < secs.saturating_sub(DEPT_EPISODE_SECS));
-            if new_member && self.pairs.seen_since(mix(d, p), secs, DEPT_EPISODE_SECS) {
-                self.pairs.insert(mix(d ^ SHARED, p), secs);
+            if self.pairs.seen_since(shared, secs, DEPT_EPISODE_SECS)
+                || new_member && self.pairs.seen_since(mix(d, p), secs, DEPT_EPISODE_SECS)
+            {
+                self.pairs.insert(shared, secs);
             }
             self.pairs.insert(mix(d, p), secs);
         }

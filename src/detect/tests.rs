@@ -999,6 +999,27 @@ fn a_departments_relationship_lapses_a_week_after_its_last_care_an_actors_does_n
 }
 
 #[test]
+fn a_departments_ongoing_care_keeps_its_relationship() {
+    let mut d = star_vip();
+    let t = DAY0 + 10 * H;
+    // Two cardiologists treat the patient every day for ten days.
+    let c1 = by("c1", "physician", "cardiology").patient("star");
+    let c2 = by("c2", "physician", "cardiology").patient("star");
+    let mut found = Vec::new();
+    for day in 0..10 {
+        let at = t + day * 86_400;
+        found.extend(run(&mut d, [c1.at(at), c2.at(at + 60)]));
+    }
+    // Only the two first reads fire (nobody's patient yet, then one
+    // colleague's): the days after are the department's.
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(found.iter().all(|f| f.window_start.timestamp() < t + 3600));
+    // A nurse new to the patient on day nine: a patient of the ward.
+    let n1 = by("n1", "nurse", "cardiology").patient("star");
+    assert!(run(&mut d, [n1.at(t + 9 * 86_400 + 600)]).is_empty());
+}
+
+#[test]
 fn volume_judges_heavy_tailed_work_on_the_log_scale() {
     // Windows of 2, 4, 8 and 16 accesses in turn: a wide, skewed habit.
     let mut events = Vec::new();
@@ -1084,9 +1105,8 @@ fn an_order_from_the_treating_team_relates_the_department_that_performs_it() {
     let blank = order(&onc, " ");
     assert!(run(&mut d, [refused.at(t + 150), blank.at(t + 160)]).is_empty());
     assert_eq!(run(&mut d, [read("q1", "pathology").at(t + 170)]).len(), 1);
-    // The treating oncologist orders imaging: a second radiologist, who
-    // without it would have only a colleague's read behind them, may read
-    // the chart; pharmacy, not asked, still may not.
+    // The treating oncologist orders imaging: a radiologist new to the
+    // patient may read the chart; pharmacy, not asked, still may not.
     assert!(run(&mut d, [order(&onc, "radiology").at(t + 180)]).is_empty());
     assert!(run(&mut d, [read("r2", "radiology").at(t + 240)]).is_empty());
     let pharmacist = by("p1", "pharmacist", "pharmacy").patient("star");
