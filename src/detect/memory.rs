@@ -172,60 +172,99 @@ impl Baseline {
     }
 }
 
-/// Recently seen keys, at most `cap` of them: new keys go into the young
-/// half; when it is full it becomes the old half and the previous old half
-/// is forgotten. A key found in the old half moves back to the young one,
-/// so keys in use stay and the least recently used are forgotten first.
+/// Recently used keys with a value each, at most `cap` of them: new keys
+/// go into the young half; when it is full it becomes the old half and the
+/// previous old half is forgotten. A key found in the old half moves back
+/// to the young one, so keys in use stay and the least recently used are
+/// forgotten first. [`RecentSet`] and [`RecentStamps`] are its two uses.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RecentSet {
-    young: Set<u64>,
-    old: Set<u64>,
+struct Halves<V> {
+    young: Map<u64, V>,
+    old: Map<u64, V>,
     cap: usize,
     forgotten: u64,
 }
 
-impl RecentSet {
-    pub fn new(cap: usize) -> Self {
-        RecentSet {
+impl<V: Copy> Halves<V> {
+    fn new(cap: usize) -> Self {
+        Halves {
+            young: Map::default(),
+            old: Map::default(),
             cap: cap.max(2),
-            ..Default::default()
+            forgotten: 0,
         }
     }
 
-    pub fn contains(&self, key: u64) -> bool {
-        self.young.contains(&key) || self.old.contains(&key)
+    fn get(&self, key: u64) -> Option<V> {
+        self.young.get(&key).or_else(|| self.old.get(&key)).copied()
     }
 
-    /// Adds `key` (or refreshes it); true if it was not held.
-    pub fn insert(&mut self, key: u64) -> bool {
-        if self.young.contains(&key) {
-            return false;
+    /// Sets `key` to `value(what it held)`, into the young half; returns
+    /// what it held.
+    fn upsert(&mut self, key: u64, value: impl FnOnce(Option<V>) -> V) -> Option<V> {
+        if let Some(v) = self.young.get_mut(&key) {
+            let before = *v;
+            *v = value(Some(before));
+            return Some(before);
         }
         let held = self.old.remove(&key);
         if self.young.len() >= self.cap / 2 {
             self.forgotten += self.old.len() as u64;
             self.old = std::mem::take(&mut self.young);
         }
-        self.young.insert(key);
-        !held
+        self.young.insert(key, value(held));
+        held
+    }
+
+    fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+
+    /// Each half's entries, sorted by key (saved state is sorted).
+    fn sorted(&self) -> [Vec<(u64, V)>; 2] {
+        [&self.old, &self.young].map(|m| {
+            let mut v: Vec<(u64, V)> = m.iter().map(|(k, x)| (*k, *x)).collect();
+            v.sort_unstable_by_key(|&(k, _)| k);
+            v
+        })
+    }
+}
+
+/// Recently seen keys, at most `cap` of them, the least recently used
+/// forgotten first (see [`Halves`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecentSet(Halves<()>);
+
+impl RecentSet {
+    pub fn new(cap: usize) -> Self {
+        RecentSet(Halves::new(cap))
+    }
+
+    pub fn contains(&self, key: u64) -> bool {
+        self.0.get(key).is_some()
+    }
+
+    /// Adds `key` (or refreshes it); true if it was not held.
+    pub fn insert(&mut self, key: u64) -> bool {
+        self.0.upsert(key, |_| ()).is_none()
     }
 
     pub fn len(&self) -> usize {
-        self.young.len() + self.old.len()
+        self.0.len()
     }
 
     /// Keys dropped so far to stay within the cap.
     pub fn forgotten(&self) -> u64 {
-        self.forgotten
+        self.0.forgotten
     }
 
     pub fn save(&self) -> Vec<u8> {
-        let mut young: Vec<u64> = self.young.iter().copied().collect();
-        let mut old: Vec<u64> = self.old.iter().copied().collect();
-        young.sort_unstable();
-        old.sort_unstable();
+        let [old, young] = self
+            .0
+            .sorted()
+            .map(|v| v.into_iter().map(|(k, ())| k).collect::<Vec<u64>>());
         StateWriter::new()
-            .field("forgotten", &self.forgotten)
+            .field("forgotten", &self.0.forgotten)
             .field("old", &old)
             .field("young", &young)
             .finish()
@@ -239,23 +278,17 @@ impl RecentSet {
             forgotten: u64,
         }
         let s: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;
-        self.young = s.young.into_iter().collect();
-        self.old = s.old.into_iter().collect();
-        self.forgotten = s.forgotten;
+        self.0.young = s.young.into_iter().map(|k| (k, ())).collect();
+        self.0.old = s.old.into_iter().map(|k| (k, ())).collect();
+        self.0.forgotten = s.forgotten;
         Ok(())
     }
 }
 
-/// [`RecentSet`] with the time each key was last seen (event-time
-/// seconds), bounded the same way: the least recently used keys are
-/// forgotten first.
+/// Recently seen keys with the time each was last seen (event-time
+/// seconds), bounded like [`RecentSet`].
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RecentStamps {
-    young: Map<u64, i64>,
-    old: Map<u64, i64>,
-    cap: usize,
-    forgotten: u64,
-}
+pub struct RecentStamps(Halves<i64>);
 
 /// The time of a key saved without one (by an earlier version): as if seen
 /// at every moment, so nothing learned before an upgrade lapses because of it.
@@ -263,15 +296,12 @@ pub const ALWAYS: i64 = i64::MAX;
 
 impl RecentStamps {
     pub fn new(cap: usize) -> Self {
-        RecentStamps {
-            cap: cap.max(2),
-            ..Default::default()
-        }
+        RecentStamps(Halves::new(cap))
     }
 
     /// When `key` was last seen, if it is held.
     pub fn get(&self, key: u64) -> Option<i64> {
-        self.young.get(&key).or_else(|| self.old.get(&key)).copied()
+        self.0.get(key)
     }
 
     /// Whether `key` was seen at `now - within` or later.
@@ -284,41 +314,28 @@ impl RecentStamps {
     /// kept; [`ALWAYS`] gives way to the first real time); returns when it
     /// was seen before, if it was held.
     pub fn insert(&mut self, key: u64, secs: i64) -> Option<i64> {
-        let latest = |t: i64| if t == ALWAYS { secs } else { t.max(secs) };
-        if let Some(t) = self.young.get_mut(&key) {
-            let before = *t;
-            *t = latest(before);
-            return Some(before);
-        }
-        let held = self.old.remove(&key);
-        if self.young.len() >= self.cap / 2 {
-            self.forgotten += self.old.len() as u64;
-            self.old = std::mem::take(&mut self.young);
-        }
-        self.young.insert(key, held.map_or(secs, latest));
-        held
+        self.0.upsert(key, |held| match held {
+            Some(t) if t != ALWAYS => t.max(secs),
+            _ => secs,
+        })
     }
 
     pub fn len(&self) -> usize {
-        self.young.len() + self.old.len()
+        self.0.len()
     }
 
     /// Keys dropped so far to stay within the cap.
     pub fn forgotten(&self) -> u64 {
-        self.forgotten
+        self.0.forgotten
     }
 
     /// `{"forgotten":N,"old":[[key,secs],…],"young":[…]}`, sorted by key.
     pub fn save(&self) -> Vec<u8> {
-        let sorted = |m: &Map<u64, i64>| {
-            let mut v: Vec<(u64, i64)> = m.iter().map(|(k, t)| (*k, *t)).collect();
-            v.sort_unstable();
-            v
-        };
+        let [old, young] = self.0.sorted();
         StateWriter::new()
-            .field("forgotten", &self.forgotten)
-            .field("old", &sorted(&self.old))
-            .field("young", &sorted(&self.young))
+            .field("forgotten", &self.0.forgotten)
+            .field("old", &old)
+            .field("young", &young)
             .finish()
     }
 
@@ -346,9 +363,9 @@ impl RecentStamps {
                 })
                 .collect()
         };
-        self.young = map(s.young);
-        self.old = map(s.old);
-        self.forgotten = s.forgotten;
+        self.0.young = map(s.young);
+        self.0.old = map(s.old);
+        self.0.forgotten = s.forgotten;
         Ok(())
     }
 }
