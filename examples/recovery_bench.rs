@@ -146,7 +146,6 @@ fn snapshot_one_segment_behind(
                 next_offset: last.first_offset,
                 events: last.first_seq,
                 written: chrono::Utc::now(),
-                state: serde_json::Value::Null,
             },
             &configs.build().save(),
         )

@@ -814,10 +814,10 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
             .finish()
     }
 
-    fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
+    fn load(&mut self, state: &[u8]) -> Result<(), String> {
         #[derive(Deserialize)]
         struct Saved {
-            actor_keys: Option<std::collections::HashMap<String, ActorCount>>,
+            actor_keys: Option<Map<u64, ActorCount>>,
             actors: Option<std::collections::HashMap<String, ActorCount>>,
             peers: Map<String, Baseline>,
             evictions: u64,
@@ -825,7 +825,7 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
             #[serde(default)]
             began: Option<i64>,
         }
-        let saved: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        let saved: Saved = serde_json::from_slice(state).map_err(|e| e.to_string())?;
         self.actors = super::memory::actor_state(saved.actor_keys, saved.actors)?;
         self.peers = super::memory::numeric_keys(saved.peers)?;
         self.evictions = saved.evictions;

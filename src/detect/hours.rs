@@ -528,15 +528,15 @@ impl Detector for OffHours {
             .finish()
     }
 
-    fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
+    fn load(&mut self, state: &[u8]) -> Result<(), String> {
         #[derive(Deserialize)]
         struct Saved {
-            actor_keys: Option<std::collections::HashMap<String, Habit>>,
+            actor_keys: Option<Map<u64, Habit>>,
             actors: Option<std::collections::HashMap<String, Habit>>,
             groups: std::collections::HashMap<String, Peers>,
             evictions: u64,
         }
-        let s: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        let s: Saved = serde_json::from_slice(state).map_err(|e| e.to_string())?;
         self.actors = super::memory::actor_state(s.actor_keys, s.actors)?;
         self.groups = super::memory::numeric_keys(s.groups)?;
         self.evictions = s.evictions;

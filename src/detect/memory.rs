@@ -54,11 +54,11 @@ pub fn is_never(t: &i64) -> bool {
 /// Saved per-actor state under its keys (`actor_keys`), or from a snapshot
 /// of an earlier version keyed by actor id (`actors`), rekeyed.
 pub fn actor_state<V, M: FromIterator<(u64, V)>>(
-    keyed: Option<std::collections::HashMap<String, V>>,
+    keyed: Option<M>,
     by_id: Option<std::collections::HashMap<String, V>>,
 ) -> Result<M, String> {
     match (keyed, by_id) {
-        (Some(keyed), _) => numeric_keys(keyed),
+        (Some(keyed), _) => Ok(keyed),
         (None, Some(by_id)) => Ok(by_id
             .into_iter()
             .map(|(id, v)| (actor_key(&id), v))
@@ -270,14 +270,14 @@ impl RecentSet {
             .finish()
     }
 
-    pub fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
+    pub fn load(&mut self, state: &[u8]) -> Result<(), String> {
         #[derive(Deserialize)]
         struct Saved {
             young: Vec<u64>,
             old: Vec<u64>,
             forgotten: u64,
         }
-        let s: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        let s: Saved = serde_json::from_slice(state).map_err(|e| e.to_string())?;
         self.0.young = s.young.into_iter().map(|k| (k, ())).collect();
         self.0.old = s.old.into_iter().map(|k| (k, ())).collect();
         self.0.forgotten = s.forgotten;
@@ -341,7 +341,7 @@ impl RecentStamps {
 
     /// Reads what [`RecentStamps::save`] wrote, or a [`RecentSet`]'s keys
     /// (an earlier version's), which get the time [`ALWAYS`].
-    pub fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
+    pub fn load(&mut self, state: &[u8]) -> Result<(), String> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Entry {
@@ -354,7 +354,7 @@ impl RecentStamps {
             old: Vec<Entry>,
             forgotten: u64,
         }
-        let s: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        let s: Saved = serde_json::from_slice(state).map_err(|e| e.to_string())?;
         let map = |v: Vec<Entry>| {
             v.into_iter()
                 .map(|e| match e {
@@ -389,14 +389,13 @@ mod tests {
         assert!(s.len() <= 10);
         assert!(s.get(1).is_none(), "the least recently used is forgotten");
         let mut r = RecentStamps::new(10);
-        r.load(serde_json::from_slice(&s.save()).unwrap()).unwrap();
+        r.load(&s.save()).unwrap();
         assert_eq!(r, s);
         // A set saved by an earlier version: its keys never lapse.
         let mut old = RecentSet::new(10);
         old.insert(7);
         let mut r = RecentStamps::new(10);
-        r.load(serde_json::from_slice(&old.save()).unwrap())
-            .unwrap();
+        r.load(&old.save()).unwrap();
         assert_eq!(r.get(7), Some(ALWAYS));
         assert!(r.seen_since(7, 1 << 40, 1));
         // Learned again, it gets a time, and lapses from then on.
@@ -455,7 +454,7 @@ mod tests {
         assert!(s.len() <= 10);
         assert!(s.forgotten() > 0);
         let mut r = RecentSet::new(10);
-        r.load(serde_json::from_slice(&s.save()).unwrap()).unwrap();
+        r.load(&s.save()).unwrap();
         assert_eq!(r, s);
     }
 }

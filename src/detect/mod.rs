@@ -45,6 +45,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::event::Event;
 use crate::metrics::metrics;
@@ -105,10 +106,12 @@ pub trait Detector: Send + CloneDetector {
     /// Keys evicted so far to stay within the cap.
     fn evictions(&self) -> u64;
     /// The detector's whole state, for a snapshot: JSON text of an object
-    /// (see `StateWriter`), which `load` takes back parsed.
+    /// (see `StateWriter`), which `load` takes back.
     fn save(&self) -> Vec<u8>;
-    /// Replaces the state by a saved one (of the same configuration).
-    fn load(&mut self, state: serde_json::Value) -> Result<(), String>;
+    /// Replaces the state by a saved one (of the same configuration), from
+    /// the JSON text `save` wrote. Read straight into the state's own
+    /// types: a JSON tree of a million actors' state takes gigabytes.
+    fn load(&mut self, state: &[u8]) -> Result<(), String>;
 }
 
 /// A copy of a detector with its state, so a snapshot can be encoded off
@@ -128,37 +131,65 @@ pub struct SavedDetectors {
     config_id: String,
     list: Vec<Box<dyn Detector>>,
     relations: Relations,
-    hint: usize,
+    saved_len: SavedLen,
 }
 
 impl SavedDetectors {
     /// The state's JSON text, as [`Detectors::save_with`] writes it.
     pub fn encode(&self, more: &[(&str, &[u8])]) -> Vec<u8> {
-        encode_state(
-            &self.config_id,
-            &self.list,
-            &self.relations,
-            more,
-            self.hint,
-        )
+        self.write(StateWriter::with_capacity(self.size_hint()), more)
+            .finish()
+    }
+
+    /// Bytes to reserve for the text: the last one's and an eighth, so a
+    /// large state is written into one buffer instead of one that doubles
+    /// (and is copied) as it grows.
+    pub fn size_hint(&self) -> usize {
+        self.saved_len.hint()
+    }
+
+    /// Writes the state's members (as [`Self::encode`]) into `w`, an
+    /// object being written, e.g. the snapshot file's `state`.
+    pub fn write(&self, w: StateWriter, more: &[(&str, &[u8])]) -> StateWriter {
+        let start = w.len();
+        let w = write_state(w, &self.config_id, &self.list, &self.relations, more);
+        // (And the braces `encode` puts around them.)
+        self.saved_len.set(w.len() - start + 2);
+        w
     }
 }
 
-fn encode_state(
+/// The length of the last text a chain's state was saved as, shared by
+/// the live detectors and their copies.
+#[derive(Debug, Clone, Default)]
+struct SavedLen(Arc<std::sync::atomic::AtomicUsize>);
+
+impl SavedLen {
+    fn hint(&self) -> usize {
+        let last = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        last + last / 8
+    }
+
+    fn set(&self, len: usize) {
+        self.0.store(len, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn write_state(
+    w: StateWriter,
     config_id: &str,
     list: &[Box<dyn Detector>],
     relations: &Relations,
     more: &[(&str, &[u8])],
-    last_len: usize,
-) -> Vec<u8> {
-    let mut state = StateWriter::with_capacity(last_len + last_len / 8)
+) -> StateWriter {
+    let mut state = w
         .field("config", &config_id)
         .raw_array("detectors", list.iter().map(|d| d.save()))
         .raw("relations", &relations.save());
     for (name, json) in more {
         state = state.raw(name, json);
     }
-    state.finish()
+    state
 }
 
 /// Floats in saved state as their IEEE bits, so a restored baseline is
@@ -353,7 +384,7 @@ pub struct Detectors {
     reported_relations: u64,
     /// Length of the last saved state: the next one is written into a
     /// buffer of about that size.
-    saved_len: std::cell::Cell<usize>,
+    saved_len: SavedLen,
 }
 
 impl Detectors {
@@ -445,13 +476,8 @@ impl Detectors {
     /// Every detector's state, and after it the members `more` (name, JSON
     /// text).
     pub fn save_with(&self, more: &[(&str, &[u8])]) -> Vec<u8> {
-        let text = encode_state(
-            &self.config_id,
-            &self.list,
-            &self.relations,
-            more,
-            self.saved_len.get(),
-        );
+        let w = StateWriter::with_capacity(self.saved_len.hint());
+        let text = write_state(w, &self.config_id, &self.list, &self.relations, more).finish();
         self.saved_len.set(text.len());
         text
     }
@@ -467,20 +493,29 @@ impl Detectors {
             config_id: self.config_id.clone(),
             list: self.list.iter().map(|d| d.clone_box()).collect(),
             relations: self.relations.clone(),
-            hint: self.saved_len.get(),
+            saved_len: self.saved_len.clone(),
         }
     }
 
     /// Restores a saved state. Refused (state unchanged) when it was saved
     /// under another detector configuration, or does not load.
-    pub fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
-        let serde_json::Value::Object(mut m) = state else {
-            return Err("the saved state is not an object".into());
-        };
-        if m.get("config").and_then(|c| c.as_str()) != Some(self.config_id.as_str()) {
+    pub fn load(&mut self, state: &[u8]) -> Result<(), String> {
+        /// The members, each kept as its text (other members, such as the
+        /// sketcher's, are the caller's).
+        #[derive(Deserialize)]
+        struct Saved<'a> {
+            config: Option<String>,
+            #[serde(borrow)]
+            detectors: Option<Vec<&'a RawValue>>,
+            #[serde(borrow)]
+            relations: Option<&'a RawValue>,
+        }
+        let m: Saved<'_> = serde_json::from_slice(state)
+            .map_err(|e| format!("the saved state is not an object: {e}"))?;
+        if m.config.as_deref() != Some(self.config_id.as_str()) {
             return Err("the saved state belongs to another detector configuration".into());
         }
-        let Some(serde_json::Value::Array(states)) = m.remove("detectors") else {
+        let Some(states) = m.detectors else {
             return Err("the saved state has no detector list".into());
         };
         if states.len() != self.list.len() {
@@ -490,12 +525,12 @@ impl Detectors {
         for (config, state) in self.configs.iter().zip(states) {
             let mut rebuilt = config.build();
             rebuilt
-                .load(state)
+                .load(state.get().as_bytes())
                 .map_err(|e| format!("{}: {e}", rebuilt.name()))?;
             fresh.push(rebuilt);
         }
         let mut relations = Relations::default();
-        relations.load(m.remove("relations").unwrap_or_default())?;
+        relations.load(m.relations.map_or(b"null", |r| r.get().as_bytes()))?;
         self.list = fresh;
         self.relations = relations;
         self.reported_evictions = self.list.iter().map(|d| d.evictions()).collect();

@@ -83,7 +83,7 @@ macro_rules! fired_state {
         fn save(&self) -> Vec<u8> {
             self.fired.save()
         }
-        fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
+        fn load(&mut self, state: &[u8]) -> Result<(), String> {
             self.fired.load(state)
         }
     };
@@ -439,13 +439,13 @@ impl Detector for BulkExport {
             .finish()
     }
 
-    fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
+    fn load(&mut self, state: &[u8]) -> Result<(), String> {
         #[derive(Deserialize)]
         struct Saved {
             actors: HashMap<String, ExportWindow>,
             evictions: u64,
         }
-        let s: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        let s: Saved = serde_json::from_slice(state).map_err(|e| e.to_string())?;
         self.actors = s.actors;
         self.evictions = s.evictions;
         Ok(())

@@ -302,13 +302,13 @@ impl Detector for AccessRate {
             .finish()
     }
 
-    fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
+    fn load(&mut self, state: &[u8]) -> Result<(), String> {
         #[derive(Deserialize)]
         struct Saved {
             actors: HashMap<String, ActorState>,
             evictions: u64,
         }
-        let saved: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        let saved: Saved = serde_json::from_slice(state).map_err(|e| e.to_string())?;
         self.actors = saved.actors;
         self.evictions = saved.evictions;
         Ok(())

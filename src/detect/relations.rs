@@ -31,6 +31,7 @@
 
 use crate::ledger::StateWriter;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::memory::{Keys, Map, RecentSet, RecentStamps, key_hash, mix};
 use super::reference::Reference;
@@ -326,34 +327,43 @@ impl Relations {
             .finish()
     }
 
-    pub fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
-        let serde_json::Value::Object(mut m) = state else {
-            return Err("the saved relations are not an object".into());
-        };
+    pub fn load(&mut self, state: &[u8]) -> Result<(), String> {
+        #[derive(Deserialize)]
+        struct SavedPurposes {
+            habits: std::collections::HashMap<u64, Habit>,
+            forgotten: u64,
+        }
+        #[derive(Deserialize)]
+        struct Saved<'a> {
+            #[serde(borrow)]
+            pairs: Option<&'a RawValue>,
+            #[serde(borrow)]
+            patients: Option<&'a RawValue>,
+            purposes: Option<SavedPurposes>,
+        }
+        let m: Saved<'_> = serde_json::from_slice(state)
+            .map_err(|e| format!("the saved relations are not an object: {e}"))?;
         let mut fresh = Relations::default();
         fresh
             .pairs
-            .load(m.remove("pairs").unwrap_or_default())
+            .load(raw_text(m.pairs))
             .map_err(|e| format!("relations: {e}"))?;
         fresh
             .patients
-            .load(m.remove("patients").unwrap_or_default())
+            .load(raw_text(m.patients))
             .map_err(|e| format!("relations: {e}"))?;
-        #[derive(Deserialize)]
-        struct SavedPurposes {
-            habits: std::collections::HashMap<String, Habit>,
-            forgotten: u64,
-        }
-        let saved: SavedPurposes = serde_json::from_value(m.remove("purposes").unwrap_or_default())
-            .map_err(|e| format!("relations: {e}"))?;
-        for (k, h) in saved.habits {
-            let k: u64 = k
-                .parse()
-                .map_err(|_| "relations: bad habit key".to_owned())?;
-            fresh.purposes.map.insert(k, h);
-        }
+        let saved = m
+            .purposes
+            .ok_or_else(|| "relations: no purposes".to_owned())?;
+        fresh.purposes.map.extend(saved.habits);
         fresh.purposes.forgotten = saved.forgotten;
         *self = fresh;
         Ok(())
     }
+}
+
+/// A saved member's JSON text (`null` when it is missing, which its
+/// reader refuses).
+fn raw_text(member: Option<&RawValue>) -> &[u8] {
+    member.map_or(b"null", |r| r.get().as_bytes())
 }

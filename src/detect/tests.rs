@@ -635,9 +635,7 @@ fn a_restored_state_decides_exactly_like_the_live_one() {
     run(&mut live, events.clone());
     let saved = live.save();
     let mut restored = detectors(configs.clone(), Reference::default());
-    restored
-        .load(serde_json::from_slice(&saved).unwrap())
-        .unwrap();
+    restored.load(&saved).unwrap();
     assert_eq!(restored.save(), saved);
     let a = run(&mut live, tail.clone());
     let b = run(&mut restored, tail);
@@ -648,7 +646,7 @@ fn a_restored_state_decides_exactly_like_the_live_one() {
         vec![DetectorConfig::Vip(Default::default())],
         Reference::default(),
     );
-    assert!(other.load(serde_json::from_slice(&saved).unwrap()).is_err());
+    assert!(other.load(&saved).is_err());
 }
 
 #[test]
@@ -687,7 +685,7 @@ fn actor_state_saved_by_id_in_an_earlier_version_is_rekeyed_on_load() {
         entry["actors"] = serde_json::json!({ "n1": record });
     }
     let mut restored = detectors(configs, Reference::default());
-    restored.load(old).unwrap();
+    restored.load(&serde_json::to_vec(&old).unwrap()).unwrap();
     let again: serde_json::Value = serde_json::from_slice(&restored.save()).unwrap();
     assert_eq!(again, now);
 }
@@ -990,9 +988,7 @@ fn a_departments_relationship_lapses_a_week_after_its_last_care_an_actors_does_n
     );
     // The saved state keeps the times: a restored copy decides the same.
     let mut restored = star_vip();
-    restored
-        .load(serde_json::from_slice(&d.save()).unwrap())
-        .expect("loads");
+    restored.load(&d.save()).expect("loads");
     let e5 = by("e5", "nurse", "emergency").patient("star");
     assert_eq!(run(&mut restored, [e5.at(later + 120)]).len(), 1);
     assert!(run(&mut restored, [e2.at(later + 180)]).is_empty());
@@ -1115,9 +1111,7 @@ fn an_order_from_the_treating_team_relates_the_department_that_performs_it() {
     // after a restart (the relationship is in the saved state).
     assert!(run(&mut d, [order(&onc, "cardiology").at(t + 380)]).is_empty());
     let mut restored = star_vip();
-    restored
-        .load(serde_json::from_slice(&d.save()).unwrap())
-        .expect("loads");
+    restored.load(&d.save()).expect("loads");
     assert!(run(&mut restored, [read("k1", "cardiology").at(t + 400)]).is_empty());
     let mut fresh = star_vip();
     assert_eq!(
@@ -1595,7 +1589,7 @@ fn a_snapshot_with_every_member_written_out_loads_as_the_compact_one() {
     }
     assert!(filled > 10, "the state has members at their defaults");
     let mut restored = detectors(configs, Reference::default());
-    restored.load(full).unwrap();
+    restored.load(&serde_json::to_vec(&full).unwrap()).unwrap();
     let again: serde_json::Value = serde_json::from_slice(&restored.save()).unwrap();
     assert_eq!(again, now);
 }

@@ -354,13 +354,13 @@ impl Sketcher {
             .finish()
     }
 
-    pub fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
+    pub fn load(&mut self, state: &[u8]) -> Result<(), String> {
         #[derive(Deserialize)]
         struct Saved {
             uses: u64,
             models: Vec<(String, Scale)>,
         }
-        let s: Saved = serde_json::from_value(state).map_err(|e| format!("sketcher: {e}"))?;
+        let s: Saved = serde_json::from_slice(state).map_err(|e| format!("sketcher: {e}"))?;
         self.uses = s.uses;
         self.scales = s.models.into_iter().collect();
         Ok(())
@@ -553,9 +553,7 @@ mod tests {
             s.sketch("m@1", x).unwrap();
         }
         let mut restored = sketcher();
-        restored
-            .load(serde_json::from_slice(&s.save()).unwrap())
-            .unwrap();
+        restored.load(&s.save()).unwrap();
         assert_eq!(s.sketch("m@1", &pop[150]).unwrap(), first);
         assert_eq!(restored.sketch("m@1", &pop[150]).unwrap(), first);
     }

@@ -31,11 +31,16 @@ pub const SNAPSHOT_VERSION: u64 = 1;
 #[derive(Debug)]
 pub struct StateWriter {
     out: Vec<u8>,
+    /// No member written yet.
+    first: bool,
 }
 
 impl Default for StateWriter {
     fn default() -> Self {
-        StateWriter { out: vec![b'{'] }
+        StateWriter {
+            out: vec![b'{'],
+            first: true,
+        }
     }
 }
 
@@ -50,13 +55,23 @@ impl StateWriter {
     pub fn with_capacity(bytes: usize) -> Self {
         let mut out = Vec::with_capacity(bytes.max(1));
         out.push(b'{');
-        StateWriter { out }
+        StateWriter { out, first: true }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.out.is_empty()
     }
 
     fn key(&mut self, key: &str) {
-        if self.out.len() > 1 {
+        if !self.first {
             self.out.push(b',');
         }
+        self.first = false;
         self.out.push(b'"');
         self.out.extend_from_slice(key.as_bytes());
         self.out.extend_from_slice(b"\":");
@@ -75,6 +90,16 @@ impl StateWriter {
     pub fn raw(mut self, key: &str, json: &[u8]) -> Self {
         self.key(key);
         self.out.extend_from_slice(json);
+        self
+    }
+
+    /// A member whose value is an object that `members` writes, into the
+    /// same buffer (no text of its own to copy).
+    pub fn object(mut self, key: &str, members: impl FnOnce(StateWriter) -> StateWriter) -> Self {
+        self.key(key);
+        let mut out = std::mem::take(&mut self.out);
+        out.push(b'{');
+        self.out = members(StateWriter { out, first: true }).finish();
         self
     }
 
@@ -98,7 +123,8 @@ impl StateWriter {
     }
 }
 
-/// A chain's state as of `next_offset`.
+/// What a chain's snapshot says about its state: the state is as of
+/// `next_offset`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Snapshot {
     pub v: u64,
@@ -108,7 +134,23 @@ pub struct Snapshot {
     pub events: u64,
     #[serde(with = "crate::event::rfc3339")]
     pub written: chrono::DateTime<chrono::Utc>,
-    pub state: serde_json::Value,
+}
+
+/// A snapshot read back: what it says, and its state as the JSON text it
+/// was written as (never parsed into a JSON tree here: its owner reads it
+/// straight into its own types).
+#[derive(Debug, Clone)]
+pub struct StoredSnapshot {
+    pub snapshot: Snapshot,
+    text: bytes::Bytes,
+    state: std::ops::Range<usize>,
+}
+
+impl StoredSnapshot {
+    /// The state's JSON text.
+    pub fn state(&self) -> &[u8] {
+        &self.text[self.state.clone()]
+    }
 }
 
 impl Store {
@@ -116,22 +158,28 @@ impl Store {
         format!("snapshots/{}/{}.json", chain.stream, chain.partition)
     }
 
-    /// Replaces the chain's snapshot.
-    pub fn write_snapshot(&self, chain: &ChainId, snapshot: &Snapshot) -> Result<(), LedgerError> {
-        let state = serde_json::to_vec(&snapshot.state)
-            .map_err(|e| LedgerError::Internal(format!("snapshot: {e}")))?;
-        self.write_snapshot_text(chain, snapshot, &state)
-    }
-
     /// Replaces the chain's snapshot, its state given as JSON text (from a
-    /// [`StateWriter`]); `snapshot.state` is not used.
+    /// [`StateWriter`]).
     pub fn write_snapshot_text(
         &self,
         chain: &ChainId,
         snapshot: &Snapshot,
         state: &[u8],
     ) -> Result<(), LedgerError> {
-        let bytes = StateWriter::with_capacity(state.len() + 256)
+        self.write_snapshot_with(chain, snapshot, state.len(), |w| w.raw("state", state))
+    }
+
+    /// Replaces the chain's snapshot, its state written by `state` (a
+    /// `state` member) into the file's text: one buffer of about `hint`
+    /// bytes, the state never held as a text of its own.
+    pub fn write_snapshot_with(
+        &self,
+        chain: &ChainId,
+        snapshot: &Snapshot,
+        hint: usize,
+        state: impl FnOnce(StateWriter) -> StateWriter,
+    ) -> Result<(), LedgerError> {
+        let w = StateWriter::with_capacity(hint + 256)
             .field("v", &snapshot.v)
             .field("next_offset", &snapshot.next_offset)
             .field("events", &snapshot.events)
@@ -140,30 +188,52 @@ impl Store {
                 &snapshot
                     .written
                     .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-            )
-            .raw("state", state)
-            .finish();
+            );
+        let bytes = state(w).finish();
         self.storage()
             .replace(&self.snapshot_rel(chain), bytes.into())
     }
 
     /// The chain's snapshot, if there is a readable one. A damaged file is
     /// reported (`Err`) so the caller can log it and rebuild instead.
-    pub fn read_snapshot(&self, chain: &ChainId) -> Result<Option<Snapshot>, LedgerError> {
+    pub fn read_snapshot(&self, chain: &ChainId) -> Result<Option<StoredSnapshot>, LedgerError> {
         let rel = self.snapshot_rel(chain);
         let path = self.storage().describe(&rel);
         let Some(bytes) = self.storage().read(&rel)? else {
             return Ok(None);
         };
-        let snapshot: Snapshot = serde_json::from_slice(&bytes)
+        // (Not `flatten`: it would buffer the state as a tree.)
+        #[derive(Deserialize)]
+        struct Parsed<'a> {
+            v: u64,
+            next_offset: i64,
+            events: u64,
+            #[serde(with = "crate::event::rfc3339")]
+            written: chrono::DateTime<chrono::Utc>,
+            #[serde(borrow)]
+            state: &'a serde_json::value::RawValue,
+        }
+        let parsed: Parsed<'_> = serde_json::from_slice(&bytes)
             .map_err(|e| LedgerError::corrupt(&path, format!("snapshot does not parse: {e}")))?;
-        if snapshot.v != SNAPSHOT_VERSION {
+        if parsed.v != SNAPSHOT_VERSION {
             return Err(LedgerError::corrupt(
                 &path,
-                format!("snapshot version {} is not {SNAPSHOT_VERSION}", snapshot.v),
+                format!("snapshot version {} is not {SNAPSHOT_VERSION}", parsed.v),
             ));
         }
-        Ok(Some(snapshot))
+        // The state's place in the text (the raw value borrows from it).
+        let start = parsed.state.get().as_ptr() as usize - bytes.as_ptr() as usize;
+        let state = start..start + parsed.state.get().len();
+        Ok(Some(StoredSnapshot {
+            snapshot: Snapshot {
+                v: parsed.v,
+                next_offset: parsed.next_offset,
+                events: parsed.events,
+                written: parsed.written,
+            },
+            text: bytes,
+            state,
+        }))
     }
 }
 
@@ -181,6 +251,9 @@ mod state_writer_tests {
             .raw("inner", &inner)
             .raw_array("list", [inner.clone(), b"[]".to_vec()])
             .raw_array("none", Vec::<Vec<u8>>::new())
+            .object("obj", |w| w.field("x", &1u8).raw("y", b"[]"))
+            .object("empty", |w| w)
+            .field("after", &true)
             .finish();
         let parsed: serde_json::Value = serde_json::from_slice(&text).unwrap();
         assert_eq!(
@@ -190,6 +263,9 @@ mod state_writer_tests {
                 "inner": {"n": 3},
                 "list": [{"n": 3}, []],
                 "none": [],
+                "obj": {"x": 1, "y": []},
+                "empty": {},
+                "after": true,
             })
         );
         assert_eq!(StateWriter::new().finish(), b"{}");

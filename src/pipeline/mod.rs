@@ -55,7 +55,8 @@ use crate::event::{Decoder, Kind, RejectReason, RejectSealer, SealError};
 use crate::failpoint;
 use crate::ledger::checkpoint::NoteSigner;
 use crate::ledger::{
-    ChainId, ChainWriter, LedgerError, SNAPSHOT_VERSION, Snapshot, Store, Table, WrittenFlush,
+    ChainId, ChainWriter, LedgerError, SNAPSHOT_VERSION, Snapshot, StateWriter, Store, Table,
+    WrittenFlush,
 };
 use crate::metrics::metrics;
 use crate::source::kafka::DeadLetters;
@@ -859,8 +860,7 @@ impl Pipeline {
         // shutdown, or when the chain's next snapshot is due.
         if let (Some(snapshot), Some(at)) = (snapshot, position) {
             let store = self.store.clone();
-            let task = background::SNAPSHOTS
-                .spawn(move || write_snapshot(&store, &at, &snapshot.encode()));
+            let task = background::SNAPSHOTS.spawn(move || write_snapshot(&store, &at, &snapshot));
             if sync {
                 finished_snapshot(task).await?;
             } else if let Some(state) = self.chains.get_mut(chain) {
@@ -1101,17 +1101,14 @@ pub fn open_chain(
     let mut from = 0;
     match store.read_snapshot(chain) {
         Ok(None) => {}
-        Ok(Some(snap)) if snap.next_offset > next_offset => tracing::warn!(chain = %chain,
-            snapshot = snap.next_offset, ledger = next_offset,
+        Ok(Some(snap)) if snap.snapshot.next_offset > next_offset => tracing::warn!(chain = %chain,
+            snapshot = snap.snapshot.next_offset, ledger = next_offset,
             "the detector snapshot is ahead of the ledger; ignoring it and replaying"),
-        Ok(Some(mut snap)) => match snap
-            .state
-            .as_object_mut()
-            .and_then(|m| m.remove("sketcher"))
-            .map_or(Ok(()), |s| sketcher.load(s))
-            .and_then(|()| detectors.load(snap.state))
+        Ok(Some(snap)) => match sketcher_state(snap.state())
+            .and_then(|s| s.map_or(Ok(()), |s| sketcher.load(s.get().as_bytes())))
+            .and_then(|()| detectors.load(snap.state()))
         {
-            Ok(()) => from = snap.next_offset,
+            Ok(()) => from = snap.snapshot.next_offset,
             Err(e) => tracing::warn!(chain = %chain, error = %e,
                 "the detector snapshot does not apply; replaying the ledger instead"),
         },
@@ -1198,10 +1195,25 @@ impl ChainSnapshot {
         }
     }
 
-    /// The text the originals would have saved at the copy.
+    /// Writes, as the `state` member of `w`, the text the originals would
+    /// have saved at the copy.
+    fn write(&self, w: StateWriter) -> StateWriter {
+        let sketcher = self.sketcher.save();
+        w.object("state", |s| {
+            self.detectors.write(s, &[("sketcher", &sketcher)])
+        })
+    }
+
+    /// The state's text alone (what [`Self::write`] writes as `state`).
+    #[cfg(test)]
     fn encode(&self) -> Vec<u8> {
         self.detectors
             .encode(&[("sketcher", &self.sketcher.save())])
+    }
+
+    /// The state's size the last time it was written.
+    fn size_hint(&self) -> usize {
+        self.detectors.size_hint()
     }
 }
 
@@ -1238,19 +1250,36 @@ async fn finished_snapshot(task: SnapshotTask) -> Result<(), PipelineError> {
     }
 }
 
+/// The sketcher's member of a chain's saved state (the rest is the
+/// detectors'), as its text.
+fn sketcher_state(state: &[u8]) -> Result<Option<&serde_json::value::RawValue>, String> {
+    #[derive(serde::Deserialize)]
+    struct Saved<'a> {
+        #[serde(borrow)]
+        sketcher: Option<&'a serde_json::value::RawValue>,
+    }
+    serde_json::from_slice::<Saved<'_>>(state)
+        .map(|s| s.sketcher)
+        .map_err(|e| format!("the saved state is not an object: {e}"))
+}
+
 /// Writes a chain's detector state as of the durable end `at` (taken
 /// right after a successful flush).
-fn write_snapshot(store: &Store, at: &SnapshotAt, state: &[u8]) -> Result<(), LedgerError> {
-    store.write_snapshot_text(
+fn write_snapshot(
+    store: &Store,
+    at: &SnapshotAt,
+    state: &ChainSnapshot,
+) -> Result<(), LedgerError> {
+    store.write_snapshot_with(
         &at.chain,
         &Snapshot {
             v: SNAPSHOT_VERSION,
             next_offset: at.next_offset,
             events: at.events,
             written: Utc::now(),
-            state: serde_json::Value::Null,
         },
-        state,
+        state.size_hint(),
+        |w| state.write(w),
     )?;
     failpoint::hit("snapshot.written");
     Ok(())

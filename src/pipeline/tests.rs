@@ -66,7 +66,6 @@ fn snapshot(store: &Store, next_offset: i64, state: Vec<u8>) {
                 next_offset,
                 events: 0,
                 written: Utc::now(),
-                state: serde_json::Value::Null,
             },
             &state,
         )
@@ -138,8 +137,41 @@ fn a_copied_snapshot_encodes_the_state_at_the_copy() {
     );
     // It loads as any snapshot does.
     let mut fresh = setup().build();
-    fresh.load(parsed).unwrap();
+    fresh.load(&encoded).unwrap();
     assert_eq!(fresh.save(), at_copy);
+}
+
+/// The snapshot thread writes the state into the file's text as it
+/// encodes it: the file holds exactly the state's text, and reads back as
+/// it.
+#[test]
+fn a_snapshot_file_holds_the_state_text_written_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, events) = store_with_events(dir.path());
+    let mut detectors = setup().build();
+    for e in &events {
+        detectors.replay(e);
+    }
+    let copy = ChainSnapshot::of(&detectors, &sketcher());
+    let at = SnapshotAt {
+        chain: chain(),
+        next_offset: 600,
+        events: 600,
+    };
+    // Twice: the second time with the first one's size as its hint.
+    for _ in 0..2 {
+        write_snapshot(&store, &at, &copy).unwrap();
+        let stored = store.read_snapshot(&chain()).unwrap().unwrap();
+        assert_eq!(stored.snapshot.next_offset, 600);
+        assert_eq!(stored.snapshot.events, 600);
+        assert_eq!(stored.state(), &copy.encode()[..]);
+    }
+    let n = copy.encode().len();
+    assert_eq!(copy.size_hint(), n + n / 8);
+    let stored = store.read_snapshot(&chain()).unwrap().unwrap();
+    let mut fresh = setup().build();
+    fresh.load(stored.state()).unwrap();
+    assert_eq!(fresh.save(), detectors.save());
 }
 
 #[test]

@@ -1005,7 +1005,7 @@ impl Detector for ModelAbuse {
             .finish()
     }
 
-    fn load(&mut self, state: serde_json::Value) -> Result<(), String> {
+    fn load(&mut self, state: &[u8]) -> Result<(), String> {
         #[derive(Deserialize)]
         struct Saved {
             callers: Vec<(String, Caller)>,
@@ -1013,7 +1013,7 @@ impl Detector for ModelAbuse {
             peers: Vec<(String, Baseline)>,
             evictions: u64,
         }
-        let s: Saved = serde_json::from_value(state).map_err(|e| e.to_string())?;
+        let s: Saved = serde_json::from_slice(state).map_err(|e| e.to_string())?;
         self.callers = numeric_keys(s.callers)?;
         self.models = numeric_keys(s.models)?;
         self.peers = numeric_keys(s.peers)?;

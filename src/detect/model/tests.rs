@@ -285,9 +285,7 @@ fn restored_state_decides_like_the_live_one() {
         &[DetectorConfig::ModelAbuse(ModelAbuseConfig::default())],
         Arc::default(),
     );
-    restored
-        .load(serde_json::from_slice(&saved).unwrap())
-        .unwrap();
+    restored.load(&saved).unwrap();
     assert_eq!(restored.save(), saved);
     let mut live_findings = Vec::new();
     let mut restored_findings = Vec::new();
