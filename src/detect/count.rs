@@ -46,6 +46,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::memory::{Baseline, Map, is_never, is_zero, never};
+use super::table::ActorTable;
 use super::{Context, Finding, Severity};
 use crate::event::Event;
 
@@ -320,6 +321,24 @@ struct Live {
     evidence: VecDeque<(i64, Arc<str>)>,
 }
 
+impl Default for ActorCount {
+    /// Nothing counted, never fired, no history (the window is set by the
+    /// caller).
+    fn default() -> Self {
+        ActorCount {
+            window: 0,
+            fired_at: i64::MIN,
+            group: 0,
+            own: Baseline::default(),
+            count: 0,
+            fired_count: 0,
+            pending: None,
+            slots: None,
+            live: None,
+        }
+    }
+}
+
 /// A finished window not yet learned.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Pending {
@@ -442,7 +461,7 @@ impl<'de> Deserialize<'de> for ActorCount {
 #[derive(Clone)]
 pub struct CountDetector<K: CountKind> {
     p: CountParams,
-    actors: Map<u64, ActorCount>,
+    actors: ActorTable<ActorCount>,
     peers: Map<u64, Baseline>,
     evictions: u64,
     /// The window of the first event this detector saw. It saw only the
@@ -467,7 +486,7 @@ impl<K: CountKind> CountDetector<K> {
     pub fn new(cfg: &CountConfig<K>) -> Self {
         CountDetector {
             p: cfg.resolved(),
-            actors: Map::default(),
+            actors: ActorTable::default(),
             peers: Map::default(),
             evictions: 0,
             began: None,
@@ -477,7 +496,7 @@ impl<K: CountKind> CountDetector<K> {
 
     /// Drops the least recently active tenth of the actors.
     fn evict(&mut self) {
-        self.evictions += super::memory::evict_stalest(&mut self.actors, |s| s.window);
+        self.evictions += self.actors.evict_stalest(|s| s.window);
     }
 
     /// [`Detector::observe`] for an actor's state `s`, once found.
@@ -773,20 +792,13 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
         if self.actors.len() >= self.p.max_actors {
             self.evict();
         }
-        let s = self
-            .actors
-            .entry(ctx.actor_key)
-            .or_insert_with(|| ActorCount {
+        let s = self.actors.insert(
+            ctx.actor_key,
+            ActorCount {
                 window: w,
-                fired_at: i64::MIN,
-                group: 0,
-                own: Baseline::default(),
-                count: 0,
-                fired_count: 0,
-                pending: None,
-                slots: None,
-                live: None,
-            });
+                ..ActorCount::default()
+            },
+        );
         Self::step(&self.p, began, &mut self.peers, s, m, event, ctx, findings);
     }
 
@@ -817,7 +829,7 @@ impl<K: CountKind> super::Detector for CountDetector<K> {
     fn load(&mut self, state: &[u8]) -> Result<(), String> {
         #[derive(Deserialize)]
         struct Saved {
-            actor_keys: Option<Map<u64, ActorCount>>,
+            actor_keys: Option<ActorTable<ActorCount>>,
             actors: Option<std::collections::HashMap<String, ActorCount>>,
             peers: Map<String, Baseline>,
             evictions: u64,

@@ -35,6 +35,7 @@ use crate::ledger::StateWriter;
 use serde::{Deserialize, Serialize};
 
 use super::memory::{Map, is_never, is_zero, never};
+use super::table::ActorTable;
 use super::{Context, Detector, Finding, Severity};
 use crate::event::{Body, Event};
 
@@ -131,6 +132,23 @@ struct Habit {
     evidence: Vec<String>,
 }
 
+impl Default for Habit {
+    /// Nothing seen yet (the day is set by the caller).
+    fn default() -> Self {
+        Habit {
+            days: 0.0,
+            slots: Box::default(),
+            day: 0,
+            day_hours: 0,
+            run_last: i64::MIN,
+            run_count: 0,
+            run_patients: 0,
+            run_fired: false,
+            evidence: Vec::new(),
+        }
+    }
+}
+
 /// Per hour of day, for an actor or a peer group: the (decayed) days
 /// with activity in it, and the earliest and latest minute seen in it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -171,7 +189,7 @@ impl HourSlots {
 #[derive(Clone)]
 pub struct OffHours {
     cfg: OffHoursConfig,
-    actors: Map<u64, Habit>,
+    actors: ActorTable<Habit>,
     /// Per peer group (role and department): finished actor-days and, per
     /// hour, those with activity in it; halved at 2,000 actor-days.
     groups: Map<u64, Peers>,
@@ -313,14 +331,14 @@ impl OffHours {
     pub fn new(cfg: &OffHoursConfig) -> Self {
         OffHours {
             cfg: cfg.clone(),
-            actors: Map::default(),
+            actors: ActorTable::default(),
             groups: Map::default(),
             evictions: 0,
         }
     }
 
     fn evict(&mut self) {
-        self.evictions += super::memory::evict_stalest(&mut self.actors, |s| s.run_last);
+        self.evictions += self.actors.evict_stalest(|s| s.run_last);
     }
 }
 
@@ -368,15 +386,8 @@ impl Detector for OffHours {
             self.actors.insert(
                 ctx.actor_key,
                 Habit {
-                    days: 0.0,
-                    slots: Box::default(),
                     day: day - 1,
-                    day_hours: 0,
-                    run_last: i64::MIN,
-                    run_count: 0,
-                    run_patients: 0,
-                    run_fired: false,
-                    evidence: Vec::new(),
+                    ..Habit::default()
                 },
             );
         }
@@ -531,7 +542,7 @@ impl Detector for OffHours {
     fn load(&mut self, state: &[u8]) -> Result<(), String> {
         #[derive(Deserialize)]
         struct Saved {
-            actor_keys: Option<Map<u64, Habit>>,
+            actor_keys: Option<ActorTable<Habit>>,
             actors: Option<std::collections::HashMap<String, Habit>>,
             groups: std::collections::HashMap<String, Peers>,
             evictions: u64,

@@ -25,6 +25,7 @@ mod rate;
 pub mod reference;
 mod relations;
 pub mod sql;
+mod table;
 #[cfg(test)]
 mod tests;
 
@@ -535,6 +536,8 @@ impl Detectors {
         self.relations = relations;
         self.reported_evictions = self.list.iter().map(|d| d.evictions()).collect();
         self.reported_relations = self.relations.forgotten();
+        // The next snapshot's text is about as long as this one.
+        self.saved_len.set(state.len());
         Ok(())
     }
 

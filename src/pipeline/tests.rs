@@ -171,6 +171,9 @@ fn a_snapshot_file_holds_the_state_text_written_in_place() {
     let stored = store.read_snapshot(&chain()).unwrap().unwrap();
     let mut fresh = setup().build();
     fresh.load(stored.state()).unwrap();
+    // A restored state's first snapshot is sized from the one it came from.
+    let n = stored.state().len();
+    assert_eq!(fresh.snapshot().size_hint(), n + n / 8);
     assert_eq!(fresh.save(), detectors.save());
 }
 
