@@ -363,6 +363,16 @@ impl ActorCount {
     }
 }
 
+/// A buffer's first allocation holds two items, not the four a first
+/// push allocates: most actors of a large population count one or two
+/// events in a window, and these buffers are per actor and detector. It
+/// grows by doubling from there.
+fn room_for_one<T>(q: &mut VecDeque<T>) {
+    if q.capacity() == 0 {
+        q.reserve_exact(2);
+    }
+}
+
 /// A finished window not yet learned.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct Pending {
@@ -586,6 +596,7 @@ impl<K: CountKind> CountDetector<K> {
             Measure::Add(n) => {
                 s.count = s.count.saturating_add(n);
                 if p.sliding {
+                    room_for_one(&mut live.recent);
                     live.recent.push_back((secs, u64::from(n)));
                     live.sliding += u64::from(n);
                 }
@@ -595,6 +606,9 @@ impl<K: CountKind> CountDetector<K> {
                 let new_here = match live.distinct.binary_search(&key) {
                     Ok(_) => false,
                     Err(at) if live.distinct.len() < MAX_DISTINCT => {
+                        if live.distinct.capacity() == 0 {
+                            live.distinct.reserve_exact(2);
+                        }
                         live.distinct.insert(at, key);
                         s.count += 1;
                         true
@@ -606,6 +620,7 @@ impl<K: CountKind> CountDetector<K> {
                 if p.sliding {
                     let fresh = !live.recent.iter().any(|&(_, k)| k == key);
                     if fresh {
+                        room_for_one(&mut live.recent);
                         live.recent.push_back((secs, key));
                         live.sliding += 1;
                     }
@@ -623,6 +638,7 @@ impl<K: CountKind> CountDetector<K> {
             return;
         }
         while live.evidence.len() >= p.max_evidence && live.evidence.pop_front().is_some() {}
+        room_for_one(&mut live.evidence);
         live.evidence.push_back((secs, ctx.event_id(event)));
         let sliding = live.sliding;
         let silence = p.window_secs.max(p.renotify_secs) as i64;
