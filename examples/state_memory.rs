@@ -23,6 +23,8 @@ use custos::detect::{DetectorConfig, DetectorSetup};
 use custos::event::{Decoder, PseudonymKey, Pseudonymizer};
 use custos::source::synth::{Workload, WorkloadConfig};
 
+// (The binary's allocator, as the `custos` binary has it.)
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -7,9 +7,10 @@ use std::sync::Arc;
 /// The pipeline allocates on its prepare thread what its loop frees:
 /// glibc's allocator serializes that on an arena lock (measured: a fifth
 /// of the CPU in lock handoffs, docs/performance.md); mimalloc frees
-/// across threads without one. The `system-alloc` feature leaves it out,
-/// for heap profilers that hook `malloc` (heaptrack).
-#[cfg(not(feature = "system-alloc"))]
+/// across threads without one. Built without the `mimalloc` feature
+/// (`--no-default-features`), for heap profilers that hook `malloc`
+/// (heaptrack), the binary uses the system's.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};

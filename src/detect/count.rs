@@ -352,8 +352,10 @@ impl ActorCount {
         })
     }
 
-    /// Sets the finished window not yet learned: one before `window`
-    /// (one more than 2^32 windows back, or not before it, is dropped).
+    /// Sets the finished window not yet learned, which is before `window`.
+    /// One 2^32 or more windows back (an event time centuries before the
+    /// next, at the shortest windows) is dropped, never learned: it is
+    /// kept as a 32-bit distance.
     fn set_pending(&mut self, pending: Option<Pending>) {
         let back = pending.and_then(|p| {
             let back = u32::try_from(self.window.checked_sub(p.window)?).ok()?;

@@ -512,7 +512,7 @@ impl Detectors {
             relations: Option<&'a RawValue>,
         }
         let m: Saved<'_> = serde_json::from_slice(state)
-            .map_err(|e| format!("the saved state is not an object: {e}"))?;
+            .map_err(|e| format!("the saved state does not parse: {e}"))?;
         if m.config.as_deref() != Some(self.config_id.as_str()) {
             return Err("the saved state belongs to another detector configuration".into());
         }

@@ -342,7 +342,7 @@ impl Relations {
             purposes: Option<SavedPurposes>,
         }
         let m: Saved<'_> = serde_json::from_slice(state)
-            .map_err(|e| format!("the saved relations are not an object: {e}"))?;
+            .map_err(|e| format!("the saved relations do not parse: {e}"))?;
         let mut fresh = Relations::default();
         fresh
             .pairs

@@ -61,7 +61,7 @@ pub use rejects::StoredReject;
 mod segment;
 mod snapshot;
 pub mod storage;
-pub use snapshot::{SNAPSHOT_VERSION, Snapshot, StateWriter};
+pub use snapshot::{SNAPSHOT_VERSION, Snapshot, StateWriter, StoredSnapshot};
 mod store;
 pub mod tree;
 mod verify;

@@ -58,13 +58,9 @@ impl StateWriter {
         StateWriter { out, first: true }
     }
 
-    /// Bytes written so far.
-    pub fn len(&self) -> usize {
+    /// Bytes written so far (with the opening brace).
+    pub(crate) fn len(&self) -> usize {
         self.out.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.out.is_empty()
     }
 
     fn key(&mut self, key: &str) {
@@ -170,8 +166,8 @@ impl Store {
     }
 
     /// Replaces the chain's snapshot, its state written by `state` (a
-    /// `state` member) into the file's text: one buffer of about `hint`
-    /// bytes, the state never held as a text of its own.
+    /// `state` member) into the file's text, a buffer of about `hint`
+    /// bytes: the whole state is never held as a text of its own.
     pub fn write_snapshot_with(
         &self,
         chain: &ChainId,

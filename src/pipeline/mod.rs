@@ -1260,7 +1260,7 @@ fn sketcher_state(state: &[u8]) -> Result<Option<&serde_json::value::RawValue>, 
     }
     serde_json::from_slice::<Saved<'_>>(state)
         .map(|s| s.sketcher)
-        .map_err(|e| format!("the saved state is not an object: {e}"))
+        .map_err(|e| format!("the saved state does not parse: {e}"))
 }
 
 /// Writes a chain's detector state as of the durable end `at` (taken
