@@ -268,8 +268,11 @@ impl<K: CountKind> CountConfig<K> {
                 problems.push(format!("{at}.{name} must be between 0 and 1 (exclusive)"));
             }
         }
-        if p.max_actors == 0 {
-            problems.push(format!("{at}.max_actors must be at least 1"));
+        if p.max_actors == 0 || p.max_actors > super::table::MAX_RECORDS {
+            problems.push(format!(
+                "{at}.max_actors must be between 1 and {}",
+                super::table::MAX_RECORDS
+            ));
         }
     }
 }

@@ -93,10 +93,12 @@ impl OffHoursConfig {
             || self.min_events == 0
             || self.min_patient_events == 0
             || self.max_actors == 0
+            || self.max_actors > super::table::MAX_RECORDS
         {
             problems.push(format!(
-                "{at}: gap_hours must be at most 11, min_events, min_patient_events and \
-                 max_actors at least 1"
+                "{at}: gap_hours must be at most 11, min_events and min_patient_events at \
+                 least 1, max_actors between 1 and {}",
+                super::table::MAX_RECORDS
             ));
         }
         if !(1..=23).contains(&self.shift_hours) {

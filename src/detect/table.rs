@@ -15,6 +15,10 @@ use super::memory::Map;
 /// one partly filled chunk.
 const CHUNK: usize = 4096;
 
+/// Records a table can hold (slot numbers are 32-bit): the largest
+/// `max_actors` a detector that keeps its records here accepts.
+pub const MAX_RECORDS: usize = u32::MAX as usize;
+
 /// Records keyed by actor key.
 #[derive(Debug, Clone)]
 pub struct ActorTable<V> {
@@ -72,7 +76,10 @@ impl<V: Default> ActorTable<V> {
                 let n = self.chunks.len() - 1;
                 let chunk = &mut self.chunks[n];
                 chunk.push(value);
-                u32::try_from(n * CHUNK + chunk.len() - 1).expect("fewer than 2^32 actors")
+                // An invariant, not input: detectors evict at their
+                // `max_actors`, which validation bounds by `MAX_RECORDS`.
+                u32::try_from(n * CHUNK + chunk.len() - 1)
+                    .expect("a table holds at most MAX_RECORDS records")
             }
         };
         self.index.insert(key, slot);

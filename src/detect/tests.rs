@@ -703,6 +703,17 @@ fn count_detector_parameters_validate_and_default_per_type() {
     let mut problems = Vec::new();
     bad.validate("detectors[0]", &mut problems);
     assert_eq!(problems.len(), 2, "{problems:?}");
+    // Records are found by 32-bit slot numbers: a larger cap is refused.
+    for too_many in [
+        "type = \"volume\"\nmax_actors = 4294967296",
+        "type = \"off_hours\"\nmax_actors = 4294967296",
+    ] {
+        let bad: DetectorConfig = toml::from_str(too_many).unwrap();
+        let mut problems = Vec::new();
+        bad.validate("detectors[0]", &mut problems);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("max_actors"), "{problems:?}");
+    }
     assert!(toml::from_str::<DetectorConfig>("type = \"volume\"\nwindow = 3").is_err());
     assert!(toml::from_str::<DetectorConfig>("type = \"snooping\"").is_err());
 }
