@@ -25,6 +25,7 @@ fn workload() -> (Vec<Event>, Arc<reference::Reference>) {
         care_team: Some(dir.path().join("care_team.csv")),
         consent: Some(dir.path().join("consent.csv")),
         export_allow: Some(dir.path().join("export_allow.csv")),
+        links: Some(dir.path().join("links.csv")),
         ..ReferenceConfig::default()
     };
     let (reference, problems) = reference::load(&cfg, &pseudo).expect("the tables load");

@@ -338,7 +338,7 @@ impl Metrics {
         let reference_rows = gauge_vec(
             &r,
             "custos_reference_rows",
-            "Rows in force in a reference table (vip, roster, care_team, consent, export_allow).",
+            "Rows in force in a reference table (vip, roster, care_team, consent, export_allow, links).",
             &["table"],
         );
         let reference_row_problems = counter_vec(

@@ -34,6 +34,7 @@ fn generate(dir: &Path) {
         "care_team.csv",
         "consent.csv",
         "export_allow.csv",
+        "links.csv",
     ] {
         assert!(dir.join(f).is_file(), "{f} was not written");
     }
@@ -42,7 +43,14 @@ fn generate(dir: &Path) {
 /// The `[reference]` section naming the generated tables.
 fn reference_section(dir: &Path) -> String {
     let mut s = String::from("[reference]\n");
-    for t in ["vip", "roster", "care_team", "consent", "export_allow"] {
+    for t in [
+        "vip",
+        "roster",
+        "care_team",
+        "consent",
+        "export_allow",
+        "links",
+    ] {
         s += &format!("{t} = \"{}\"\n", dir.join(format!("{t}.csv")).display());
     }
     s
@@ -80,7 +88,7 @@ fn eval_scores_every_scenario_of_a_generated_workload() {
     for rule in ["after_termination", "bulk_export", "consent_violation"] {
         assert_eq!(recall(rule), 1.0, "{rule}:\n{out}");
     }
-    assert_eq!(rows.len(), 10, "one row per scenario type:\n{out}");
+    assert_eq!(rows.len(), 11, "one row per scenario type:\n{out}");
     assert!(
         out.contains("false alerts per 1,000 benign actor-days"),
         "{out}"
@@ -151,6 +159,7 @@ fn ingest_raises_statistical_rule_and_sql_findings_with_reference_tables() {
         "consent",
         "volume",
         "denied_burst",
+        "personal",
     ] {
         assert!(
             detectors.contains(expected),

@@ -17,7 +17,7 @@ fn defaults_need_only_a_key() {
     assert_eq!(c.kafka.group_id, "custos");
     // One detector of every access type and model abuse (`access_rate`,
     // which `pace` supersedes, only when named).
-    assert_eq!(c.detectors.len(), 12);
+    assert_eq!(c.detectors.len(), 13);
     assert!(
         c.detectors
             .iter()

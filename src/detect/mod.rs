@@ -34,8 +34,8 @@ pub use hours::{OffHours, OffHoursConfig};
 pub use kinds::{Breadth, BreakGlass, DeniedBurst, NoRelationship, Pace, Volume};
 pub use model::{ModelAbuse, ModelAbuseConfig};
 pub use policy::{
-    BulkExport, ConsentCheck, ConsentConfig, ExportConfig, Termination, TerminationConfig, Vip,
-    VipConfig,
+    BulkExport, ConsentCheck, ConsentConfig, ExportConfig, Personal, PersonalConfig, Termination,
+    TerminationConfig, Vip, VipConfig,
 };
 pub use rate::{AccessRate, RateConfig};
 pub use reference::Reference;
@@ -223,6 +223,7 @@ pub enum DetectorConfig {
     BreakGlass(CountConfig<BreakGlass>),
     OffHours(OffHoursConfig),
     Vip(VipConfig),
+    Personal(PersonalConfig),
     Termination(TerminationConfig),
     BulkExport(ExportConfig),
     Consent(ConsentConfig),
@@ -248,6 +249,7 @@ impl DetectorConfig {
             DetectorConfig::BreakGlass(Default::default()),
             DetectorConfig::OffHours(Default::default()),
             DetectorConfig::Vip(Default::default()),
+            DetectorConfig::Personal(Default::default()),
             DetectorConfig::Termination(Default::default()),
             DetectorConfig::BulkExport(Default::default()),
             DetectorConfig::Consent(Default::default()),
@@ -265,6 +267,7 @@ impl DetectorConfig {
             DetectorConfig::BreakGlass(c) => Box::new(CountDetector::new(c)),
             DetectorConfig::OffHours(c) => Box::new(OffHours::new(c)),
             DetectorConfig::Vip(c) => Box::new(Vip::new(c)),
+            DetectorConfig::Personal(c) => Box::new(Personal::new(c)),
             DetectorConfig::Termination(c) => Box::new(Termination::new(c)),
             DetectorConfig::BulkExport(c) => Box::new(BulkExport::new(c)),
             DetectorConfig::Consent(c) => Box::new(ConsentCheck::new(c)),
@@ -285,6 +288,7 @@ impl DetectorConfig {
             DetectorConfig::BulkExport(c) => c.validate(at, problems),
             DetectorConfig::ModelAbuse(c) => c.validate(at, problems),
             DetectorConfig::Vip(_)
+            | DetectorConfig::Personal(_)
             | DetectorConfig::Termination(_)
             | DetectorConfig::Consent(_) => {}
         }

@@ -8,6 +8,10 @@
 //!   routine for the actor or their peers, or for a regular one on the
 //!   administrative record of a patient in care at the time (bed
 //!   management); one finding per actor, patient and `renotify_secs`.
+//! - `personal`: an actor opens their own chart, or, without a job reason
+//!   (as for `vip`), the chart of a relative, a neighbour (the links table)
+//!   or a coworker of the same department (their roster `patient`); one finding
+//!   per actor, patient and `renotify_secs`.
 //! - `termination`: any event by an actor after their roster termination
 //!   time (critical), or before their hire time (high); one finding per
 //!   actor and `renotify_secs`.
@@ -29,9 +33,9 @@ use serde::{Deserialize, Serialize};
 
 use super::count::span;
 use super::memory::{RecentSet, key_hash};
-use super::reference::Consent;
+use super::reference::{Consent, Tie};
 use super::{Context, Detector, Finding, Relation, Severity};
-use crate::event::{Body, Event};
+use crate::event::{Access, Body, Event};
 
 /// FHIR resource types that hold where a patient is and how the stay is
 /// administered, not what is wrong with them: what bed management and
@@ -132,24 +136,7 @@ impl Detector for Vip {
         let Some(category) = ctx.reference.vip(patient) else {
             return;
         };
-        // Treatment needs a treatment relationship of the actor's own or
-        // their department's care (one colleague's consult is not one); a
-        // job function (billing, research, operations) needs to be one the
-        // actor or their peers routinely work under.
-        if matches!(ctx.relation, Relation::Treating) || ctx.routine_purpose {
-            return;
-        }
-        // Bed management and other operations on the administrative record
-        // of a patient the hospital has in care at the time (the bed board
-        // lists every current inpatient), by someone whose job includes
-        // that purpose regularly, is not curiosity; clinical content is.
-        if ctx.regular_purpose
-            && a.outcome == "success"
-            && a.resource_type
-                .as_deref()
-                .is_some_and(|r| ADMINISTRATIVE_RESOURCES.contains(&r))
-            && ctx.reference.in_care(patient, ctx.time)
-        {
+        if justified(a, patient, ctx) {
             return;
         }
         let key = key_hash(&[
@@ -160,11 +147,7 @@ impl Detector for Vip {
         if !self.fired.insert(key) {
             return;
         }
-        let how = if a.outcome == "success" {
-            "opened"
-        } else {
-            "tried to open"
-        };
+        let how = opened(a);
         let article = if category.starts_with(['a', 'e', 'i', 'o', 'u']) {
             "an"
         } else {
@@ -179,6 +162,130 @@ impl Detector for Vip {
             super::relations::DEPT_EPISODE_SECS / 86_400,
         );
         findings.push(finding("vip", Severity::High, event, ctx, 0, summary));
+    }
+
+    fired_state!();
+}
+
+/// Whether an access to `patient` has a job reason: treatment needs a treatment relationship of
+/// the actor's own or their department's care (one colleague's consult is
+/// not one); a job function (billing, research, operations) needs to be
+/// one the actor or their peers routinely work under; bed management and
+/// other operations on the administrative record of a patient the hospital
+/// has in care at the time (the bed board lists every current inpatient),
+/// by someone whose job includes that purpose regularly, is not curiosity;
+/// clinical content is.
+fn justified(a: &Access, patient: &str, ctx: &Context) -> bool {
+    if matches!(ctx.relation, Relation::Treating) || ctx.routine_purpose {
+        return true;
+    }
+    ctx.regular_purpose
+        && a.outcome == "success"
+        && a.resource_type
+            .as_deref()
+            .is_some_and(|r| ADMINISTRATIVE_RESOURCES.contains(&r))
+        && ctx.reference.in_care(patient, ctx.time)
+}
+
+fn opened(a: &Access) -> &'static str {
+    if a.outcome == "success" {
+        "opened"
+    } else {
+        "tried to open"
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersonalConfig {
+    /// Seconds before the same actor and patient fire again.
+    pub renotify_secs: u64,
+}
+
+impl Default for PersonalConfig {
+    fn default() -> Self {
+        PersonalConfig {
+            renotify_secs: 86_400,
+        }
+    }
+}
+
+/// `personal`: an actor opens the chart of someone they know outside of
+/// work: their own (roster `patient`), a family member's, a household
+/// member's or a neighbour's (links table), or a coworker's (the roster
+/// `patient` of another member of the actor's department). Curiosity about people one knows is what
+/// most snooping is; the first such chart breaks the rule, without a count
+/// to wait for. A coworker's or relative's chart opened with a job reason
+/// (see [`justified`]: on the care team, treated before, the department's
+/// patient, a routine job function) passes; one's own never does: staff
+/// read their own results through the patient portal, like any patient.
+#[derive(Clone)]
+pub struct Personal {
+    cfg: PersonalConfig,
+    fired: RecentSet,
+}
+
+impl Personal {
+    pub fn new(cfg: &PersonalConfig) -> Self {
+        Personal {
+            cfg: cfg.clone(),
+            fired: RecentSet::new(MAX_FIRED),
+        }
+    }
+}
+
+impl Detector for Personal {
+    fn name(&self) -> &'static str {
+        "personal"
+    }
+
+    fn observe(&mut self, event: &Event, ctx: &Context, findings: &mut Vec<Finding>) {
+        let Body::Access(a) = &event.body else { return };
+        let Some(patient) = a.patient.as_deref() else {
+            return;
+        };
+        let Some(tie) = ctx.reference.tie(&event.actor.id, ctx.dept, patient) else {
+            return;
+        };
+        if tie != Tie::Own && justified(a, patient, ctx) {
+            return;
+        }
+        let key = key_hash(&[
+            &event.actor.id,
+            patient,
+            &period(ctx.time, self.cfg.renotify_secs),
+        ]);
+        if !self.fired.insert(key) {
+            return;
+        }
+        let how = opened(a);
+        let purpose = a.purpose.as_deref().unwrap_or("no purpose");
+        let (severity, summary) = match tie {
+            Tie::Own => (
+                Severity::Medium,
+                format!(
+                    "{how} their own chart ({} {purpose}; roster: the actor's own patient record)",
+                    a.action
+                ),
+            ),
+            Tie::Linked(relation) => (
+                Severity::High,
+                format!(
+                    "{how} the chart of someone linked to them as {relation} (links table) \
+                     with no treatment relationship ({} {purpose})",
+                    a.action
+                ),
+            ),
+            Tie::Coworker => (
+                Severity::High,
+                format!(
+                    "{how} the chart of a coworker of the same department (roster: their own \
+                     patient record) with no treatment relationship ({} {purpose})",
+                    a.action
+                ),
+            ),
+        };
+        findings.push(finding("personal", severity, event, ctx, 0, summary));
     }
 
     fired_state!();

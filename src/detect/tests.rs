@@ -1641,3 +1641,93 @@ fn the_window_a_stream_starts_in_teaches_no_baseline() {
         found.first().map(|f| (&f.detector, &f.summary))
     );
 }
+
+#[test]
+fn personal_fires_on_people_the_actor_knows_unless_they_treat_them() {
+    let mut reference = Reference::default();
+    let staff = |dept: &str, patient: &str| Staff {
+        dept: Some(dept.into()),
+        patient: Some(patient.into()),
+        ..Default::default()
+    };
+    reference.add_staff("n1".into(), staff("icu", "pt-n1"));
+    reference.add_staff("n2".into(), staff("icu", "pt-n2"));
+    reference.add_staff("c1".into(), staff("cardiology", "pt-c1"));
+    reference.add_staff("c2".into(), staff("cardiology", "pt-c2"));
+    reference.add_link("n1".into(), "mum".into(), "family".into());
+    reference.add_link("n1".into(), "next-door".into(), "neighbour".into());
+    reference.add_care(
+        "mum".into(),
+        CareAssignment {
+            actor: Some("n2".into()),
+            ..Default::default()
+        },
+    );
+    let mut d = detectors(
+        vec![DetectorConfig::Personal(Default::default())],
+        reference,
+    );
+    let t = DAY0 + 10 * H;
+    let n1 = by("n1", "nurse", "icu");
+    // The first read of each fires at once; the same pair once a day.
+    let found = run(
+        &mut d,
+        [
+            n1.clone().patient("mum").at(t),
+            n1.clone().patient("mum").at(t + 60),
+            n1.clone().patient("next-door").at(t + 120),
+            n1.clone().patient("pt-n2").at(t + 180),
+            n1.clone().patient("pt-c1").at(t + 240),
+            n1.clone().patient("stranger").at(t + 300),
+        ],
+    );
+    let summaries: Vec<&str> = found.iter().map(|f| f.summary.as_str()).collect();
+    assert_eq!(
+        found.len(),
+        3,
+        "another department's staff are strangers: {summaries:#?}"
+    );
+    assert!(found.iter().all(|f| f.severity == Severity::High));
+    assert!(
+        summaries[0].contains("linked to them as family"),
+        "{summaries:?}"
+    );
+    assert!(summaries[1].contains("as neighbour"), "{summaries:?}");
+    assert!(summaries[2].contains("coworker of the same department"));
+    assert_eq!(found[0].patient.as_deref(), Some("mum"));
+    // The next day the same chart fires again.
+    assert_eq!(
+        run(&mut d, [n1.clone().patient("mum").at(t + 86_400)]).len(),
+        1
+    );
+    // Her mother's nurse (on the care team) treats her: no finding.
+    let n2 = by("n2", "nurse", "icu");
+    assert!(run(&mut d, [n2.clone().patient("mum").at(t)]).is_empty());
+    // A coworker's chart fires until the actor treats them (a note).
+    let c2 = by("c2", "physician", "cardiology").patient("pt-c1");
+    assert_eq!(run(&mut d, [c2.at(t)]).len(), 1, "a coworker's chart");
+    let c2_note = Ev {
+        action: "create",
+        ..by("c2", "physician", "cardiology")
+    };
+    run(&mut d, [c2_note.patient("pt-c1").at(t + 10)]);
+    assert!(
+        run(&mut d, [c2.at(t + 86_400 + 20)]).is_empty(),
+        "treated by the actor since"
+    );
+    // One's own chart is never a job: medium, whatever the relationship.
+    let own = run(&mut d, [n1.clone().patient("pt-n1").at(t + 400)]);
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].severity, Severity::Medium);
+    assert!(
+        own[0].summary.contains("their own chart"),
+        "{}",
+        own[0].summary
+    );
+    let denied = Ev {
+        outcome: "denied",
+        ..by("c1", "physician", "cardiology")
+    };
+    let found = run(&mut d, [denied.patient("pt-c2").at(t)]);
+    assert!(found[0].summary.starts_with("tried to open"), "{found:?}");
+}

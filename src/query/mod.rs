@@ -202,7 +202,8 @@ fn register(
 }
 
 /// Registers the reference tables (`ref_vip`, `ref_roster`,
-/// `ref_care_team`, `ref_consent`, `ref_export_allow`) of one snapshot.
+/// `ref_care_team`, `ref_consent`, `ref_export_allow`, `ref_links`) of one
+/// snapshot.
 pub fn register_reference(ctx: &SessionContext, reference: &Reference) -> Result<(), QueryError> {
     for (name, batch) in tables(reference) {
         let table = MemTable::try_new(batch.schema(), vec![vec![batch]])?;

@@ -19,10 +19,11 @@
 //! | table | columns |
 //! |---|---|
 //! | `vip` | `patient`, `category` (default `vip`, lowercased) |
-//! | `roster` | `actor`, `role`, `dept`, `hired`, `terminated` |
+//! | `roster` | `actor`, `role`, `dept`, `hired`, `terminated`, `patient` |
 //! | `care_team` | `patient`, `actor` and/or `dept`, `start`, `end` |
 //! | `consent` | `patient`, `purpose`, `status` (`granted`/`withdrawn`), `time` |
 //! | `export_allow` | `destination` (a trailing `*` makes a prefix) |
+//! | `links` | `actor`, `patient`, `relation` (default `family`, lowercased) |
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -33,8 +34,15 @@ use super::file::{Row, Shape, read};
 use super::{CareAssignment, ConsentStatus, Loaded, Reference, Staff};
 use crate::event::Pseudonymizer;
 
-/// The five table names, as used in metrics, logs and SQL (`ref_<name>`).
-pub const TABLES: [&str; 5] = ["vip", "roster", "care_team", "consent", "export_allow"];
+/// The six table names, as used in metrics, logs and SQL (`ref_<name>`).
+pub const TABLES: [&str; 6] = [
+    "vip",
+    "roster",
+    "care_team",
+    "consent",
+    "export_allow",
+    "links",
+];
 
 /// The `[reference]` section: one optional file per table (`.csv` or
 /// `.parquet`, relative to the working directory) and how often to look
@@ -47,6 +55,7 @@ pub struct ReferenceConfig {
     pub care_team: Option<PathBuf>,
     pub consent: Option<PathBuf>,
     pub export_allow: Option<PathBuf>,
+    pub links: Option<PathBuf>,
     /// Seconds between checks of the files' modification time and size.
     pub reload_secs: u64,
 }
@@ -59,6 +68,7 @@ impl Default for ReferenceConfig {
             care_team: None,
             consent: None,
             export_allow: None,
+            links: None,
             reload_secs: 30,
         }
     }
@@ -74,6 +84,7 @@ impl ReferenceConfig {
             &self.care_team,
             &self.consent,
             &self.export_allow,
+            &self.links,
         ];
         TABLES
             .into_iter()
@@ -150,7 +161,7 @@ pub fn load(
                 loaded.vip = true;
             }
             "roster" => {
-                load_roster(path, &mut r, p)?;
+                load_roster(path, pseudo, &mut r, p)?;
                 loaded.roster = true;
             }
             "care_team" => {
@@ -161,10 +172,14 @@ pub fn load(
                 load_consent(path, pseudo, &mut r, p)?;
                 loaded.consent = true;
             }
-            _ => {
-                debug_assert_eq!(table, "export_allow");
+            "export_allow" => {
                 load_export_allow(path, &mut r, p)?;
                 loaded.export_allow = true;
+            }
+            _ => {
+                debug_assert_eq!(table, "links");
+                load_links(path, pseudo, &mut r, p)?;
+                loaded.links = true;
             }
         }
     }
@@ -195,10 +210,15 @@ fn load_vip(
     })
 }
 
-fn load_roster(path: &Path, r: &mut Reference, p: Problems) -> Result<(), ReferenceError> {
+fn load_roster(
+    path: &Path,
+    pseudo: &Pseudonymizer,
+    r: &mut Reference,
+    p: Problems,
+) -> Result<(), ReferenceError> {
     let shape = Shape {
         table: "roster",
-        columns: &["actor", "role", "dept", "hired", "terminated"],
+        columns: &["actor", "role", "dept", "hired", "terminated", "patient"],
         required: &[&["actor"]],
     };
     read(path, &shape, p, |mut row: Row| {
@@ -208,6 +228,7 @@ fn load_roster(path: &Path, r: &mut Reference, p: Problems) -> Result<(), Refere
             dept: row.opt("dept"),
             hired: row.time("hired")?,
             terminated: row.time("terminated")?,
+            patient: row.opt("patient").map(|p| pseudo.patient(&p)),
         };
         if let (Some(h), Some(t)) = (staff.hired, staff.terminated)
             && t < h
@@ -287,6 +308,28 @@ fn load_export_allow(path: &Path, r: &mut Reference, p: Problems) -> Result<(), 
     };
     read(path, &shape, p, |mut row: Row| {
         r.add_export_allow(row.req("destination")?);
+        Ok(())
+    })
+}
+
+fn load_links(
+    path: &Path,
+    pseudo: &Pseudonymizer,
+    r: &mut Reference,
+    p: Problems,
+) -> Result<(), ReferenceError> {
+    let shape = Shape {
+        table: "links",
+        columns: &["actor", "patient", "relation"],
+        required: &[&["actor"], &["patient"]],
+    };
+    read(path, &shape, p, |mut row: Row| {
+        let actor = row.req("actor")?;
+        let patient = pseudo.patient(&row.req("patient")?);
+        let relation = row
+            .opt("relation")
+            .map_or("family".into(), |c| c.to_lowercase());
+        r.add_link(actor, patient, relation);
         Ok(())
     })
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use parquet::arrow::ArrowWriter;
 
 use super::*;
-use crate::detect::reference::Consent;
+use crate::detect::reference::{Consent, Tie};
 use crate::event::PseudonymKey;
 
 fn pseudo() -> Pseudonymizer {
@@ -186,6 +186,65 @@ fn patients_are_pseudonymized_and_never_kept_or_quoted_raw() {
         !debug.contains("MRN") && !debug.contains("20011"),
         "{debug}"
     );
+}
+
+#[test]
+fn links_and_the_roster_patient_are_pseudonymized_ties() {
+    let dir = tempfile::tempdir().unwrap();
+    let roster = write(
+        &dir,
+        "roster.csv",
+        "actor,dept,patient
+rn.a,icu,MRN-300001
+rn.b,icu,
+rn.c,er,MRN-300003
+",
+    );
+    let links = write(
+        &dir,
+        "links.csv",
+        "relation,patient,actor
+         Neighbour,MRN-400001,rn.b
+         ,MRN-400002,rn.b
+         household,,rn.b
+         family,MRN-300003,rn.a
+",
+    );
+    let cfg = ReferenceConfig {
+        roster: Some(roster),
+        links: Some(links.clone()),
+        ..Default::default()
+    };
+    let p = pseudo();
+    let (r, problems) = load(&cfg, &p).unwrap();
+    let reasons: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        reasons,
+        vec![format!("{}:4: `patient` is empty", links.display())]
+    );
+    assert!(r.loaded().links && r.loaded().roster);
+    let tie = |actor: &str, dept: &str, mrn: &str| r.tie(actor, Some(dept), &p.patient(mrn));
+    assert_eq!(tie("rn.a", "icu", "MRN-300001"), Some(Tie::Own));
+    assert_eq!(
+        tie("rn.b", "icu", "MRN-400001"),
+        Some(Tie::Linked("neighbour"))
+    );
+    assert_eq!(
+        tie("rn.b", "icu", "MRN-400002"),
+        Some(Tie::Linked("family")),
+        "default relation"
+    );
+    assert_eq!(
+        tie("rn.a", "icu", "MRN-300003"),
+        Some(Tie::Linked("family")),
+        "a link is more specific than a coworker"
+    );
+    assert_eq!(tie("rn.b", "icu", "MRN-300001"), Some(Tie::Coworker));
+    assert_eq!(tie("rn.b", "icu", "MRN-400003"), None);
+    let debug = format!("{r:?} {problems:?}");
+    assert!(!debug.contains("MRN"), "{debug}");
+    let [.., (name, rows)] = r.row_counts();
+    assert_eq!((name, rows), ("links", 3));
 }
 
 #[test]

@@ -3,13 +3,16 @@
 //! - `vip`: flagged patients (VIPs, restricted records, employees as
 //!   patients), with a category;
 //! - `roster`: the workforce (actor, role, department, hire and
-//!   termination times);
+//!   termination times, and the staff member's own patient record if the
+//!   hospital has one);
 //! - `care_team`: who is assigned to treat whom (an actor or a whole
 //!   department, optionally within a time range);
 //! - `consent`: patients' consent decisions per purpose of use, in time;
-//! - `export_allow`: destinations exports may go to.
+//! - `export_allow`: destinations exports may go to;
+//! - `links`: personal ties between staff and patients (family, household,
+//!   neighbour, …), as the hospital's identity matching finds them.
 //!
-//! A [`Reference`] is one immutable snapshot of all five; detectors read it
+//! A [`Reference`] is one immutable snapshot of all six; detectors read it
 //! through an `Arc` and never see a half-loaded table. Patient identifiers
 //! in it are pseudonyms, made by the same [`crate::event::Pseudonymizer`]
 //! as the events' (the files hold raw identifiers; they are pseudonymized
@@ -42,6 +45,26 @@ pub struct Staff {
     pub dept: Option<String>,
     pub hired: Option<DateTime<Utc>>,
     pub terminated: Option<DateTime<Utc>>,
+    /// The staff member's own patient record (a pseudonym), when they are
+    /// a patient of the hospital too.
+    pub patient: Option<String>,
+}
+
+/// How an actor is tied to a patient outside of work
+/// ([`Reference::tie`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tie<'a> {
+    /// The patient is the actor: their own record (roster `patient`).
+    Own,
+    /// A row of the links table: the relation as written there (`family`,
+    /// `household`, `neighbour`, …).
+    Linked(&'a str),
+    /// The patient is another member of the actor's department (roster
+    /// `patient` and `dept`): someone they work with. Staff of other
+    /// departments are strangers to most (in a large hospital, thousands
+    /// of staff are patients too); flag them in the VIP table (category
+    /// `employee`) to watch every employee's record.
+    Coworker,
 }
 
 /// One care-team assignment: an actor, or every member of a department,
@@ -108,6 +131,11 @@ pub struct Reference {
     /// Exact destinations, and prefixes (entries that ended in `*`).
     allow_exact: std::collections::HashSet<String>,
     allow_prefix: Vec<String>,
+    /// Patient → the staff member whose own record it is (roster
+    /// `patient`).
+    employees: Map<String, String>,
+    /// Patient → (actor, relation) rows of the links table.
+    links: Map<String, Vec<(String, String)>>,
     loaded: Loaded,
 }
 
@@ -119,6 +147,7 @@ pub struct Loaded {
     pub care_team: bool,
     pub consent: bool,
     pub export_allow: bool,
+    pub links: bool,
 }
 
 impl Reference {
@@ -137,8 +166,29 @@ impl Reference {
         self.vip.insert(patient, category);
     }
 
+    /// A staff member's record; replaces an earlier one of the same actor
+    /// (and the own-record entry that came with it).
     pub fn add_staff(&mut self, actor: String, staff: Staff) {
-        self.roster.insert(actor, staff);
+        if let Some(patient) = &staff.patient {
+            self.employees.insert(patient.clone(), actor.clone());
+        }
+        if let Some(old) = self.roster.insert(actor.clone(), staff)
+            && let Some(patient) = old.patient
+            && self.roster[&actor].patient.as_ref() != Some(&patient)
+            && self.employees.get(&patient) == Some(&actor)
+        {
+            self.employees.remove(&patient);
+        }
+    }
+
+    /// A personal tie of `actor` to `patient`; replaces an earlier row of
+    /// the same pair.
+    pub fn add_link(&mut self, actor: String, patient: String, relation: String) {
+        let rows = self.links.entry(patient).or_default();
+        match rows.iter_mut().find(|(a, _)| *a == actor) {
+            Some(row) => row.1 = relation,
+            None => rows.push((actor, relation)),
+        }
     }
 
     pub fn add_care(&mut self, patient: String, assignment: CareAssignment) {
@@ -177,6 +227,25 @@ impl Reference {
 
     pub fn staff(&self, actor: &str) -> Option<&Staff> {
         self.roster.get(actor)
+    }
+
+    /// How `actor` (of department `dept`) is tied to `patient` outside of
+    /// work, if at all: their own record first, then a row of the links
+    /// table, then the record of a coworker of the same department. Two
+    /// lookups by the patient pseudonym; nothing when neither table has
+    /// patients.
+    pub fn tie(&self, actor: &str, dept: Option<&str>, patient: &str) -> Option<Tie<'_>> {
+        let owner = self.employees.get(patient);
+        if owner.is_some_and(|o| o == actor) {
+            return Some(Tie::Own);
+        }
+        if let Some(rows) = self.links.get(patient)
+            && let Some((_, relation)) = rows.iter().find(|(a, _)| a == actor)
+        {
+            return Some(Tie::Linked(relation));
+        }
+        let theirs = self.roster.get(owner?).and_then(|s| s.dept.as_deref());
+        (dept.is_some() && theirs == dept).then_some(Tie::Coworker)
     }
 
     /// Whether the care-team table assigns the patient to the actor, or to
@@ -233,8 +302,8 @@ impl Reference {
     // ---- whole tables (for SQL) ----
 
     /// Rows held per table, in the order of [`TABLES`].
-    pub fn row_counts(&self) -> [(&'static str, usize); 5] {
-        let [vip, roster, care_team, consent, export_allow] = TABLES;
+    pub fn row_counts(&self) -> [(&'static str, usize); 6] {
+        let [vip, roster, care_team, consent, export_allow, links] = TABLES;
         [
             (vip, self.vip.len()),
             (roster, self.roster.len()),
@@ -244,6 +313,7 @@ impl Reference {
                 export_allow,
                 self.allow_exact.len() + self.allow_prefix.len(),
             ),
+            (links, self.links.values().map(Vec::len).sum()),
         ]
     }
 
@@ -273,6 +343,14 @@ impl Reference {
             .iter()
             .cloned()
             .chain(self.allow_prefix.iter().map(|p| format!("{p}*")))
+    }
+
+    /// (actor, patient, relation) rows of the links table.
+    pub fn link_rows(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        self.links.iter().flat_map(|(p, rows)| {
+            rows.iter()
+                .map(move |(a, r)| (a.as_str(), p.as_str(), r.as_str()))
+        })
     }
 }
 
@@ -344,6 +422,51 @@ mod tests {
         assert!(r.on_care_team("p", "b", Some("icu"), after));
         assert!(!r.on_care_team("p", "b", Some("er"), after));
         assert!(!r.on_care_team("q", "a", None, before));
+    }
+
+    fn staff(dept: &str, patient: Option<&str>) -> Staff {
+        Staff {
+            dept: Some(dept.into()),
+            patient: patient.map(Into::into),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ties_are_own_record_then_links_then_coworkers() {
+        let mut r = Reference::default();
+        assert_eq!(r.tie("a", Some("icu"), "p"), None, "empty tables");
+        r.add_staff("a".into(), staff("icu", Some("pa")));
+        r.add_staff("b".into(), staff("icu", Some("pb")));
+        r.add_staff("c".into(), staff("er", Some("pc")));
+        r.add_link("a".into(), "pb".into(), "family".into());
+        r.add_link("a".into(), "pn".into(), "neighbour".into());
+        assert_eq!(r.tie("a", Some("icu"), "pa"), Some(Tie::Own));
+        assert_eq!(r.tie("a", Some("icu"), "pb"), Some(Tie::Linked("family")));
+        assert_eq!(
+            r.tie("a", Some("icu"), "pn"),
+            Some(Tie::Linked("neighbour"))
+        );
+        assert_eq!(r.tie("c", Some("er"), "pb"), None, "another department's");
+        assert_eq!(r.tie("b", Some("icu"), "pa"), Some(Tie::Coworker));
+        assert_eq!(
+            r.tie("b", None, "pa"),
+            None,
+            "an unknown department is not the same one"
+        );
+        assert_eq!(r.tie("b", Some("icu"), "pn"), None, "another's neighbour");
+        assert_eq!(r.tie("a", Some("icu"), "px"), None);
+        // A later row replaces: the relation, and a staff member's record.
+        r.add_link("a".into(), "pn".into(), "household".into());
+        assert_eq!(
+            r.tie("a", Some("icu"), "pn"),
+            Some(Tie::Linked("household"))
+        );
+        r.add_staff("b".into(), staff("icu", Some("pb2")));
+        assert_eq!(r.tie("a", Some("icu"), "pb2"), Some(Tie::Coworker));
+        assert_eq!(r.tie("c", Some("icu"), "pb"), None, "pb is no longer b's");
+        assert_eq!(r.tie("b", Some("icu"), "pb2"), Some(Tie::Own));
+        assert_eq!(r.link_rows().count(), 2);
     }
 
     #[test]

@@ -3,10 +3,11 @@
 //! | table | columns |
 //! |---|---|
 //! | `ref_vip` | `patient`, `category` |
-//! | `ref_roster` | `actor`, `role`, `dept`, `hired`, `terminated` |
+//! | `ref_roster` | `actor`, `role`, `dept`, `hired`, `terminated`, `patient` |
 //! | `ref_care_team` | `patient`, `actor`, `dept`, `start`, `end` |
 //! | `ref_consent` | `patient`, `purpose`, `status`, `time` |
 //! | `ref_export_allow` | `destination` |
+//! | `ref_links` | `actor`, `patient`, `relation` |
 //!
 //! Text columns are Utf8, times `Timestamp(Microsecond, "UTC")`; `patient`
 //! holds pseudonyms, as in `events`, so the two join. Rows are sorted by
@@ -30,6 +31,7 @@ pub fn tables(reference: &Reference) -> Vec<(&'static str, RecordBatch)> {
         ("ref_care_team", care_team(reference)),
         ("ref_consent", consent(reference)),
         ("ref_export_allow", export_allow(reference)),
+        ("ref_links", links(reference)),
     ]
 }
 
@@ -78,6 +80,7 @@ fn roster(r: &Reference) -> RecordBatch {
             text("dept", true),
             time("hired", true),
             time("terminated", true),
+            text("patient", true),
         ],
         vec![
             strings(rows.iter().map(|(a, _)| Some(*a))),
@@ -85,6 +88,7 @@ fn roster(r: &Reference) -> RecordBatch {
             strings(rows.iter().map(|(_, s)| s.dept.as_deref())),
             times(rows.iter().map(|(_, s)| s.hired)),
             times(rows.iter().map(|(_, s)| s.terminated)),
+            strings(rows.iter().map(|(_, s)| s.patient.as_deref())),
         ],
     )
 }
@@ -146,6 +150,23 @@ fn export_allow(r: &Reference) -> RecordBatch {
     )
 }
 
+fn links(r: &Reference) -> RecordBatch {
+    let mut rows: Vec<(&str, &str, &str)> = r.link_rows().collect();
+    rows.sort_unstable();
+    batch(
+        vec![
+            text("actor", false),
+            text("patient", false),
+            text("relation", false),
+        ],
+        vec![
+            strings(rows.iter().map(|r| Some(r.0))),
+            strings(rows.iter().map(|r| Some(r.1))),
+            strings(rows.iter().map(|r| Some(r.2))),
+        ],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +200,7 @@ mod tests {
         r.add_consent("pt_a".into(), "HRESCH".into(), at, ConsentStatus::Granted);
         r.add_export_allow("s3://archive/*".into());
         r.add_export_allow("sftp://research.local/".into());
+        r.add_link("dr.a".into(), "pt_b".into(), "neighbour".into());
         r
     }
 
@@ -204,7 +226,7 @@ mod tests {
                 ("ref_vip", cols(&["patient", "category"]), 2),
                 (
                     "ref_roster",
-                    cols(&["actor", "role", "dept", "hired", "terminated"]),
+                    cols(&["actor", "role", "dept", "hired", "terminated", "patient"]),
                     1
                 ),
                 (
@@ -218,6 +240,7 @@ mod tests {
                     1
                 ),
                 ("ref_export_allow", cols(&["destination"]), 2),
+                ("ref_links", cols(&["actor", "patient", "relation"]), 1),
             ]
         );
         let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));

@@ -126,13 +126,15 @@ fn report(reference: &Reference, problems: &[RowProblem], message: &str) {
             .with_label_values(&[table])
             .inc_by(n as u64);
     }
-    let [vip, roster, care_team, consent, export_allow] = reference.row_counts().map(|(_, n)| n);
+    let [vip, roster, care_team, consent, export_allow, links] =
+        reference.row_counts().map(|(_, n)| n);
     tracing::info!(
         vip,
         roster,
         care_team,
         consent,
         export_allow,
+        links,
         row_problems = problems.len(),
         "{message}"
     );

@@ -130,12 +130,13 @@ pub struct SqlProblem {
 }
 
 /// The reference tables a query may join, by name.
-pub const REFERENCE_TABLES: [&str; 5] = [
+pub const REFERENCE_TABLES: [&str; 6] = [
     "ref_vip",
     "ref_roster",
     "ref_care_team",
     "ref_consent",
     "ref_export_allow",
+    "ref_links",
 ];
 
 fn utc_micros() -> DataType {
@@ -155,10 +156,12 @@ pub fn reference_schema(name: &str) -> Option<SchemaRef> {
             s("dept"),
             t("hired"),
             t("terminated"),
+            s("patient"),
         ],
         "ref_care_team" => vec![s("patient"), s("actor"), s("dept"), t("start"), t("end")],
         "ref_consent" => vec![s("patient"), s("purpose"), s("status"), t("time")],
         "ref_export_allow" => vec![s("destination")],
+        "ref_links" => vec![s("actor"), s("patient"), s("relation")],
         _ => return None,
     };
     Some(Arc::new(Schema::new(fields)))

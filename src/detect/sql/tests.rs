@@ -78,7 +78,7 @@ pub(super) fn at(secs: i64) -> DateTime<Utc> {
 }
 
 /// A reference table from rows of optional texts; timestamp columns take
-/// seconds since the epoch.
+/// seconds since the epoch; cells left off the end of a row are null.
 pub(super) fn table(name: &'static str, rows: &[&[Option<&str>]]) -> (&'static str, RecordBatch) {
     let schema = reference_schema(name).unwrap();
     let columns: Vec<ArrayRef> = schema
@@ -86,7 +86,7 @@ pub(super) fn table(name: &'static str, rows: &[&[Option<&str>]]) -> (&'static s
         .iter()
         .enumerate()
         .map(|(i, f)| -> ArrayRef {
-            let cells = rows.iter().map(|r| r[i]);
+            let cells = rows.iter().map(|r| r.get(i).copied().flatten());
             match f.data_type() {
                 DataType::Utf8 => Arc::new(cells.collect::<StringArray>()),
                 _ => Arc::new(

@@ -99,7 +99,9 @@ impl Gen {
                 matches!(s.role, Physician | Nurse | Pharmacist | Therapist)
                     && s.dept != Dept::Emergency
             }),
-            Scenario::Snooping | Scenario::VipCuriosity => self.spot(day, used, clinical),
+            Scenario::UnrelatedCharts | Scenario::Snooping | Scenario::VipCuriosity => {
+                self.spot(day, used, clinical)
+            }
             Scenario::BulkExport => self.spot(day, used, |s| {
                 matches!(
                     s.role,
@@ -184,7 +186,7 @@ impl Gen {
                     self.labelled_reads(label, actor, shift.session, p, t, n, Purpose::Treat);
                 }
             }
-            Scenario::Snooping => {
+            Scenario::UnrelatedCharts => {
                 let k = self.rng.between(3, 15);
                 let span =
                     self.rng.between(60, ((b - a) / MINUTE - 60).max(61) as u64) as i64 * MINUTE;
@@ -208,6 +210,32 @@ impl Gen {
                 }
                 for p in targets {
                     let t = self.within(t0, (t0 + span).min(b - 5 * MINUTE));
+                    let n = self.rng.between(1, 3) as u32;
+                    self.labelled_reads(label, actor, shift.session, p, t, n, Purpose::Treat);
+                }
+            }
+            Scenario::Snooping => {
+                // 1–3 people the actor knows, perhaps amid a stranger or
+                // two, over ten minutes to four hours of a shift.
+                let span = self.rng.between(10, 240) as i64 * MINUTE;
+                let span = span.min((b - a - 60 * MINUTE).max(MINUTE));
+                let t0 = self.within(
+                    a + 20 * MINUTE,
+                    (b - span - 10 * MINUTE).max(a + 21 * MINUTE),
+                );
+                let known = self.rng.between(1, 3);
+                let mut targets = self.acquaintances(rel, actor, known);
+                if targets.is_empty() {
+                    return;
+                }
+                for _ in 0..self.rng.between(0, 2) {
+                    let p = self.rng.index(self.flags.len()) as u32;
+                    if self.unrelated(rel, actor, p) && self.flags[p as usize].is_none() {
+                        targets.insert(p);
+                    }
+                }
+                for p in targets {
+                    let t = self.within(t0, t0 + span);
                     let n = self.rng.between(1, 3) as u32;
                     self.labelled_reads(label, actor, shift.session, p, t, n, Purpose::Treat);
                 }
@@ -376,6 +404,33 @@ impl Gen {
         let dept = self.staff[actor as usize].dept;
         !rel.actor_patient.contains(&(actor, patient))
             && !rel.dept_patient.contains(&(dept, patient))
+    }
+
+    /// Up to `n` people `actor` knows (`ties`), none flagged or related
+    /// to the actor or their department: each a relative or neighbour
+    /// (60%, when the actor has one left) or a coworker who is a patient.
+    fn acquaintances(&mut self, rel: &Relations, actor: u32, n: u64) -> BTreeSet<u32> {
+        let free = |g: &Gen, pool: Vec<u32>| -> Vec<u32> {
+            pool.into_iter()
+                .filter(|&p| g.flags[p as usize].is_none() && g.unrelated(rel, actor, p))
+                .collect()
+        };
+        let relatives = free(self, self.relatives(actor));
+        let coworkers = free(self, self.coworker_records(actor));
+        let mut out = BTreeSet::new();
+        for _ in 0..n {
+            let left = |pool: &[u32]| pool.iter().any(|p| !out.contains(p));
+            let pool = if self.rng.chance(0.6) && left(&relatives) || !left(&coworkers) {
+                &relatives
+            } else {
+                &coworkers
+            };
+            let left: Vec<u32> = pool.iter().copied().filter(|p| !out.contains(p)).collect();
+            if !left.is_empty() {
+                out.insert(left[self.rng.index(left.len())]);
+            }
+        }
+        out
     }
 
     /// Up to `n` patients in an encounter at `t` (of `dept`, or anywhere),

@@ -1,7 +1,8 @@
 //! A labelled synthetic hospital workload for evaluating access-misuse
 //! detectors (`custos gen`): a few days of a mid-size hospital's audit
 //! trail, the reference tables a hospital would have beside it (roster,
-//! VIP list, care teams, research consent, export allow-list), and one
+//! VIP list, care teams, research consent, export allow-list, personal
+//! links), and one
 //! label per injected misuse instance.
 //!
 //! # What is modelled
@@ -39,7 +40,10 @@
 //!   (`HRESCH`, consented patients only) and research exports to the
 //!   enclave, the nightly warehouse export by `svc-etl-1` and the claims
 //!   export by `svc-claims-1`.
-//! * **Misuse** (`misuse`, `off_shift`): ten kinds, each injected `2 × days` times (at
+//! * **Personal ties** (`ties`): staff who are patients of the hospital
+//!   too (the roster's `patient` column), and staff members' family and
+//!   neighbours among the patients (`links.csv`).
+//! * **Misuse** (`misuse`, `off_shift`): eleven kinds, each injected `2 × days` times (at
 //!   least 10) into the activity of different actors, spread over days and
 //!   hours; see `docs/workload.md` for the kinds, their sizes and the
 //!   `detectable_at` rule of each.
@@ -69,6 +73,7 @@ mod staff;
 mod support;
 #[cfg(test)]
 mod tests;
+mod ties;
 mod write;
 
 use std::collections::BTreeMap;
@@ -114,6 +119,7 @@ pub fn generate(cfg: &GenConfig) -> Workload {
     g.build_staff();
     g.build_schedules();
     g.build_patients();
+    g.build_ties();
     g.build_encounters();
     g.ward_care();
     g.index_orderers();
@@ -147,6 +153,8 @@ pub(super) struct Gen {
     dests: Vec<String>,
     /// Counts of the hard benign cases, for the summary.
     benign: BTreeMap<&'static str, u64>,
+    /// Staff who are patients, their family and neighbours (`ties`).
+    ties: ties::Ties,
 }
 
 /// Research consent of a patient at a time.
@@ -178,6 +186,7 @@ impl Gen {
             labels: Vec::new(),
             dests: vec![String::new()],
             benign: BTreeMap::new(),
+            ties: ties::Ties::none(),
         }
     }
 
@@ -231,9 +240,12 @@ impl Gen {
         }
     }
 
-    /// Keeps an ordinary event if it falls inside the run.
+    /// Keeps an ordinary event if it falls inside the run. No one works
+    /// on their own record: a member of staff who is the patient is in the
+    /// bed, not on the care team (their colleagues are).
     fn push(&mut self, ev: Ev) {
-        if ev.t >= self.start && ev.t < self.end {
+        let own = ev.patient != NONE && self.ties.own.get(ev.actor as usize) == Some(&ev.patient);
+        if ev.t >= self.start && ev.t < self.end && !own {
             self.events.push(ev);
         }
     }

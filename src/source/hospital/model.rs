@@ -396,7 +396,7 @@ pub(super) struct Ev {
 pub enum Scenario {
     VolumeBurst,
     Breadth,
-    Snooping,
+    UnrelatedCharts,
     VipCuriosity,
     AfterTermination,
     BulkExport,
@@ -404,13 +404,16 @@ pub enum Scenario {
     DeniedProbing,
     BreakGlassHabit,
     ConsentViolation,
+    Snooping,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 10] = [
+    /// In the order they are injected (a kind added later comes last, so
+    /// the others' instances stay as they were).
+    pub const ALL: [Scenario; 11] = [
         Scenario::VolumeBurst,
         Scenario::Breadth,
-        Scenario::Snooping,
+        Scenario::UnrelatedCharts,
         Scenario::VipCuriosity,
         Scenario::AfterTermination,
         Scenario::BulkExport,
@@ -418,6 +421,7 @@ impl Scenario {
         Scenario::DeniedProbing,
         Scenario::BreakGlassHabit,
         Scenario::ConsentViolation,
+        Scenario::Snooping,
     ];
 
     /// The label's `scenario` value.
@@ -425,6 +429,7 @@ impl Scenario {
         match self {
             Scenario::VolumeBurst => "volume_burst",
             Scenario::Breadth => "breadth",
+            Scenario::UnrelatedCharts => "unrelated_charts",
             Scenario::Snooping => "snooping",
             Scenario::VipCuriosity => "vip_curiosity",
             Scenario::AfterTermination => "after_termination",

@@ -77,16 +77,18 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
 fn csv_headers_are_exact() {
     let w = workload();
     let first = |b: &[u8]| lines(b)[0].to_owned();
-    assert_eq!(first(&w.roster), "actor,role,dept,hired,terminated");
+    assert_eq!(first(&w.roster), "actor,role,dept,hired,terminated,patient");
     assert_eq!(first(&w.vip), "patient,category");
     assert_eq!(first(&w.care_team), "patient,actor,dept,start,end");
     assert_eq!(first(&w.consent), "patient,purpose,status,time");
     assert_eq!(first(&w.export_allow), "destination");
+    assert_eq!(first(&w.links), "actor,patient,relation");
     for (b, cols) in [
-        (&w.roster, 5),
+        (&w.roster, 6),
         (&w.vip, 2),
         (&w.care_team, 5),
         (&w.consent, 4),
+        (&w.links, 3),
     ] {
         for l in lines(b) {
             assert_eq!(l.split(',').count(), cols, "{l}");
@@ -356,4 +358,85 @@ fn orders_come_from_the_care_team_and_precede_medication_verification() {
         unordered * 10 < verifications,
         "{unordered} of {verifications} verifications without an earlier order"
     );
+}
+
+#[test]
+fn snooping_reads_people_the_actor_knows_and_no_one_reads_their_own_record() {
+    let w = workload();
+    // Own records (roster `patient`) and links, as the files give them.
+    let mut own: HashMap<String, String> = HashMap::new();
+    let mut dept: HashMap<String, String> = HashMap::new();
+    for l in lines(&w.roster).iter().skip(1) {
+        let f: Vec<&str> = l.split(',').collect();
+        assert_eq!(f.len(), 6, "{l}");
+        dept.insert(f[0].to_owned(), f[2].to_owned());
+        if !f[5].is_empty() {
+            assert!(
+                own.insert(f[5].to_owned(), f[0].to_owned()).is_none(),
+                "{l}"
+            );
+        }
+    }
+    let mut links: HashSet<(String, String)> = HashSet::new();
+    for l in lines(&w.links).iter().skip(1) {
+        let f: Vec<&str> = l.split(',').collect();
+        assert!(["family", "neighbour"].contains(&f[2]), "{l}");
+        links.insert((f[0].to_owned(), f[1].to_owned()));
+    }
+    let staff = lines(&w.roster).len() - 1;
+    assert!(
+        own.len() * 5 > staff && own.len() * 2 < staff,
+        "{}",
+        own.len()
+    );
+    assert!(links.len() > staff, "{}", links.len());
+    let flagged: HashSet<&str> = lines(&w.vip)
+        .iter()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    assert!(own.keys().all(|p| !flagged.contains(p.as_str())));
+    let known = |actor: &str, patient: &str| {
+        own.get(patient).is_some_and(|o| dept[o] == dept[actor])
+            || links.contains(&(actor.to_owned(), patient.to_owned()))
+    };
+    let index: HashMap<&str, &Value> = events()
+        .iter()
+        .map(|v| (s(v, &["id"]).unwrap(), v))
+        .collect();
+    let mut instances = 0;
+    for l in labels().iter().filter(|l| l["scenario"] == "snooping") {
+        instances += 1;
+        let actor = l["actor"].as_str().unwrap();
+        let at = l["detectable_at"].as_str().unwrap();
+        let first_known = l["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|id| index[id.as_str().unwrap()])
+            .find(|e| known(actor, s(e, &["patient"]).unwrap()))
+            .unwrap_or_else(|| panic!("no one the actor knows: {l}"));
+        assert_eq!(s(first_known, &["time"]), Some(at), "{l}");
+        for id in l["events"].as_array().unwrap() {
+            let p = s(index[id.as_str().unwrap()], &["patient"]).unwrap();
+            assert!(!flagged.contains(p), "{l}");
+        }
+    }
+    assert!(instances >= 10);
+    // Staff meet coworkers and relatives in ordinary work, never their
+    // own record (a coworker of the same department is `known`, and so is
+    // oneself).
+    let labelled = labelled_ids();
+    let mut benign_known = 0;
+    for e in events() {
+        let (Some(actor), Some(p)) = (s(e, &["actor", "id"]), s(e, &["patient"])) else {
+            continue;
+        };
+        if labelled.contains(s(e, &["id"]).unwrap()) {
+            continue;
+        }
+        assert_ne!(own.get(p).map(String::as_str), Some(actor), "{e}");
+        benign_known += usize::from(known(actor, p));
+    }
+    assert!(benign_known > 100, "{benign_known}");
 }

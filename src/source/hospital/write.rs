@@ -1,4 +1,4 @@
-//! Rendering: events in time order as JSON lines, the five reference
+//! Rendering: events in time order as JSON lines, the six reference
 //! tables as CSV, the labels, the summary, and `custos.toml`.
 //!
 //! Event ids are `e-<seed>-<n>`, numbered from 1 in time order (ties keep
@@ -17,7 +17,8 @@
 //! | `bulk_export` | the export or print at which the records reach 500 |
 //! | `denied_probing` | the 5th denied access |
 //! | `break_glass_habit` | the first `ETREAT` read of the 4th distinct patient |
-//! | `snooping` | the first read of the 2nd distinct patient (one chart without a relationship is a cover or a consult as often as not) |
+//! | `unrelated_charts` | the first read of the 2nd distinct patient (one chart without a relationship is a cover or a consult as often as not) |
+//! | `snooping` | the first read of someone the actor knows (a relative, a neighbour, a coworker: a rule broken on its own) |
 //! | `off_hours` | the first access to a patient's data (the login before it discloses nothing) |
 //! | the others | the first event (first VIP read, first use after termination, first read without consent) |
 //!
@@ -31,6 +32,7 @@ use std::path::Path;
 use super::Gen;
 use super::model::{Action, Ev, MRN_BASE, NONE, RESOURCES, Role, Scenario, ShiftKind};
 use super::support::EXPORT_ALLOW;
+use super::ties::TieKind;
 use crate::source::synth::json::{UtcTimeWriter, push_u64, write_time};
 use crate::source::synth::rng::Rng;
 
@@ -44,6 +46,7 @@ pub struct Workload {
     pub care_team: Vec<u8>,
     pub consent: Vec<u8>,
     pub export_allow: Vec<u8>,
+    pub links: Vec<u8>,
     pub summary: Summary,
 }
 
@@ -112,8 +115,9 @@ fn push_ip(b: &mut Vec<u8>, ip: u32) {
     }
 }
 
-/// The label's `detectable_at` event (see the module documentation).
-fn detectable_at(scenario: Scenario, evs: &[&Ev]) -> i64 {
+/// The label's `detectable_at` event (see the module documentation);
+/// `tied` tells whether an event is a read of someone its actor knows.
+fn detectable_at(scenario: Scenario, evs: &[&Ev], tied: impl Fn(&Ev) -> bool) -> i64 {
     let nth = |n: usize| evs[(n - 1).min(evs.len() - 1)].t;
     let nth_patient = |n: usize| {
         let mut seen = BTreeSet::new();
@@ -126,7 +130,8 @@ fn detectable_at(scenario: Scenario, evs: &[&Ev]) -> i64 {
         Scenario::Breadth => nth_patient(25),
         Scenario::DeniedProbing => nth(5),
         Scenario::BreakGlassHabit => nth_patient(4),
-        Scenario::Snooping => nth_patient(2),
+        Scenario::UnrelatedCharts => nth_patient(2),
+        Scenario::Snooping => evs.iter().find(|e| tied(e)).map_or(evs[0].t, |e| e.t),
         Scenario::OffHours => nth_patient(1),
         Scenario::BulkExport => {
             let mut sum = 0u64;
@@ -250,7 +255,9 @@ pub(super) fn render(mut g: Gen) -> Workload {
             js(&rfc(evs[0].t)),
             js(&rfc(evs[evs.len() - 1].t)),
             serde_json::Value::from(ids),
-            js(&rfc(detectable_at(l.scenario, &evs))),
+            js(&rfc(detectable_at(l.scenario, &evs, |e| {
+                g.tied(e.actor, e.patient)
+            }))),
         );
         labels.extend_from_slice(line.to_string().as_bytes());
         labels.push(b'\n');
@@ -258,20 +265,36 @@ pub(super) fn render(mut g: Gen) -> Workload {
         labelled += idx.len();
     }
 
-    let mut roster = b"actor,role,dept,hired,terminated\n".to_vec();
+    let mut roster = b"actor,role,dept,hired,terminated,patient\n".to_vec();
     let mut order: Vec<usize> = (0..g.staff.len()).collect();
     order.sort_by(|&a, &b| g.staff[a].id.cmp(&g.staff[b].id));
-    for i in order {
+    for &i in &order {
         let s = &g.staff[i];
         let term = s.terminated.map(rfc).unwrap_or_default();
+        let own = match g.ties.own.get(i) {
+            Some(&p) if p != NONE => mrn(p),
+            _ => String::new(),
+        };
         let line = format!(
-            "{},{},{},{},{term}\n",
+            "{},{},{},{},{term},{own}\n",
             s.id,
             s.role.name(),
             s.dept.name(),
             rfc(s.hired)
         );
         roster.extend_from_slice(line.as_bytes());
+    }
+    let mut links = b"actor,patient,relation\n".to_vec();
+    for &i in &order {
+        let i = i as u32;
+        for &(_, p, kind) in g
+            .ties
+            .links
+            .range((i, 0, TieKind::Family)..(i + 1, 0, TieKind::Family))
+        {
+            let line = format!("{},{},{}\n", g.staff[i as usize].id, mrn(p), kind.name());
+            links.extend_from_slice(line.as_bytes());
+        }
     }
     let mut vip = b"patient,category\n".to_vec();
     for (p, f) in g.flags.iter().enumerate() {
@@ -336,6 +359,7 @@ pub(super) fn render(mut g: Gen) -> Workload {
         care_team,
         consent,
         export_allow,
+        links,
         summary,
     }
 }
@@ -345,7 +369,7 @@ pub(super) fn render(mut g: Gen) -> Workload {
 fn benign_stats(g: &mut Gen) {
     let mut ed: BTreeMap<(u32, u32), BTreeSet<u32>> = BTreeMap::new();
     let mut billing: BTreeMap<(u32, i64), BTreeSet<u32>> = BTreeMap::new();
-    let (mut night, mut hires, mut vip_reads) = (0, 0, 0);
+    let (mut night, mut hires, mut vip_reads, mut tied_reads) = (0, 0, 0, 0);
     for ev in g.events.iter().filter(|e| e.label == NONE) {
         let s = &g.staff[ev.actor as usize];
         if s.kind == ShiftKind::Night {
@@ -359,6 +383,9 @@ fn benign_stats(g: &mut Gen) {
         }
         if g.flags[ev.patient as usize].is_some() {
             vip_reads += 1;
+        }
+        if g.tied(ev.actor, ev.patient) {
+            tied_reads += 1;
         }
         if s.role == Role::Physician && s.dept == super::model::Dept::Emergency {
             ed.entry((ev.actor, ev.session))
@@ -386,13 +413,14 @@ fn benign_stats(g: &mut Gen) {
     g.count("night_staff_events", night);
     g.count("new_hire_events", hires);
     g.count("flagged_patient_reads_benign", vip_reads);
+    g.count("known_person_reads_benign", tied_reads);
 }
 
 /// Writes the workload's files and `custos.toml` into `dir` (created if
 /// needed). The configuration names the reference tables by absolute path.
 pub fn write_dir(w: &Workload, dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let files: [(&str, &[u8]); 7] = [
+    let files: [(&str, &[u8]); 8] = [
         ("events.jsonl", &w.events),
         ("labels.jsonl", &w.labels),
         ("roster.csv", &w.roster),
@@ -400,6 +428,7 @@ pub fn write_dir(w: &Workload, dir: &Path) -> std::io::Result<()> {
         ("care_team.csv", &w.care_team),
         ("consent.csv", &w.consent),
         ("export_allow.csv", &w.export_allow),
+        ("links.csv", &w.links),
     ];
     for (name, bytes) in files {
         let mut f =
@@ -422,12 +451,14 @@ pub fn write_dir(w: &Workload, dir: &Path) -> std::io::Result<()> {
          roster = {}\n\
          care_team = {}\n\
          consent = {}\n\
-         export_allow = {}\n",
+         export_allow = {}\n\
+         links = {}\n",
         path("vip.csv"),
         path("roster.csv"),
         path("care_team.csv"),
         path("consent.csv"),
         path("export_allow.csv"),
+        path("links.csv"),
         dir = abs.display(),
     );
     std::fs::write(dir.join("custos.toml"), config)
