@@ -37,7 +37,7 @@ pub struct Config {
     /// Users, roles and query limits of the SQL surfaces.
     pub api: ApiConfig,
     /// Reference tables (VIPs, roster, care teams, consents, export
-    /// allow-list) and their files.
+    /// allow-list, personal links) and their files.
     pub reference: ReferenceConfig,
     pub detectors: Vec<DetectorConfig>,
     pub sql_detectors: SqlDetectorsConfig,

@@ -76,6 +76,26 @@ fn period(t: DateTime<Utc>, secs: u64) -> String {
     t.timestamp().div_euclid(secs.max(1) as i64).to_string()
 }
 
+/// An access to a patient's record: the access and the patient.
+fn patient_access(event: &Event) -> Option<(&Access, &str)> {
+    let Body::Access(a) = &event.body else {
+        return None;
+    };
+    Some((a, a.patient.as_deref()?))
+}
+
+/// Whether this is the first time `actor` and `patient` fire in the period
+/// of `secs` that `t` falls in (remembered in `fired`).
+fn first_in_period(
+    fired: &mut RecentSet,
+    actor: &str,
+    patient: &str,
+    t: DateTime<Utc>,
+    secs: u64,
+) -> bool {
+    fired.insert(key_hash(&[actor, patient, &period(t, secs)]))
+}
+
 macro_rules! fired_state {
     () => {
         fn keys(&self) -> usize {
@@ -129,22 +149,16 @@ impl Detector for Vip {
     }
 
     fn observe(&mut self, event: &Event, ctx: &Context, findings: &mut Vec<Finding>) {
-        let Body::Access(a) = &event.body else { return };
-        let Some(patient) = a.patient.as_deref() else {
+        let Some((a, patient)) = patient_access(event) else {
             return;
         };
         let Some(category) = ctx.reference.vip(patient) else {
             return;
         };
-        if justified(a, patient, ctx) {
-            return;
-        }
-        let key = key_hash(&[
-            &event.actor.id,
-            patient,
-            &period(ctx.time, self.cfg.renotify_secs),
-        ]);
-        if !self.fired.insert(key) {
+        let secs = self.cfg.renotify_secs;
+        if justified(a, patient, ctx)
+            || !first_in_period(&mut self.fired, &event.actor.id, patient, ctx.time, secs)
+        {
             return;
         }
         let how = opened(a);
@@ -240,22 +254,16 @@ impl Detector for Personal {
     }
 
     fn observe(&mut self, event: &Event, ctx: &Context, findings: &mut Vec<Finding>) {
-        let Body::Access(a) = &event.body else { return };
-        let Some(patient) = a.patient.as_deref() else {
+        let Some((a, patient)) = patient_access(event) else {
             return;
         };
         let Some(tie) = ctx.reference.tie(&event.actor.id, ctx.dept, patient) else {
             return;
         };
-        if tie != Tie::Own && justified(a, patient, ctx) {
-            return;
-        }
-        let key = key_hash(&[
-            &event.actor.id,
-            patient,
-            &period(ctx.time, self.cfg.renotify_secs),
-        ]);
-        if !self.fired.insert(key) {
+        let secs = self.cfg.renotify_secs;
+        if tie != Tie::Own && justified(a, patient, ctx)
+            || !first_in_period(&mut self.fired, &event.actor.id, patient, ctx.time, secs)
+        {
             return;
         }
         let how = opened(a);

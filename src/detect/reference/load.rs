@@ -329,6 +329,14 @@ fn load_links(
         let relation = row
             .opt("relation")
             .map_or("family".into(), |c| c.to_lowercase());
+        // The relation is quoted in findings: a word, not free text (which
+        // could carry a name).
+        let word = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ' ');
+        if relation.len() > 32 || !relation.chars().all(word) {
+            return Err(
+                "`relation` must be a word of up to 32 letters, digits, `_`, `-` or spaces".into(),
+            );
+        }
         r.add_link(actor, patient, relation);
         Ok(())
     })

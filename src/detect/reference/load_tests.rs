@@ -194,21 +194,17 @@ fn links_and_the_roster_patient_are_pseudonymized_ties() {
     let roster = write(
         &dir,
         "roster.csv",
-        "actor,dept,patient
-rn.a,icu,MRN-300001
-rn.b,icu,
-rn.c,er,MRN-300003
-",
+        "actor,dept,patient\nrn.a,icu,MRN-300001\nrn.b,icu,\nrn.c,icu,MRN-300003\n",
     );
     let links = write(
         &dir,
         "links.csv",
-        "relation,patient,actor
-         Neighbour,MRN-400001,rn.b
-         ,MRN-400002,rn.b
-         household,,rn.b
-         family,MRN-300003,rn.a
-",
+        "relation,patient,actor\n\
+         Neighbour,MRN-400001,rn.b\n\
+         ,MRN-400002,rn.b\n\
+         household,,rn.b\n\
+         family,MRN-300003,rn.a\n\
+         \"Jane Doe, MRN-1\",MRN-400004,rn.a\n",
     );
     let cfg = ReferenceConfig {
         roster: Some(roster),
@@ -218,9 +214,16 @@ rn.c,er,MRN-300003
     let p = pseudo();
     let (r, problems) = load(&cfg, &p).unwrap();
     let reasons: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    let at = |line: u32, why: &str| format!("{}:{line}: {why}", links.display());
     assert_eq!(
         reasons,
-        vec![format!("{}:4: `patient` is empty", links.display())]
+        vec![
+            at(4, "`patient` is empty"),
+            at(
+                6,
+                "`relation` must be a word of up to 32 letters, digits, `_`, `-` or spaces"
+            ),
+        ]
     );
     assert!(r.loaded().links && r.loaded().roster);
     let tie = |actor: &str, dept: &str, mrn: &str| r.tie(actor, Some(dept), &p.patient(mrn));
@@ -237,12 +240,18 @@ rn.c,er,MRN-300003
     assert_eq!(
         tie("rn.a", "icu", "MRN-300003"),
         Some(Tie::Linked("family")),
-        "a link is more specific than a coworker"
+        "a link is more specific than a coworker (rn.c is in icu too)"
     );
+    assert_eq!(tie("rn.b", "icu", "MRN-300003"), Some(Tie::Coworker));
     assert_eq!(tie("rn.b", "icu", "MRN-300001"), Some(Tie::Coworker));
     assert_eq!(tie("rn.b", "icu", "MRN-400003"), None);
+    assert_eq!(
+        tie("rn.a", "icu", "MRN-400004"),
+        None,
+        "the bad row is skipped"
+    );
     let debug = format!("{r:?} {problems:?}");
-    assert!(!debug.contains("MRN"), "{debug}");
+    assert!(!debug.contains("MRN") && !debug.contains("Jane"), "{debug}");
     let [.., (name, rows)] = r.row_counts();
     assert_eq!((name, rows), ("links", 3));
 }

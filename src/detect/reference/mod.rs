@@ -131,9 +131,9 @@ pub struct Reference {
     /// Exact destinations, and prefixes (entries that ended in `*`).
     allow_exact: std::collections::HashSet<String>,
     allow_prefix: Vec<String>,
-    /// Patient → the staff member whose own record it is (roster
-    /// `patient`).
-    employees: Map<String, String>,
+    /// Patient → the staff members whose own record it is (roster
+    /// `patient`): one, unless the roster names it twice.
+    employees: Map<String, Vec<String>>,
     /// Patient → (actor, relation) rows of the links table.
     links: Map<String, Vec<(String, String)>>,
     loaded: Loaded,
@@ -167,18 +167,25 @@ impl Reference {
     }
 
     /// A staff member's record; replaces an earlier one of the same actor
-    /// (and the own-record entry that came with it).
+    /// (and the own-record entry that came with it). A patient record the
+    /// roster gives to two actors is each one's own: the answer does not
+    /// depend on the rows' order.
     pub fn add_staff(&mut self, actor: String, staff: Staff) {
-        if let Some(patient) = &staff.patient {
-            self.employees.insert(patient.clone(), actor.clone());
-        }
-        if let Some(old) = self.roster.insert(actor.clone(), staff)
-            && let Some(patient) = old.patient
-            && self.roster[&actor].patient.as_ref() != Some(&patient)
-            && self.employees.get(&patient) == Some(&actor)
+        if let Some(old) = self.roster.get(&actor).and_then(|s| s.patient.as_ref())
+            && let Some(owners) = self.employees.get_mut(old)
         {
-            self.employees.remove(&patient);
+            owners.retain(|a| *a != actor);
+            if owners.is_empty() {
+                self.employees.remove(old);
+            }
         }
+        if let Some(patient) = &staff.patient {
+            self.employees
+                .entry(patient.clone())
+                .or_default()
+                .push(actor.clone());
+        }
+        self.roster.insert(actor, staff);
     }
 
     /// A personal tie of `actor` to `patient`; replaces an earlier row of
@@ -235,8 +242,8 @@ impl Reference {
     /// lookups by the patient pseudonym; nothing when neither table has
     /// patients.
     pub fn tie(&self, actor: &str, dept: Option<&str>, patient: &str) -> Option<Tie<'_>> {
-        let owner = self.employees.get(patient);
-        if owner.is_some_and(|o| o == actor) {
+        let owners = self.employees.get(patient);
+        if owners.is_some_and(|o| o.iter().any(|a| a == actor)) {
             return Some(Tie::Own);
         }
         if let Some(rows) = self.links.get(patient)
@@ -244,8 +251,11 @@ impl Reference {
         {
             return Some(Tie::Linked(relation));
         }
-        let theirs = self.roster.get(owner?).and_then(|s| s.dept.as_deref());
-        (dept.is_some() && theirs == dept).then_some(Tie::Coworker)
+        let dept = dept?;
+        owners?
+            .iter()
+            .any(|o| self.roster.get(o).and_then(|s| s.dept.as_deref()) == Some(dept))
+            .then_some(Tie::Coworker)
     }
 
     /// Whether the care-team table assigns the patient to the actor, or to
@@ -456,6 +466,9 @@ mod tests {
         );
         assert_eq!(r.tie("b", Some("icu"), "pn"), None, "another's neighbour");
         assert_eq!(r.tie("a", Some("icu"), "px"), None);
+        // One's own record first, even when a link names it too.
+        r.add_link("a".into(), "pa".into(), "household".into());
+        assert_eq!(r.tie("a", Some("icu"), "pa"), Some(Tie::Own));
         // A later row replaces: the relation, and a staff member's record.
         r.add_link("a".into(), "pn".into(), "household".into());
         assert_eq!(
@@ -466,7 +479,21 @@ mod tests {
         assert_eq!(r.tie("a", Some("icu"), "pb2"), Some(Tie::Coworker));
         assert_eq!(r.tie("c", Some("icu"), "pb"), None, "pb is no longer b's");
         assert_eq!(r.tie("b", Some("icu"), "pb2"), Some(Tie::Own));
-        assert_eq!(r.link_rows().count(), 2);
+        assert_eq!(r.link_rows().count(), 3);
+        // A record the roster gives to two actors is each one's own, in
+        // either order, until one of them is given another.
+        for order in [["d", "e"], ["e", "d"]] {
+            let mut r = Reference::default();
+            for who in order {
+                r.add_staff(who.into(), staff("er", Some("shared")));
+            }
+            assert_eq!(r.tie("d", Some("er"), "shared"), Some(Tie::Own));
+            assert_eq!(r.tie("e", Some("er"), "shared"), Some(Tie::Own));
+            assert_eq!(r.tie("f", Some("er"), "shared"), Some(Tie::Coworker));
+            r.add_staff("e".into(), staff("er", None));
+            assert_eq!(r.tie("d", Some("er"), "shared"), Some(Tie::Own));
+            assert_eq!(r.tie("e", Some("er"), "shared"), Some(Tie::Coworker));
+        }
     }
 
     #[test]

@@ -186,6 +186,7 @@ mod tests {
             Staff {
                 role: Some("physician".into()),
                 hired: Some(t("2020-01-01T00:00:00Z")),
+                patient: Some("pt_own".into()),
                 ..Default::default()
             },
         );
@@ -253,6 +254,19 @@ mod tests {
             .downcast_ref::<StringArray>()
             .unwrap();
         assert_eq!(vip.value(0), "pt_a", "sorted");
+        let own = tables[1]
+            .1
+            .column(5)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(own.value(0), "pt_own");
+        let links = &tables[5].1;
+        let cell = |c: usize| {
+            let a = links.column(c).as_any().downcast_ref::<StringArray>();
+            a.unwrap().value(0).to_owned()
+        };
+        assert_eq!([cell(0), cell(1), cell(2)], ["dr.a", "pt_b", "neighbour"]);
         let empty = super::tables(&Reference::default());
         assert!(empty.iter().all(|(_, b)| b.num_rows() == 0));
     }

@@ -9,7 +9,8 @@
 //!
 //! Misuse is added to the actor's ordinary work, never replacing it: a
 //! snooper keeps treating their own patients around the charts they open.
-//! "No relationship" (snooping, vip_curiosity, break_glass_habit) means:
+//! "No relationship" (unrelated_charts, snooping, vip_curiosity,
+//! break_glass_habit) means:
 //! the actor never touched the patient in ordinary work, has no care-team
 //! row for them, and the patient was never in an encounter or a
 //! department-wide row of the actor's department, nor ordered to it.

@@ -390,6 +390,7 @@ fn snooping_reads_people_the_actor_knows_and_no_one_reads_their_own_record() {
         own.len()
     );
     assert!(links.len() > staff, "{}", links.len());
+    assert_eq!(links.len(), lines(&w.links).len() - 1, "one row per pair");
     let flagged: HashSet<&str> = lines(&w.vip)
         .iter()
         .skip(1)

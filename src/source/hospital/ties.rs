@@ -18,7 +18,9 @@
 //! counted in the summary.
 //!
 //! Ties are drawn from a stream of their own (the seed with a salt), so
-//! the rest of the workload does not depend on them.
+//! the other draws of the workload are as they were without them; what
+//! they change is which events exist: no one works on their own record
+//! (`Gen::push`), and the `snooping` scenario reads people one knows.
 
 use std::collections::BTreeSet;
 
@@ -75,18 +77,21 @@ impl Gen {
             owner: vec![NONE; n],
             links: BTreeSet::new(),
         };
-        let free = |ties: &Ties, rng: &mut Rng, flags: &[Option<super::model::Flag>]| loop {
-            let p = rng.index(n) as u32;
-            if flags[p as usize].is_none() && ties.owner[p as usize] == NONE {
-                return p;
-            }
+        // A patient nobody is yet, unflagged; none after many tries (a
+        // population hardly larger than the staff).
+        let free = |ties: &Ties, rng: &mut Rng, flags: &[Option<super::model::Flag>]| {
+            (0..1000).find_map(|_| {
+                let p = rng.index(n) as u32;
+                (flags[p as usize].is_none() && ties.owner[p as usize] == NONE).then_some(p)
+            })
         };
         let humans: Vec<u32> = (0..self.staff.len() as u32)
             .filter(|&i| self.staff[i as usize].is_human())
             .collect();
         for &i in &humans {
-            if rng.chance(0.35) {
-                let p = free(&ties, &mut rng, &self.flags);
+            if rng.chance(0.35)
+                && let Some(p) = free(&ties, &mut rng, &self.flags)
+            {
                 ties.own[i as usize] = p;
                 ties.owner[p as usize] = i;
             }
@@ -97,8 +102,19 @@ impl Gen {
             let neighbours = rng.choose(&[(0u32, 50), (1, 35), (2, 15)]);
             for (kind, k) in [(TieKind::Family, family), (TieKind::Neighbour, neighbours)] {
                 for _ in 0..k {
-                    let p = free(&ties, &mut rng, &self.flags);
-                    ties.links.insert((i, p, kind));
+                    let Some(p) = free(&ties, &mut rng, &self.flags) else {
+                        continue;
+                    };
+                    // One relation per pair (a relative is not also a
+                    // neighbour here).
+                    let linked = ties
+                        .links
+                        .range((i, p, TieKind::Family)..=(i, p, TieKind::Neighbour))
+                        .next()
+                        .is_some();
+                    if !linked {
+                        ties.links.insert((i, p, kind));
+                    }
                 }
             }
             if rng.chance(0.05) && !patients.is_empty() {
@@ -138,23 +154,13 @@ impl Gen {
             .collect()
     }
 
-    /// The own records of `actor`'s coworkers: of their department, or of
-    /// anyone if no one there is a patient.
+    /// The own records of `actor`'s coworkers: the other members of their
+    /// department who are patients.
     pub(super) fn coworker_records(&self, actor: u32) -> Vec<u32> {
         let dept = self.staff[actor as usize].dept;
-        let records = |same: bool| -> Vec<u32> {
-            (self.ties.own.iter().enumerate())
-                .filter(|&(i, &p)| {
-                    p != NONE && i as u32 != actor && (!same || self.staff[i].dept == dept)
-                })
-                .map(|(_, &p)| p)
-                .collect()
-        };
-        let same = records(true);
-        if same.is_empty() {
-            records(false)
-        } else {
-            same
-        }
+        (self.ties.own.iter().enumerate())
+            .filter(|&(i, &p)| p != NONE && i as u32 != actor && self.staff[i].dept == dept)
+            .map(|(_, &p)| p)
+            .collect()
     }
 }
