@@ -26,6 +26,11 @@
 //! group's (same role and department, at least 20 actor-days) stands in:
 //! a department with night staff has no off hours for its newcomers.
 //!
+//! A read of a patient the actor treats themselves (their own earlier care,
+//! or a care-team row naming them; `Context::own_care`) is not part of a
+//! run: on call, a physician is asked about their inpatients at any hour.
+//! Their department's other patients, and everyone else's, are.
+//!
 //! An hour that makes one working day with the actor's usual hours (all of
 //! them within `shift_hours` + 1 hour slots) is not off hours either: a
 //! short history shows part of someone's shift, and an early start of a
@@ -442,7 +447,14 @@ impl Detector for OffHours {
         };
         // Own history only: the envelope is the actor's own working day
         // (peers' hours cover every shift of the department).
-        if let Some(habit) = habit.filter(|x| x.days > 0.0)
+        // A night read of a patient the actor treats themselves (their own
+        // earlier care, or a care-team row naming them) is on-call
+        // continuity of care: the physician called about their inpatient
+        // at 02:00. It is not part of an off-hours run; everything else
+        // is, the department's other patients included.
+        let on_call = ctx.own_care && event.patient().is_some();
+        if !on_call
+            && let Some(habit) = habit.filter(|x| x.days > 0.0)
             && quiet(&habit, minute, cfg)
             && !(whose == "own" && fits_working_day(&habit.slots.hours, habit.days, h, cfg))
         {

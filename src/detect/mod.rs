@@ -77,6 +77,10 @@ pub struct Context<'a> {
     pub group: Option<u64>,
     /// How the actor stands to the patient, before this event.
     pub relation: Relation,
+    /// The relationship is the actor's own (they treated the patient
+    /// before, or a care-team row names them), not only their
+    /// department's; implies `relation` is [`Relation::Treating`].
+    pub own_care: bool,
     /// The event's purpose of use is not treatment, and is one the actor or
     /// their peer group routinely works under (billing, research, …).
     pub routine_purpose: bool,
@@ -449,9 +453,9 @@ impl Detectors {
             dept: dept.map(|d| memory::key_hash(&["d", d])),
             group: role.zip(dept).map(|(r, d)| memory::key_hash(&[r, d])),
         };
-        let relation = self
-            .relations
-            .classify(event, &keys, dept, &self.reference, time);
+        let (relation, own_care) =
+            self.relations
+                .classify(event, &keys, dept, &self.reference, time);
         let routine_purpose = self.relations.routine_purpose(event, &keys);
         let ctx = Context {
             reference: &self.reference,
@@ -464,6 +468,7 @@ impl Detectors {
             patient_key: keys.patient,
             group: keys.group,
             relation,
+            own_care,
             routine_purpose,
             regular_purpose: routine_purpose || self.relations.regular_purpose(event, &keys),
         };

@@ -185,6 +185,10 @@ impl Purposes {
 }
 
 impl Relations {
+    ///
+    /// The flag says whether the relationship is the actor's own: they
+    /// treated the patient before, or a care-team row names them (not
+    /// only their department). It implies [`Relation::Treating`].
     pub fn classify(
         &self,
         event: &Event,
@@ -192,28 +196,31 @@ impl Relations {
         dept: Option<&str>,
         reference: &Reference,
         at: chrono::DateTime<chrono::Utc>,
-    ) -> Relation {
+    ) -> (Relation, bool) {
         let (Body::Access(_), Some(patient), Some(p)) =
             (&event.body, event.patient(), keys.patient)
         else {
-            return Relation::NoPatient;
+            return (Relation::NoPatient, false);
         };
         let now = at.timestamp();
         let dept_has = |key: u64| self.pairs.seen_since(key, now, DEPT_EPISODE_SECS);
-        if self.pairs.get(mix(keys.actor, p)).is_some()
-            || keys.dept.is_some_and(|d| dept_has(mix(d ^ SHARED, p)))
+        if self.pairs.get(mix(keys.actor, p)).is_some() {
+            return (Relation::Treating, true);
+        }
+        if keys.dept.is_some_and(|d| dept_has(mix(d ^ SHARED, p)))
             || reference.on_care_team(patient, &event.actor.id, dept, at)
         {
-            return Relation::Treating;
+            let own = reference.on_care_team(patient, &event.actor.id, None, at);
+            return (Relation::Treating, own);
         }
-        if keys.dept.is_some_and(|d| dept_has(mix(d, p))) {
-            return Relation::Consulted;
-        }
-        if self.patients.contains(p) || reference.has_care(patient) {
+        let relation = if keys.dept.is_some_and(|d| dept_has(mix(d, p))) {
+            Relation::Consulted
+        } else if self.patients.contains(p) || reference.has_care(patient) {
             Relation::Unrelated
         } else {
             Relation::FirstSeen
-        }
+        };
+        (relation, false)
     }
 
     /// Whether the event's purpose of use is a job function (not

@@ -1393,7 +1393,7 @@ fn off_hours_counts_the_peers_days_once_they_are_over() {
         &mut d,
         [newcomer
             .clone()
-            .patient("acct-1")
+            .patient("acct-9")
             .at(DAY0 + 2 * 86_400 + 1800)],
     );
     assert_eq!(found.len(), 1, "{found:?}");
@@ -1730,4 +1730,54 @@ fn personal_fires_on_people_the_actor_knows_unless_they_treat_them() {
     };
     let found = run(&mut d, [denied.patient("pt-c2").at(t)]);
     assert!(found[0].summary.starts_with("tried to open"), "{found:?}");
+}
+
+#[test]
+fn off_hours_lets_on_call_reads_of_ones_own_patients_pass_but_not_others() {
+    let mut reference = Reference::default();
+    reference.add_care(
+        "mine".into(),
+        CareAssignment {
+            actor: Some("c1".into()),
+            ..Default::default()
+        },
+    );
+    let mut d = detectors(
+        vec![DetectorConfig::OffHours(Default::default())],
+        reference,
+    );
+    // Two cardiologists, four weekdays of 08:00–16:00 each, with patients
+    // of their own panels ("treated": their own care teaches it).
+    let c1 = by("c1", "physician", "cardiology");
+    let c2 = by("c2", "physician", "cardiology");
+    let mut history = workdays(&c1, "p1", 0, 4, 6);
+    history.extend(workdays(&c2, "p2", 0, 4, 6));
+    history.sort_by_key(|e| e.time);
+    assert!(run(&mut d, history).is_empty());
+    let night = DAY0 + 4 * 86_400 + 2 * H;
+    let login = |ev: &Ev| Ev {
+        action: "login",
+        ..ev.clone()
+    };
+    // c1 is called at 02:00: a login, her care-team patient and one she
+    // treated on her shift. Not an off-hours run.
+    let on_call = [
+        login(&c1).at(night),
+        c1.clone().patient("mine").at(night + 60),
+        c1.clone().patient("p1-1").at(night + 120),
+        c1.clone().patient("mine").at(night + 180),
+    ];
+    assert!(run(&mut d, on_call).is_empty());
+    // c2, the same night, opens a chart she never treated (another of
+    // the department's patients): off hours.
+    let found = run(
+        &mut d,
+        [
+            login(&c2).at(night + 30),
+            c2.clone().patient("p1-1").at(night + 90),
+        ],
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].actor, "c2");
+    assert_eq!(found[0].observed, 2.0, "the login and the chart");
 }

@@ -15,6 +15,7 @@ fn see(d: &mut AccessRate, e: &Event, out: &mut Vec<Finding>) {
         patient_key: None,
         group: None,
         relation: crate::detect::Relation::NoPatient,
+        own_care: false,
         routine_purpose: false,
         regular_purpose: false,
     };

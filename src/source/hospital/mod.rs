@@ -40,6 +40,8 @@
 //!   (`HRESCH`, consented patients only) and research exports to the
 //!   enclave, the nightly warehouse export by `svc-etl-1` and the claims
 //!   export by `svc-claims-1`.
+//! * **On call** (`on_call`): ward physicians on day shifts are called at
+//!   night about their inpatients and read their charts from home (VPN).
 //! * **Personal ties** (`ties`): staff who are patients of the hospital
 //!   too (the roster's `patient` column), and staff members' family and
 //!   neighbours among the patients (`links.csv`).
@@ -67,6 +69,7 @@ mod care;
 mod misuse;
 mod model;
 mod off_shift;
+mod on_call;
 mod orders;
 mod patients;
 mod staff;
@@ -126,6 +129,7 @@ pub fn generate(cfg: &GenConfig) -> Workload {
     g.consults();
     g.support_work();
     g.service_jobs();
+    g.on_call();
     g.inject_misuse();
     write::render(g)
 }

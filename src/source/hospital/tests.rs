@@ -441,3 +441,31 @@ fn snooping_reads_people_the_actor_knows_and_no_one_reads_their_own_record() {
     }
     assert!(benign_known > 100, "{benign_known}");
 }
+
+#[test]
+fn on_call_reads_are_of_the_physicians_own_inpatients_from_the_vpn_at_night() {
+    let care = lines(&workload().care_team);
+    let mut n = 0;
+    for e in events() {
+        if !s(e, &["actor", "ip"]).is_some_and(|ip| ip.starts_with("172.16."))
+            || labelled_ids().contains(s(e, &["id"]).unwrap())
+        {
+            continue;
+        }
+        n += 1;
+        assert_eq!(s(e, &["actor", "role"]).unwrap_or("physician"), "physician");
+        let at = time(s(e, &["time"]).unwrap());
+        let hour = at.format("%H").to_string();
+        assert!(hour.as_str() >= "20" || hour.as_str() < "07", "{e}");
+        let Some(p) = s(e, &["patient"]) else {
+            continue;
+        };
+        let actor = s(e, &["actor", "id"]).unwrap();
+        let covered = care.iter().any(|row| {
+            let f: Vec<&str> = row.split(',').collect();
+            f[0] == p && f[1] == actor && time(f[3]) <= at && at < time(f[4])
+        });
+        assert!(covered, "{e}");
+    }
+    assert!(n > 20, "{n}");
+}
