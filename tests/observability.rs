@@ -904,7 +904,7 @@ fn compose_stack_is_consistent() {
         "custos check-config: {out}{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    assert!(out.contains("7 detector(s), 2 sink(s)"), "{out}");
+    assert!(out.contains("8 detector(s), 2 sink(s)"), "{out}");
 }
 
 /// The value of the first `/metrics` line starting with `series`.
