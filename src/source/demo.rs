@@ -102,12 +102,24 @@ impl WorkloadProducer {
     }
 }
 
-fn send(producer: &BaseProducer, topic: &str, key: &str, payload: &[u8]) {
+/// Sends one message, waiting while the queue is full; gives up (false)
+/// when told to stop: the mock broker slows down as its log grows, and a
+/// stop must not wait for it.
+fn send(
+    producer: &BaseProducer,
+    stop: &AtomicBool,
+    topic: &str,
+    key: &str,
+    payload: &[u8],
+) -> bool {
     let mut record = BaseRecord::to(topic).key(key).payload(payload);
     loop {
         match producer.send(record) {
-            Ok(()) => return,
+            Ok(()) => return true,
             Err((e, r)) => {
+                if stop.load(Ordering::Relaxed) {
+                    return false;
+                }
                 // Queue full: serve delivery reports, then try again.
                 tracing::trace!(error = %e, "demo producer queue full");
                 producer.poll(Duration::from_millis(10));
@@ -128,8 +140,9 @@ fn produce(producer: BaseProducer, s: ProducerSettings, stop: &AtomicBool, produ
         }
         let t = start + chrono::Duration::microseconds((i * 1_000_000 / s.rate.max(1)) as i64);
         let m = workload.next_message(t);
-        send(&producer, &s.topic, &m.key, &m.payload);
-        produced.fetch_add(1, Ordering::Relaxed);
+        if send(&producer, stop, &s.topic, &m.key, &m.payload) {
+            produced.fetch_add(1, Ordering::Relaxed);
+        }
         producer.poll(Duration::ZERO);
     }
     // Live: `rate` per second, in 10 ms steps, with event time = now.
@@ -139,9 +152,10 @@ fn produce(producer: BaseProducer, s: ProducerSettings, stop: &AtomicBool, produ
         let due = (began.elapsed().as_secs_f64() * s.rate as f64) as u64;
         while sent < due {
             let m = workload.next_message(Utc::now());
-            send(&producer, &s.topic, &m.key, &m.payload);
             sent += 1;
-            produced.fetch_add(1, Ordering::Relaxed);
+            if send(&producer, stop, &s.topic, &m.key, &m.payload) {
+                produced.fetch_add(1, Ordering::Relaxed);
+            }
         }
         producer.poll(Duration::from_millis(10));
     }
