@@ -207,11 +207,9 @@ impl Relations {
         if self.pairs.get(mix(keys.actor, p)).is_some() {
             return (Relation::Treating, true);
         }
-        if keys.dept.is_some_and(|d| dept_has(mix(d ^ SHARED, p)))
-            || reference.on_care_team(patient, &event.actor.id, dept, at)
-        {
-            let own = reference.on_care_team(patient, &event.actor.id, None, at);
-            return (Relation::Treating, own);
+        let care = reference.care_cover(patient, &event.actor.id, dept, at);
+        if care.is_some() || keys.dept.is_some_and(|d| dept_has(mix(d ^ SHARED, p))) {
+            return (Relation::Treating, care == Some(true));
         }
         let relation = if keys.dept.is_some_and(|d| dept_has(mix(d, p))) {
             Relation::Consulted

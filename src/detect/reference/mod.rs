@@ -267,9 +267,32 @@ impl Reference {
         dept: Option<&str>,
         at: DateTime<Utc>,
     ) -> bool {
-        self.care
-            .get(patient)
-            .is_some_and(|list| list.iter().any(|a| a.covers(actor, dept, at)))
+        self.care_cover(patient, actor, dept, at).is_some()
+    }
+
+    /// How the care-team table covers the actor at `at`, in one pass over
+    /// the patient's rows: `Some(true)` when a row names the actor,
+    /// `Some(false)` when only their department's rows do, `None` when none.
+    pub fn care_cover(
+        &self,
+        patient: &str,
+        actor: &str,
+        dept: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Option<bool> {
+        let mut cover = None;
+        for a in self
+            .care
+            .get(patient)?
+            .iter()
+            .filter(|a| a.covers(actor, dept, at))
+        {
+            if a.actor.is_some() {
+                return Some(true);
+            }
+            cover = Some(false);
+        }
+        cover
     }
 
     /// Whether the care-team table assigns the patient to anyone at `at`:
@@ -432,6 +455,9 @@ mod tests {
         assert!(r.on_care_team("p", "b", Some("icu"), after));
         assert!(!r.on_care_team("p", "b", Some("er"), after));
         assert!(!r.on_care_team("q", "a", None, before));
+        assert_eq!(r.care_cover("p", "a", Some("icu"), before), Some(true));
+        assert_eq!(r.care_cover("p", "a", Some("icu"), after), Some(false));
+        assert_eq!(r.care_cover("p", "a", Some("er"), after), None);
     }
 
     fn staff(dept: &str, patient: Option<&str>) -> Staff {

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 
 use super::Gen;
 use super::model::{Action, DAY, HOUR, Label, MINUTE, NONE, Role, Scenario, ShiftKind, Staff, res};
+use crate::source::synth::rng::Rng;
 
 impl Gen {
     /// A terminated account used again: former staff on the target day,
@@ -46,7 +47,7 @@ impl Gen {
         let session = self.rng.next_u64() as u32;
         let vpn = self.rng.chance(0.7);
         let ip = if vpn {
-            self.vpn_ip()
+            vpn_ip(&mut self.rng)
         } else {
             self.staff[actor as usize].ip
         };
@@ -124,7 +125,7 @@ impl Gen {
             patient: NONE,
         });
         let session = self.rng.next_u64() as u32;
-        let ip = self.vpn_ip();
+        let ip = vpn_ip(&mut self.rng);
         let mut ev = self.ev(t0, actor, session, Action::Login, NONE);
         ev.ip = ip;
         self.push_labelled(ev, label);
@@ -147,11 +148,9 @@ impl Gen {
             t += self.rng.between(30, 240) as i64 * 1000;
         }
     }
+}
 
-    fn vpn_ip(&mut self) -> u32 {
-        (172 << 24)
-            | (16 << 16)
-            | (self.rng.below(16) as u32) << 8
-            | (self.rng.between(2, 250) as u32)
-    }
+/// An address of the VPN's pool (`172.16.x.y`): staff working from home.
+pub(super) fn vpn_ip(rng: &mut Rng) -> u32 {
+    (172 << 24) | (16 << 16) | (rng.below(16) as u32) << 8 | (rng.between(2, 250) as u32)
 }

@@ -67,10 +67,7 @@ impl Gen {
                     }
                     calls += 1;
                     let session = rng.next_u64() as u32;
-                    let ip = (172 << 24)
-                        | (16 << 16)
-                        | (rng.below(16) as u32) << 8
-                        | (rng.between(2, 250) as u32);
+                    let ip = super::off_shift::vpn_ip(&mut rng);
                     let mut ev = self.ev(t, actor, session, Action::Login, super::model::NONE);
                     ev.ip = ip;
                     self.push(ev);

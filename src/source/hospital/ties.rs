@@ -66,6 +66,20 @@ impl Ties {
             links: BTreeSet::new(),
         }
     }
+
+    /// `actor`'s links, by patient.
+    pub(super) fn links_of(&self, actor: u32) -> impl Iterator<Item = &(u32, u32, TieKind)> {
+        self.links
+            .range((actor, 0, TieKind::Family)..(actor + 1, 0, TieKind::Family))
+    }
+
+    /// Whether a link (of any kind) ties `actor` to `patient`.
+    pub(super) fn linked(&self, actor: u32, patient: u32) -> bool {
+        (self.links)
+            .range((actor, patient, TieKind::Family)..=(actor, patient, TieKind::Neighbour))
+            .next()
+            .is_some()
+    }
 }
 
 impl Gen {
@@ -107,12 +121,7 @@ impl Gen {
                     };
                     // One relation per pair (a relative is not also a
                     // neighbour here).
-                    let linked = ties
-                        .links
-                        .range((i, p, TieKind::Family)..=(i, p, TieKind::Neighbour))
-                        .next()
-                        .is_some();
-                    if !linked {
+                    if !ties.linked(i, p) {
                         ties.links.insert((i, p, kind));
                     }
                 }
@@ -139,19 +148,12 @@ impl Gen {
                 .owner
                 .get(patient as usize)
                 .is_some_and(|&o| o == actor || o != NONE && self.staff[o as usize].dept == dept)
-                || t.links
-                    .range((actor, patient, TieKind::Family)..=(actor, patient, TieKind::Neighbour))
-                    .next()
-                    .is_some())
+                || t.linked(actor, patient))
     }
 
     /// `actor`'s family and neighbours.
     pub(super) fn relatives(&self, actor: u32) -> Vec<u32> {
-        self.ties
-            .links
-            .range((actor, 0, TieKind::Family)..(actor + 1, 0, TieKind::Family))
-            .map(|l| l.1)
-            .collect()
+        self.ties.links_of(actor).map(|l| l.1).collect()
     }
 
     /// The own records of `actor`'s coworkers: the other members of their

@@ -32,7 +32,6 @@ use std::path::Path;
 use super::Gen;
 use super::model::{Action, Ev, MRN_BASE, NONE, RESOURCES, Role, Scenario, ShiftKind};
 use super::support::EXPORT_ALLOW;
-use super::ties::TieKind;
 use crate::source::synth::json::{UtcTimeWriter, push_u64, write_time};
 use crate::source::synth::rng::Rng;
 
@@ -287,11 +286,7 @@ pub(super) fn render(mut g: Gen) -> Workload {
     let mut links = b"actor,patient,relation\n".to_vec();
     for &i in &order {
         let i = i as u32;
-        for &(_, p, kind) in g
-            .ties
-            .links
-            .range((i, 0, TieKind::Family)..(i + 1, 0, TieKind::Family))
-        {
+        for &(_, p, kind) in g.ties.links_of(i) {
             let line = format!("{},{},{}\n", g.staff[i as usize].id, mrn(p), kind.name());
             links.extend_from_slice(line.as_bytes());
         }
