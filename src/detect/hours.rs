@@ -23,8 +23,16 @@
 //! their peer group's as soon as the group's newest event is on a later
 //! day. While an actor's own history is shorter than
 //! `min_days` (a new hire, a part-timer's first shifts), their peer
-//! group's (same role and department, at least 20 actor-days) stands in:
-//! a department with night staff has no off hours for its newcomers.
+//! group's (same role and department, at least 20 actor-days) stands in.
+//! Once the newcomer has a finished day, the peers that stand in are those
+//! who work the hours the newcomer has worked: for each hour the newcomer
+//! was seen in, the group keeps what its established members usually at
+//! work in that hour do at every other hour (`Alike`), and the newcomer's
+//! hour is off hours when, for one of their own hours, those members are
+//! active in it on under `max_share` of their days. A department with
+//! night staff has no off hours for a newcomer not yet seen at work; a
+//! day worker's first night is off hours unless the department's day
+//! workers also work nights (staff who rotate).
 //!
 //! A read of a patient the actor treats themselves (their own earlier care,
 //! or a care-team row naming them; `Context::own_care`) is not part of a
@@ -219,6 +227,83 @@ struct Peers {
     open_days: f64,
     #[serde(default, deserialize_with = "day_counts")]
     open_hours: [f32; 24],
+    /// What the members usually at work in each hour do at the others.
+    #[serde(default, skip_serializing_if = "Alike::is_empty")]
+    alike: Box<Alike>,
+}
+
+/// For a peer group, per hour `a`: the finished days of established
+/// members (history of at least `min_days`) who usually work in hour `a`
+/// (`days[a]`), and how many of those days had activity in each hour
+/// (`hours[a]`). A member who rotates between day and night shifts counts
+/// under both, so their nights are what the day workers' row holds; a
+/// department whose day staff never work nights holds none. Halved at
+/// 2,000 days, as the group's pooled hours are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Alike {
+    days: [f32; 24],
+    hours: [[f32; 24]; 24],
+}
+
+impl Default for Alike {
+    fn default() -> Self {
+        Alike {
+            days: [0.0; 24],
+            hours: [[0.0; 24]; 24],
+        }
+    }
+}
+
+/// The hours (bit per hour) set in `mask`.
+fn each_hour(mask: u32) -> impl Iterator<Item = usize> {
+    (0..24).filter(move |h| mask & (1 << h) != 0)
+}
+
+impl Alike {
+    fn is_empty(&self) -> bool {
+        self.days.iter().all(|&d| d == 0.0)
+    }
+
+    /// A member's finished day: `usual`, the hours they usually work
+    /// (bit per hour); `active`, the hours of the day with activity.
+    fn learn(&mut self, usual: u32, active: u32) {
+        for a in each_hour(usual) {
+            self.days[a] += 1.0;
+            for h in each_hour(active) {
+                self.hours[a][h] += 1.0;
+            }
+        }
+        if self.days.iter().any(|&d| d >= 2000.0) {
+            self.days.iter_mut().for_each(|d| *d /= 2.0);
+            self.hours.iter_mut().flatten().for_each(|x| *x /= 2.0);
+        }
+    }
+
+    /// For a newcomer seen in hours `seen` (bit per hour): per hour of the
+    /// day, the share of days active in it of the members usually at work
+    /// in one of `seen`, the lowest over those hours that have at least
+    /// `ALIKE_MIN_DAYS` days behind them (the most telling of the
+    /// newcomer's hours: at 12:00 only day workers are at work, at 07:00
+    /// the night shift is too), and the days behind that share. `None`
+    /// when no hour of `seen` has enough days.
+    fn given(&self, seen: u32) -> Option<([f64; 24], [f64; 24])> {
+        let mut best: Option<([f64; 24], [f64; 24])> = None;
+        for a in each_hour(seen) {
+            let days = f64::from(self.days[a]);
+            if days < ALIKE_MIN_DAYS {
+                continue;
+            }
+            let (share, behind) = best.get_or_insert(([f64::INFINITY; 24], [0.0; 24]));
+            for h in 0..24 {
+                let x = f64::from(self.hours[a][h]) / days;
+                if x < share[h] {
+                    share[h] = x;
+                    behind[h] = days;
+                }
+            }
+        }
+        best
+    }
 }
 
 /// An open day's counts per hour as saved: 24 numbers (a state saved
@@ -257,6 +342,9 @@ impl Peers {
 
 /// Actor-days a peer group needs before it stands in for a newcomer.
 const PEER_MIN_DAYS: f64 = 20.0;
+/// Days of members who usually work one of the newcomer's hours needed
+/// before they stand in for the newcomer (`Alike::given`).
+const ALIKE_MIN_DAYS: f64 = 10.0;
 const MAX_GROUPS: usize = 10_000;
 
 /// A habit of hours to judge by: the share of days active in each hour
@@ -305,19 +393,21 @@ fn quiet(habit: &Hours, minute: i64, cfg: &OffHoursConfig) -> bool {
     nearest_usual(habit, minute, cfg).is_none_or(|(d, _)| d > i64::from(cfg.gap_hours) * 60)
 }
 
-/// Whether hour `h` and the hours the actor usually works (a share of at
-/// least `max_share`) fit in one working day: the shortest stretch of the
-/// 24-hour clock covering them all spans at most `shift_hours` + 1 hour
-/// slots (a 07:00–19:00 shift, begun a few minutes early or left late,
-/// touches 13). A therapist whose first two days began at 10:00 and who
-/// starts at 07:00 on the third is working an early day, not the night.
-fn fits_working_day(hours: &[f32], days: f64, h: usize, cfg: &OffHoursConfig) -> bool {
-    let mut used = 1u32 << h;
-    for (x, n) in hours.iter().enumerate() {
-        if f64::from(*n) / days >= cfg.max_share {
-            used |= 1 << x;
-        }
-    }
+/// The hours (bit per hour) active on at least `max_share` of `days`.
+fn usual_hours(hours: &[f32; 24], days: f64, max_share: f64) -> u32 {
+    (0..24)
+        .filter(|&x| days > 0.0 && f64::from(hours[x]) / days >= max_share)
+        .fold(0, |mask, x| mask | 1 << x)
+}
+
+/// Whether hour `h` and the hours the actor usually works (`usual`, bit
+/// per hour) fit in one working day: the shortest stretch of the 24-hour
+/// clock covering them all spans at most `shift_hours` + 1 hour slots (a
+/// 07:00–19:00 shift, begun a few minutes early or left late, touches
+/// 13). A therapist whose first two days began at 10:00 and who starts at
+/// 07:00 on the third is working an early day, not the night.
+fn fits_working_day(usual: u32, h: usize, cfg: &OffHoursConfig) -> bool {
+    let used = usual | 1 << h;
     if used == 1 << h {
         return false;
     }
@@ -332,6 +422,27 @@ fn fits_working_day(hours: &[f32], days: f64, h: usize, cfg: &OffHoursConfig) ->
         }
     }
     24 - longest <= cfg.shift_hours + 1
+}
+
+/// Whose hours an event is judged by.
+#[derive(Clone, Copy, PartialEq)]
+enum Whose {
+    /// The actor's own history (at least `min_days`).
+    Own,
+    /// The peers who usually work the hours the actor has worked.
+    Alike,
+    /// The whole peer group (the actor has no finished day yet).
+    Peers,
+}
+
+impl Whose {
+    fn history(self) -> &'static str {
+        match self {
+            Whose::Own => "own history",
+            Whose::Alike => "the history of peers who work the actor's hours",
+            Whose::Peers => "peers' history",
+        }
+    }
 }
 
 impl OffHours {
@@ -402,7 +513,13 @@ impl Detector for OffHours {
         let Some(s) = self.actors.get_mut(&ctx.actor_key) else {
             return;
         };
+        let finished = (day > s.day && s.day_hours != 0).then_some(s.day_hours);
         s.roll(day, cfg.decay);
+        // An established actor's finished day tells the group what those
+        // who work the actor's usual hours do.
+        let member = finished
+            .filter(|_| s.days >= cfg.min_days)
+            .map(|active| (usual_hours(&s.slots.hours, s.days, cfg.max_share), active));
         let group = ctx.group.unwrap_or(0);
         if group != 0 && (self.groups.len() < MAX_GROUPS || self.groups.contains_key(&group)) {
             let p = self.groups.entry(group).or_insert_with(|| Peers {
@@ -410,6 +527,9 @@ impl Detector for OffHours {
                 ..Peers::default()
             });
             p.roll(day);
+            if let Some((usual, active)) = member {
+                p.alike.learn(usual, active);
+            }
             // The actor's hour, once per actor-day, in the group's open day.
             if day == p.open_day && s.day == day && s.day_hours & (1 << h) == 0 {
                 if s.day_hours == 0 {
@@ -420,33 +540,54 @@ impl Detector for OffHours {
             p.slots.see_minute(h, m);
         }
         // Judged against the history before this event's day was learned:
-        // the actor's own, or while it is too short, their peers'.
-        let peers = self
-            .groups
-            .get(&group)
-            .filter(|p| group != 0 && p.days >= PEER_MIN_DAYS);
-        let (habit, whose) = if s.days >= cfg.min_days {
-            let slots = &s.slots;
-            (
-                Some(Hours {
-                    slots,
-                    days: s.days,
-                }),
-                "own",
-            )
-        } else if let Some(p) = peers {
-            (
-                Some(Hours {
-                    slots: &p.slots,
-                    days: p.days,
-                }),
-                "peers'",
-            )
+        // the actor's own; while it is too short, that of the peers who
+        // usually work the hours the actor has worked; before the actor
+        // has a finished day, the whole group's.
+        let peers = self.groups.get(&group).filter(|_| group != 0);
+        // The newcomer's hours (an established actor's are read below,
+        // only for an event in a quiet hour).
+        let seen = if s.days < cfg.min_days {
+            usual_hours(&s.slots.hours, s.days, cfg.max_share)
         } else {
-            (None, "")
+            0
         };
-        // Own history only: the envelope is the actor's own working day
-        // (peers' hours cover every shift of the department).
+        let mut alike = HourSlots::default();
+        let (habit, whose, behind) = if s.days >= cfg.min_days {
+            let slots = &s.slots;
+            let habit = Hours {
+                slots,
+                days: s.days,
+            };
+            (Some(habit), Whose::Own, s.days)
+        } else if let Some((p, (share, days))) = peers
+            .filter(|_| seen != 0)
+            .and_then(|p| Some((p, p.alike.given(seen)?)))
+        {
+            // The actor's own hours stay usual (a short history shows
+            // part of their shift).
+            for (x, share) in share.iter().enumerate() {
+                let own = f64::from(s.slots.hours[x]) / s.days;
+                alike.hours[x] = share.max(own) as f32;
+                alike.lo[x] = s.slots.lo[x].min(p.slots.lo[x]);
+                alike.hi[x] = s.slots.hi[x].max(p.slots.hi[x]);
+            }
+            let habit = Hours {
+                slots: &alike,
+                days: 1.0,
+            };
+            (Some(habit), Whose::Alike, days[h])
+        } else if let Some(p) = peers.filter(|p| p.days >= PEER_MIN_DAYS) {
+            let habit = Hours {
+                slots: &p.slots,
+                days: p.days,
+            };
+            (Some(habit), Whose::Peers, p.days)
+        } else {
+            (None, Whose::Peers, 0.0)
+        };
+        // Where the actor's own hours are known (their history, short or
+        // not), the envelope is their own working day (the whole group's
+        // hours cover every shift of the department).
         // A night read of a patient the actor treats themselves (their own
         // earlier care, or a care-team row naming them) is on-call
         // continuity of care: the physician called about their inpatient
@@ -456,7 +597,15 @@ impl Detector for OffHours {
         if !on_call
             && let Some(habit) = habit.filter(|x| x.days > 0.0)
             && quiet(&habit, minute, cfg)
-            && !(whose == "own" && fits_working_day(&habit.slots.hours, habit.days, h, cfg))
+            && !match whose {
+                Whose::Own => fits_working_day(
+                    usual_hours(&habit.slots.hours, habit.days, cfg.max_share),
+                    h,
+                    cfg,
+                ),
+                Whose::Alike => fits_working_day(seen, h, cfg),
+                Whose::Peers => false,
+            }
         {
             let (hours, days) = (&habit.slots.hours, habit.days);
             if secs.saturating_sub(s.run_last) > 3600 {
@@ -478,8 +627,7 @@ impl Detector for OffHours {
             {
                 s.run_fired = true;
                 let share = f64::from(hours[h]) / days;
-                let usual: Vec<String> = (0..24)
-                    .filter(|&x| f64::from(hours[x]) / days >= cfg.max_share)
+                let usual: Vec<String> = each_hour(usual_hours(hours, days, cfg.max_share))
                     .map(|x| format!("{x:02}"))
                     .collect();
                 let nearest = match nearest_usual(&habit, minute, cfg) {
@@ -494,10 +642,11 @@ impl Detector for OffHours {
                 };
                 let summary = format!(
                     "{} accesses at {h:02}:{m:02} UTC, an hour active on {:.0}% of {:.0} days of \
-                     {whose} history{nearest} (usual hours: {})",
+                     {}{nearest} (usual hours: {})",
                     s.run_count,
                     100.0 * share,
-                    days,
+                    behind,
+                    whose.history(),
                     if usual.is_empty() {
                         "none".into()
                     } else {

@@ -1274,6 +1274,91 @@ fn off_hours_takes_an_early_start_of_a_day_shift_for_work_not_the_night() {
     assert_eq!(problems.len(), 1, "{problems:?}");
 }
 
+/// A 12-hour shift from `start`: one read an hour of the actor's panel.
+fn shift(ev: &Ev, start: i64) -> Vec<Event> {
+    (0..12)
+        .map(|k| {
+            ev.clone()
+                .patient(format!("{}-{}", ev.actor, k % 4))
+                .at(start + k * H + 600)
+        })
+        .collect()
+}
+
+/// Staff of one department over `days` days: `day` actors on 07:00-19:00,
+/// `night` on 19:00-07:00, and `rotating` alternating the two.
+fn department(
+    dept: &'static str,
+    day: usize,
+    night: usize,
+    rotating: usize,
+    days: i64,
+) -> Vec<Event> {
+    let mut events = Vec::new();
+    for i in 0..day + night + rotating {
+        let name: &'static str = Box::leak(format!("{dept}-{i}").into_boxed_str());
+        let ev = by(name, "nurse", dept);
+        for d in 0..days {
+            let nights = if i < day {
+                false
+            } else if i < day + night {
+                true
+            } else {
+                d % 2 == 1
+            };
+            let start = DAY0 + d * 86_400 + if nights { 19 * H } else { 7 * H };
+            events.extend(shift(&ev, start));
+        }
+    }
+    events.sort_by_key(|e| e.time);
+    events
+}
+
+#[test]
+fn off_hours_judges_a_newcomer_by_the_peers_who_work_their_hours() {
+    let mut d = detectors(
+        vec![DetectorConfig::OffHours(Default::default())],
+        Reference::default(),
+    );
+    // Surgery: ten day nurses and six night nurses, none rotating. ICU:
+    // ten nurses who alternate day and night shifts.
+    let mut history = department("surgery", 10, 6, 0, 6);
+    history.extend(department("icu", 0, 0, 10, 6));
+    // A newcomer to each works their first day shift on day 6.
+    let (s_new, i_new) = (by("s-new", "nurse", "surgery"), by("i-new", "nurse", "icu"));
+    history.extend(shift(&s_new, DAY0 + 6 * 86_400 + 7 * H));
+    history.extend(shift(&i_new, DAY0 + 6 * 86_400 + 7 * H));
+    // And one, in surgery, is seen for the first time at night.
+    let first = by("s-first", "nurse", "surgery");
+    history.sort_by_key(|e| e.time);
+    assert!(run(&mut d, history).is_empty());
+    let charts = |ev: &Ev| -> Vec<Event> {
+        (0..3)
+            .map(|k| {
+                ev.clone()
+                    .patient(format!("night-{k}"))
+                    .at(DAY0 + 7 * 86_400 + 2 * H + k * 120)
+            })
+            .collect()
+    };
+    // The surgery newcomer at 02:00: surgery's day nurses never work
+    // nights, though the department does.
+    let found = run(&mut d, charts(&s_new));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0]
+            .summary
+            .contains("peers who work the actor's hours")
+            && found[0].summary.contains("0% of"),
+        "{}",
+        found[0].summary
+    );
+    // The ICU newcomer: ICU's day nurses work nights too.
+    assert!(run(&mut d, charts(&i_new)).is_empty());
+    // Not yet seen at work: the department works nights.
+    assert!(run(&mut d, charts(&first)).is_empty());
+}
+
 #[test]
 fn volume_counts_viewing_not_documentation() {
     let mut events = Vec::new();
