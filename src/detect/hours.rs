@@ -21,7 +21,11 @@
 //! login does not alert but the first chart opened does. A day enters the
 //! actor's history before their first event of a later day is judged, and
 //! their peer group's as soon as the group's newest event is on a later
-//! day. While an actor's own history is shorter than
+//! day. Until the actor's history covers `settled_days` (a week), an hour
+//! must also be one that the peers who work the actor's hours leave
+//! (`Alike`, below), when the group knows enough of them: a few days show
+//! which hours someone worked, not whether they rotate. While an actor's
+//! own history is shorter than
 //! `min_days` (a new hire, a part-timer's first shifts), their peer
 //! group's (same role and department, at least 20 actor-days) stands in.
 //! Once the newcomer has a finished day, the peers that stand in are those
@@ -57,6 +61,12 @@ use crate::event::{Body, Event};
 pub struct OffHoursConfig {
     /// Active days of history needed before an actor can fire.
     pub min_days: f64,
+    /// Active days of history after which the actor's own hours decide
+    /// alone. Before it, an hour must also be one that the peers who work
+    /// the actor's hours leave (when the group knows enough of them): a
+    /// few days cannot tell a day worker from one who rotates through the
+    /// clock.
+    pub settled_days: f64,
     /// Share of active days below which an hour counts as unused.
     pub max_share: f64,
     /// Hours on each side of the event within which the actor must have
@@ -82,6 +92,7 @@ impl Default for OffHoursConfig {
     fn default() -> Self {
         OffHoursConfig {
             min_days: 1.5,
+            settled_days: 7.0,
             max_share: 0.05,
             gap_hours: 2,
             min_events: 3,
@@ -112,6 +123,11 @@ impl OffHoursConfig {
                 "{at}: gap_hours must be at most 11, min_events and min_patient_events at \
                  least 1, max_actors between 1 and {}",
                 super::table::MAX_RECORDS
+            ));
+        }
+        if !(self.min_days >= 0.0 && self.settled_days >= self.min_days) {
+            problems.push(format!(
+                "{at}: min_days must be at least 0 and settled_days at least min_days"
             ));
         }
         if !(1..=23).contains(&self.shift_hours) {
@@ -546,19 +562,18 @@ impl Detector for OffHours {
         let peers = self.groups.get(&group).filter(|_| group != 0);
         // The newcomer's hours (an established actor's are read below,
         // only for an event in a quiet hour).
-        let seen = if s.days < cfg.min_days {
+        let seen = if s.days < cfg.settled_days {
             usual_hours(&s.slots.hours, s.days, cfg.max_share)
         } else {
             0
         };
+        let own = Hours {
+            slots: &s.slots,
+            days: s.days,
+        };
         let mut alike = HourSlots::default();
-        let (habit, whose, behind) = if s.days >= cfg.min_days {
-            let slots = &s.slots;
-            let habit = Hours {
-                slots,
-                days: s.days,
-            };
-            (Some(habit), Whose::Own, s.days)
+        let (habit, whose, behind) = if s.days >= cfg.settled_days {
+            (Some(own), Whose::Own, s.days)
         } else if let Some((p, (share, days))) = peers
             .filter(|_| seen != 0)
             .and_then(|p| Some((p, p.alike.given(seen)?)))
@@ -576,6 +591,10 @@ impl Detector for OffHours {
                 days: 1.0,
             };
             (Some(habit), Whose::Alike, days[h])
+        } else if s.days >= cfg.min_days {
+            // The group does not yet know enough of those who work the
+            // actor's hours: the actor's own history decides.
+            (Some(own), Whose::Own, s.days)
         } else if let Some(p) = peers.filter(|p| p.days >= PEER_MIN_DAYS) {
             let habit = Hours {
                 slots: &p.slots,

@@ -118,12 +118,19 @@ macro_rules! fired_state {
 pub struct VipConfig {
     /// Seconds before the same actor and patient fire again.
     pub renotify_secs: u64,
+    /// Roster roles of system accounts (an interface answering other
+    /// organisations' queries, an ETL job): they read on behalf of someone
+    /// else, so a flagged chart read by one is not the account's curiosity.
+    /// Matched against the roster only, never the event's `actor.role`,
+    /// which a producer could set to anything.
+    pub system_roles: Vec<String>,
 }
 
 impl Default for VipConfig {
     fn default() -> Self {
         VipConfig {
             renotify_secs: 86_400,
+            system_roles: vec!["service".into()],
         }
     }
 }
@@ -155,8 +162,13 @@ impl Detector for Vip {
         let Some(category) = ctx.reference.vip(patient) else {
             return;
         };
+        let system = ctx
+            .staff
+            .and_then(|s| s.role.as_deref())
+            .is_some_and(|r| self.cfg.system_roles.iter().any(|x| x == r));
         let secs = self.cfg.renotify_secs;
-        if justified(a, patient, ctx)
+        if system
+            || justified(a, patient, ctx)
             || !first_in_period(&mut self.fired, &event.actor.id, patient, ctx.time, secs)
         {
             return;

@@ -455,6 +455,39 @@ fn vip_fires_without_a_relationship_once_per_actor_and_day() {
 }
 
 #[test]
+fn vip_leaves_system_accounts_of_the_roster_to_the_other_detectors() {
+    let mut reference = Reference::default();
+    reference.add_vip("star".into(), "vip".into());
+    for (actor, role) in [("svc-hie", "service"), ("n1", "nurse")] {
+        reference.add_staff(
+            actor.into(),
+            Staff {
+                role: Some(role.into()),
+                dept: Some("it".into()),
+                ..Default::default()
+            },
+        );
+    }
+    reference.mark_loaded(Loaded {
+        roster: true,
+        ..Default::default()
+    });
+    let mut d = detectors(vec![DetectorConfig::Vip(Default::default())], reference);
+    let t = DAY0 + 10 * H;
+    // The interface answers another hospital's query for the patient.
+    let hie = by("svc-hie", "service", "it").patient("star");
+    assert!(run(&mut d, [hie.at(t)]).is_empty());
+    // A person who claims the role in the event is still judged: the
+    // roster says who is a system.
+    let claimed = by("n1", "service", "it").patient("star");
+    assert_eq!(run(&mut d, [claimed.at(t + 60)]).len(), 1);
+    // So is an account the roster does not list (of another department:
+    // two reads by `it` accounts have made the patient that department's).
+    let unlisted = by("svc-new", "service", "interfaces").patient("star");
+    assert_eq!(run(&mut d, [unlisted.at(t + 120)]).len(), 1);
+}
+
+#[test]
 fn termination_is_critical_after_the_roster_end_and_silent_before() {
     let mut reference = Reference::default();
     let end = DateTime::from_timestamp(DAY0 + 2 * 86_400, 0).unwrap();
@@ -1357,6 +1390,65 @@ fn off_hours_judges_a_newcomer_by_the_peers_who_work_their_hours() {
     assert!(run(&mut d, charts(&i_new)).is_empty());
     // Not yet seen at work: the department works nights.
     assert!(run(&mut d, charts(&first)).is_empty());
+}
+
+#[test]
+fn off_hours_asks_the_peers_until_the_actors_own_hours_are_settled() {
+    let mut d = detectors(
+        vec![DetectorConfig::OffHours(Default::default())],
+        Reference::default(),
+    );
+    // Over twelve days: surgery's day nurses never work nights; the ICU's
+    // nurses alternate day and night shifts.
+    let mut history = department("surgery", 10, 6, 0, 12);
+    history.extend(department("icu", 0, 0, 10, 12));
+    // Two nurses hired on day 8 who have worked three day shifts, and an
+    // ICU nurse who has worked only day shifts, all twelve days.
+    let (s_new, i_new) = (by("s-new", "nurse", "surgery"), by("i-new", "nurse", "icu"));
+    for day in 8..11 {
+        history.extend(shift(&s_new, DAY0 + day * 86_400 + 7 * H));
+        history.extend(shift(&i_new, DAY0 + day * 86_400 + 7 * H));
+    }
+    let i_days = by("i-days", "nurse", "icu");
+    for day in 0..11 {
+        history.extend(shift(&i_days, DAY0 + day * 86_400 + 7 * H));
+    }
+    history.sort_by_key(|e| e.time);
+    assert!(run(&mut d, history).is_empty());
+    let charts = |ev: &Ev| -> Vec<Event> {
+        (0..3)
+            .map(|k| {
+                ev.clone()
+                    .patient(format!("night-{k}"))
+                    .at(DAY0 + 11 * 86_400 + 2 * H + k * 120)
+            })
+            .collect()
+    };
+    // Three days of day shifts cannot tell a day worker from one who
+    // rotates: the peers who work days tell. In surgery they never work
+    // at 02:00.
+    let found = run(&mut d, charts(&s_new));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0]
+            .summary
+            .contains("peers who work the actor's hours"),
+        "{}",
+        found[0].summary
+    );
+    // In the ICU they do, on half their days: the newcomer's first night
+    // is a rotation.
+    let found = run(&mut d, charts(&i_new));
+    assert!(found.is_empty(), "{found:?}");
+    // Eleven days of day shifts are the nurse's own pattern, whatever the
+    // department does.
+    let found = run(&mut d, charts(&i_days));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].summary.contains("own history"),
+        "{}",
+        found[0].summary
+    );
 }
 
 #[test]
