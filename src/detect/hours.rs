@@ -440,6 +440,22 @@ fn fits_working_day(usual: u32, h: usize, cfg: &OffHoursConfig) -> bool {
     24 - longest <= cfg.shift_hours + 1
 }
 
+/// The hours of an actor with a short history (`own`, over `days`) read
+/// together with a peer reference (the share of days active in each
+/// hour, and the minutes seen in `peers`): an hour is usual when it is
+/// usual for either, so only an hour both leave can be off hours. Shares
+/// of days, so the result is read over one day.
+fn blend(own: &HourSlots, days: f64, share: &[f64; 24], peers: &HourSlots) -> HourSlots {
+    let mut both = HourSlots::default();
+    for x in 0..24 {
+        let mine = f64::from(own.hours[x]) / days;
+        both.hours[x] = share[x].max(mine) as f32;
+        both.lo[x] = own.lo[x].min(peers.lo[x]);
+        both.hi[x] = own.hi[x].max(peers.hi[x]);
+    }
+    both
+}
+
 /// Whose hours an event is judged by.
 #[derive(Clone, Copy, PartialEq)]
 enum Whose {
@@ -449,6 +465,8 @@ enum Whose {
     Alike,
     /// The whole peer group (the actor has no finished day yet).
     Peers,
+    /// The actor's own short history and the whole peer group's, both.
+    OwnAndPeers,
 }
 
 impl Whose {
@@ -457,6 +475,7 @@ impl Whose {
             Whose::Own => "own history",
             Whose::Alike => "the history of peers who work the actor's hours",
             Whose::Peers => "peers' history",
+            Whose::OwnAndPeers => "own and peers' history",
         }
     }
 }
@@ -571,7 +590,7 @@ impl Detector for OffHours {
             slots: &s.slots,
             days: s.days,
         };
-        let mut alike = HourSlots::default();
+        let alike;
         let (habit, whose, behind) = if s.days >= cfg.settled_days {
             (Some(own), Whose::Own, s.days)
         } else if let Some((p, (share, days))) = peers
@@ -580,20 +599,25 @@ impl Detector for OffHours {
         {
             // The actor's own hours stay usual (a short history shows
             // part of their shift).
-            for (x, share) in share.iter().enumerate() {
-                let own = f64::from(s.slots.hours[x]) / s.days;
-                alike.hours[x] = share.max(own) as f32;
-                alike.lo[x] = s.slots.lo[x].min(p.slots.lo[x]);
-                alike.hi[x] = s.slots.hi[x].max(p.slots.hi[x]);
-            }
+            alike = blend(&s.slots, s.days, &share, &p.slots);
             let habit = Hours {
                 slots: &alike,
                 days: 1.0,
             };
             (Some(habit), Whose::Alike, days[h])
-        } else if s.days >= cfg.min_days {
+        } else if let Some(p) = peers.filter(|p| s.days >= cfg.min_days && p.days >= PEER_MIN_DAYS)
+        {
             // The group does not yet know enough of those who work the
-            // actor's hours: the actor's own history decides.
+            // actor's hours: the whole group must leave the hour too.
+            let share = std::array::from_fn(|x| f64::from(p.slots.hours[x]) / p.days);
+            alike = blend(&s.slots, s.days, &share, &p.slots);
+            let habit = Hours {
+                slots: &alike,
+                days: 1.0,
+            };
+            (Some(habit), Whose::OwnAndPeers, p.days)
+        } else if s.days >= cfg.min_days {
+            // No peer group to ask: the actor's own history decides.
             (Some(own), Whose::Own, s.days)
         } else if let Some(p) = peers.filter(|p| p.days >= PEER_MIN_DAYS) {
             let habit = Hours {
@@ -622,7 +646,7 @@ impl Detector for OffHours {
                     h,
                     cfg,
                 ),
-                Whose::Alike => fits_working_day(seen, h, cfg),
+                Whose::Alike | Whose::OwnAndPeers => fits_working_day(seen, h, cfg),
                 Whose::Peers => false,
             }
         {
