@@ -463,6 +463,15 @@ impl Pipeline {
                 biased;
                 _ = &mut shutdown, if on_shutdown.is_some() => {
                     tracing::info!("stopping: draining the source");
+                    // Everything read so far is made durable, checkpointed
+                    // and committed while the source still serves its
+                    // consumer group: once it starts to leave, the group
+                    // gets no heartbeats, and a revoke that writes every
+                    // chain's files one after another can outlast the
+                    // session, its last commits refused. The revoke that
+                    // follows finds each chain flushed and only
+                    // re-commits.
+                    if let Err(e) = self.flush_all().await { break Err(e); }
                     if let Some(f) = on_shutdown.take() { f(); }
                 }
                 // Before the messages: while they keep coming, a report
@@ -555,6 +564,13 @@ impl Pipeline {
             // An empty chain starts at 0 too (the earliest message the
             // topic still holds, if 0 is gone): the store lacks all of it.
             positions.push((chain.clone(), next_offset));
+            // What the store holds is committed now: an owner that stopped
+            // between a flush and its commit left the group's offset
+            // behind, and on a partition with no new messages no later
+            // commit would catch it up (its lag would show for good).
+            if next_offset > 0 {
+                self.committer.commit(&chain, next_offset, false);
+            }
             tracing::info!(stream = %chain.stream, partition = chain.partition, next_offset, "chain opened");
             let phase = snapshot_phase(chain.partition, self.continuity.snapshot_interval);
             self.chains

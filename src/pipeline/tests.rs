@@ -4,6 +4,7 @@
 use super::*;
 use crate::event::{PseudonymKey, Pseudonymizer};
 use crate::ledger::{Origin, StoreOptions};
+use crate::source::SourceMessage;
 
 fn chain() -> ChainId {
     ChainId {
@@ -462,4 +463,172 @@ fn the_chains_of_a_process_come_due_for_snapshots_spread_over_the_interval() {
     for pair in phases.windows(2) {
         assert!(pair[1] - pair[0] >= Duration::from_secs(3), "{phases:?}");
     }
+}
+
+/// Records each commit, and whether the source had been asked to stop
+/// (to leave its consumer group) when it was made.
+#[derive(Default)]
+struct Commits {
+    stopping: std::sync::atomic::AtomicBool,
+    made: std::sync::Mutex<Vec<(ChainId, i64, bool, bool)>>,
+}
+
+struct Recorder(Arc<Commits>);
+
+impl Committer for Recorder {
+    fn commit(&self, chain: &ChainId, next_offset: i64, sync: bool) {
+        let stopping = self.0.stopping.load(std::sync::atomic::Ordering::SeqCst);
+        self.0
+            .made
+            .lock()
+            .unwrap()
+            .push((chain.clone(), next_offset, sync, stopping));
+    }
+}
+
+/// A pipeline on `dir`'s store with the access detectors and no sinks,
+/// flushing a chain at `max_rows` messages or when its oldest has waited
+/// `max_age`, committing to `commits`.
+fn pipeline(
+    dir: &std::path::Path,
+    commits: &Arc<Commits>,
+    max_rows: usize,
+    max_age: Duration,
+) -> Pipeline {
+    let mut config = crate::config::Config::default();
+    config.store.path = dir.to_owned();
+    config.sinks.clear();
+    // The store first: it takes only an empty folder or a store.
+    let store = Store::open(dir, StoreOptions::default()).unwrap();
+    let alerter = crate::alert::Alerter::start(config.alert_setup(), None).unwrap();
+    Pipeline::new(
+        Decoder::new(Pseudonymizer::new(&PseudonymKey::demo())),
+        store,
+        DetectorConfig::access_defaults(),
+        alerter,
+        None,
+        Arc::new(Recorder(commits.clone())),
+        FlushPolicy { max_rows, max_age },
+    )
+}
+
+fn message(chain: &ChainId, offset: i64) -> SourceMessage {
+    let json = format!(
+        r#"{{"id":"m-{}-{offset}","time":"2026-03-02T08:00:{:02}Z","kind":"access","actor":{{"id":"emp-1"}},"action":"read","patient":"MRN-{offset}"}}"#,
+        chain.partition,
+        offset % 60
+    );
+    SourceMessage {
+        chain: chain.clone(),
+        offset: Some(offset),
+        file: None,
+        key: None,
+        payload: json.into_bytes(),
+        arrived: std::time::Instant::now(),
+    }
+}
+
+/// A Kafka source stops heartbeating as soon as it starts to leave its
+/// group, so what a stop commits after that may be refused: every chain's
+/// messages are made durable and committed, synchronously, before the
+/// source is asked to stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_shutdown_every_chain_is_committed_before_the_source_is_asked_to_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let commits = Arc::new(Commits::default());
+    let chains: Vec<ChainId> = (0..3)
+        .map(|partition| ChainId {
+            stream: "t".into(),
+            partition,
+        })
+        .collect();
+    let (tx, rx) = mpsc::channel(64);
+    tx.send(SourceEvent::Assigned(chains.clone(), None))
+        .await
+        .unwrap();
+    // 25 messages a chain, flushed every 10 (or 100 ms).
+    for offset in 0..25 {
+        let batch = chains.iter().map(|c| message(c, offset)).collect();
+        tx.send(SourceEvent::Messages(batch)).await.unwrap();
+    }
+    // The stop comes once every message is stored and committed (by the
+    // flushes of 10 and the one of the rest after 100 ms): what the stop
+    // commits then is a re-commit, the one that a group whose session has
+    // lapsed refuses.
+    let shutdown = {
+        let commits = commits.clone();
+        async move {
+            loop {
+                let made = commits.made.lock().unwrap().clone();
+                if chains_at(&made, 25) == 3 {
+                    break;
+                }
+                drop(made);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let on_stop = {
+        let commits = commits.clone();
+        let tx = tx.clone();
+        move || {
+            commits
+                .stopping
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            tx.try_send(SourceEvent::End).unwrap();
+        }
+    };
+    let summary = pipeline(dir.path(), &commits, 10, Duration::from_millis(100))
+        .run(rx, shutdown, on_stop)
+        .await
+        .unwrap();
+    assert_eq!(summary.accepted, 75);
+    let made = commits.made.lock().unwrap().clone();
+    for chain in &chains {
+        assert!(
+            made.iter()
+                .any(|(c, next, sync, stopping)| c == chain && *next == 25 && *sync && !*stopping),
+            "{chain:?}'s end was not committed before the stop: {made:?}"
+        );
+    }
+}
+
+/// How many distinct chains of `made` have a commit at `next` or beyond.
+fn chains_at(made: &[(ChainId, i64, bool, bool)], next: i64) -> usize {
+    let mut chains: Vec<&ChainId> = made
+        .iter()
+        .filter(|(_, n, _, _)| *n >= next)
+        .map(|(c, _, _, _)| c)
+        .collect();
+    chains.sort_by_key(|c| c.partition);
+    chains.dedup();
+    chains.len()
+}
+
+/// An owner that stopped between a flush and its commit leaves the
+/// group's offset behind what the store holds; the next owner commits
+/// the store's end on assignment, new messages or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_with_history_is_committed_to_its_stored_end_when_assigned() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = store_with_events(dir.path());
+    drop(store);
+    let commits = Arc::new(Commits::default());
+    let (tx, rx) = mpsc::channel(4);
+    let (reply, positions) = oneshot::channel();
+    tx.send(SourceEvent::Assigned(vec![chain()], Some(reply)))
+        .await
+        .unwrap();
+    tx.send(SourceEvent::End).await.unwrap();
+    pipeline(dir.path(), &commits, 100, Duration::from_secs(3600))
+        .run(rx, std::future::pending(), || {})
+        .await
+        .unwrap();
+    assert_eq!(positions.await.unwrap(), vec![(chain(), 600)]);
+    let made = commits.made.lock().unwrap().clone();
+    assert_eq!(
+        made.first(),
+        Some(&(chain(), 600, false, false)),
+        "{made:?}"
+    );
 }
