@@ -23,8 +23,11 @@
 //! their peer group's as soon as the group's newest event is on a later
 //! day. Until the actor's history covers `settled_days` (a week), an hour
 //! must also be one that the peers who work the actor's hours leave
-//! (`Alike`, below), when the group knows enough of them: a few days show
-//! which hours someone worked, not whether they rotate. While an actor's
+//! (`Alike`, below), when the group knows enough of them, or else one the
+//! whole group leaves: a few days show which hours someone worked, not
+//! whether they rotate. With no peer group that knows enough yet, the
+//! actor's own few days decide, and a run fires at `min_events` accesses,
+//! not at the first chart. While an actor's
 //! own history is shorter than
 //! `min_days` (a new hire, a part-timer's first shifts), their peer
 //! group's (same role and department, at least 20 actor-days) stands in.
@@ -76,7 +79,9 @@ pub struct OffHoursConfig {
     pub min_events: u32,
     /// Accesses to a patient's data (events naming a patient) in one
     /// off-hours run at which it fires, if `min_events` is not reached
-    /// first: a login or a search discloses nothing, a chart does.
+    /// first: a login or a search discloses nothing, a chart does. Judged
+    /// on under `settled_days` of the actor's own history with no peers to
+    /// ask, a run fires at `min_events` only.
     pub min_patient_events: u32,
     /// The longest working day, in hours (a 12-hour shift): an hour that
     /// makes one working day with the actor's usual hours (together
@@ -293,6 +298,12 @@ impl Alike {
             self.days.iter_mut().for_each(|d| *d /= 2.0);
             self.hours.iter_mut().flatten().for_each(|x| *x /= 2.0);
         }
+    }
+
+    /// Whether some hour of `seen` (bit per hour) has `ALIKE_MIN_DAYS`
+    /// days behind it: whether `given` has an answer.
+    fn knows(&self, seen: u32) -> bool {
+        each_hour(seen).any(|a| f64::from(self.days[a]) >= ALIKE_MIN_DAYS)
     }
 
     /// For a newcomer seen in hours `seen` (bit per hour): per hour of the
@@ -575,9 +586,11 @@ impl Detector for OffHours {
             p.slots.see_minute(h, m);
         }
         // Judged against the history before this event's day was learned:
-        // the actor's own; while it is too short, that of the peers who
-        // usually work the hours the actor has worked; before the actor
-        // has a finished day, the whole group's.
+        // the actor's own; while it is shorter than `settled_days`, with
+        // that of the peers who usually work the hours the actor has
+        // worked, or the whole group's (or, when the group is too new to
+        // tell, on more evidence); below `min_days`, the whole group's
+        // alone.
         let peers = self.groups.get(&group).filter(|_| group != 0);
         // The newcomer's hours (an established actor's are read below,
         // only for an event in a quiet hour).
@@ -590,8 +603,17 @@ impl Detector for OffHours {
             slots: &s.slots,
             days: s.days,
         };
+        // A peer reference below is read together with the actor's own
+        // short history: an hour usual for the actor stays usual. Where
+        // that history already finds this minute busy, no reference can
+        // find it quiet, and reading one (up to 24 × 24 shares) is spared;
+        // the whole group's hours alone still judge a newcomer below
+        // `min_days`.
+        let own_busy = || s.days > 0.0 && !quiet(&own, minute, cfg);
+        let blended =
+            s.days >= cfg.min_days || seen != 0 && peers.is_some_and(|p| p.alike.knows(seen));
         let alike;
-        let (habit, whose, behind) = if s.days >= cfg.settled_days {
+        let (habit, whose, behind) = if s.days >= cfg.settled_days || blended && own_busy() {
             (Some(own), Whose::Own, s.days)
         } else if let Some((p, (share, days))) = peers
             .filter(|_| seen != 0)
@@ -617,7 +639,8 @@ impl Detector for OffHours {
             };
             (Some(habit), Whose::OwnAndPeers, p.days)
         } else if s.days >= cfg.min_days {
-            // No peer group to ask: the actor's own history decides.
+            // No peer group that knows enough: the actor's own short
+            // history decides, on more evidence (below).
             (Some(own), Whose::Own, s.days)
         } else if let Some(p) = peers.filter(|p| p.days >= PEER_MIN_DAYS) {
             let habit = Hours {
@@ -665,8 +688,17 @@ impl Detector for OffHours {
             if s.evidence.len() < cfg.max_evidence {
                 s.evidence.push(event.id.clone());
             }
-            if !s.run_fired
-                && (s.run_count >= cfg.min_events || s.run_patients >= cfg.min_patient_events)
+            // A week of one's own hours, or peers who confirm the hour is
+            // left, make one chart opened in it telling. A few days of
+            // one's own with no peers to ask show part of someone's
+            // hours: a chart then is as likely a shift not seen yet, and
+            // a run of `min_events` accesses is needed.
+            let patients_needed = if whose == Whose::Own && s.days < cfg.settled_days {
+                cfg.min_events
+            } else {
+                cfg.min_patient_events
+            };
+            if !s.run_fired && (s.run_count >= cfg.min_events || s.run_patients >= patients_needed)
             {
                 s.run_fired = true;
                 let share = f64::from(hours[h]) / days;

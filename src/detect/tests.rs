@@ -378,25 +378,25 @@ fn off_hours_fires_in_the_night_but_not_on_overtime() {
         Reference::default(),
     );
     let ev = by("day1", "nurse", "surgery");
-    assert!(run(&mut d, workdays(&ev, "s", 0, 5, 4)).is_empty());
-    // Overtime until 17:30 on day 5 (the next hour after the shift).
+    assert!(run(&mut d, workdays(&ev, "s", 0, 10, 4)).is_empty());
+    // Overtime until 17:30 on day 10 (the next hour after the shift).
     let overtime: Vec<Event> = (0..8)
         .map(|k| {
             ev.clone()
                 .patient("s-1")
-                .at(DAY0 + 5 * 86_400 + 16 * H + k * 200)
+                .at(DAY0 + 10 * 86_400 + 16 * H + k * 200)
         })
         .collect();
     assert!(
         run(&mut d, overtime).is_empty(),
         "an hour past the shift is not the night"
     );
-    // 02:00 on day 6.
+    // 02:00 on day 11.
     let night: Vec<Event> = (0..8)
         .map(|k| {
             ev.clone()
                 .patient(format!("z{k}"))
-                .at(DAY0 + 6 * 86_400 + 2 * H + k * 60)
+                .at(DAY0 + 11 * 86_400 + 2 * H + k * 60)
         })
         .collect();
     // The first chart opened at 02:00 fires (a login or a search would
@@ -410,7 +410,7 @@ fn off_hours_fires_in_the_night_but_not_on_overtime() {
         .map(|k| {
             by("new", "nurse", "surgery")
                 .patient("a")
-                .at(DAY0 + 6 * 86_400 + 3 * H + k * 60)
+                .at(DAY0 + 11 * 86_400 + 3 * H + k * 60)
         })
         .collect();
     assert!(run(&mut d, fresh).is_empty());
@@ -1238,10 +1238,10 @@ fn off_hours_measures_the_gap_to_usual_activity_in_minutes_not_hour_slots() {
         vec![DetectorConfig::OffHours(Default::default())],
         Reference::default(),
     );
-    // Two nurses whose shifts began at 06:52 and ran to 19:00, three days.
+    // Two nurses whose shifts began at 06:52 and ran to 19:00, ten days.
     let (a, b) = (by("m1", "nurse", "surgery"), by("m2", "nurse", "surgery"));
     let mut history = Vec::new();
-    for day in 0..3 {
+    for day in 0..10 {
         for k in 0..37 {
             let t = DAY0 + day * 86_400 + 6 * H + 52 * 60 + k * 20 * 60;
             history.push(a.clone().patient(format!("a-{}", k % 5)).at(t));
@@ -1255,10 +1255,10 @@ fn off_hours_measures_the_gap_to_usual_activity_in_minutes_not_hour_slots() {
             .collect()
     };
     // 05:10 is 1 h 42 min before the earliest start seen: early, not night.
-    assert!(run(&mut d, charts(&a, DAY0 + 3 * 86_400 + 5 * H + 10 * 60)).is_empty());
+    assert!(run(&mut d, charts(&a, DAY0 + 10 * 86_400 + 5 * H + 10 * 60)).is_empty());
     // 04:19 is 2 h 33 min before it, although hour slots 04 and 06 are
     // only two apart.
-    let found = run(&mut d, charts(&b, DAY0 + 3 * 86_400 + 4 * H + 19 * 60));
+    let found = run(&mut d, charts(&b, DAY0 + 10 * 86_400 + 4 * H + 19 * 60));
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(
         found[0].summary.contains("04:19") && found[0].summary.contains("06:52, 2 h 33 min away"),
@@ -1273,13 +1273,13 @@ fn off_hours_takes_an_early_start_of_a_day_shift_for_work_not_the_night() {
         vec![DetectorConfig::OffHours(Default::default())],
         Reference::default(),
     );
-    // Two actors seen on three days, 08:00-16:00.
+    // Two actors seen on ten days, 08:00-16:00.
     let (early, night) = (
         by("e1", "therapist", "surgery"),
         by("e2", "therapist", "surgery"),
     );
-    let mut history = workdays(&early, "e", 0, 3, 4);
-    history.extend(workdays(&night, "n", 0, 3, 4));
+    let mut history = workdays(&early, "e", 0, 10, 4);
+    history.extend(workdays(&night, "n", 0, 10, 4));
     history.sort_by_key(|e| e.time);
     assert!(run(&mut d, history).is_empty());
     let burst = |ev: &Ev, h: i64| -> Vec<Event> {
@@ -1287,7 +1287,7 @@ fn off_hours_takes_an_early_start_of_a_day_shift_for_work_not_the_night() {
             .map(|k| {
                 ev.clone()
                     .patient("x")
-                    .at(DAY0 + 3 * 86_400 + h * H + k * 120)
+                    .at(DAY0 + 10 * 86_400 + h * H + k * 120)
             })
             .collect()
     };
@@ -1299,7 +1299,7 @@ fn off_hours_takes_an_early_start_of_a_day_shift_for_work_not_the_night() {
     // With a 9-hour working day, 05:00 is off hours too.
     let cfg: OffHoursConfig = toml::from_str("shift_hours = 9").expect("an off_hours table");
     let mut short = detectors(vec![DetectorConfig::OffHours(cfg)], Reference::default());
-    assert!(run(&mut short, workdays(&early, "e", 0, 3, 4)).is_empty());
+    assert!(run(&mut short, workdays(&early, "e", 0, 10, 4)).is_empty());
     assert_eq!(run(&mut short, burst(&early, 5)).len(), 1);
     let mut problems = Vec::new();
     let bad: OffHoursConfig = toml::from_str("shift_hours = 0").expect("an off_hours table");
@@ -1347,6 +1347,17 @@ fn department(
     events
 }
 
+/// Three charts opened by `ev` from 02:00 of day `day`, two minutes apart.
+fn night_charts(ev: &Ev, day: i64) -> Vec<Event> {
+    (0..3)
+        .map(|k| {
+            ev.clone()
+                .patient(format!("night-{k}"))
+                .at(DAY0 + day * 86_400 + 2 * H + k * 120)
+        })
+        .collect()
+}
+
 #[test]
 fn off_hours_judges_a_newcomer_by_the_peers_who_work_their_hours() {
     let mut d = detectors(
@@ -1365,15 +1376,7 @@ fn off_hours_judges_a_newcomer_by_the_peers_who_work_their_hours() {
     let first = by("s-first", "nurse", "surgery");
     history.sort_by_key(|e| e.time);
     assert!(run(&mut d, history).is_empty());
-    let charts = |ev: &Ev| -> Vec<Event> {
-        (0..3)
-            .map(|k| {
-                ev.clone()
-                    .patient(format!("night-{k}"))
-                    .at(DAY0 + 7 * 86_400 + 2 * H + k * 120)
-            })
-            .collect()
-    };
+    let charts = |ev: &Ev| night_charts(ev, 7);
     // The surgery newcomer at 02:00: surgery's day nurses never work
     // nights, though the department does.
     let found = run(&mut d, charts(&s_new));
@@ -1415,15 +1418,7 @@ fn off_hours_asks_the_peers_until_the_actors_own_hours_are_settled() {
     }
     history.sort_by_key(|e| e.time);
     assert!(run(&mut d, history).is_empty());
-    let charts = |ev: &Ev| -> Vec<Event> {
-        (0..3)
-            .map(|k| {
-                ev.clone()
-                    .patient(format!("night-{k}"))
-                    .at(DAY0 + 11 * 86_400 + 2 * H + k * 120)
-            })
-            .collect()
-    };
+    let charts = |ev: &Ev| night_charts(ev, 11);
     // Three days of day shifts cannot tell a day worker from one who
     // rotates: the peers who work days tell. In surgery they never work
     // at 02:00.
@@ -1501,8 +1496,8 @@ fn off_hours_waits_for_a_run_of_logins_but_not_for_a_chart() {
         Reference::default(),
     );
     let ev = by("day1", "nurse", "surgery");
-    assert!(run(&mut d, workdays(&ev, "s", 0, 3, 4)).is_empty());
-    let night = DAY0 + 3 * 86_400 + 2 * H;
+    assert!(run(&mut d, workdays(&ev, "s", 0, 10, 4)).is_empty());
+    let night = DAY0 + 10 * 86_400 + 2 * H;
     let login = Ev {
         action: "login",
         ..ev.clone()
@@ -1524,7 +1519,7 @@ fn off_hours_waits_for_a_run_of_logins_but_not_for_a_chart() {
         vec![DetectorConfig::OffHours(Default::default())],
         Reference::default(),
     );
-    assert!(run(&mut d, workdays(&ev, "s", 0, 3, 4)).is_empty());
+    assert!(run(&mut d, workdays(&ev, "s", 0, 10, 4)).is_empty());
     let found = run(
         &mut d,
         [
@@ -1536,6 +1531,36 @@ fn off_hours_waits_for_a_run_of_logins_but_not_for_a_chart() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert!(
         found[0].summary.contains("3 accesses"),
+        "{}",
+        found[0].summary
+    );
+}
+
+#[test]
+fn off_hours_wants_a_run_from_a_short_history_with_no_peers_to_ask() {
+    let mut d = detectors(
+        vec![DetectorConfig::OffHours(Default::default())],
+        Reference::default(),
+    );
+    // Three days of 08:00-16:00, and nobody else in the department.
+    let ev = by("short", "nurse", "surgery");
+    assert!(run(&mut d, workdays(&ev, "s", 0, 3, 4)).is_empty());
+    let night = DAY0 + 3 * 86_400 + 2 * H;
+    // One chart at 02:00 may be a shift not seen yet…
+    let found = run(&mut d, [ev.clone().patient("z0").at(night)]);
+    assert!(found.is_empty(), "{found:?}");
+    // …a run of three is off hours.
+    let found = run(
+        &mut d,
+        [
+            ev.clone().patient("z1").at(night + 300),
+            ev.clone().patient("z2").at(night + 600),
+        ],
+    );
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].summary.starts_with("3 accesses at 02:")
+            && found[0].summary.contains("of own history"),
         "{}",
         found[0].summary
     );
@@ -1923,15 +1948,15 @@ fn off_hours_lets_on_call_reads_of_ones_own_patients_pass_but_not_others() {
         vec![DetectorConfig::OffHours(Default::default())],
         reference,
     );
-    // Two cardiologists, four weekdays of 08:00–16:00 each, with patients
+    // Two cardiologists, ten days of 08:00–16:00 each, with patients
     // of their own panels ("treated": their own care teaches it).
     let c1 = by("c1", "physician", "cardiology");
     let c2 = by("c2", "physician", "cardiology");
-    let mut history = workdays(&c1, "p1", 0, 4, 6);
-    history.extend(workdays(&c2, "p2", 0, 4, 6));
+    let mut history = workdays(&c1, "p1", 0, 10, 6);
+    history.extend(workdays(&c2, "p2", 0, 10, 6));
     history.sort_by_key(|e| e.time);
     assert!(run(&mut d, history).is_empty());
-    let night = DAY0 + 4 * 86_400 + 2 * H;
+    let night = DAY0 + 10 * 86_400 + 2 * H;
     let login = |ev: &Ev| Ev {
         action: "login",
         ..ev.clone()
