@@ -609,35 +609,42 @@ impl Detector for OffHours {
         // find it quiet, and reading one (up to 24 × 24 shares) is spared;
         // the whole group's hours alone still judge a newcomer below
         // `min_days`.
-        let own_busy = || s.days > 0.0 && !quiet(&own, minute, cfg);
         let blended =
             s.days >= cfg.min_days || seen != 0 && peers.is_some_and(|p| p.alike.knows(seen));
-        let alike;
-        let (habit, whose, behind) = if s.days >= cfg.settled_days || blended && own_busy() {
-            (Some(own), Whose::Own, s.days)
+        let own_decides =
+            s.days >= cfg.settled_days || blended && s.days > 0.0 && !quiet(&own, minute, cfg);
+        // The peer reference read with the actor's short history: those
+        // who work the actor's hours, or else the whole group (its share
+        // of days active in each hour, its minutes, whose, days behind).
+        let reference = if own_decides {
+            None
         } else if let Some((p, (share, days))) = peers
             .filter(|_| seen != 0)
             .and_then(|p| Some((p, p.alike.given(seen)?)))
         {
-            // The actor's own hours stay usual (a short history shows
-            // part of their shift).
-            alike = blend(&s.slots, s.days, &share, &p.slots);
-            let habit = Hours {
-                slots: &alike,
-                days: 1.0,
-            };
-            (Some(habit), Whose::Alike, days[h])
-        } else if let Some(p) = peers.filter(|p| s.days >= cfg.min_days && p.days >= PEER_MIN_DAYS)
-        {
+            Some((&p.slots, share, Whose::Alike, days[h]))
+        } else {
             // The group does not yet know enough of those who work the
             // actor's hours: the whole group must leave the hour too.
-            let share = std::array::from_fn(|x| f64::from(p.slots.hours[x]) / p.days);
-            alike = blend(&s.slots, s.days, &share, &p.slots);
+            peers
+                .filter(|p| s.days >= cfg.min_days && p.days >= PEER_MIN_DAYS)
+                .map(|p| {
+                    let share = std::array::from_fn(|x| f64::from(p.slots.hours[x]) / p.days);
+                    (&p.slots, share, Whose::OwnAndPeers, p.days)
+                })
+        };
+        let alike;
+        let (habit, whose, behind) = if own_decides {
+            (Some(own), Whose::Own, s.days)
+        } else if let Some((slots, share, whose, behind)) = reference {
+            // The actor's own hours stay usual (a short history shows
+            // part of their shift).
+            alike = blend(&s.slots, s.days, &share, slots);
             let habit = Hours {
                 slots: &alike,
                 days: 1.0,
             };
-            (Some(habit), Whose::OwnAndPeers, p.days)
+            (Some(habit), whose, behind)
         } else if s.days >= cfg.min_days {
             // No peer group that knows enough: the actor's own short
             // history decides, on more evidence (below).
